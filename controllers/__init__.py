@@ -1,0 +1,1 @@
+"""Controllers, one module per resource kind; they never import each other."""

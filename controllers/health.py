@@ -1,0 +1,1 @@
+"""Controller for health: observe, diff, apply."""

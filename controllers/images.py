@@ -1,0 +1,1 @@
+"""Controller for images: observe, diff, apply."""

@@ -1,0 +1,1 @@
+"""Controller for networks: observe, diff, apply."""

@@ -1,0 +1,1 @@
+"""Controller for overlay: observe, diff, apply."""

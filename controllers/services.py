@@ -1,0 +1,1 @@
+"""Controller for services: observe, diff, apply."""

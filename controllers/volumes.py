@@ -1,0 +1,1 @@
+"""Controller for volumes: observe, diff, apply."""

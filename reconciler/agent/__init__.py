@@ -1,0 +1,1 @@
+"""The agent: aiohttp API on a unix socket, its client, the desired-state store."""

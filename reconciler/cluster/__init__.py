@@ -1,0 +1,1 @@
+"""The multi-host store on etcd: hosts, subnet leases, endpoints."""

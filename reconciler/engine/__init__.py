@@ -1,0 +1,1 @@
+"""Work queue with per-key dedup, backoff, the plan executor and the event sources."""

@@ -1,0 +1,1 @@
+"""Desired x observed -> Plan: pure functions, tested as golden text."""

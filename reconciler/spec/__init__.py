@@ -1,0 +1,1 @@
+"""Compose files -> a validated, normalized Stack (pydantic); imports nothing else of pcompose."""

@@ -1,0 +1,1 @@
+"""The only code that touches the kernel or runs runc; takes frozen dataclasses, never a pydantic spec."""

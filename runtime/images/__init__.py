@@ -1,0 +1,1 @@
+"""Image store: content-addressed blobs, registry client, archive import, layer unpack."""

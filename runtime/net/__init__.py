@@ -1,0 +1,1 @@
+"""Network primitives: netns, bridge, veth, IPAM, nftables, VXLAN, embedded DNS."""

@@ -1,0 +1,1 @@
+"""OCI runtime spec from a container description; runc + conmon lifecycle, exec, logs."""

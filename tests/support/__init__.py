@@ -1,0 +1,1 @@
+"""Helpers the tests share: busybox root filesystems, unique names, cleanup."""
