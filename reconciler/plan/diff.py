@@ -1,0 +1,282 @@
+"""diff(desired, observed, options) -> Plan: every decision of a reconcile, with no I/O.
+
+Order of a plan: networks, volumes, services in depends_on order (each service's
+containers after its networks, volumes and the conditions it waits for), then orphans.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from reconciler.plan import model, plans, restarts
+from reconciler.plan.plans import Action, Edge
+
+
+@dataclass
+class _Builder:
+    desired: model.DesiredState
+    observed: model.ObservedState
+    options: model.DiffOptions
+    steps: list[plans.Step] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    network_steps: dict[str, int] = field(default_factory=dict)  # network key -> step
+    volume_steps: dict[str, int] = field(default_factory=dict)
+    service_steps: dict[str, list[int]] = field(default_factory=dict)
+    await_steps: dict[tuple[str, model.Condition], int] = field(default_factory=dict)
+    recreated_networks: set[str] = field(default_factory=set)
+    restarted_services: set[str] = field(default_factory=set)
+
+    def add(self, resource: str, action: Action, reason: str = "", after=(), **kw) -> int:
+        number = len(self.steps) + 1
+        edges = tuple(sorted(set(after), key=lambda e: (e.after, not e.required)))
+        self.steps.append(plans.Step(number, resource, action, reason, edges, **kw))
+        return number
+
+
+def diff(desired: model.DesiredState, observed: model.ObservedState,
+         options: model.DiffOptions = model.DiffOptions()) -> plans.Plan:
+    """The steps that make `observed` match `desired`; none when they match."""
+    b = _Builder(desired, _own(observed, desired.project), options)
+    _networks(b)
+    _volumes(b)
+    for service in dependency_order(desired.services):
+        _service(b, service)
+    _orphans(b)
+    return plans.Plan(tuple(b.steps), tuple(b.warnings))
+
+
+def _own(observed: model.ObservedState, project: str) -> model.ObservedState:
+    return model.ObservedState(
+        tuple(sorted((c for c in observed.containers if c.project == project),
+                     key=lambda c: c.name)),
+        tuple(n for n in observed.networks if n.project == project),
+        tuple(v for v in observed.volumes if v.project == project))
+
+
+def dependency_order(services: tuple[model.DesiredService, ...]) -> list[model.DesiredService]:
+    """Services with their dependencies first, ties by name; a cycle is an error."""
+    by_name = {s.name: s for s in services}
+    done: dict[str, model.DesiredService] = {}
+
+    def visit(service: model.DesiredService, path: tuple[str, ...]) -> None:
+        if service.name in done:
+            return
+        if service.name in path:
+            cycle = " -> ".join(path[path.index(service.name):] + (service.name,))
+            raise ValueError(f"services.{service.name}.depends_on: dependency cycle {cycle}")
+        for dep in sorted(service.depends_on, key=lambda d: d.service):
+            if dep.service in by_name:
+                visit(by_name[dep.service], path + (service.name,))
+        done[service.name] = service
+
+    for service in sorted(services, key=lambda s: s.name):
+        visit(service, ())
+    return list(done.values())
+
+
+def _networks(b: _Builder) -> None:
+    observed = {n.name: n for n in b.observed.networks}
+    for net in sorted(b.desired.networks, key=lambda n: n.key):
+        found = observed.get(net.name)
+        resource = f"network:{net.key}"
+        if net.external:
+            if net.name not in observed:
+                b.network_steps[net.key] = b.add(resource, Action.REQUIRE, "external",
+                                                 desired=net)
+        elif found is None:
+            b.network_steps[net.key] = b.add(resource, Action.CREATE, desired=net)
+        elif net.config_hash and found.config_hash != net.config_hash:
+            b.network_steps[net.key] = b.add(resource, Action.RECREATE, "config changed",
+                                             desired=net, observed=found)
+            b.recreated_networks.add(net.key)
+
+
+def _volumes(b: _Builder) -> None:
+    observed = {v.name: v for v in b.observed.volumes}
+    for vol in sorted(b.desired.volumes, key=lambda v: v.key):
+        found = observed.get(vol.name)
+        resource = f"volume:{vol.key}"
+        if vol.external:
+            if found is None:
+                b.volume_steps[vol.key] = b.add(resource, Action.REQUIRE, "external",
+                                                desired=vol)
+        elif found is None:
+            b.volume_steps[vol.key] = b.add(resource, Action.CREATE, desired=vol)
+        elif vol.config_hash and found.config_hash and found.config_hash != vol.config_hash:
+            # As docker compose without -y: data is never dropped silently.
+            b.warnings.append(f'volume "{vol.name}" exists but does not match the '
+                              "configuration in the stack file; kept as it is")
+
+
+def _service(b: _Builder, service: model.DesiredService) -> None:
+    replicas = b.options.replicas(service)
+    if service.container_name and replicas > 1:
+        b.warnings.append(f'service "{service.name}" sets container_name and cannot be '
+                          f"scaled to {replicas}; running 1")
+        replicas = 1
+    names = service.container_names(replicas)
+    keep, extra = _pick([c for c in b.observed.containers if c.service == service.name], names)
+    decisions = []
+    for replica, name in enumerate(names, start=1):
+        container = keep.get(replica)
+        decision = _decide(b, service, container)
+        if decision:
+            desired = model.DesiredContainer(service, replica, name)
+            decisions.append((desired, container, decision))
+    after = _infrastructure_edges(b, service) + _dependency_edges(b, service) if decisions else []
+    numbers = []
+    for desired, container, (action, reason, delay) in decisions:
+        numbers.append(b.add(desired.resource, action, reason, after, desired=desired,
+                             observed=container, delay=delay))
+        if action in (Action.RECREATE, Action.RESTART):
+            b.restarted_services.add(service.name)
+    b.service_steps[service.name] = numbers
+    for container, reason in extra:
+        b.add(container.resource, Action.REMOVE, reason, observed=container)
+
+
+def _pick(containers: list[model.ObservedContainer], names: tuple[str, ...]):
+    """Per replica the container to keep (its exact name wins, else the first by name);
+    the rest are removed: duplicates, then scale-down from the highest replica."""
+    by_replica: dict[int, list[model.ObservedContainer]] = {}
+    for c in containers:
+        by_replica.setdefault(c.replica, []).append(c)
+    keep, duplicates, surplus = {}, [], []
+    for replica, found in sorted(by_replica.items()):
+        if replica > len(names):
+            surplus.extend((c, "scale down") for c in found)
+            continue
+        exact = [c for c in found if c.name == names[replica - 1]]
+        chosen = (exact or found)[0]
+        keep[replica] = chosen
+        duplicates.extend((c, "duplicate") for c in found if c is not chosen)
+    surplus.sort(key=lambda pair: -pair[0].replica)
+    return keep, duplicates + surplus
+
+
+def _decide(b: _Builder, service: model.DesiredService,
+            container: model.ObservedContainer | None):
+    """(action, reason, delay) for one replica, or None when it is as it should be."""
+    if container is None:
+        return Action.CREATE, "", 0.0
+    reason = _recreate_reason(b, service, container)
+    if reason:
+        return Action.RECREATE, reason, 0.0
+    state = container.state
+    should_run, start_reason, delay = _should_start(b, service, container)
+    if should_run and container.limits != service.limits and not b.options.no_recreate:
+        return Action.RECREATE, "limits changed", 0.0
+    if should_run:
+        return Action.START, start_reason, delay
+    if state is model.ContainerState.PAUSED and b.options.start_stopped:
+        return Action.UNPAUSE, "paused", 0.0
+    if state is model.ContainerState.RUNNING:
+        restarted = sorted(d.service for d in service.depends_on
+                           if d.restart and d.service in b.restarted_services)
+        if restarted:
+            return Action.RESTART, f"dependency {', '.join(restarted)} restarted", 0.0
+    if state in (model.ContainerState.RUNNING, model.ContainerState.PAUSED) \
+            and container.limits != service.limits:
+        return Action.UPDATE, "limits changed", 0.0
+    return None
+
+
+def _recreate_reason(b: _Builder, service: model.DesiredService,
+                     container: model.ObservedContainer) -> str:
+    if b.options.no_recreate:
+        return ""
+    if b.options.force_recreate:
+        return "forced"
+    if container.config_hash != service.config_hash:
+        return "config changed"
+    if service.image_id and container.image_id != service.image_id:
+        return "image changed"
+    running = container.state is model.ContainerState.RUNNING
+    if running and container.networks is not None \
+            and set(container.networks) != set(_network_names(b, service)):
+        return "networks changed"
+    if container.volumes is not None and set(container.volumes) != set(_volume_names(b, service)):
+        return "volumes changed"
+    if set(service.networks) & b.recreated_networks:
+        return "network recreated"
+    return ""
+
+
+def _should_start(b: _Builder, service: model.DesiredService,
+                  container: model.ObservedContainer) -> tuple[bool, str, float]:
+    if container.state is model.ContainerState.CREATED:
+        return True, "created", 0.0
+    if container.state is not model.ContainerState.EXITED:
+        return False, "", 0.0
+    if b.options.start_stopped:
+        return True, "stopped", 0.0
+    decision = restarts.decide_for(container, service.restart)
+    return decision.restart, decision.reason, decision.delay if decision.restart else 0.0
+
+
+def _network_names(b: _Builder, service: model.DesiredService) -> list[str]:
+    names = {n.key: n.name for n in b.desired.networks}
+    return [names.get(key, key) for key in service.networks]
+
+
+def _volume_names(b: _Builder, service: model.DesiredService) -> list[str]:
+    names = {v.key: v.name for v in b.desired.volumes}
+    return [names.get(key, key) for key in service.volumes]
+
+
+def _infrastructure_edges(b: _Builder, service: model.DesiredService) -> list[Edge]:
+    edges = [Edge(b.network_steps[k]) for k in service.networks if k in b.network_steps]
+    return edges + [Edge(b.volume_steps[k]) for k in service.volumes if k in b.volume_steps]
+
+
+def _dependency_edges(b: _Builder, service: model.DesiredService) -> list[Edge]:
+    edges = []
+    for dep in service.depends_on:
+        target = b.desired.service(dep.service)
+        if target is None:
+            if dep.required:
+                b.warnings.append(f'service "{service.name}" depends on undefined service '
+                                  f'"{dep.service}"')
+            continue
+        if dep.condition is model.Condition.STARTED:
+            edges += [Edge(n, dep.required) for n in b.service_steps.get(dep.service, ())]
+        else:
+            edges.append(Edge(_await_step(b, target, dep.condition), dep.required))
+    return edges
+
+
+def _await_step(b: _Builder, target: model.DesiredService, condition: model.Condition) -> int:
+    key = (target.name, condition)
+    if key not in b.await_steps:
+        reason = {model.Condition.HEALTHY: "healthy",
+                  model.Condition.COMPLETED: "completed successfully"}[condition]
+        after = [Edge(n) for n in b.service_steps.get(target.name, ())]
+        b.await_steps[key] = b.add(f"service:{target.name}", Action.AWAIT, reason, after,
+                                   desired=target)
+    return b.await_steps[key]
+
+
+def _orphans(b: _Builder) -> None:
+    wanted = {s.name for s in b.desired.services}
+    orphans = [c for c in b.observed.containers if c.service not in wanted]
+    if orphans and not b.options.remove_orphans:
+        names = ", ".join(c.name for c in orphans)
+        b.warnings.append(f"Found orphan containers ({names}) for this project. If you "
+                          "removed or renamed this service in your compose file, you can run "
+                          "this command with the --remove-orphans flag to clean it up.")
+        return
+    removals = [Edge(b.add(c.resource, Action.REMOVE, "orphan", observed=c))
+                for c in sorted(orphans, key=lambda c: (c.service, -c.replica))]
+    removals += [Edge(s.number) for s in b.steps if s.action is Action.REMOVE
+                 and s.resource.startswith("service:") and Edge(s.number) not in removals]
+    if not b.options.remove_orphans:
+        return
+    networks = {n.name for n in b.desired.networks}
+    for net in sorted(b.observed.networks, key=lambda n: n.key):
+        if net.name not in networks:
+            b.add(f"network:{net.key}", Action.REMOVE, "orphan", removals, observed=net)
+    if b.options.remove_volumes:
+        volumes = {v.name for v in b.desired.volumes}
+        for vol in sorted(b.observed.volumes, key=lambda v: v.key):
+            if vol.name not in volumes:
+                b.add(f"volume:{vol.key}", Action.REMOVE, "orphan", removals, observed=vol)

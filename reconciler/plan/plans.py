@@ -1,0 +1,80 @@
+"""A Plan: numbered steps with the steps they wait for, printable as golden text."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from reconciler.plan import model
+
+
+class Action(str, enum.Enum):
+    """What a step does; the executor looks each up in the caller's mapping."""
+
+    CREATE = "create"
+    RECREATE = "recreate"
+    UPDATE = "update"  # resource limits in place, no restart
+    START = "start"
+    UNPAUSE = "unpause"
+    RESTART = "restart"
+    REMOVE = "remove"
+    REQUIRE = "require"  # an external resource must exist
+    AWAIT = "await"  # a depends_on condition: started, healthy, completed
+
+
+@dataclass(frozen=True)
+class Edge:
+    """`step` waits for step number `after`; if not `required`, a failure there does not stop it."""
+
+    after: int
+    required: bool = True
+
+    def __str__(self) -> str:
+        return f"#{self.after}" if self.required else f"#{self.after}?"
+
+
+Target = (model.DesiredContainer | model.ObservedContainer | model.DesiredNetwork
+          | model.ObservedNetwork | model.DesiredVolume | model.ObservedVolume
+          | model.DesiredService | None)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One idempotent action on one resource; `desired`/`observed` are what the step acts on."""
+
+    number: int
+    resource: str  # service:web:1, network:default, volume:data, service:db
+    action: Action
+    reason: str = ""
+    after: tuple[Edge, ...] = ()
+    desired: Target = None
+    observed: Target = None
+    delay: float = 0.0  # wait this long before acting (restart backoff)
+
+    def __str__(self) -> str:
+        text = f"#{self.number} {self.resource} {self.action.value}"
+        if self.reason:
+            text += f" ({self.reason})"
+        if self.delay:
+            text += f" in {self.delay:g}s"
+        if self.after:
+            text += " after " + ", ".join(str(e) for e in self.after)
+        return text
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Steps in an order where every step comes after the steps it waits for."""
+
+    steps: tuple[Step, ...] = ()
+    warnings: tuple[str, ...] = field(default=())
+
+    def __str__(self) -> str:
+        lines = [str(s) for s in self.steps] + [f"warning: {w}" for w in self.warnings]
+        return "\n".join(lines)
+
+    def __bool__(self) -> bool:
+        return bool(self.steps)
+
+    def step(self, number: int) -> Step:
+        return self.steps[number - 1]
