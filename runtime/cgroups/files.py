@@ -1,0 +1,75 @@
+"""Reading and writing cgroup control files in the kernel's documented formats."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+from typing import Callable
+
+
+def read_int(path: Path, default: int = 0) -> int:
+    try:
+        return int(path.read_text().split()[0])
+    except (FileNotFoundError, IndexError):
+        return default
+
+
+def read_limit(path: Path) -> int | None:
+    """A limit file holding a number or "max"; None means unlimited (or no such file)."""
+    try:
+        text = path.read_text().strip()
+    except FileNotFoundError:
+        return None
+    return None if text in ("max", "") else int(text)
+
+
+def read_keyed(path: Path) -> dict[str, int]:
+    """Flat keyed files: one "key value" pair a line (cpu.stat, memory.events, oom_control)."""
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        return {}
+    out: dict[str, int] = {}
+    for line in lines:
+        parts = line.split()
+        if len(parts) == 2 and parts[1].lstrip("-").isdigit():
+            out[parts[0]] = int(parts[1])
+    return out
+
+
+def read_pids(path: Path) -> list[int]:
+    try:
+        return [int(x) for x in path.read_text().split()]
+    except FileNotFoundError:
+        return []
+
+
+async def write_until(path: Path, value: str, done: Callable[[], bool], timeout: float) -> None:
+    """Write `value` and poll `done`: freezing is asynchronous in the kernel."""
+    path.write_text(value)
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path}: did not reach {value!r} within {timeout}s")
+        await asyncio.sleep(0.005)
+        # v1 keeps FREEZING while a task is in an uninterruptible sleep; writing again retries.
+        path.write_text(value)
+
+
+def rmdir_tree(top: Path) -> None:
+    """rmdir a cgroup directory bottom-up (cgroup dirs hold only kernel files, never unlink)."""
+    if not top.is_dir():
+        return
+    for dirpath, dirnames, _ in os.walk(top, topdown=False):
+        for name in dirnames:
+            _rmdir(Path(dirpath) / name)
+    _rmdir(top)
+
+
+def _rmdir(path: Path) -> None:
+    try:
+        path.rmdir()
+    except FileNotFoundError:
+        pass

@@ -1,0 +1,252 @@
+"""Container lifecycle through conmon and runc: create, start, stop, kill, pause, update, remove, exit status."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import os
+import shutil
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from runtime.cgroups import drivers
+from runtime.oci import conmon, facts, layout, model, runc, spec
+
+log = structlog.get_logger(__name__)
+
+
+class ContainerExists(RuntimeError):
+    """A container of that name exists with another config: the caller must remove it first."""
+
+
+@dataclass(frozen=True)
+class ExitStatus:
+    code: int
+    oom_killed: bool
+    started_at: dt.datetime | None
+    finished_at: dt.datetime
+
+
+def ensure_dirs(lay: layout.Layout) -> None:
+    for d in (lay.run_dir / "runc", lay.exit_dir, lay.socket_dir, lay.root / "containers"):
+        d.mkdir(parents=True, exist_ok=True)
+
+
+async def create(lay: layout.Layout, config: model.ContainerConfig, driver: drivers.Driver | None = None) -> int:
+    """Write the bundle and have conmon run `runc create`; return the container's PID.
+
+    Idempotent: an existing container with the same config hash is kept.
+    """
+    existing = await runc.state(lay.runc, config.name)
+    if existing is not None:
+        if existing.get("annotations", {}).get(spec.A_CONFIG_HASH) == config.identity.config_hash:
+            return int(existing.get("pid") or 0)
+        raise ContainerExists(f"{config.name}: exists with another config; remove it first")
+    driver = driver or drivers.detect()
+    await asyncio.to_thread(_write_bundle, lay, config, driver)
+    pid = await conmon.launch(conmon.Launch(
+        cid=config.name, bundle=lay.bundle(config.name), workdir=lay.container_dir(config.name),
+        exit_dir=lay.exit_dir, persist_dir=lay.persist_dir(config.name), log_path=lay.log_path(config.name),
+        runc_root=lay.runc.root, socket_dir=lay.socket_dir, log_size_max=lay.log_size_max,
+        runtime=lay.runc_binary, binary=lay.conmon_binary,
+    ))
+    log.info("container.created", container=config.name, pid=pid, project=config.identity.project)
+    return pid
+
+
+def _write_bundle(lay: layout.Layout, config: model.ContainerConfig, driver: drivers.Driver) -> None:
+    ensure_dirs(lay)
+    config, host, warnings = facts.gather(lay, config, driver)
+    for warning in warnings:
+        log.warning("container.limit_adjusted", container=config.name, reason=warning)
+    document = spec.build(config, host)  # raises on bad input before anything is written
+    cdir = lay.container_dir(config.name)
+    if cdir.exists():
+        shutil.rmtree(cdir)  # leftovers of a container runc no longer knows
+    lay.exit_file(config.name).unlink(missing_ok=True)
+    lay.etc_dir(config.name).mkdir(parents=True)
+    lay.persist_dir(config.name).mkdir()
+    nameservers = facts.host_nameservers() if config.network == "host" else ()
+    for name, text in spec.etc_files(config, nameservers).items():
+        (lay.etc_dir(config.name) / name).write_text(text)
+    (cdir / "config.json").write_text(spec.dumps(document))
+
+
+async def start(lay: layout.Layout, cid: str) -> None:
+    """Start a created container; a running one is left alone."""
+    state = await runc.state(lay.runc, cid)
+    if state is None:
+        raise runc.NotFound(("start", cid), 1, f"container {cid} does not exist")
+    if state["status"] != "created":
+        return
+    await runc.start(lay.runc, cid)
+    (lay.container_dir(cid) / "started_at").write_text(_now().isoformat())
+    log.info("container.started", container=cid)
+
+
+async def run(lay: layout.Layout, config: model.ContainerConfig, driver: drivers.Driver | None = None) -> int:
+    pid = await create(lay, config, driver)
+    await start(lay, config.name)
+    return pid
+
+
+async def kill(lay: layout.Layout, cid: str, sig: str = "SIGKILL") -> None:
+    """Signal the container's main process (runc thaws a paused container around SIGKILL)."""
+    await runc.kill(lay.runc, cid, spec.normalize_signal(sig))
+    log.info("container.signalled", container=cid, signal=sig)
+
+
+async def stop(lay: layout.Layout, cid: str, timeout: float | None = None, sig: str | None = None) -> ExitStatus | None:
+    """stop_signal, then SIGKILL to every process after the grace period; None if it never ran."""
+    state = await runc.state(lay.runc, cid)
+    if state is None:
+        return None
+    if state["status"] in ("stopped", "created"):
+        if state["status"] == "created":
+            await runc.delete(lay.runc, cid, force=True)
+        return await wait(lay, cid, timeout=5.0)
+    notes = state.get("annotations", {})
+    sig = spec.normalize_signal(sig or notes.get(spec.A_STOP_SIGNAL, "SIGTERM"))
+    grace = timeout if timeout is not None else float(notes.get(spec.A_STOP_GRACE, "10"))
+    if state["status"] == "paused":
+        await runc.resume(lay.runc, cid)  # frozen tasks do not handle signals
+    await _signal_quietly(lay, cid, sig, all_processes=False)
+    status = await wait(lay, cid, timeout=grace)
+    if status is None:
+        await _signal_quietly(lay, cid, "SIGKILL", all_processes=True)
+        status = await wait(lay, cid, timeout=30.0)
+    log.info("container.stopped", container=cid, signal=sig, exit_code=status.code if status else None)
+    return status
+
+
+async def _signal_quietly(lay: layout.Layout, cid: str, sig: str, all_processes: bool) -> None:
+    try:
+        await runc.kill(lay.runc, cid, sig, all_processes=all_processes)
+    except runc.RuncError as err:
+        # The process may have exited between our state read and the signal.
+        if "not running" not in err.stderr and "process already finished" not in err.stderr:
+            raise
+
+
+async def pause(lay: layout.Layout, cid: str) -> None:
+    await runc.pause(lay.runc, cid)
+    log.info("container.paused", container=cid)
+
+
+async def unpause(lay: layout.Layout, cid: str) -> None:
+    await runc.resume(lay.runc, cid)
+    log.info("container.unpaused", container=cid)
+
+
+async def update(lay: layout.Layout, cid: str, resources: "spec.cgroups_model.Resources", driver: drivers.Driver | None = None) -> None:
+    """Change limits live (`runc update`), without a restart."""
+    driver = driver or drivers.detect()
+    blkio = driver.supports("blkio", "blkio.weight") or driver.supports("blkio", "blkio.bfq.weight")
+    await runc.update(lay.runc, cid, spec.resources(resources, blkio))
+    log.info("container.updated", container=cid)
+
+
+async def remove(lay: layout.Layout, cid: str) -> None:
+    """Kill if needed, delete runc state and cgroup, remove the files; a missing container is fine."""
+    state = await runc.state(lay.runc, cid)
+    if state is not None:
+        if state["status"] in ("running", "paused"):
+            await _signal_quietly(lay, cid, "SIGKILL", all_processes=True)
+        await runc.delete(lay.runc, cid, force=True)
+    await _wait_conmon_gone(lay, cid)
+    await asyncio.to_thread(_remove_files, lay, cid)
+    log.info("container.removed", container=cid)
+
+
+def _remove_files(lay: layout.Layout, cid: str) -> None:
+    shutil.rmtree(lay.container_dir(cid), ignore_errors=True)
+    lay.exit_file(cid).unlink(missing_ok=True)
+    for leftover in lay.socket_dir.glob(f"{cid}*"):
+        shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink(missing_ok=True)
+
+
+def remove_project_cgroup(lay: layout.Layout, project: str, driver: drivers.Driver | None = None) -> None:
+    """Remove the project's (now empty) cgroup dirs after its last container is gone."""
+    (driver or drivers.detect()).remove(lay.project_cgroup(project))
+
+
+async def _wait_conmon_gone(lay: layout.Layout, cid: str, timeout: float = 10.0) -> None:
+    """conmon writes the exit file and log after the container exits: let it finish first."""
+    pidfile = lay.container_dir(cid) / "conmon.pid"
+    try:
+        pid = int(pidfile.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return
+    deadline = time.monotonic() + timeout
+    while _alive(pid) and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    if _alive(pid):
+        os.kill(pid, signal.SIGKILL)  # our own conmon, by PID
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def exit_status(lay: layout.Layout, cid: str, driver: drivers.Driver | None = None) -> ExitStatus | None:
+    """Read conmon's exit file; None while the container runs (or never ran)."""
+    path = lay.exit_file(cid)
+    try:
+        code = int(path.read_text().strip())
+        finished = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.timezone.utc)
+    except (FileNotFoundError, ValueError):
+        return None
+    return ExitStatus(code=code, oom_killed=oom_killed(lay, cid, driver), started_at=started_at(lay, cid), finished_at=finished)
+
+
+def oom_killed(lay: layout.Layout, cid: str, driver: drivers.Driver | None = None) -> bool:
+    """conmon's `oom` file, or the cgroup's OOM-kill counter: a killed child may leave exit code 0."""
+    cdir = lay.container_dir(cid)
+    if (cdir / "oom").exists() or (lay.persist_dir(cid) / "oom").exists():
+        return True
+    cgroup = _cgroup_path(lay, cid)
+    if cgroup:
+        driver = driver or drivers.detect()
+        if driver.exists(cgroup) and driver.oom_kills(cgroup) > 0:
+            return True
+    return False
+
+
+def started_at(lay: layout.Layout, cid: str) -> dt.datetime | None:
+    try:
+        return dt.datetime.fromisoformat((lay.container_dir(cid) / "started_at").read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _cgroup_path(lay: layout.Layout, cid: str) -> str | None:
+    try:
+        document = json.loads((lay.bundle(cid) / "config.json").read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    return document.get("linux", {}).get("cgroupsPath")
+
+
+async def wait(lay: layout.Layout, cid: str, timeout: float | None = None) -> ExitStatus | None:
+    """Wait for conmon's exit file; None on timeout."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        status = exit_status(lay, cid)
+        if status is not None:
+            return status
+        if deadline is not None and time.monotonic() >= deadline:
+            return None
+        await asyncio.sleep(0.02)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)

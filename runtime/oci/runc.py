@@ -1,0 +1,90 @@
+"""runc command-line calls with a private --root, as asyncio subprocesses."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from typing import Any
+
+RUNC = "/usr/sbin/runc"
+
+
+class RuncError(RuntimeError):
+    def __init__(self, args: tuple[str, ...], code: int, stderr: str) -> None:
+        super().__init__(f"runc {' '.join(args)}: exit {code}: {stderr.strip()}")
+        self.stderr = stderr
+
+
+class NotFound(RuncError):
+    """The container does not exist (removal treats this as success)."""
+
+
+@dataclass(frozen=True)
+class Runc:
+    root: str  # runc's state dir, private to one pcompose run dir
+    binary: str = RUNC
+
+    def argv(self, *args: str) -> list[str]:
+        return [self.binary, "--root", self.root, *args]
+
+
+async def call(r: Runc, *args: str, input: bytes | None = None) -> bytes:
+    proc = await asyncio.create_subprocess_exec(
+        *r.argv(*args),
+        stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate(input)
+    if proc.returncode != 0:
+        text = err.decode(errors="replace")
+        cls = NotFound if "does not exist" in text or "not exist" in text else RuncError
+        raise cls(args, proc.returncode, text)
+    return out
+
+
+async def state(r: Runc, cid: str) -> dict[str, Any] | None:
+    """`runc state`: id, pid, status (created|running|paused|stopped), bundle, annotations; None if absent."""
+    try:
+        return json.loads(await call(r, "state", cid))
+    except NotFound:
+        return None
+
+
+async def list_all(r: Runc) -> list[dict[str, Any]]:
+    return json.loads(await call(r, "list", "--format", "json") or b"null") or []
+
+
+async def start(r: Runc, cid: str) -> None:
+    await call(r, "start", cid)
+
+
+async def kill(r: Runc, cid: str, sig: str, all_processes: bool = False) -> None:
+    args = ["kill", "--all", cid, sig] if all_processes else ["kill", cid, sig]
+    await call(r, *args)
+
+
+async def pause(r: Runc, cid: str) -> None:
+    await call(r, "pause", cid)
+
+
+async def resume(r: Runc, cid: str) -> None:
+    await call(r, "resume", cid)
+
+
+async def delete(r: Runc, cid: str, force: bool = False) -> None:
+    """Delete the container's runc state (and cgroup); "not found" is success."""
+    try:
+        await call(r, "delete", *(["--force"] if force else []), cid)
+    except NotFound:
+        pass
+
+
+async def update(r: Runc, cid: str, resources: dict[str, Any]) -> None:
+    """Change cgroup limits of a live container; `resources` is OCI linux.resources."""
+    await call(r, "update", "--resources", "-", cid, input=json.dumps(resources).encode())
+
+
+async def ps(r: Runc, cid: str) -> list[int]:
+    return json.loads(await call(r, "ps", "--format", "json", cid) or b"[]") or []
