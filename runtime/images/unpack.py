@@ -1,0 +1,313 @@
+"""Layer tar -> layers/<chainid>/diff, once per layer: OCI whiteouts become overlay ones; nothing escapes the dir."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import gzip
+import hashlib
+import json
+import os
+import shutil
+import stat
+import tarfile
+import tempfile
+from pathlib import Path
+from typing import BinaryIO
+
+import structlog
+
+from runtime.images import store as store_mod
+
+log = structlog.get_logger(__name__)
+
+WHITEOUT_PREFIX = ".wh."
+OPAQUE = ".wh..wh..opq"
+SHORT_LEN = 12  # layers/l/<12 hex>: short lowerdir names keep 300 layers under a page of mount options
+CHUNK = 1 << 20
+
+
+class LayerError(store_mod.StoreError):
+    """A layer that cannot be unpacked (corrupt, wrong diff id, unsupported compression)."""
+
+
+class UnsafeLayer(LayerError):
+    """A layer entry that would write outside its layer directory; the whole layer is rejected."""
+
+
+def short_name(chain_id: str) -> str:
+    return chain_id.split(":", 1)[1][:SHORT_LEN]
+
+
+def ensure_layer(store: store_mod.Store, chain_id: str, diff_id: str, blob: Path) -> Path:
+    """Unpack `blob` into layers/<chainid>/ unless it is there already; returns the layer dir."""
+    final = store.layer_dir(chain_id)
+    if store.has_layer(chain_id):
+        _ensure_link(store, chain_id)
+        return final
+    tmp = Path(tempfile.mkdtemp(dir=store.layers_dir, prefix=".tmp-"))
+    try:
+        diff = tmp / "diff"
+        diff.mkdir(mode=0o755)
+        with open(blob, "rb") as raw:
+            got = unpack(_decompressed(raw, blob), diff)
+        if got != diff_id:
+            raise LayerError(f"layer {blob.name[:12]}: uncompressed content hashes to {got}, "
+                             f"the image config says {diff_id}")
+        (tmp / "complete").write_text(json.dumps({"chain_id": chain_id, "diff_id": diff_id}))
+        try:
+            os.rename(tmp, final)
+        except OSError as err:
+            if err.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                raise
+            # another process unpacked the same layer first; keep theirs
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            log.info("layer.unpacked", chain_id=chain_id, diff_id=diff_id)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _ensure_link(store, chain_id)
+    return final
+
+
+def _ensure_link(store: store_mod.Store, chain_id: str) -> None:
+    link = store.layers_dir / "l" / short_name(chain_id)
+    target = f"../{chain_id.split(':', 1)[1]}/diff"
+    try:
+        os.symlink(target, link)
+    except FileExistsError:
+        if os.readlink(link) != target:
+            raise LayerError(f"short layer name {link.name} is taken by another layer") from None
+
+
+def remove_layer(store: store_mod.Store, chain_id: str) -> None:
+    """Remove a layer dir and its short link; a missing one is fine."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(store.layers_dir / "l" / short_name(chain_id))
+    final = store.layer_dir(chain_id)
+    if final.exists():
+        # rename first so that a half-removed layer never looks complete
+        doomed = Path(tempfile.mkdtemp(dir=store.layers_dir, prefix=".tmp-"))
+        os.rename(final, doomed / "x")
+        shutil.rmtree(doomed, ignore_errors=True)
+
+
+def _decompressed(raw: BinaryIO, blob: Path) -> BinaryIO:
+    magic = raw.read(4)
+    raw.seek(0)
+    if magic[:2] == b"\x1f\x8b":
+        return gzip.GzipFile(fileobj=raw, mode="rb")
+    if magic == b"\x28\xb5\x2f\xfd":
+        raise LayerError(f"layer {blob.name[:12]} is zstd-compressed, which this build cannot read")
+    return raw
+
+
+class _HashingReader:
+    def __init__(self, inner: BinaryIO) -> None:
+        self.inner = inner
+        self.hash = hashlib.sha256()
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.inner.read(n)
+        self.hash.update(data)
+        return data
+
+    def drain(self) -> str:
+        while self.read(CHUNK):
+            pass
+        return "sha256:" + self.hash.hexdigest()
+
+
+def unpack(stream: BinaryIO, dest: Path) -> str:
+    """Extract a layer tar stream into `dest`; returns its diff id (sha256 of the tar)."""
+    reader = _HashingReader(stream)
+    extractor = _Extractor(dest)
+    try:
+        try:
+            with tarfile.open(fileobj=reader, mode="r|") as tar:
+                for member in tar:
+                    extractor.add(tar, member)
+        except (tarfile.TarError, EOFError, gzip.BadGzipFile, OSError) as err:
+            if isinstance(err, OSError) and err.errno is not None:
+                raise
+            raise LayerError(f"layer is not a valid tar stream: {err}") from None
+        extractor.finish()
+        return reader.drain()
+    finally:
+        extractor.close()
+
+
+def clean_name(name: str) -> tuple[str, ...]:
+    """Path components of a tar name, refusing absolute names and `..`."""
+    if name.startswith("/"):
+        raise UnsafeLayer(f"entry {name!r}: absolute path")
+    parts = tuple(p for p in name.split("/") if p not in ("", "."))
+    if ".." in parts:
+        raise UnsafeLayer(f"entry {name!r}: '..' in path")
+    return parts
+
+
+class _Extractor:
+    """Writes entries through directory fds opened without following symlinks."""
+
+    def __init__(self, root: Path) -> None:
+        self.root_fd = os.open(root, os.O_DIRECTORY | os.O_RDONLY)
+        self.cached: tuple[tuple[str, ...], int] | None = None
+        self.dir_meta: list[tuple[tuple[str, ...], int, float]] = []
+
+    def close(self) -> None:
+        self._drop_cache()
+        os.close(self.root_fd)
+
+    def _drop_cache(self) -> None:
+        if self.cached:
+            os.close(self.cached[1])
+            self.cached = None
+
+    def _dir_fd(self, parts: tuple[str, ...], entry: str, create: bool = True) -> int:
+        """An fd for the directory `parts`, created as needed; refuses a symlink or file on the way."""
+        if not parts:
+            return self.root_fd
+        if self.cached and self.cached[0] == parts:
+            return self.cached[1]
+        self._drop_cache()
+        fd = os.dup(self.root_fd)
+        try:
+            for part in parts:
+                try:
+                    nxt = os.open(part, os.O_DIRECTORY | os.O_NOFOLLOW | os.O_RDONLY, dir_fd=fd)
+                except FileNotFoundError:
+                    if not create:
+                        raise
+                    os.mkdir(part, 0o755, dir_fd=fd)
+                    nxt = os.open(part, os.O_DIRECTORY | os.O_NOFOLLOW | os.O_RDONLY, dir_fd=fd)
+                except OSError as err:
+                    if err.errno in (errno.ELOOP, errno.ENOTDIR):
+                        raise UnsafeLayer(f"entry {entry!r}: path goes through a symlink or a "
+                                          f"non-directory ({part!r})") from None
+                    raise
+                os.close(fd)
+                fd = nxt
+        except BaseException:
+            os.close(fd)
+            raise
+        self.cached = (parts, fd)
+        return fd
+
+    def add(self, tar: tarfile.TarFile, m: tarfile.TarInfo) -> None:
+        parts = clean_name(m.name)
+        if not parts:
+            if m.isdir():
+                self.dir_meta.append(((), m.mode, m.mtime))
+                os.chown(self.root_fd, m.uid, m.gid)
+            return
+        parent_parts, base = parts[:-1], parts[-1]
+        parent = self._dir_fd(parent_parts, m.name)
+        if base == OPAQUE:
+            os.setxattr(f"/proc/self/fd/{parent}", "trusted.overlay.opaque", b"y")
+            return
+        if base.startswith(WHITEOUT_PREFIX + WHITEOUT_PREFIX):
+            return  # aufs bookkeeping (.wh..wh.plnk and the like), meaningless to overlay
+        if base.startswith(WHITEOUT_PREFIX):
+            name = base[len(WHITEOUT_PREFIX):]
+            self._clear(parent, name, parent_parts + (name,), keep_dir=False)
+            os.mknod(name, stat.S_IFCHR | 0o000, os.makedev(0, 0), dir_fd=parent)
+            return
+        self._clear(parent, base, parts, keep_dir=m.isdir())
+        if m.isdir():
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(base, 0o700, dir_fd=parent)
+            self.dir_meta.append((parts, m.mode, m.mtime))
+        elif m.isreg():
+            self._write_file(tar, m, parent, base)
+            return
+        elif m.issym():
+            os.symlink(m.linkname, base, dir_fd=parent)
+        elif m.islnk():
+            self._hardlink(m, parent, base)
+            return  # a hard link shares its target's metadata
+        elif m.ischr() or m.isblk() or m.isfifo():
+            kind = stat.S_IFCHR if m.ischr() else stat.S_IFBLK if m.isblk() else stat.S_IFIFO
+            os.mknod(base, kind | 0o600, os.makedev(m.devmajor, m.devminor), dir_fd=parent)
+        else:
+            log.warning("layer.entry_skipped", name=m.name, type=m.type)
+            return
+        self._metadata(m, parent, base, is_link=m.issym(), is_dir=m.isdir())
+
+    def _clear(self, parent: int, name: str, parts: tuple[str, ...], keep_dir: bool) -> None:
+        try:
+            st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+        except FileNotFoundError:
+            return
+        if stat.S_ISDIR(st.st_mode):
+            if keep_dir:
+                return
+            if self.cached and self.cached[0][:len(parts)] == parts:
+                self._drop_cache()
+            shutil.rmtree(name, dir_fd=parent)
+        else:
+            os.unlink(name, dir_fd=parent)
+
+    def _write_file(self, tar: tarfile.TarFile, m: tarfile.TarInfo, parent: int, base: str) -> None:
+        fd = os.open(base, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=parent)
+        try:
+            src = tar.extractfile(m)
+            while chunk := src.read(CHUNK):
+                _write_all(fd, chunk)
+            os.fchown(fd, m.uid, m.gid)
+            os.fchmod(fd, m.mode & 0o7777)
+            self._xattrs(m, f"/proc/self/fd/{fd}", follow=True)
+            os.utime(fd, (m.mtime, m.mtime))
+        finally:
+            os.close(fd)
+
+    def _hardlink(self, m: tarfile.TarInfo, parent: int, base: str) -> None:
+        target = clean_name(m.linkname.lstrip("/"))
+        if not target:
+            raise UnsafeLayer(f"entry {m.name!r}: hard link to the layer root")
+        tparent = os.dup(self._dir_fd(target[:-1], m.name, create=False)) if target[:-1] else os.dup(self.root_fd)
+        try:
+            parent = self._dir_fd(clean_name(m.name)[:-1], m.name)
+            os.link(target[-1], base, src_dir_fd=tparent, dst_dir_fd=parent, follow_symlinks=False)
+        except FileNotFoundError:
+            raise UnsafeLayer(f"entry {m.name!r}: hard link target {m.linkname!r} is not in this layer") from None
+        finally:
+            os.close(tparent)
+
+    def _metadata(self, m: tarfile.TarInfo, parent: int, base: str, is_link: bool, is_dir: bool) -> None:
+        os.chown(base, m.uid, m.gid, dir_fd=parent, follow_symlinks=False)
+        if not is_link and not is_dir:
+            os.chmod(base, m.mode & 0o7777, dir_fd=parent)
+        self._xattrs(m, f"/proc/self/fd/{parent}/{base}", follow=False)
+        if not is_dir:
+            os.utime(base, (m.mtime, m.mtime), dir_fd=parent, follow_symlinks=False)
+
+    @staticmethod
+    def _xattrs(m: tarfile.TarInfo, path: str, follow: bool) -> None:
+        for key, value in m.pax_headers.items():
+            if not key.startswith("SCHILY.xattr."):
+                continue
+            name = key[len("SCHILY.xattr."):]
+            if name.startswith("trusted.overlay."):
+                continue  # only whiteout conversion may speak to overlayfs
+            data = value.encode("utf-8", "surrogateescape")
+            try:
+                os.setxattr(path, name, data, follow_symlinks=follow)
+            except OSError as err:
+                log.warning("layer.xattr_skipped", name=m.name, xattr=name, error=err.strerror)
+
+    def finish(self) -> None:
+        """Directory modes and times last: entries written inside would change them."""
+        self._drop_cache()
+        for parts, mode, mtime in sorted(self.dir_meta, key=lambda d: -len(d[0])):
+            fd = self._dir_fd(parts, "/".join(parts), create=False) if parts else self.root_fd
+            os.fchmod(fd, mode & 0o7777)
+            os.utime(fd, (mtime, mtime))
+        self._drop_cache()
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]

@@ -1,0 +1,150 @@
+"""Overlay roots for containers: image layers as lowerdirs, a private upper and work dir, one merged mount."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import dataclasses
+import errno
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import structlog
+
+from runtime.images import store as store_mod
+from runtime.images import unpack
+
+log = structlog.get_logger(__name__)
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+MAX_LOWERS = 500  # overlayfs refuses more
+MNT_DETACH = 2
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class RootfsError(Exception):
+    """A container root that cannot be prepared; says which container and why."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Mounts:
+    """Where a container's root lives, as docker inspect's GraphDriver.Data reports it."""
+    lower_dirs: tuple[str, ...]  # top layer first, as overlayfs lists them
+    upper_dir: str
+    work_dir: str
+    merged_dir: str
+
+    def graph_driver_data(self) -> dict[str, str]:
+        return {"LowerDir": ":".join(self.lower_dirs), "MergedDir": self.merged_dir,
+                "UpperDir": self.upper_dir, "WorkDir": self.work_dir}
+
+
+def rootfs_dir(root: str | os.PathLike, container_id: str) -> Path:
+    if not _ID.match(container_id):
+        raise RootfsError(f"invalid container id {container_id!r}")
+    return Path(root) / "containers" / container_id / "rootfs"
+
+
+def _mounts(store: store_mod.Store, base: Path, chain_ids: tuple[str, ...]) -> Mounts:
+    lowers = tuple(str(store.layer_dir(c) / "diff") for c in reversed(chain_ids)) or (str(base / "empty"),)
+    return Mounts(lowers, str(base / "upper"), str(base / "work"), str(base / "merged"))
+
+
+def prepare(root: str | os.PathLike, container_id: str, chain_ids: tuple[str, ...] | list[str]) -> Mounts:
+    """Mount the container's root over the given layers (bottom first); does nothing more if mounted."""
+    chain_ids = tuple(chain_ids)
+    store = store_mod.Store(root)
+    base = rootfs_dir(root, container_id)
+    if len(chain_ids) > MAX_LOWERS:
+        raise RootfsError(f"container {container_id}: {len(chain_ids)} layers, overlayfs takes {MAX_LOWERS}")
+    with store.shared():  # so that garbage collection sees our layers in use before we mount them
+        missing = [c for c in chain_ids if not store.has_layer(c)]
+        if missing:
+            raise RootfsError(f"container {container_id}: layer {missing[0]} is not unpacked")
+        mounts = _mounts(store, base, chain_ids)
+        recorded = _recorded(base)
+        if recorded is not None and recorded != chain_ids and is_mounted(mounts.merged_dir):
+            raise RootfsError(f"container {container_id}: root is mounted over other layers; remove it first")
+        for d in ("upper", "work", "merged") + (("empty",) if not chain_ids else ()):
+            (base / d).mkdir(parents=True, exist_ok=True)
+        _write_lowers(base, chain_ids)
+    if not is_mounted(mounts.merged_dir):
+        _mount(store, chain_ids, mounts)
+        log.info("rootfs.mounted", container=container_id, layers=len(chain_ids), merged=mounts.merged_dir)
+    return mounts
+
+
+def _mount(store: store_mod.Store, chain_ids: tuple[str, ...], mounts: Mounts) -> None:
+    # short names relative to layers/l keep the options under a page (the kernel cuts longer ones)
+    if chain_ids:
+        cwd = store.layers_dir / "l"
+        for c in chain_ids:
+            unpack._ensure_link(store, c)
+        lower = ":".join(unpack.short_name(c) for c in reversed(chain_ids))
+    else:
+        cwd, lower = Path(mounts.merged_dir).parent, "empty"
+    options = f"lowerdir={lower},upperdir={mounts.upper_dir},workdir={mounts.work_dir}"
+    if len(options) >= PAGE:
+        raise RootfsError(f"overlay options for {len(chain_ids)} layers exceed a page ({len(options)} bytes)")
+    res = subprocess.run(["mount", "-t", "overlay", "overlay", "-o", options, mounts.merged_dir],
+                         cwd=cwd, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise RootfsError(f"mounting overlay on {mounts.merged_dir} failed: {res.stderr.strip()}")
+
+
+def describe(root: str | os.PathLike, container_id: str) -> Mounts | None:
+    """The container's root as prepared earlier, or None if it has none."""
+    base = rootfs_dir(root, container_id)
+    chain_ids = _recorded(base)
+    if chain_ids is None:
+        return None
+    return _mounts(store_mod.Store(root), base, chain_ids)
+
+
+def remove(root: str | os.PathLike, container_id: str) -> None:
+    """Unmount and delete the container's root; a root that is not there is success."""
+    base = rootfs_dir(root, container_id)
+    merged = str(base / "merged")
+    while is_mounted(merged):
+        if _libc.umount2(merged.encode(), 0) != 0:
+            err = ctypes.get_errno()
+            if err == errno.EBUSY:
+                _libc.umount2(merged.encode(), MNT_DETACH)
+            elif err not in (errno.EINVAL, errno.ENOENT):
+                raise RootfsError(f"unmounting {merged} failed: {os.strerror(err)}")
+    if base.exists():
+        shutil.rmtree(base)
+        log.info("rootfs.removed", container=container_id)
+    with contextlib.suppress(OSError):
+        base.parent.rmdir()  # only if nothing else of the container is left
+
+
+def is_mounted(path: str) -> bool:
+    path = os.path.realpath(path)
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            if _unescape(line.split(" ", 5)[4]) == path:
+                return True
+    return False
+
+
+def _unescape(field: str) -> str:
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def _recorded(base: Path) -> tuple[str, ...] | None:
+    try:
+        return tuple(json.loads((base / store_mod.LOWERS_FILE).read_text()))
+    except FileNotFoundError:
+        return None
+
+
+def _write_lowers(base: Path, chain_ids: tuple[str, ...]) -> None:
+    tmp = base / f".{store_mod.LOWERS_FILE}.tmp"
+    tmp.write_text(json.dumps(list(chain_ids)))
+    os.replace(tmp, base / store_mod.LOWERS_FILE)
