@@ -1,0 +1,240 @@
+"""Single-host bridge networks: ensure and remove networks, attach and detach containers, and
+keep the agent's nft table and DNS views in step with the records on disk."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import structlog
+
+from runtime.net import dns, ipam, links, model, names, netns, nft, records, resolvconf
+
+log = structlog.get_logger(__name__)
+
+MODES = ("bridge", "none", "host", "netns")
+
+
+class NetworkError(ValueError):
+    """A request that cannot be met as asked; it says where and what, and nothing was changed."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Observed:
+    """What exists for one agent, read from its records, IPAM, netlink and nft."""
+
+    networks: dict[str, model.Network]
+    attachments: dict[str, model.Attachment]
+    pools: dict[str, ipam.Pool]
+    links: dict[str, links.Link]
+    table: str | None
+
+
+def ensure_network(host: model.Host, spec: model.NetworkSpec) -> model.Network:
+    """The bridge, subnet and gateway of `spec`; an external network must already exist."""
+    known = records.networks(host.state_root)
+    if spec.external:
+        if spec.name not in known:
+            raise NetworkError(f"network {spec.name} declared as external, but could not be found")
+        return known[spec.name]
+    bridge = spec.bridge or names.bridge(host.agent, spec.name)
+    if len(bridge.encode()) > names.IFNAMSIZ:
+        raise NetworkError(f"networks.{spec.name}: bridge name {bridge!r} is longer than 15 bytes")
+    try:
+        pool = ipam.reserve_network(
+            host.state_root, spec.name, spec.subnet, spec.gateway, spec.ip_range,
+            host.pools, links.routes(host.netns),
+        )
+    except ipam.IpamError as exc:
+        raise NetworkError(str(exc)) from None
+    net = model.Network(spec.name, bridge, pool.subnet, pool.gateway, spec.internal, False, spec.mtu)
+    links.ensure_bridge(host.netns, bridge, net.gateway, net.prefixlen, net.mtu)
+    if known.get(spec.name) != net:
+        records.save_network(host.state_root, net)
+        log.info("network.created", network=net.name, bridge=bridge, subnet=net.subnet)
+    sync_rules(host)
+    return net
+
+
+def remove_network(host: model.Host, name: str, external: bool = False) -> None:
+    """Remove the bridge, its addresses and its rules; external or missing networks are left be."""
+    if external:
+        return
+    users = sorted(
+        a.container.container
+        for a in records.attachments(host.state_root).values()
+        if any(e.network == name for e in a.endpoints)
+    )
+    if users:
+        raise NetworkError(f"network {name}: still used by {', '.join(users)}")
+    net = records.networks(host.state_root).get(name)
+    links.remove_link(host.netns, net.bridge if net else names.bridge(host.agent, name))
+    ipam.release_network(host.state_root, name)
+    records.drop_network(host.state_root, name)
+    sync_rules(host)
+    log.info("network.removed", network=name)
+
+
+def remove_unused(host: model.Host, keep: tuple[str, ...] = ()) -> list[str]:
+    """Remove every network no container uses any more (but those in `keep`); returns their names."""
+    used = {e.network for a in records.attachments(host.state_root).values() for e in a.endpoints}
+    gone = sorted(set(records.networks(host.state_root)) - used - set(keep))
+    for name in gone:
+        remove_network(host, name)
+    return gone
+
+
+def _check(host: model.Host, c: model.ContainerNet, nets: dict[str, model.Network]) -> None:
+    where = f"services.{c.service or c.container}"
+    if c.mode not in MODES:
+        raise NetworkError(f"{where}.network_mode: {c.mode!r} is not one of {', '.join(MODES)}")
+    if c.mode in ("bridge", "none", "netns") and c.netns is None:
+        raise NetworkError(f"{where}: network_mode {c.mode} needs a namespace path")
+    if c.mode != "bridge" and c.endpoints:
+        raise NetworkError(f"{where}: network_mode {c.mode} cannot be combined with networks")
+    for ep in c.endpoints:
+        if ep.network not in nets:
+            raise NetworkError(f"{where}.networks.{ep.network}: no such network")
+    if c.ports and c.mode not in ("bridge", "host"):
+        raise NetworkError(f"{where}.ports: cannot publish ports with network_mode {c.mode}")
+
+
+def attach(host: model.Host, c: model.ContainerNet) -> model.Attachment:
+    """Give the container its namespace, a veth into each network (eth0, eth1, ... by priority,
+    then declaration), addresses, a default route, its resolv.conf and hosts; idempotent."""
+    nets = records.networks(host.state_root)
+    _check(host, c, nets)
+    previous = records.attachments(host.state_root).get(c.container)
+    if c.mode in ("bridge", "none"):
+        netns.ensure(c.netns)
+    ordered = [ep for _, ep in sorted(enumerate(c.endpoints), key=lambda ie: (-ie[1].priority, ie[0]))]
+    made: list[model.Endpoint] = []
+    try:
+        for index, spec in enumerate(ordered):
+            made.append(_join(host, c, nets[spec.network], spec, index))
+    except (ipam.IpamError, OSError) as exc:
+        if previous is None:
+            _undo(host, c, made)
+        raise NetworkError(str(exc)) if isinstance(exc, ipam.IpamError) else exc
+    wanted = {ep.network for ep in ordered}
+    for old in previous.endpoints if previous else ():
+        if old.network not in wanted:
+            links.remove_link(host.netns, old.host_ifname)
+            ipam.release(host.state_root, old.network, c.container)
+    if c.mode == "bridge":
+        outward = [nets[ep.network] for ep in ordered if not nets[ep.network].internal]
+        links.ensure_default_route(c.netns, outward[0].gateway if outward else None)
+    att = model.Attachment(c, tuple(made))
+    records.save_attachment(host.state_root, att)
+    write_files(host, att)
+    sync_rules(host)
+    log.info("container.attached", container=c.container, mode=c.mode,
+             addresses=[f"{e.network}={e.ipv4}" for e in made])
+    return att
+
+
+def _join(host, c: model.ContainerNet, net: model.Network, spec: model.EndpointSpec, index: int):
+    lease = ipam.allocate(host.state_root, net.name, c.container, spec.ipv4, spec.mac)
+    host_if = names.host_veth(host.agent, c.container, net.name)
+    ifname = names.container_ifname(index)
+    links.ensure_veth(host.netns, host_if, net.bridge, c.netns, ifname, lease.ipv4,
+                      net.prefixlen, lease.mac, net.mtu)
+    return model.Endpoint(c.container, net.name, ifname, host_if, lease.ipv4, lease.mac, spec.aliases)
+
+
+def _undo(host: model.Host, c: model.ContainerNet, made: list[model.Endpoint]) -> None:
+    for ep in made:
+        links.remove_link(host.netns, ep.host_ifname)
+    for ep in c.endpoints:
+        ipam.release(host.state_root, ep.network, c.container)
+    if c.mode in ("bridge", "none"):
+        netns.remove(c.netns)
+
+
+def detach(host: model.Host, container: str, ns: Path | None = None) -> None:
+    """Remove the container's namespace, veths, addresses, files and published ports; a container
+    that was never attached is success. `ns` names the namespace if no record is left."""
+    att = records.attachments(host.state_root).get(container)
+    if att and att.container.mode in ("bridge", "none"):
+        ns = att.container.netns
+    if ns is not None and (att is None or att.container.mode in ("bridge", "none")):
+        netns.remove(ns)
+    for ep in att.endpoints if att else ():
+        links.remove_link(host.netns, ep.host_ifname)
+    for pool in ipam.observe(host.state_root).values():
+        if any(lease.owner == container for lease in pool.leases):
+            ipam.release(host.state_root, pool.network, container)
+    resolvconf.remove(host.run_dir, container)
+    records.drop_attachment(host.state_root, container)
+    sync_rules(host)
+    log.info("container.detached", container=container)
+
+
+def write_files(host: model.Host, att: model.Attachment) -> tuple[Path, Path]:
+    """The container's resolv.conf (the embedded DNS of its first network) and hosts files."""
+    c = att.container
+    gateways = {n.name: n.gateway for n in records.networks(host.state_root).values()}
+    if c.mode == "netns":
+        owner = [a for a in records.attachments(host.state_root).values()
+                 if a.container.netns == c.netns and a.container.mode == "bridge"]
+        ends = owner[0].endpoints if owner else ()
+    else:
+        ends = att.endpoints
+    if ends:
+        servers = (gateways[ends[0].network],)
+    elif c.mode == "host":
+        servers = c.dns or resolvconf.host_resolvers()
+    else:
+        servers = c.dns
+    text = resolvconf.render_resolv(servers, c.dns_search, c.dns_opt)
+    hosts = resolvconf.render_hosts(c.hostname or c.container, tuple(e.ipv4 for e in ends), c.extra_hosts)
+    return resolvconf.write(host.run_dir, c.container, text, hosts)
+
+
+def desired_rules(host: model.Host) -> nft.Ruleset:
+    """The table from the records: every network, and each published port on the container's
+    first non-internal network."""
+    nets = records.networks(host.state_root)
+    published = []
+    for att in records.attachments(host.state_root).values():
+        outward = [e for e in att.endpoints if not nets[e.network].internal]
+        if outward:
+            bridge = nets[outward[0].network].bridge
+            published += [nft.Published(outward[0].ipv4, bridge, p) for p in att.container.ports]
+    return nft.Ruleset(names.table(host.agent), tuple(nets.values()), tuple(published))
+
+
+def sync_rules(host: model.Host) -> None:
+    """Replace the agent's table from the records at once; no networks left means no table."""
+    with records.locked(host.state_root, "nft"):
+        desired = desired_rules(host)
+        if desired.networks:
+            nft.apply(host.netns, desired)
+        else:
+            nft.remove(host.netns, desired.table)
+
+
+def dns_views(host: model.Host) -> dict[str, dns.View]:
+    """The per-network names the DNS server should answer now."""
+    return dns.views(list(records.networks(host.state_root).values()),
+                     list(records.attachments(host.state_root).values()))
+
+
+def observe(host: model.Host) -> Observed:
+    """What exists now, so a restarted agent finds what it made."""
+    return Observed(
+        networks=records.networks(host.state_root),
+        attachments=records.attachments(host.state_root),
+        pools=ipam.observe(host.state_root),
+        links=links.observe(host.netns),
+        table=nft.observe(host.netns, names.table(host.agent)),
+    )
+
+
+def teardown(host: model.Host) -> None:
+    """Remove everything of the agent: containers' network state, networks and its table."""
+    for name in list(records.attachments(host.state_root)):
+        detach(host, name)
+    for name in list(records.networks(host.state_root)):
+        remove_network(host, name)
+    nft.remove(host.netns, names.table(host.agent))

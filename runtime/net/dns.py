@@ -1,0 +1,254 @@
+"""The embedded DNS server (asyncio, UDP and TCP): one listener per network on its gateway
+address, answering that network's names in rotating order and forwarding the rest upstream.
+
+Listening on each bridge's gateway in the host namespace, rather than on 127.0.0.11 inside every
+container namespace, keeps one socket per network instead of one per container, and the socket a
+query arrives on tells which network's view answers it."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import ipaddress
+import itertools
+import socket
+import struct
+from pathlib import Path
+
+import structlog
+from dnslib import QTYPE, RCODE, RR, A, DNSRecord, PTR
+
+from runtime.net import model, netns
+
+log = structlog.get_logger(__name__)
+
+TTL = 0  # containers come and go: let no client keep an answer
+UPSTREAM_TIMEOUT = 2.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Client:
+    """What one container sees beyond its network's names: its links and its own upstreams."""
+
+    links: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    upstreams: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class View:
+    """The names one network answers, and where its listener is."""
+
+    network: str
+    gateway: str
+    subnet: str
+    records: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    clients: tuple[tuple[str, Client], ...] = ()
+
+
+def _norm(name: str) -> str:
+    return name.rstrip(".").lower()
+
+
+def views(networks: list[model.Network], attachments: list[model.Attachment]) -> dict[str, View]:
+    """Per network: service names (every replica), container names, aliases and hostnames."""
+    out = {}
+    for net in networks:
+        records: dict[str, list[str]] = {}
+        addr_of: dict[str, list[str]] = {}
+        mine = [(a, e) for a in attachments for e in a.endpoints if e.network == net.name]
+        for att, ep in mine:
+            c = att.container
+            for name in {c.container, c.service, c.hostname, *ep.aliases} - {None, ""}:
+                records.setdefault(_norm(name), []).append(ep.ipv4)
+            if c.service:
+                addr_of.setdefault(_norm(c.service), []).append(ep.ipv4)
+            addr_of.setdefault(_norm(c.container), []).append(ep.ipv4)
+        clients = []
+        for att, ep in mine:
+            c = att.container
+            links = tuple(
+                (_norm(alias), tuple(addr_of.get(_norm(target), ())))
+                for target, alias in c.links
+                if addr_of.get(_norm(target))
+            )
+            if links or c.dns:
+                clients.append((ep.ipv4, Client(links, tuple(c.dns))))
+        out[net.name] = View(
+            network=net.name,
+            gateway=net.gateway,
+            subnet=net.subnet,
+            records=tuple(sorted((k, tuple(sorted(set(v), key=ipaddress.ip_address))) for k, v in records.items())),
+            clients=tuple(sorted(clients)),
+        )
+    return out
+
+
+class Resolver:
+    """Answers from the views; pure apart from the rotation counters."""
+
+    def __init__(self) -> None:
+        self._turn: dict[tuple[str, str], itertools.count] = {}
+
+    def lookup(self, view: View, client_ip: str, name: str) -> tuple[str, ...] | None:
+        """Addresses for `name` as seen by `client_ip`, rotated per query; None if not ours."""
+        name = _norm(name)
+        client = dict(view.clients).get(client_ip)
+        found = dict(client.links).get(name) if client else None
+        if found is None:
+            found = dict(view.records).get(name)
+        if not found:
+            return None
+        turn = next(self._turn.setdefault((view.network, name), itertools.count()))
+        k = turn % len(found)
+        return found[k:] + found[:k]
+
+    def reverse(self, view: View, name: str) -> str | None:
+        """The container name for an `in-addr.arpa` name, if the address is in the view."""
+        labels = _norm(name).split(".")
+        if labels[-2:] != ["in-addr", "arpa"] or len(labels) != 6:
+            return None
+        ip = ".".join(reversed(labels[:4]))
+        names = sorted(n for n, ips in view.records if ip in ips)
+        return min(names, key=len) if names else None
+
+
+class Server:
+    """The listeners of one agent: `update()` opens and closes them to match the views."""
+
+    def __init__(self, host_ns: Path | None, upstreams: tuple[str, ...] = (), port: int = 53):
+        self.host_ns = host_ns
+        self.upstreams = upstreams
+        self.port = port
+        self.resolver = Resolver()
+        self._views: dict[str, View] = {}
+        self._listeners: dict[str, tuple[str, asyncio.DatagramTransport, asyncio.AbstractServer]] = {}
+
+    async def update(self, views: dict[str, View]) -> None:
+        """Serve exactly these views; a listener moves if its gateway changed."""
+        self._views = dict(views)
+        for name in list(self._listeners):
+            if name not in views or self._listeners[name][0] != views[name].gateway:
+                await self._stop(name)
+        for name, view in views.items():
+            if name not in self._listeners:
+                self._listeners[name] = (view.gateway, *await self._listen(name, view.gateway))
+                log.info("dns.listening", network=name, address=f"{view.gateway}:{self.port}")
+
+    async def close(self) -> None:
+        for name in list(self._listeners):
+            await self._stop(name)
+
+    async def _stop(self, name: str) -> None:
+        _, udp, tcp = self._listeners.pop(name)
+        udp.close()
+        tcp.close()
+        await tcp.wait_closed()
+        log.info("dns.stopped", network=name)
+
+    def _bound(self, kind: int, address: str) -> socket.socket:
+        sock = netns.socket(self.host_ns, socket.AF_INET, kind)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((address, self.port))
+        sock.setblocking(False)
+        return sock
+
+    async def _listen(self, network: str, address: str):
+        loop = asyncio.get_running_loop()
+        udp, _ = await loop.create_datagram_endpoint(
+            lambda: _Udp(self, network), sock=self._bound(socket.SOCK_DGRAM, address)
+        )
+        tcp = await asyncio.start_server(
+            lambda r, w: self._tcp(network, r, w), sock=self._bound(socket.SOCK_STREAM, address)
+        )
+        return udp, tcp
+
+    async def _tcp(self, network: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        try:
+            while True:
+                size = struct.unpack("!H", await reader.readexactly(2))[0]
+                query = await reader.readexactly(size)
+                reply = await self.answer(network, writer.get_extra_info("peername")[0], query)
+                if reply:
+                    writer.write(struct.pack("!H", len(reply)) + reply)
+                    await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def answer(self, network: str, client_ip: str, data: bytes) -> bytes | None:
+        """The reply to one query packet from `client_ip` on `network` (None: drop it)."""
+        try:
+            query = DNSRecord.parse(data)
+        except Exception:  # a malformed packet gets no answer, as from any resolver
+            return None
+        view = self._views.get(network)
+        reply = query.reply()
+        if view is None or ipaddress.ip_address(client_ip) not in ipaddress.ip_network(view.subnet):
+            reply.header.rcode = RCODE.REFUSED
+            return reply.pack()
+        q = query.q
+        qname = str(q.qname)
+        if q.qtype == QTYPE.PTR:
+            target = self.resolver.reverse(view, qname)
+            if target:
+                reply.add_answer(RR(q.qname, QTYPE.PTR, rdata=PTR(target + "."), ttl=TTL))
+                return reply.pack()
+        else:
+            found = self.resolver.lookup(view, client_ip, qname)
+            if found is not None:
+                if q.qtype in (QTYPE.A, QTYPE.ANY):
+                    for ip in found:
+                        reply.add_answer(RR(q.qname, QTYPE.A, rdata=A(ip), ttl=TTL))
+                return reply.pack()  # ours, but no record of that type: NOERROR, empty
+        client = dict(view.clients).get(client_ip)
+        upstreams = (client.upstreams if client and client.upstreams else ()) or self.upstreams
+        forwarded = await forward(data, upstreams)
+        if forwarded is not None:
+            return forwarded
+        reply.header.rcode = RCODE.NXDOMAIN if not upstreams else RCODE.SERVFAIL
+        return reply.pack()
+
+
+class _Udp(asyncio.DatagramProtocol):
+    def __init__(self, server: Server, network: str):
+        self.server = server
+        self.network = network
+        self.transport: asyncio.DatagramTransport | None = None
+        self.pending: set[asyncio.Task] = set()
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr):
+        task = asyncio.get_running_loop().create_task(self._reply(data, addr))
+        self.pending.add(task)  # the loop keeps only weak references to tasks
+        task.add_done_callback(self.pending.discard)
+
+    async def _reply(self, data: bytes, addr) -> None:
+        reply = await self.server.answer(self.network, addr[0], data)
+        if reply and self.transport and not self.transport.is_closing():
+            self.transport.sendto(reply, addr)
+
+
+async def forward(query: bytes, upstreams: tuple[str, ...]) -> bytes | None:
+    """Ask each upstream (`ip` or `ip:port`) in turn over UDP from the agent's own namespace."""
+    loop = asyncio.get_running_loop()
+    for upstream in upstreams:
+        host, _, port = upstream.partition(":")
+        done: asyncio.Future = loop.create_future()
+
+        class Once(asyncio.DatagramProtocol):
+            def datagram_received(self, data, addr):
+                if not done.done():
+                    done.set_result(data)
+
+        transport, _ = await loop.create_datagram_endpoint(Once, remote_addr=(host, int(port or 53)))
+        try:
+            transport.sendto(query)
+            return await asyncio.wait_for(done, UPSTREAM_TIMEOUT)
+        except (asyncio.TimeoutError, OSError):
+            log.warning("dns.upstream_failed", upstream=upstream)
+        finally:
+            transport.close()
+    return None

@@ -1,0 +1,177 @@
+"""Bridges, veth pairs, addresses, routes and MTU through pyroute2; every call is safe to repeat."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+from pathlib import Path
+
+import structlog
+from pyroute2 import NetlinkError
+
+from runtime.net import netns
+
+log = structlog.get_logger(__name__)
+
+ENODEV = 19
+ENOENT = 2
+ESRCH = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class Link:
+    """A link as netlink shows it."""
+
+    ifname: str
+    kind: str
+    mtu: int
+    master: str | None
+    addresses: tuple[str, ...]
+    up: bool
+
+
+def _index(ipr, ifname: str) -> int | None:
+    found = ipr.link_lookup(ifname=ifname)
+    return found[0] if found else None
+
+
+def _addresses(ipr, index: int) -> set[str]:
+    return {
+        f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}"
+        for a in ipr.get_addr(index=index, family=2)
+    }
+
+
+def _set_addresses(ipr, index: int, wanted: set[str]) -> None:
+    have = _addresses(ipr, index)
+    for cidr in have - wanted:
+        ip, plen = cidr.split("/")
+        ipr.addr("del", index=index, address=ip, prefixlen=int(plen))
+    for cidr in wanted - have:
+        ip, plen = cidr.split("/")
+        ipr.addr("add", index=index, address=ip, prefixlen=int(plen))
+
+
+@netns.on_worker
+def ensure_bridge(host_ns: Path | None, name: str, gateway: str, prefixlen: int, mtu: int) -> None:
+    """A bridge `name` that is up, has `gateway/prefixlen` as its only address, and `mtu`."""
+    ipr = netns.route(host_ns)
+    index = _index(ipr, name)
+    if index is None:
+        ipr.link("add", ifname=name, kind="bridge", mtu=mtu)
+        index = _index(ipr, name)
+        log.info("bridge.created", bridge=name, gateway=gateway)
+    ipr.link("set", index=index, mtu=mtu, state="up")
+    _set_addresses(ipr, index, {f"{gateway}/{prefixlen}"})
+    # DNAT of 127.0.0.1 to a container needs loopback sources to be routable out of the bridge.
+    netns.sysctl(host_ns, f"net.ipv4.conf.{name}.route_localnet", "1")
+    netns.sysctl(host_ns, "net.ipv4.ip_forward", "1")
+
+
+@netns.on_worker
+def remove_link(ns: Path | None, name: str) -> None:
+    """Delete a link (a veth's peer goes with it); a missing one is success."""
+    ipr = netns.route(ns)
+    index = _index(ipr, name)
+    if index is None:
+        return
+    try:
+        ipr.link("del", index=index)
+    except NetlinkError as exc:
+        if exc.code != ENODEV:
+            raise
+    log.info("link.removed", link=name)
+
+
+@netns.on_worker
+def ensure_veth(
+    host_ns: Path | None,
+    host_ifname: str,
+    bridge: str,
+    container_ns: Path,
+    ifname: str,
+    address: str,
+    prefixlen: int,
+    mac: str,
+    mtu: int,
+) -> None:
+    """A veth from `bridge` into `container_ns` named `ifname` with one address, MAC and MTU."""
+    inner = netns.route(container_ns)
+    peer_there = _index(inner, ifname) is not None
+    ipr = netns.route(host_ns)
+    index = _index(ipr, host_ifname)
+    if index is not None and not peer_there:
+        ipr.link("del", index=index)  # half a pair: start again
+        index = None
+    if index is None:
+        ipr.link(
+            "add",
+            ifname=host_ifname,
+            kind="veth",
+            mtu=mtu,
+            peer={"ifname": ifname, "net_ns_fd": str(container_ns), "mtu": mtu, "address": mac},
+        )
+        index = _index(ipr, host_ifname)
+        log.info("veth.created", link=host_ifname, peer=ifname, netns=str(container_ns))
+    ipr.link("set", index=index, master=_index(ipr, bridge), mtu=mtu, state="up")
+    peer = _index(inner, ifname)
+    inner.link("set", index=peer, address=mac, mtu=mtu, state="up")
+    _set_addresses(inner, peer, {f"{address}/{prefixlen}"})
+
+
+@netns.on_worker
+def ensure_default_route(ns: Path, gateway: str | None) -> None:
+    """The namespace's default route goes via `gateway` (None: there is none)."""
+    ipr = netns.route(ns)
+    current = [r for r in ipr.get_routes(family=2, table=254) if r["dst_len"] == 0]
+    have = current[0].get_attr("RTA_GATEWAY") if current else None
+    if have == gateway:
+        return
+    if current:
+        ipr.route("del", dst="0.0.0.0/0")
+    if gateway:
+        ipr.route("add", dst="0.0.0.0/0", gateway=gateway)
+
+
+@netns.on_worker
+def routes(ns: Path | None) -> list[str]:
+    """Destinations of the namespace's own routes (the default route left out)."""
+    out = []
+    ipr = netns.route(ns)
+    for table in (254, 255):
+        for r in ipr.get_routes(family=2, table=table):
+            dst = r.get_attr("RTA_DST")
+            if dst and r["dst_len"]:
+                out.append(str(ipaddress.ip_network(f"{dst}/{r['dst_len']}", strict=False)))
+    return sorted(set(out))
+
+
+@netns.on_worker
+def default_gateway(ns: Path) -> str | None:
+    ipr = netns.route(ns)
+    for r in ipr.get_routes(family=2, table=254):
+        if r["dst_len"] == 0:
+            return r.get_attr("RTA_GATEWAY")
+    return None
+
+
+@netns.on_worker
+def observe(ns: Path | None) -> dict[str, Link]:
+    """Every link of the namespace, by name."""
+    ipr = netns.route(ns)
+    raw = ipr.get_links()
+    by_index = {link["index"]: link.get_attr("IFLA_IFNAME") for link in raw}
+    out = {}
+    for link in raw:
+        info = link.get_attr("IFLA_LINKINFO")
+        kind = info.get_attr("IFLA_INFO_KIND") if info else ""
+        name = link.get_attr("IFLA_IFNAME")
+        out[name] = Link(
+            ifname=name,
+            kind=kind or "",
+            mtu=link.get_attr("IFLA_MTU"),
+            master=by_index.get(link.get_attr("IFLA_MASTER")),
+            addresses=tuple(sorted(_addresses(ipr, link["index"]))),
+            up=bool(link["flags"] & 1),
+        )
+    return out

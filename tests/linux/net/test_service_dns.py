@@ -1,0 +1,48 @@
+"""Containers find each other by service name over a shared network, and only over one."""
+
+from __future__ import annotations
+
+import asyncio
+
+from runtime.net import bridge, model
+from tests.linux.net.conftest import container, fetch, httpd
+
+
+async def until_fetched(procs, ns, url, name=None, attempts=30):
+    """Retry while httpd starts up; returns the last (code, body)."""
+    for _ in range(attempts):
+        rc, body = await fetch(procs, ns, url, name)
+        if rc == 0:
+            break
+        await asyncio.sleep(0.1)
+    return rc, body
+
+
+async def test_client_fetches_from_service_by_name(host, procs, dns_server, tmp_path):
+    bridge.ensure_network(host, model.NetworkSpec("app_back"))
+    web = bridge.attach(host, container(host, "app-web-1", "app_back"))
+    client = bridge.attach(host, container(host, "app-client-1", "app_back"))
+    await dns_server.update(bridge.dns_views(host))
+    httpd(procs, web.container.netns, tmp_path / "www", "hello from web\n")
+
+    rc, body = await until_fetched(procs, client.container.netns, "http://web/", "app-client-1")
+
+    assert (rc, body) == (0, "hello from web\n")
+
+
+async def test_service_on_another_network_cannot_reach_it(host, procs, dns_server, tmp_path):
+    bridge.ensure_network(host, model.NetworkSpec("app_back"))
+    bridge.ensure_network(host, model.NetworkSpec("app_front"))
+    web = bridge.attach(host, container(host, "app-web-1", "app_back"))
+    friend = bridge.attach(host, container(host, "app-friend-1", "app_back"))
+    stranger = bridge.attach(host, container(host, "app-stranger-1", "app_front"))
+    await dns_server.update(bridge.dns_views(host))
+    httpd(procs, web.container.netns, tmp_path / "www", "secret\n")
+    web_ip = web.endpoints[0].ipv4
+    assert await until_fetched(procs, friend.container.netns, f"http://{web_ip}/") == (0, "secret\n")
+
+    by_ip = await fetch(procs, stranger.container.netns, f"http://{web_ip}/", timeout=2)
+    by_name = await fetch(procs, stranger.container.netns, "http://web/", "app-stranger-1", timeout=2)
+
+    assert by_ip[0] != 0 and by_ip[1] == ""
+    assert by_name[0] != 0 and by_name[1] == ""
