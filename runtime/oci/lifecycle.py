@@ -183,13 +183,14 @@ async def _wait_conmon_gone(lay: layout.Layout, cid: str, timeout: float = 10.0)
     except (FileNotFoundError, ValueError):
         return
     deadline = time.monotonic() + timeout
-    while _alive(pid) and time.monotonic() < deadline:
+    while process_alive(pid) and time.monotonic() < deadline:
         await asyncio.sleep(0.01)
-    if _alive(pid):
+    if process_alive(pid):
         os.kill(pid, signal.SIGKILL)  # our own conmon, by PID
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Running, not a zombie: conmon's parent is PID 1, which reaps it in its own time."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except FileNotFoundError:

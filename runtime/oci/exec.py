@@ -1,0 +1,150 @@
+"""Run a command in a running container: captured output and exit code, or an interactive terminal."""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import json
+import os
+import signal
+import struct
+import termios
+import tty
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from runtime.oci import layout, users
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    exit_code: int
+    stdout: bytes
+    stderr: bytes
+
+
+@dataclass(frozen=True)
+class ExecOptions:
+    user: str = ""  # name or uid[:group], resolved in the container's /etc/passwd
+    env: Mapping[str, str] = field(default_factory=dict)
+    workdir: str = ""
+
+
+def runc_args(lay: layout.Layout, cid: str, argv: list[str], opts: ExecOptions, terminal: bool) -> list[str]:
+    args = lay.runc.argv("exec")
+    if terminal:
+        args.append("--tty")
+    if opts.user:
+        rootfs = json.loads((lay.bundle(cid) / "config.json").read_text())["root"]["path"]
+        user = users.resolve_in_rootfs(opts.user, rootfs)
+        args += ["--user", f"{user.uid}:{user.gid}"]
+        args += [f"--additional-gids={g}" for g in user.additional_gids]
+    if opts.workdir:
+        args += ["--cwd", opts.workdir]
+    for key, value in opts.env.items():
+        args += ["--env", f"{key}={value}"]
+    return args + [cid, "--", *argv]
+
+
+async def run(lay: layout.Layout, cid: str, argv: list[str], opts: ExecOptions = ExecOptions(), stdin: bytes | None = None) -> ExecResult:
+    """Non-interactive exec: the command's stdout, stderr and exit code (runc passes it through)."""
+    proc = await asyncio.create_subprocess_exec(
+        *runc_args(lay, cid, argv, opts, terminal=False),
+        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate(stdin)
+    return ExecResult(exit_code=proc.returncode, stdout=out, stderr=err)
+
+
+@dataclass
+class Terminal:
+    """An interactive exec: read and write `master_fd`; `wait()` gives the exit code.
+
+    runc runs in the foreground on a pty we own: it puts that pty in raw mode, relays it to the
+    container's own terminal and forwards window size changes (SIGWINCH).
+    """
+
+    master_fd: int
+    process: asyncio.subprocess.Process
+
+    def resize(self, rows: int, cols: int) -> None:
+        _set_size(self.master_fd, rows, cols)
+        if self.process.returncode is None:
+            self.process.send_signal(signal.SIGWINCH)
+
+    async def wait(self) -> int:
+        return await self.process.wait()
+
+    def close(self) -> None:
+        try:
+            os.close(self.master_fd)
+        except OSError:
+            pass
+
+
+async def open_terminal(lay: layout.Layout, cid: str, argv: list[str], opts: ExecOptions = ExecOptions(), rows: int = 24, cols: int = 80) -> Terminal:
+    master, slave = os.openpty()
+    _set_size(master, rows, cols)
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *runc_args(lay, cid, argv, opts, terminal=True),
+            stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
+        )
+    finally:
+        os.close(slave)
+    return Terminal(master_fd=master, process=proc)
+
+
+async def attach(terminal: Terminal, stdin_fd: int = 0, stdout_fd: int = 1) -> int:
+    """Relay a local terminal to an exec terminal until the command ends; return its exit code."""
+    loop = asyncio.get_running_loop()
+    saved = termios.tcgetattr(stdin_fd) if os.isatty(stdin_fd) else None
+    if saved is not None:
+        tty.setraw(stdin_fd)
+        rows, cols = _get_size(stdin_fd)
+        terminal.resize(rows, cols)
+    output_done = loop.create_future()
+
+    def from_user() -> None:
+        data = os.read(stdin_fd, 4096)
+        if data:
+            os.write(terminal.master_fd, data)
+        else:
+            loop.remove_reader(stdin_fd)
+
+    def to_user() -> None:
+        try:
+            data = os.read(terminal.master_fd, 65536)
+        except OSError:  # EIO: every writer of the pty is gone
+            data = b""
+        if data:
+            os.write(stdout_fd, data)
+        else:
+            loop.remove_reader(terminal.master_fd)
+            if not output_done.done():
+                output_done.set_result(None)
+
+    loop.add_reader(stdin_fd, from_user)
+    loop.add_reader(terminal.master_fd, to_user)
+    try:
+        code = await terminal.wait()
+        await asyncio.wait_for(output_done, 1.0)
+    except asyncio.TimeoutError:
+        pass
+    finally:
+        loop.remove_reader(stdin_fd)
+        loop.remove_reader(terminal.master_fd)
+        if saved is not None:
+            termios.tcsetattr(stdin_fd, termios.TCSADRAIN, saved)
+        terminal.close()
+    return code
+
+
+def _set_size(fd: int, rows: int, cols: int) -> None:
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+
+def _get_size(fd: int) -> tuple[int, int]:
+    rows, cols, _, _ = struct.unpack("HHHH", fcntl.ioctl(fd, termios.TIOCGWINSZ, b"\0" * 8))
+    return rows, cols

@@ -1,0 +1,88 @@
+"""Read back the containers of a project from runc's state and their OCI annotations (no registry in memory)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from runtime.cgroups import drivers, model as cgroups_model
+from runtime.oci import layout, lifecycle, runc, spec, timefmt
+
+
+@dataclass(frozen=True)
+class Observed:
+    id: str
+    project: str
+    service: str
+    replica: int
+    config_hash: str
+    image: str
+    oneoff: bool
+    status: str  # created | running | paused | exited
+    pid: int  # 0 unless running or paused
+    created: dt.datetime | None
+    cgroups_path: str
+    exit: lifecycle.ExitStatus | None = None
+    annotations: Mapping[str, str] = field(default_factory=dict)
+
+
+def from_state(lay: layout.Layout, state: Mapping) -> Observed | None:
+    """One runc state entry as observed state; None for containers pcompose did not make."""
+    notes = state.get("annotations") or {}
+    if spec.A_PROJECT not in notes:
+        return None
+    status = state.get("status", "")
+    exited = status == "stopped"
+    return Observed(
+        id=state["id"],
+        project=notes[spec.A_PROJECT],
+        service=notes.get(spec.A_SERVICE, ""),
+        replica=int(notes.get(spec.A_REPLICA, "1") or 1),
+        config_hash=notes.get(spec.A_CONFIG_HASH, ""),
+        image=notes.get(spec.A_IMAGE, ""),
+        oneoff=notes.get("com.docker.compose.oneoff") == "True",
+        status="exited" if exited else status,
+        pid=0 if exited else int(state.get("pid") or 0),
+        created=timefmt.parse(state["created"]) if state.get("created") else None,
+        cgroups_path=notes.get(spec.A_CGROUP, ""),
+        exit=lifecycle.exit_status(lay, state["id"]) if exited else None,
+        annotations=dict(notes),
+    )
+
+
+async def list_containers(lay: layout.Layout, project: str | None = None, service: str | None = None) -> list[Observed]:
+    """Every pcompose container under this runc root, optionally of one project / service."""
+    states = await runc.list_all(lay.runc) if (lay.run_dir / "runc").exists() else []
+    found = await asyncio.to_thread(lambda: [from_state(lay, s) for s in states])
+    return sorted(
+        (o for o in found if o and (project is None or o.project == project) and (service is None or o.service == service)),
+        key=lambda o: (o.project, o.service, o.replica, o.id),
+    )
+
+
+async def get(lay: layout.Layout, cid: str) -> Observed | None:
+    state = await runc.state(lay.runc, cid)
+    return None if state is None else await asyncio.to_thread(from_state, lay, state)
+
+
+async def namespace_path(lay: layout.Layout, cid: str, kind: str) -> str:
+    """/proc/<pid>/ns/<kind> of a running container, for `ipc: container:x` and the like."""
+    state = await runc.state(lay.runc, cid)
+    if state is None or state.get("status") not in ("running", "paused", "created"):
+        raise LookupError(f"container {cid}: not running, cannot join its {kind} namespace")
+    return f"/proc/{state['pid']}/ns/{kind}"
+
+
+async def stats(lay: layout.Layout, cid: str, driver: drivers.Driver | None = None) -> cgroups_model.Stats:
+    observed = await get(lay, cid)
+    if observed is None or not observed.cgroups_path:
+        raise LookupError(f"container {cid}: no such container")
+    driver = driver or drivers.detect()
+    return await asyncio.to_thread(driver.stats, observed.cgroups_path)
+
+
+async def top(lay: layout.Layout, cid: str) -> list[int]:
+    """PIDs (host's view) of every process in the container."""
+    return await runc.ps(lay.runc, cid)
