@@ -266,12 +266,16 @@ class _Extractor:
         target = clean_name(m.linkname.lstrip("/"))
         if not target:
             raise UnsafeLayer(f"entry {m.name!r}: hard link to the layer root")
-        tparent = os.dup(self._dir_fd(target[:-1], m.name, create=False)) if target[:-1] else os.dup(self.root_fd)
+        missing = UnsafeLayer(f"entry {m.name!r}: hard link target {m.linkname!r} is not in this layer")
+        try:
+            tparent = os.dup(self._dir_fd(target[:-1], m.name, create=False))
+        except FileNotFoundError:
+            raise missing from None
         try:
             parent = self._dir_fd(clean_name(m.name)[:-1], m.name)
             os.link(target[-1], base, src_dir_fd=tparent, dst_dir_fd=parent, follow_symlinks=False)
         except FileNotFoundError:
-            raise UnsafeLayer(f"entry {m.name!r}: hard link target {m.linkname!r} is not in this layer") from None
+            raise missing from None
         finally:
             os.close(tparent)
 
