@@ -1,0 +1,117 @@
+"""cgroup limits on real containers: OOM kills, CPU throttling, pids, live updates, stats (cgroup v1)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from runtime.cgroups import drivers, model as cgroups_model
+from runtime.oci import exec as oci_exec, lifecycle, observe
+from tests.linux.oci import helpers
+
+MiB = 1024 * 1024
+
+
+async def test_main_process_past_its_memory_limit_is_oom_killed(lay, make):
+    config = make(command=("dd", "if=/dev/zero", "of=/dev/null", "bs=200M", "count=1"),
+                  resources=cgroups_model.Resources(memory_limit=32 * MiB))
+    status = await helpers.run_to_exit(lay, config)
+    assert status.code == 137
+    assert status.oom_killed
+
+
+async def test_oom_killed_child_is_reported_although_the_container_exits_0(lay, make):
+    script = "dd if=/dev/zero of=/dev/null bs=200M count=1; echo dd-exited-$?; exit 0"
+    config = make(command=("sh", "-c", script), resources=cgroups_model.Resources(memory_limit=32 * MiB))
+    status = await helpers.run_to_exit(lay, config)
+    assert status.code == 0
+    assert "dd-exited-137" in helpers.output(lay, config.name)
+    assert status.oom_killed
+
+
+async def test_a_container_within_its_limit_is_not_reported_oom(lay, make):
+    config = make(command=("dd", "if=/dev/zero", "of=/dev/null", "bs=4M", "count=1"),
+                  resources=cgroups_model.Resources(memory_limit=32 * MiB))
+    status = await helpers.run_to_exit(lay, config)
+    assert (status.code, status.oom_killed) == (0, False)
+
+
+async def test_cpu_quota_shows_throttled_periods(lay, make):
+    config = make(command=("sh", "-c", "while :; do :; done"), resources=cgroups_model.Resources(cpus=0.1))
+    await lifecycle.run(lay, config)
+    await asyncio.sleep(0.6)
+    stats = await observe.stats(lay, config.name)
+    assert stats.cpu_periods > 0
+    assert stats.cpu_throttled_periods > 0
+    assert stats.cpu_throttled_ns > 0
+    assert stats.cpu_usage_ns > 0
+    cgroup = (await observe.get(lay, config.name)).cgroups_path
+    assert Path("/sys/fs/cgroup/cpu", cgroup.lstrip("/"), "cpu.cfs_quota_us").read_text().strip() == "10000"
+
+
+async def test_pids_limit_stops_a_fork_bomb(lay, make):
+    bomb = "bomb() { bomb | bomb & }; bomb; sleep 1000"
+    config = make(command=("sh", "-c", bomb), resources=cgroups_model.Resources(pids_limit=32))
+    await lifecycle.run(lay, config)
+    await asyncio.sleep(1.0)
+    stats = await observe.stats(lay, config.name)
+    assert stats.pids_limit == 32
+    assert stats.pids_current <= 32
+    cgroup = (await observe.get(lay, config.name)).cgroups_path
+    events = Path("/sys/fs/cgroup/pids", cgroup.lstrip("/"), "pids.events").read_text()
+    assert int(events.split()[1]) > 0  # forks were refused
+    status = await lifecycle.stop(lay, config.name, timeout=0.1)
+    assert status is not None
+
+
+async def test_limits_are_applied_and_changed_live(lay, make):
+    resources = cgroups_model.Resources(memory_limit=64 * MiB, memory_reservation=32 * MiB, memory_swap=96 * MiB,
+                                        cpu_shares=512, cpuset_cpus="0", pids_limit=100)
+    config = make(command=("sleep", "1000"), resources=resources)
+    pid = await lifecycle.run(lay, config)
+    cgroup = Path((await observe.get(lay, config.name)).cgroups_path.lstrip("/"))
+    v1 = Path("/sys/fs/cgroup")
+    assert str(cgroup).startswith(lay.cgroup_parent.lstrip("/") + "/")  # absolute, under our parent
+    assert (v1 / "memory" / cgroup / "memory.limit_in_bytes").read_text().strip() == str(64 * MiB)
+    assert (v1 / "memory" / cgroup / "memory.soft_limit_in_bytes").read_text().strip() == str(32 * MiB)
+    assert (v1 / "memory" / cgroup / "memory.memsw.limit_in_bytes").read_text().strip() == str(96 * MiB)
+    assert (v1 / "cpu" / cgroup / "cpu.shares").read_text().strip() == "512"
+    assert (v1 / "cpuset" / cgroup / "cpuset.cpus").read_text().strip() == "0"
+    await lifecycle.update(lay, config.name, cgroups_model.Resources(memory_limit=80 * MiB, memory_swap=120 * MiB, pids_limit=50, cpus=0.5))
+    stats = await observe.stats(lay, config.name)
+    assert (stats.memory_limit, stats.pids_limit) == (80 * MiB, 50)
+    assert (v1 / "cpu" / cgroup / "cpu.cfs_quota_us").read_text().strip() == "50000"
+    observed = await observe.get(lay, config.name)
+    assert (observed.status, observed.pid) == ("running", pid)  # not restarted
+
+
+async def test_memory_stats_and_driver_freeze(lay, make):
+    config = make(command=("sh", "-c", "dd if=/dev/zero of=/dev/shm/blob bs=1M count=20; sleep 1000"),
+                  resources=cgroups_model.Resources(memory_limit=128 * MiB))
+    await lifecycle.run(lay, config)
+    await asyncio.sleep(0.5)
+    stats = await observe.stats(lay, config.name)
+    assert stats.memory_limit == 128 * MiB
+    assert 20 * MiB <= stats.memory_usage <= stats.memory_peak
+    assert stats.oom_kills == 0
+    assert stats.pids_current in (1, 2)  # sh may exec its last command
+    driver = drivers.detect()
+    cgroup = (await observe.get(lay, config.name)).cgroups_path
+    await driver.freeze(cgroup)
+    assert driver.frozen(cgroup)
+    assert Path("/sys/fs/cgroup/freezer", cgroup.lstrip("/"), "freezer.state").read_text().strip() == "FROZEN"
+    await driver.thaw(cgroup)
+    assert not driver.frozen(cgroup)
+    result = await oci_exec.run(lay, config.name, ["true"])
+    assert result.exit_code == 0  # thawed: a new process runs
+
+
+async def test_unsupported_blkio_weight_is_dropped_not_fatal(lay, make):
+    driver = drivers.detect()
+    config = make(command=("true",), resources=cgroups_model.Resources(blkio_weight=300))
+    status = await helpers.run_to_exit(lay, config)
+    assert status.code == 0
+    cgroup = lay.cgroups_path(config.identity.project, config.name).lstrip("/")
+    weight = Path("/sys/fs/cgroup/blkio", cgroup, "blkio.weight")
+    if driver.supports("blkio", "blkio.weight"):
+        assert weight.read_text().strip() == "300"
