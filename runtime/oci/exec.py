@@ -43,7 +43,7 @@ def runc_args(lay: layout.Layout, cid: str, argv: list[str], opts: ExecOptions, 
         args += ["--cwd", opts.workdir]
     for key, value in opts.env.items():
         args += ["--env", f"{key}={value}"]
-    return args + [cid, "--", *argv]
+    return args + [cid, *argv]
 
 
 async def run(lay: layout.Layout, cid: str, argv: list[str], opts: ExecOptions = ExecOptions(), stdin: bytes | None = None) -> ExecResult:
