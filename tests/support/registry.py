@@ -18,6 +18,7 @@ REGISTRY_BIN = "/usr/bin/docker-registry"
 @dataclasses.dataclass(frozen=True)
 class Registry:
     host: str                     # 127.0.0.1:PORT, the reference prefix
+    storage: Path                 # the registry's filesystem storage root
     user: str | None = None
     password: str | None = None
 
@@ -30,6 +31,12 @@ class Registry:
             cmd.append(f"--dest-creds={self.user}:{self.password}")
         subprocess.run([*cmd, f"oci:{layout}:{tag}", f"docker://{self.host}/{dest}"],
                        check=True, capture_output=True, timeout=120)
+
+
+    def blob_file(self, digest: str) -> Path:
+        """Where the registry keeps a blob's bytes (to corrupt it on purpose)."""
+        hexpart = digest.split(":", 1)[1]
+        return self.storage / "docker/registry/v2/blobs/sha256" / hexpart[:2] / hexpart / "data"
 
 
 def free_port() -> int:
@@ -57,7 +64,7 @@ def running(workdir: Path, user: str | None = None, password: str | None = None)
     proc = subprocess.Popen([REGISTRY_BIN, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT)
     try:
         _wait_ready(port, proc, workdir)
-        yield Registry(f"127.0.0.1:{port}", user, password)
+        yield Registry(f"127.0.0.1:{port}", workdir / "data", user, password)
     finally:
         proc.terminate()
         try:
