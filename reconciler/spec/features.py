@@ -1,0 +1,46 @@
+"""Which parsed attributes pcompose does not apply yet: each one present gets a warning."""
+
+from __future__ import annotations
+
+from reconciler.spec import errors, model
+
+NOT_APPLIED = "parsed but not applied by pcompose yet"
+
+# Service attributes of tiers L (later) and W (platform/Swarm specific).
+SERVICE_ATTRIBUTES = (
+    "annotations", "attach", "blkio_config", "cgroup", "cgroup_parent", "cpu_count",
+    "cpu_percent", "cpu_period", "cpu_quota", "cpu_rt_period", "cpu_rt_runtime", "cpu_shares",
+    "cpuset", "credential_spec", "develop", "device_cgroup_rules", "external_links", "ipc",
+    "isolation", "mac_address", "mem_swappiness", "models", "oom_kill_disable",
+    "oom_score_adj", "pid", "post_start", "pre_stop", "provider", "pull_refresh_after",
+    "storage_opt", "use_api_socket", "userns_mode", "uts", "volumes_from",
+)
+DEPLOY_ATTRIBUTES = ("update_config", "rollback_config", "endpoint_mode")
+BUILD_ATTRIBUTES = ("entitlements", "ssh", "cache_from", "cache_to", "no_cache_filter",
+                    "additional_contexts", "provenance", "sbom", "isolation", "tags",
+                    "platforms", "secrets", "privileged", "ulimits")
+
+
+def warnings_for(stack: model.Stack, enabled: tuple[str, ...], place_of) -> list[errors.Warning]:
+    out: list[errors.Warning] = []
+    for name in enabled:
+        svc = stack.services[name]
+        base = ("services", name)
+        for attr in SERVICE_ATTRIBUTES:
+            if _present(getattr(svc, attr)):
+                out.append(errors.Warning(NOT_APPLIED, place_of(base + (attr,))))
+        if svc.deploy is not None:
+            for attr in DEPLOY_ATTRIBUTES:
+                if _present(getattr(svc.deploy, attr)):
+                    out.append(errors.Warning(NOT_APPLIED, place_of(base + ("deploy", attr))))
+        if svc.build is not None:
+            for attr in BUILD_ATTRIBUTES:
+                if _present(getattr(svc.build, attr)):
+                    out.append(errors.Warning(NOT_APPLIED, place_of(base + ("build", attr))))
+    if stack.models:
+        out.append(errors.Warning(NOT_APPLIED, place_of(("models",))))
+    return out
+
+
+def _present(value) -> bool:
+    return value is not None and value != [] and value != {}

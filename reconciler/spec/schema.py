@@ -1,0 +1,78 @@
+"""Plain merged data -> the pydantic Stack, with pydantic's complaints turned into SpecErrors."""
+
+from __future__ import annotations
+
+import pydantic
+
+from reconciler.spec import errors, model
+
+_MESSAGES = {
+    "string_type": "must be a string",
+    "int_type": "must be an integer",
+    "int_parsing": "must be an integer",
+    "int_from_float": "must be an integer",
+    "float_type": "must be a number",
+    "float_parsing": "must be a number",
+    "bool_type": "must be a boolean",
+    "bool_parsing": "must be a boolean",
+    "dict_type": "must be a mapping",
+    "model_type": "must be a mapping",
+    "model_attributes_type": "must be a mapping",
+    "list_type": "must be a list",
+}
+
+
+def build_stack(data: dict, place_of) -> model.Stack:
+    """Validate `data` once; the first (deepest) problem becomes the SpecError."""
+    try:
+        return model.Stack.model_validate(data)
+    except pydantic.ValidationError as exc:
+        raise to_spec_error(exc, data, place_of) from None
+
+
+def to_spec_error(exc: pydantic.ValidationError, data: dict, place_of) -> errors.SpecError:
+    candidates = [_translate(err, data) for err in exc.errors()]
+    # A union reports one error per member; the member that got furthest says the most.
+    path, message = max(candidates, key=lambda c: len(c[0]))
+    if message.startswith("additional property"):
+        # Point at the unknown key's line, name the object it does not belong to.
+        place = place_of(path)
+        return errors.SpecError(message, errors.Place(place.file, place.line, place.column, path[:-1]))
+    return errors.SpecError(message, place_of(path))
+
+
+def _translate(err: dict, data: dict) -> tuple[tuple, str]:
+    loc, kind = err["loc"], err["type"]
+    path, node = [], data
+    for i, part in enumerate(loc):
+        last = i == len(loc) - 1
+        if part == "[key]":
+            name = path[-1] if path else "?"
+            return tuple(path), f"{name!r} is not a valid name (letters, digits, '.', '_', '-')"
+        if isinstance(node, dict) and part in node:
+            path.append(part)
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            path.append(part)
+            node = node[part]
+        elif last and kind in ("missing", "extra_forbidden"):
+            break
+        # else: a union member's tag (e.g. 'list[str]'), not part of the document
+    if kind == "extra_forbidden":
+        key = loc[-1]
+        return tuple(path) if path and path[-1] == key else tuple(path) + (key,), \
+            f"additional property {key!r} is not allowed"
+    if kind == "missing":
+        return tuple(path), f"{loc[-1]!r} is required"
+    if kind == "literal_error":
+        return tuple(path), f"must be one of {err['ctx']['expected']}"
+    if kind == "string_pattern_mismatch":
+        return tuple(path), f"{node!r} does not match {err['ctx']['pattern']}"
+    if kind in _MESSAGES:
+        if loc and "environment" in loc and kind == "string_type":
+            return tuple(path), "must be a boolean, null, number or string"
+        return tuple(path), _MESSAGES[kind]
+    message = err["msg"]
+    if message.startswith("Value error, "):
+        message = message[len("Value error, "):]
+    return tuple(path), message[:1].lower() + message[1:]
