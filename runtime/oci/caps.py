@@ -49,12 +49,23 @@ def normalize(name: str) -> str:
     return full
 
 
-def effective(cap_add: tuple[str, ...], cap_drop: tuple[str, ...], privileged: bool) -> tuple[str, ...]:
-    """Docker's rule: start from the default set (or ALL), drop, then add; ALL works on both sides."""
+def effective(
+    cap_add: tuple[str, ...], cap_drop: tuple[str, ...], privileged: bool, bounding: tuple[str, ...] = ALL
+) -> tuple[str, ...]:
+    """Docker's rule: start from the default set (or ALL), drop, then add; ALL works on both sides.
+
+    "ALL" and privileged mean all the host can grant: `bounding` is our own bounding set
+    (a capability we lack cannot be given, and runc would fail asking for it).
+    """
     if privileged:
-        return ALL
+        return tuple(c for c in ALL if c in bounding)
     add = {normalize(c) for c in cap_add}
     drop = {normalize(c) for c in cap_drop}
     base = set() if "ALL" in drop else set(DEFAULT) - drop
-    base |= set(ALL) if "ALL" in add else add
+    base |= set(bounding) if "ALL" in add else add
     return tuple(c for c in ALL if c in base)
+
+
+def from_mask(mask: int) -> tuple[str, ...]:
+    """Names of the bits set in a capability mask as /proc/<pid>/status shows it."""
+    return tuple(name for bit, name in enumerate(ALL) if mask >> bit & 1)

@@ -9,7 +9,7 @@ import stat
 from pathlib import Path
 
 from runtime.cgroups import drivers
-from runtime.oci import layout, model, spec, users
+from runtime.oci import caps, layout, model, spec, users
 
 
 def gather(lay: layout.Layout, config: model.ContainerConfig, driver: drivers.Driver) -> tuple[model.ContainerConfig, spec.HostFacts, list[str]]:
@@ -27,7 +27,11 @@ def gather(lay: layout.Layout, config: model.ContainerConfig, driver: drivers.Dr
         devices=tuple(device_node(d) for d in config.devices),
         init_binary=init_binary(),
         blkio_weight=blkio,
+        capability_bound=capability_bound(),
     )
+    missing = set(caps.effective(config.cap_add, config.cap_drop, False)) - set(facts.capability_bound)
+    if missing:
+        raise spec.SpecError(f"{config.name}: cap_add: this host cannot grant {', '.join(sorted(missing))}")
     return config, facts, warnings
 
 
@@ -91,3 +95,11 @@ def host_nameservers() -> tuple[str, ...]:
         return ()
     found = [ln.split()[1] for ln in lines if ln.startswith("nameserver") and len(ln.split()) > 1]
     return tuple(ns for ns in found if not ns.startswith("127.") and ns != "::1")
+
+
+def capability_bound() -> tuple[str, ...]:
+    """Our own bounding set: what a container started by us can be given at most."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("CapBnd:"):
+            return caps.from_mask(int(line.split()[1], 16))
+    return caps.ALL

@@ -66,6 +66,7 @@ class HostFacts:
     devices: tuple[DeviceNode, ...] = ()
     init_binary: str = "/usr/bin/tini-static"
     blkio_weight: bool = True
+    capability_bound: tuple[str, ...] = caps.ALL
     extra_annotations: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -238,7 +239,7 @@ def mounts(config: model.ContainerConfig, facts: HostFacts) -> list[dict[str, An
 
 def build(config: model.ContainerConfig, facts: HostFacts) -> dict[str, Any]:
     """The whole config.json, as a dict."""
-    cap_set = list(caps.effective(config.cap_add, config.cap_drop, config.privileged))
+    cap_set = list(caps.effective(config.cap_add, config.cap_drop, config.privileged, facts.capability_bound))
     process: dict[str, Any] = {
         "terminal": config.tty,
         "user": {"uid": facts.user.uid, "gid": facts.user.gid},
