@@ -31,6 +31,8 @@ class Project:
     profiles: tuple[str, ...]
     environ: Mapping[str, str]
     warnings: list[errors.Warning]
+    # Without interpolation: the normalized data as written, `${VAR}` kept (for `config`).
+    document: dict | None = None
     _hashes: dict = dataclasses.field(default_factory=dict, repr=False)
 
     def config_hash(self, service_name: str) -> str:
@@ -109,16 +111,17 @@ def load(files=None, *, project_name: str | None = None, profiles=(), env_files=
     data.pop("include", None)
     data["name"] = name
     normalize.complete(data, name, env, places, not interpolate)
-    stack = schema.build_stack(data, places)
+    document = merge.strip_markers(_clone(data)) if not interpolate else None
+    stack = schema.build_stack(data, places, lenient=not interpolate)
     active = _profiles(profiles, env)
     enabled = tuple(sorted(n for n, s in stack.services.items()
                            if not s.profiles or "*" in active or set(s.profiles) & set(active)))
-    if consistency:
+    if consistency and interpolate:
         warnings.extend(validate.check(stack, enabled, places))
     warnings.extend(features.warnings_for(stack, enabled, places))
     return Project(name=name, working_dir=working_dir, config_files=tuple(config_files),
                    stack=stack, services_enabled=enabled, profiles=tuple(active),
-                   environ=env, warnings=warnings)
+                   environ=env, warnings=warnings, document=document)
 
 
 def _environment(shell: dict, working_dir: str, env_files) -> dict:

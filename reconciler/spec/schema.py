@@ -22,12 +22,57 @@ _MESSAGES = {
 }
 
 
-def build_stack(data: dict, place_of) -> model.Stack:
-    """Validate `data` once; the first (deepest) problem becomes the SpecError."""
-    try:
-        return model.Stack.model_validate(data)
-    except pydantic.ValidationError as exc:
-        raise to_spec_error(exc, data, place_of) from None
+def build_stack(data: dict, place_of, lenient: bool = False) -> model.Stack:
+    """Validate `data` once; the first (deepest) problem becomes the SpecError.
+
+    `lenient` (no interpolation): a `${VAR}` left in a typed field cannot be checked yet, so
+    that field is left out of the model; everything else is validated as usual.
+    """
+    touched: set[int] = set()
+    for _ in range(1000):
+        try:
+            return model.Stack.model_validate(data)
+        except pydantic.ValidationError as exc:
+            if not (lenient and _drop_templates(exc, data, touched)):
+                raise to_spec_error(exc, data, place_of) from None
+    raise errors.SpecError("too many uninterpolated values")
+
+
+def _drop_templates(exc: pydantic.ValidationError, data: dict, touched: set[int]) -> bool:
+    """Remove one value the error is about if it is an uninterpolated template (or an object
+    that lost a required key that way); False if the error is a real one."""
+    for err in exc.errors():
+        loc = err["loc"]
+        if err["type"] == "missing":
+            loc = loc[:-1]
+        chain = [(None, None, data)]
+        for part in loc:
+            node = chain[-1][2]
+            if isinstance(node, dict) and part in node or \
+                    isinstance(node, list) and isinstance(part, int) and part < len(node):
+                chain.append((node, part, node[part]))
+        parent, key, node = chain[-1]
+        if parent is None:
+            continue
+        if err["type"] == "missing":
+            if id(node) not in touched:
+                continue
+        elif not _is_template(node):
+            continue
+        touched.add(id(parent))
+        if isinstance(parent, dict):
+            del parent[key]
+        else:
+            parent.pop(key)
+        return True  # positions shift after a removal; validate again
+    return False
+
+
+def _is_template(node) -> bool:
+    if isinstance(node, str):
+        return "$" in node
+    values = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+    return any(isinstance(v, str) and "$" in v for v in values)
 
 
 def to_spec_error(exc: pydantic.ValidationError, data: dict, place_of) -> errors.SpecError:

@@ -228,7 +228,8 @@ def secrets(value):
 
 def ulimits(value):
     if isinstance(value, dict):
-        return {k: ({"soft": v, "hard": v} if isinstance(v, (int, str)) and not isinstance(v, bool)
+        return {k: ({"soft": v, "hard": v} if isinstance(v, int) and not isinstance(v, bool)
+                    or isinstance(v, str) and "$" not in v
                     else v) for k, v in value.items()}
     return value
 
