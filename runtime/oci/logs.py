@@ -30,6 +30,14 @@ class _Assembler:
 
     def __init__(self) -> None:
         self.pending: dict[str, list[str]] = {}
+        self.last_time: dict[str, str] = {}
+
+    def flush(self) -> list[LogLine]:
+        """Partial lines left when a stream ended without a newline."""
+        out = [LogLine(time=timefmt.parse(self.last_time[s]), stream=s, text="".join(parts))
+               for s, parts in self.pending.items() if parts]
+        self.pending.clear()
+        return out
 
     def feed(self, raw: str) -> LogLine | None:
         parts = raw.split(" ", 3)
@@ -39,6 +47,7 @@ class _Assembler:
         text = parts[3] if len(parts) == 4 else ""
         if tag.startswith("P"):
             self.pending.setdefault(stream, []).append(text)
+            self.last_time[stream] = stamp
             return None
         whole = "".join(self.pending.pop(stream, [])) + text
         try:
@@ -49,7 +58,7 @@ class _Assembler:
 
 def parse(records: Iterable[str]) -> list[LogLine]:
     asm = _Assembler()
-    return [line for raw in records if (line := asm.feed(raw)) is not None]
+    return [line for raw in records if (line := asm.feed(raw)) is not None] + asm.flush()
 
 
 def select(lines: list[LogLine], tail: int | None = None, since: dt.datetime | None = None) -> list[LogLine]:
@@ -111,6 +120,8 @@ async def follow(
                 handle, buf = open(path, "rb"), b""
                 continue
             if finished:
+                for line in asm.flush():
+                    yield line
                 return
             await asyncio.sleep(poll)
     finally:
