@@ -102,9 +102,13 @@ def load(files=None, *, project_name: str | None = None, profiles=(), env_files=
     warnings: list[errors.Warning] = []
     places = _Places()
     loader = _Loader(env, interpolate, places, warnings, shell.get("HOME"))
-    docs = loader.read_files(config_files)
+    docs = loader.read_files(config_files, interpolate_now=False)
     name = _project_name(project_name, env, docs, working_dir, interpolate)
+    # Files may use ${COMPOSE_PROJECT_NAME}: known only now, so interpolate after naming.
     env.setdefault("COMPOSE_PROJECT_NAME", name)
+    if interpolate:
+        for doc in docs:
+            interpolate_document(doc, env, warnings)
     data = loader.build(docs, working_dir, chain=())
     data = merge.strip_markers(data)
     data.pop("version", None)
@@ -122,6 +126,9 @@ def load(files=None, *, project_name: str | None = None, profiles=(), env_files=
     return Project(name=name, working_dir=working_dir, config_files=tuple(config_files),
                    stack=stack, services_enabled=enabled, profiles=tuple(active),
                    environ=env, warnings=warnings, document=document)
+
+
+interpolate_document = interpolate.interpolate_document
 
 
 def _environment(shell: dict, working_dir: str, env_files) -> dict:
@@ -177,7 +184,7 @@ class _Loader:
         self.places, self.warnings, self.home = places, warnings, home
         self.cache: dict[str, list[yamlload.Document]] = {}
 
-    def read_files(self, paths, env=None) -> list[yamlload.Document]:
+    def read_files(self, paths, env=None, interpolate_now=True) -> list[yamlload.Document]:
         docs = []
         for path in paths:
             for doc in yamlload.load_file(path):
@@ -186,7 +193,7 @@ class _Loader:
                     self.warnings.append(errors.Warning(
                         'the attribute "version" is obsolete, it will be ignored',
                         doc.place(("version",))))
-                if self.do_interpolate:
+                if self.do_interpolate and interpolate_now:
                     interpolate.interpolate_document(doc, env or self.env, self.warnings)
                 docs.append(doc)
         return docs
