@@ -114,6 +114,9 @@ def ensure_veth(
         index = _index(ipr, host_ifname)
         log.info("veth.created", link=host_ifname, peer=ifname, netns=str(container_ns))
     ipr.link("set", index=index, master=_index(ipr, bridge), mtu=mtu, state="up")
+    # br_netfilter DNATs bridged packets: a container reaching its own published port needs its
+    # packet sent back out of the port it came in on.
+    ipr.brport("set", index=index, mode=1)
     peer = _index(inner, ifname)
     inner.link("set", index=peer, address=mac, mtu=mtu, state="up")
     _set_addresses(inner, peer, {f"{address}/{prefixlen}"})

@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -102,9 +104,26 @@ async def dns_server(host):
 
 
 def httpd(procs: Procs, ns: Path, root: Path, body: str, port: int = 80) -> subprocess.Popen:
+    """busybox httpd serving `body` at / inside `ns`, returned once it accepts connections."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "index.html").write_text(body)
-    return procs.start(ns, ["busybox", "httpd", "-f", "-p", str(port), "-h", str(root)])
+    proc = procs.start(ns, ["busybox", "httpd", "-f", "-p", str(port), "-h", str(root)])
+    wait_listening(ns, port)
+    return proc
+
+
+def wait_listening(ns: Path, port: int, attempts: int = 100) -> None:
+    """Poll the namespace's own loopback: a refused connect answers at once."""
+    for _ in range(attempts):
+        sock = netns.socket(ns, socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.connect(("127.0.0.1", port))
+            return
+        except ConnectionRefusedError:
+            time.sleep(0.02)
+        finally:
+            sock.close()
+    raise AssertionError(f"nothing listens on port {port} in {ns}")
 
 
 async def fetch(procs: Procs, ns: Path | None, url: str, name: str | None = None, timeout: int = 3):

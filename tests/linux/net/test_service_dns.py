@@ -8,13 +8,13 @@ from runtime.net import bridge, model
 from tests.linux.net.conftest import container, fetch, httpd
 
 
-async def until_fetched(procs, ns, url, name=None, attempts=30):
-    """Retry while httpd starts up; returns the last (code, body)."""
+async def until_fetched(procs, ns, url, name=None, attempts=3):
+    """Fetch, retrying a few times while httpd starts up; returns the last (code, body)."""
     for _ in range(attempts):
         rc, body = await fetch(procs, ns, url, name)
         if rc == 0:
             break
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.2)
     return rc, body
 
 
