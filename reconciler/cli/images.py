@@ -1,9 +1,335 @@
-"""Verbs of pcompose for images."""
+"""Verbs of pcompose for images: pull, images, image ls|rm|load|import|prune, login, logout."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import datetime
+import getpass
+import json
+import logging
+import sys
+
+import structlog
+
+from runtime import images
+from runtime.images import reference, registry
+
+from reconciler.cli import common
 
 
 def register(verbs: argparse._SubParsersAction) -> None:
     """Add this module's verbs to the parser."""
+    p = verbs.add_parser("pull", help="Pull service images, or images by reference")
+    p.add_argument("targets", nargs="*", metavar="SERVICE|IMAGE",
+                   help="Services of the stack (default: all), or image references")
+    p.add_argument("--platform", help="Platform os/arch[/variant] (default: this host's)")
+    p.add_argument("-q", "--quiet", action="store_true", help="Pull without printing progress")
+    p.add_argument("--insecure-registry", action="append", default=[], metavar="HOST[:PORT]",
+                   help="Allow plain HTTP to this registry (repeatable; env PCOMPOSE_INSECURE_REGISTRIES)")
+    p.set_defaults(handler=pull)
+
+    for parser in (verbs.add_parser("images", help="List images"),):
+        _list_options(parser)
+    image = verbs.add_parser("image", help="Manage images").add_subparsers(dest="image_verb", metavar="COMMAND")
+    _list_options(image.add_parser("ls", help="List images"))
+
+    p = image.add_parser("rm", help="Remove images by name or id")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("-f", "--force", action="store_true",
+                   help="Remove every name of an image id; untag images in use by containers")
+    p.set_defaults(handler=image_rm)
+
+    p = image.add_parser("load", help="Load images from a docker-archive or oci-archive tar")
+    p.add_argument("-i", "--input", required=True, metavar="FILE", help="Read from tar archive file")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(handler=image_load)
+
+    p = image.add_parser("import", help="Make a one-layer image from a root filesystem tar")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("name", metavar="NAME[:TAG]")
+    p.add_argument("--platform")
+    p.set_defaults(handler=image_import)
+
+    image.add_parser("prune", help="Remove blobs and layers no image or container uses").set_defaults(
+        handler=image_prune)
+
+    p = verbs.add_parser("login", help="Log in to a registry")
+    p.add_argument("server", nargs="?", default="docker.io")
+    p.add_argument("-u", "--username")
+    p.add_argument("-p", "--password")
+    p.add_argument("--password-stdin", action="store_true", help="Take the password from stdin")
+    p.set_defaults(handler=login)
+
+    p = verbs.add_parser("logout", help="Log out from a registry")
+    p.add_argument("server", nargs="?", default="docker.io")
+    p.set_defaults(handler=logout)
+
+
+def _list_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--format", choices=("table", "json"), default="table")
+    parser.add_argument("-q", "--quiet", action="store_true", help="Only show image ids")
+    parser.set_defaults(handler=list_images)
+
+
+def _store(args: argparse.Namespace) -> images.Store:
+    _quiet_logs()
+    try:
+        return images.Store(args.root)
+    except OSError as err:
+        raise common.UserFacingError(f"state root {args.root}: {err.strerror}") from None
+
+
+def _quiet_logs() -> None:
+    """The runtime's info events would mix with the verb's own output: only warnings, on stderr."""
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr))
+
+
+def _platform(text: str | None) -> images.Platform | None:
+    try:
+        return images.manifest.parse_platform(text) if text else None
+    except images.manifest.ManifestError as err:
+        raise common.UserFacingError(str(err)) from None
+
+
+# Errors a user can act on: one line each, no traceback.
+_USER_ERRORS = (reference.ReferenceError, registry.RegistryError, images.StoreError,
+                images.manifest.ManifestError, images.auth.AuthError)
+
+
+# -- pull
+def pull(args: argparse.Namespace) -> int:
+    jobs = _pull_jobs(args)
+    store = _store(args)
+    options = images.Options.from_env(tuple(args.insecure_registry))
+    failed = 0
+    for ref, platform in jobs:
+        display = None if args.quiet else _PullDisplay(ref.familiar())
+        try:
+            record = asyncio.run(images.pull(store, ref, platform=platform, options=options,
+                                             progress=display.update if display else None))
+        except _USER_ERRORS as err:
+            if display:
+                display.close()
+            common.print_error(f"{ref.familiar()}: {err}")
+            failed += 1
+            continue
+        if display:
+            display.close()
+            print(f"Digest: {record.digest}")
+            print(f"Status: {display.summary()} for {ref.familiar()}")
+        print(str(ref))
+    return 1 if failed else 0
+
+
+def _pull_jobs(args: argparse.Namespace) -> list[tuple[reference.Reference, images.Platform | None]]:
+    """References to pull: the stack's service images, or the references given when no stack names them."""
+    platform = _platform(args.platform)
+    project = _try_stack(args)
+    if project is not None and (not args.targets or all(t in project.stack.services for t in args.targets)):
+        jobs = []
+        for name in args.targets or project.services_enabled:
+            svc = project.stack.services[name]
+            if not svc.image or svc.pull_policy in ("never", "build"):
+                continue
+            jobs.append((_parse(svc.image), platform or _platform(svc.platform)))
+        return list(dict.fromkeys(jobs))
+    if not args.targets:
+        raise common.UserFacingError("nothing to pull: no stack file here and no image given")
+    return [(_parse(t), platform) for t in args.targets]
+
+
+def _try_stack(args: argparse.Namespace):
+    from reconciler import spec
+    try:
+        return spec.load(args.files or None, project_name=args.project_name, profiles=args.profiles,
+                         env_files=args.env_files, project_directory=args.project_directory)
+    except spec.SpecError as err:
+        if args.files:
+            raise common.UserFacingError(str(err)) from None
+        return None  # no stack here: the targets are image references
+
+
+def _parse(text: str) -> reference.Reference:
+    try:
+        return reference.parse(text)
+    except reference.ReferenceError as err:
+        raise common.UserFacingError(str(err)) from None
+
+
+class _PullDisplay:
+    """Per-layer progress: live bars on a terminal, one line per layer step otherwise."""
+
+    def __init__(self, name: str) -> None:
+        self.tty = sys.stdout.isatty()
+        self.statuses: dict[str, str] = {}
+        if self.tty:
+            from rich import progress
+            self.bars = progress.Progress(
+                progress.TextColumn("{task.fields[layer]}"), progress.TextColumn("{task.description:<17}"),
+                progress.BarColumn(), progress.DownloadColumn(), transient=False)
+            self.tasks: dict[str, int] = {}
+            self.bars.start()
+        print(f"Pulling {name}", flush=True)
+
+    def update(self, p: images.Progress) -> None:
+        changed = self.statuses.get(p.layer) != p.status
+        self.statuses[p.layer] = p.status
+        if self.tty:
+            if p.layer not in self.tasks:
+                self.tasks[p.layer] = self.bars.add_task(p.status, layer=p.layer, total=p.total or None)
+            self.bars.update(self.tasks[p.layer], description=p.status, completed=p.current or None,
+                             total=p.total or None)
+        elif changed:
+            print(f"{p.layer}: {p.status}", flush=True)
+
+    def close(self) -> None:
+        if self.tty:
+            self.bars.stop()
+
+    def summary(self) -> str:
+        if self.statuses and all(s == "Already exists" for s in self.statuses.values()):
+            return "Image is up to date"
+        return "Downloaded newer image"
+
+
+# -- images / image ls
+def list_images(args: argparse.Namespace) -> int:
+    rows = []
+    for record in _store(args).list_images():
+        for ref in record.references:
+            repo, tag = _repo_tag(ref)
+            rows.append((repo, tag, record))
+    rows.sort(key=lambda r: (r[0], r[1]))
+    if args.quiet:
+        for rid in dict.fromkeys(r[2].id[7:19] for r in rows):
+            print(rid)
+    elif args.format == "json":
+        print(json.dumps([{
+            "Repository": repo, "Tag": tag, "ID": rec.id, "Digest": rec.digest,
+            "Created": rec.config.created, "Size": rec.size,
+            "Platform": "/".join(p for p in (rec.config.os, rec.config.architecture) if p)}
+            for repo, tag, rec in rows], indent=2))
+    else:
+        table = [("REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE")] + [
+            (repo, tag, rec.id[7:19], _since(rec.config.created), _size(rec.size)) for repo, tag, rec in rows]
+        widths = [max(len(row[i]) for row in table) for i in range(5)]
+        for row in table:
+            print("   ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    return 0
+
+
+def _repo_tag(key: str) -> tuple[str, str]:
+    if key.startswith(images.archive.DANGLING):
+        return "<none>", "<none>"
+    ref = reference.parse(key)
+    return reference.familiar_name(ref.name), ref.tag or "<none>"
+
+
+def _since(created: str) -> str:
+    try:
+        then = datetime.datetime.fromisoformat(created.replace("Z", "+00:00"))
+    except ValueError:
+        return "N/A"
+    seconds = (datetime.datetime.now(datetime.timezone.utc) - then).total_seconds()
+    for unit, size in (("year", 31536000), ("month", 2592000), ("week", 604800), ("day", 86400),
+                       ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            n = int(seconds // size)
+            return f"{n} {unit}{'s' if n > 1 else ''} ago"
+    return "Less than a minute ago" if seconds >= 0 else "N/A"
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.3g}{unit}" if unit != "B" else f"{n}B"
+        n /= 1000
+    return f"{n}"
+
+
+# -- image rm / load / import / prune
+def image_rm(args: argparse.Namespace) -> int:
+    store = _store(args)
+    failed = 0
+    for name in args.images:
+        try:
+            for ref in images.remove_image(store, name, force=args.force):
+                print(f"Untagged: {_familiar_key(ref)}")
+        except images.StoreError as err:
+            common.print_error(str(err))
+            failed += 1
+    report = images.collect(store)
+    for digest in report.blobs:
+        print(f"Deleted: {digest}")
+    return 1 if failed else 0
+
+
+def _familiar_key(key: str) -> str:
+    return key if key.startswith(images.archive.DANGLING) else reference.parse(key).familiar()
+
+
+def image_load(args: argparse.Namespace) -> int:
+    try:
+        records = images.load(_store(args), args.input)
+    except _USER_ERRORS as err:
+        raise common.UserFacingError(str(err)) from None
+    for record in records:
+        for ref in record.references:
+            if ref.startswith(images.archive.DANGLING):
+                print(f"Loaded image ID: {record.id}")
+            else:
+                print(f"Loaded image: {_familiar_key(ref)}")
+    return 0
+
+
+def image_import(args: argparse.Namespace) -> int:
+    try:
+        record = images.import_rootfs(_store(args), args.file, args.name, platform=_platform(args.platform))
+    except _USER_ERRORS as err:
+        raise common.UserFacingError(str(err)) from None
+    print(record.id)
+    return 0
+
+
+def image_prune(args: argparse.Namespace) -> int:
+    report = images.collect(_store(args))
+    for digest in report.blobs:
+        print(f"Deleted: {digest}")
+    print(f"Total reclaimed space: {_size(report.freed_bytes)}")
+    return 0
+
+
+# -- login / logout
+def login(args: argparse.Namespace) -> int:
+    username = args.username or input("Username: ")
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    elif args.password is not None:
+        common.print_warning("Using --password via the CLI is insecure. Use --password-stdin.")
+        password = args.password
+    else:
+        password = getpass.getpass("Password: ")
+    if not username or not password:
+        raise common.UserFacingError("login needs a username and a password")
+    try:
+        _quiet_logs()
+        path = asyncio.run(images.login(args.server, images.Credentials(username, password)))
+    except _USER_ERRORS as err:
+        raise common.UserFacingError(str(err)) from None
+    print(f"Credentials stored in {path}")
+    print("Login Succeeded")
+    return 0
+
+
+def logout(args: argparse.Namespace) -> int:
+    try:
+        found = images.auth.remove(args.server)
+    except images.auth.AuthError as err:
+        raise common.UserFacingError(str(err)) from None
+    print(f"Removing login credentials for {args.server}" if found else f"Not logged in to {args.server}")
+    return 0
+
+
