@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(runc conmon busybox-static nftables iproute2 skopeo docker-registry tini catatonit
-          etcd-server etcd-client)
+          etcd-server etcd-client apache2-utils)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
