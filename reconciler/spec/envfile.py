@@ -76,9 +76,9 @@ def _closing_quote(body: str, quote: str) -> int:
 
 def _expand(value: str, key: str, file: str, line: int, lookup, earlier: dict) -> str:
     def get(name):
-        if name in earlier and earlier[name] is not None:
-            return earlier[name]
-        return lookup.get(name)
+        # The caller's variables (the shell) win, as they win over the file's own values later.
+        value = lookup.get(name)
+        return value if value is not None else earlier.get(name)
 
     try:
         return interpolate.substitute(value.replace("\\$", "$$"), get, [])
