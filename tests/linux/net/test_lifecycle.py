@@ -1,0 +1,129 @@
+"""Addresses, routes, interface order, network modes, and that removal leaves nothing behind."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+
+from runtime.net import bridge, ipam, links, model, netns, records
+from tests.linux.net.conftest import container
+
+
+def test_internal_network_has_no_route_out(host):
+    net = bridge.ensure_network(host, model.NetworkSpec("lab_secret", internal=True))
+    att = bridge.attach(host, container(host, "lab-db-1", "lab_secret"))
+    ns = att.container.netns
+
+    assert links.default_gateway(ns) is None
+    reachable = [ipaddress.ip_network(r) for r in links.routes(ns)]
+    assert all(r.subnet_of(ipaddress.ip_network(net.subnet)) or r.is_loopback for r in reachable)
+    table = bridge.observe(host).table
+    assert f'iifname "{net.bridge}" oifname != "{net.bridge}" drop' in table
+    assert f"ip saddr {net.subnet} oifname != \"{net.bridge}\" masquerade" not in table
+
+
+def test_default_route_goes_via_first_non_internal_network_and_interfaces_follow_priority(host):
+    bridge.ensure_network(host, model.NetworkSpec("lab_secret", internal=True))
+    front = bridge.ensure_network(host, model.NetworkSpec("lab_front", mtu=1400))
+    att = bridge.attach(host, container(
+        host, "lab-app-1",
+        model.EndpointSpec("lab_secret"),
+        model.EndpointSpec("lab_front", priority=10),
+    ))
+
+    inside = links.observe(att.container.netns)
+    assert [(e.ifname, e.network) for e in att.endpoints] == [("eth0", "lab_front"), ("eth1", "lab_secret")]
+    assert inside["eth0"].mtu == 1400 and inside["eth1"].mtu == 1500
+    assert links.default_gateway(att.container.netns) == front.gateway
+
+
+def test_static_address_and_mac_are_honoured_and_never_shared(host):
+    bridge.ensure_network(host, model.NetworkSpec("lab_net", subnet="10.77.0.0/24", gateway="10.77.0.254"))
+    att = bridge.attach(host, container(
+        host, "lab-dns-1", model.EndpointSpec("lab_net", ipv4="10.77.0.53", mac="02:00:00:00:00:53")))
+    other = bridge.attach(host, container(host, "lab-web-1", "lab_net"))
+
+    eth0 = links.observe(att.container.netns)["eth0"]
+    assert eth0.addresses == ("10.77.0.53/24",)
+    assert links.default_gateway(att.container.netns) == "10.77.0.254"
+    assert other.endpoints[0].ipv4 == "10.77.0.1"
+    with pytest.raises(bridge.NetworkError, match="10.77.0.53 is used by lab-dns-1"):
+        bridge.attach(host, container(host, "lab-copy-1", model.EndpointSpec("lab_net", ipv4="10.77.0.53")))
+    assert not netns.exists(netns.path(host.run_dir, "lab-copy-1"))
+    assert [lease.owner for lease in ipam.observe(host.state_root)["lab_net"].leases] == ["lab-web-1", "lab-dns-1"]
+
+
+def test_attach_twice_changes_nothing(host):
+    bridge.ensure_network(host, model.NetworkSpec("lab_net"))
+    spec = container(host, "lab-web-1", "lab_net")
+    first = bridge.attach(host, spec)
+    before = bridge.observe(host)
+
+    again = bridge.attach(host, spec)
+
+    assert again == first
+    after = bridge.observe(host)
+    assert (after.links, after.table, after.pools) == (before.links, before.table, before.pools)
+
+
+def test_network_modes_none_host_and_shared(host):
+    bridge.ensure_network(host, model.NetworkSpec("lab_net"))
+    main = bridge.attach(host, container(host, "lab-web-1", "lab_net"))
+    alone = bridge.attach(host, container(host, "lab-batch-1", mode="none"))
+    on_host = bridge.attach(host, model.ContainerNet("lab-probe-1", None, mode="host", dns=("127.0.0.53",)))
+    sidecar = bridge.attach(host, model.ContainerNet("lab-side-1", main.container.netns, mode="netns"))
+
+    assert list(links.observe(alone.container.netns)) == ["lo"]
+    assert on_host.endpoints == () and sidecar.endpoints == ()
+    files = host.run_dir / "net" / "files"
+    assert (files / "lab-probe-1" / "resolv.conf").read_text() == "nameserver 127.0.0.53\n"
+    gateway = bridge.observe(host).networks["lab_net"].gateway
+    assert (files / "lab-side-1" / "resolv.conf").read_text() == f"nameserver {gateway}\n"
+
+    bridge.detach(host, "lab-side-1")
+    assert netns.exists(main.container.netns)  # the sidecar only borrowed it
+
+
+def test_bad_input_says_where_and_changes_nothing(host):
+    with pytest.raises(bridge.NetworkError, match="services.web.networks.lab_nope: no such network"):
+        bridge.attach(host, container(host, "lab-web-1", "lab_nope"))
+    with pytest.raises(bridge.NetworkError, match="network lab_ext declared as external"):
+        bridge.ensure_network(host, model.NetworkSpec("lab_ext", external=True))
+    with pytest.raises(bridge.NetworkError, match="subnet: 10.1.2.3/24 has host bits set"):
+        bridge.ensure_network(host, model.NetworkSpec("lab_bad", subnet="10.1.2.3/24"))
+
+    seen = bridge.observe(host)
+    assert (seen.networks, seen.attachments, seen.pools, seen.table) == ({}, {}, {}, None)
+    assert not netns.exists(netns.path(host.run_dir, "lab-web-1"))
+
+
+def test_removal_leaves_no_namespace_link_rule_or_address(host):
+    bridge.ensure_network(host, model.NetworkSpec("lab_a"))
+    bridge.ensure_network(host, model.NetworkSpec("lab_b", internal=True))
+    for i in (1, 2):
+        bridge.attach(host, container(host, f"lab-web-{i}", "lab_a", "lab_b",
+                                      ports=(model.PortMapping(80, 8080 + i),)))
+    with pytest.raises(bridge.NetworkError, match="still used by lab-web-1, lab-web-2"):
+        bridge.remove_network(host, "lab_a")
+
+    bridge.detach(host, "lab-web-1")
+    bridge.detach(host, "lab-web-2")
+    assert bridge.remove_unused(host) == ["lab_a", "lab_b"]
+
+    seen = bridge.observe(host)
+    assert list(seen.links) == ["lo"]
+    assert seen.table is None
+    assert (seen.networks, seen.attachments, seen.pools) == ({}, {}, {})
+    assert sorted(p.name for p in (host.run_dir / "netns").iterdir()) == ["host"]
+    assert list((host.run_dir / "net" / "files").iterdir()) == []
+    assert records.attachments(host.state_root) == {}
+
+
+def test_external_network_is_used_but_never_removed(host):
+    shared = bridge.ensure_network(host, model.NetworkSpec("proxy"))
+    found = bridge.ensure_network(host, model.NetworkSpec("proxy", external=True))
+    bridge.remove_network(host, "proxy", external=True)
+
+    assert found == shared
+    assert shared.bridge in bridge.observe(host).links
