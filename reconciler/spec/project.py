@@ -253,12 +253,12 @@ class _Loader:
 
     def _resolve(self, doc, services: dict, name: str, visiting: tuple, done: set) -> dict:
         svc = services.get(name)
-        if name in done or not isinstance(svc, dict) or "extends" not in svc:
-            return svc
         path = ("services", name, "extends")
         if name in visiting:
             raise errors.SpecError("extends cycle detected: " + " -> ".join(visiting + (name,)),
                                    doc.place(path))
+        if name in done or not isinstance(svc, dict) or "extends" not in svc:
+            return svc
         ext = svc.pop("extends")
         if not isinstance(ext, dict) or not isinstance(ext.get("service"), str) \
                 or set(ext) - {"service", "file"}:
