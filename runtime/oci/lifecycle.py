@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import errno
 import json
 import os
 import shutil
@@ -170,9 +171,17 @@ def _remove_files(lay: layout.Layout, cid: str) -> None:
         shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink(missing_ok=True)
 
 
-def remove_project_cgroup(lay: layout.Layout, project: str, driver: drivers.Driver | None = None) -> None:
-    """Remove the project's (now empty) cgroup dirs after its last container is gone."""
-    (driver or drivers.detect()).remove(lay.project_cgroup(project))
+def remove_project_cgroup(lay: layout.Layout, project: str, driver: drivers.Driver | None = None) -> bool:
+    """Remove the project's cgroup dirs after its last container is gone; False (and nothing
+    removed below a busy dir) while a container still lives in it."""
+    try:
+        (driver or drivers.detect()).remove(lay.project_cgroup(project))
+    except OSError as err:
+        if err.errno != errno.EBUSY:
+            raise
+        log.info("cgroup.kept", project=project, reason="a container still runs in it")
+        return False
+    return True
 
 
 async def _wait_conmon_gone(lay: layout.Layout, cid: str, timeout: float = 10.0) -> None:
