@@ -43,6 +43,7 @@ class View:
     subnet: str
     records: tuple[tuple[str, tuple[str, ...]], ...] = ()
     clients: tuple[tuple[str, Client], ...] = ()
+    reverse: tuple[tuple[str, str], ...] = ()
 
 
 def _norm(name: str) -> str:
@@ -64,6 +65,7 @@ def views(networks: list[model.Network], attachments: list[model.Attachment]) ->
                 addr_of.setdefault(_norm(c.service), []).append(ep.ipv4)
             addr_of.setdefault(_norm(c.container), []).append(ep.ipv4)
         clients = []
+        reverse = tuple(sorted((ep.ipv4, att.container.container) for att, ep in mine))
         for att, ep in mine:
             c = att.container
             links = tuple(
@@ -79,6 +81,7 @@ def views(networks: list[model.Network], attachments: list[model.Attachment]) ->
             subnet=net.subnet,
             records=tuple(sorted((k, tuple(sorted(set(v), key=ipaddress.ip_address))) for k, v in records.items())),
             clients=tuple(sorted(clients)),
+            reverse=reverse,
         )
     return out
 
@@ -107,9 +110,7 @@ class Resolver:
         labels = _norm(name).split(".")
         if labels[-2:] != ["in-addr", "arpa"] or len(labels) != 6:
             return None
-        ip = ".".join(reversed(labels[:4]))
-        names = sorted(n for n, ips in view.records if ip in ips)
-        return min(names, key=len) if names else None
+        return dict(view.reverse).get(".".join(reversed(labels[:4])))
 
 
 class Server:
