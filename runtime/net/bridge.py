@@ -104,6 +104,8 @@ def attach(host: model.Host, c: model.ContainerNet) -> model.Attachment:
     then declaration), addresses, a default route, its resolv.conf and hosts; idempotent."""
     nets = records.networks(host.state_root)
     _check(host, c, nets)
+    if c.mode == "host":
+        c = dataclasses.replace(c, netns=host.netns)  # the agent's host namespace, maybe simulated
     previous = records.attachments(host.state_root).get(c.container)
     if c.mode in ("bridge", "none"):
         netns.ensure(c.netns)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import ipaddress
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -76,6 +79,7 @@ def test_network_modes_none_host_and_shared(host):
 
     assert list(links.observe(alone.container.netns)) == ["lo"]
     assert on_host.endpoints == () and sidecar.endpoints == ()
+    assert on_host.container.netns == host.netns
     files = host.run_dir / "net" / "files"
     assert (files / "lab-probe-1" / "resolv.conf").read_text() == "nameserver 127.0.0.53\n"
     gateway = bridge.observe(host).networks["lab_net"].gateway
@@ -127,3 +131,28 @@ def test_external_network_is_used_but_never_removed(host):
 
     assert found == shared
     assert shared.bridge in bridge.observe(host).links
+
+
+def test_a_restarted_agent_finds_what_it_made(host):
+    bridge.ensure_network(host, model.NetworkSpec("lab_net"))
+    att = bridge.attach(host, container(host, "lab-web-1", "lab_net", ports=(model.PortMapping(80, 8080),)))
+    before = bridge.observe(host)
+    probe = (
+        "import sys, pathlib, structlog; from runtime.net import bridge, model\n"
+        "structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))\n"
+        "h = model.Host(sys.argv[1], pathlib.Path(sys.argv[2]), pathlib.Path(sys.argv[3]), pathlib.Path(sys.argv[4]))\n"
+        "seen = bridge.observe(h)\n"
+        "print(sorted(seen.networks), sorted(seen.attachments), sorted(seen.links), seen.table is not None)\n"
+        "print(seen.attachments['lab-web-1'] == bridge.attach(h, seen.attachments['lab-web-1'].container))\n"
+    )
+    fresh = subprocess.run(
+        [sys.executable, "-c", probe, host.agent, str(host.state_root), str(host.run_dir), str(host.netns)],
+        capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parents[3],
+    ).stdout.splitlines()
+
+    assert fresh == [
+        f"{sorted(before.networks)} {sorted(before.attachments)} {sorted(before.links)} True",
+        "True",
+    ]
+    assert bridge.observe(host).table == before.table
+    assert att == bridge.observe(host).attachments["lab-web-1"]
