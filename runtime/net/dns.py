@@ -24,6 +24,7 @@ log = structlog.get_logger(__name__)
 
 TTL = 0  # containers come and go: let no client keep an answer
 UPSTREAM_TIMEOUT = 2.0
+UDP_SIZE = 512
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,12 +122,12 @@ class Server:
         self.upstreams = upstreams
         self.port = port
         self.resolver = Resolver()
-        self._views: dict[str, View] = {}
+        self.views: dict[str, View] = {}
         self._listeners: dict[str, tuple[str, asyncio.DatagramTransport, asyncio.AbstractServer]] = {}
 
     async def update(self, views: dict[str, View]) -> None:
         """Serve exactly these views; a listener moves if its gateway changed."""
-        self._views = dict(views)
+        self.views = dict(views)
         for name in list(self._listeners):
             if name not in views or self._listeners[name][0] != views[name].gateway:
                 await self._stop(name)
@@ -177,38 +178,57 @@ class Server:
         finally:
             writer.close()
 
-    async def answer(self, network: str, client_ip: str, data: bytes) -> bytes | None:
-        """The reply to one query packet from `client_ip` on `network` (None: drop it)."""
+    async def answer(self, network: str, client_ip: str, data: bytes, limit: int | None = None) -> bytes | None:
+        """The reply to one query packet from `client_ip` on `network` (None: drop it). Over UDP
+        (`limit` set) an answer too large for the client is sent truncated, so it asks over TCP."""
         try:
             query = DNSRecord.parse(data)
         except Exception:  # a malformed packet gets no answer, as from any resolver
             return None
-        view = self._views.get(network)
-        reply = query.reply()
+        view = self.views.get(network)
         if view is None or ipaddress.ip_address(client_ip) not in ipaddress.ip_network(view.subnet):
+            reply = query.reply()
             reply.header.rcode = RCODE.REFUSED
             return reply.pack()
-        q = query.q
-        qname = str(q.qname)
-        if q.qtype == QTYPE.PTR:
-            target = self.resolver.reverse(view, qname)
-            if target:
-                reply.add_answer(RR(q.qname, QTYPE.PTR, rdata=PTR(target + "."), ttl=TTL))
-                return reply.pack()
-        else:
-            found = self.resolver.lookup(view, client_ip, qname)
-            if found is not None:
-                if q.qtype in (QTYPE.A, QTYPE.ANY):
-                    for ip in found:
-                        reply.add_answer(RR(q.qname, QTYPE.A, rdata=A(ip), ttl=TTL))
-                return reply.pack()  # ours, but no record of that type: NOERROR, empty
+        reply = self.local(view, client_ip, query)
+        if reply is not None:
+            packet = reply.pack()
+            if limit is not None and len(packet) > max(limit, _edns_size(query)):
+                reply = query.reply()
+                reply.header.tc = 1
+                packet = reply.pack()
+            return packet
         client = dict(view.clients).get(client_ip)
         upstreams = (client.upstreams if client and client.upstreams else ()) or self.upstreams
         forwarded = await forward(data, upstreams)
         if forwarded is not None:
             return forwarded
+        reply = query.reply()
         reply.header.rcode = RCODE.NXDOMAIN if not upstreams else RCODE.SERVFAIL
         return reply.pack()
+
+    def local(self, view: View, client_ip: str, query: DNSRecord) -> DNSRecord | None:
+        """The answer from the view, or None when the name is not ours."""
+        q = query.q
+        reply = query.reply()
+        if q.qtype == QTYPE.PTR:
+            target = self.resolver.reverse(view, str(q.qname))
+            if target is None:
+                return None
+            reply.add_answer(RR(q.qname, QTYPE.PTR, rdata=PTR(target + "."), ttl=TTL))
+            return reply
+        found = self.resolver.lookup(view, client_ip, str(q.qname))
+        if found is None:
+            return None
+        if q.qtype in (QTYPE.A, QTYPE.ANY):
+            for ip in found:
+                reply.add_answer(RR(q.qname, QTYPE.A, rdata=A(ip), ttl=TTL))
+        return reply  # ours, but no record of that type: NOERROR, empty
+
+
+def _edns_size(query: DNSRecord) -> int:
+    """The UDP payload size the client announced (EDNS), else the classic 512 bytes."""
+    return max([rr.rclass for rr in query.ar if rr.rtype == QTYPE.OPT] or [UDP_SIZE])
 
 
 class _Udp(asyncio.DatagramProtocol):
@@ -227,7 +247,7 @@ class _Udp(asyncio.DatagramProtocol):
         task.add_done_callback(self.pending.discard)
 
     async def _reply(self, data: bytes, addr) -> None:
-        reply = await self.server.answer(self.network, addr[0], data)
+        reply = await self.server.answer(self.network, addr[0], data, limit=UDP_SIZE)
         if reply and self.transport and not self.transport.is_closing():
             self.transport.sendto(reply, addr)
 

@@ -104,7 +104,10 @@ async def test_resolv_conf_and_hosts_carry_the_containers_settings(host, stack):
 
 
 class FakeUpstream(asyncio.DatagramProtocol):
-    """A resolver on the machine's loopback that knows one name: the only upstream tests use."""
+    """A resolver on the machine's loopback that knows one name: the only upstreams tests use."""
+
+    def __init__(self, address: str):
+        self.address = address
 
     def connection_made(self, transport):
         self.transport = transport
@@ -113,29 +116,41 @@ class FakeUpstream(asyncio.DatagramProtocol):
         q = DNSRecord.parse(data)
         reply = q.reply()
         if str(q.q.qname) == "outside.test.":
-            reply.add_answer(RR(q.q.qname, QTYPE.A, rdata=A("192.0.2.80"), ttl=5))
+            reply.add_answer(RR(q.q.qname, QTYPE.A, rdata=A(self.address), ttl=5))
         else:
             reply.header.rcode = RCODE.NXDOMAIN
         self.transport.sendto(reply.pack(), addr)
 
 
-async def test_other_names_are_forwarded_to_the_configured_upstream(host):
+@pytest.fixture
+async def upstreams():
+    """Two fake upstreams on 127.0.0.1: their `ip:port`s, answering outside.test differently."""
     loop = asyncio.get_running_loop()
-    transport, _ = await loop.create_datagram_endpoint(FakeUpstream, local_addr=("127.0.0.1", 0))
-    port = transport.get_extra_info("sockname")[1]
-    server = dns.Server(host.netns, upstreams=(f"127.0.0.1:{port}",))
+    made = [await loop.create_datagram_endpoint(lambda a=a: FakeUpstream(a), local_addr=("127.0.0.1", 0))
+            for a in ("192.0.2.80", "192.0.2.81")]
+    try:
+        yield [f"127.0.0.1:{t.get_extra_info('sockname')[1]}" for t, _ in made]
+    finally:
+        for t, _ in made:
+            t.close()
+
+
+async def test_other_names_go_to_the_agents_upstream_or_the_containers_own(host, upstreams):
+    server = dns.Server(host.netns, upstreams=(upstreams[0],))
     try:
         net = bridge.ensure_network(host, model.NetworkSpec("blog_default"))
-        client = bridge.attach(host, container(host, "blog-client-1", "blog_default"))
+        plain = bridge.attach(host, container(host, "blog-client-1", "blog_default"))
+        own = bridge.attach(host, container(host, "blog-client-2", "blog_default", dns=(upstreams[1],)))
         await server.update(bridge.dns_views(host))
 
-        found = await ask(client.container.netns, net.gateway, "outside.test")
-        missing = await ask(client.container.netns, net.gateway, "nowhere.test")
+        found = await ask(plain.container.netns, net.gateway, "outside.test")
+        found_own = await ask(own.container.netns, net.gateway, "outside.test")
+        missing = await ask(plain.container.netns, net.gateway, "nowhere.test")
     finally:
         await server.close()
-        transport.close()
 
     assert addresses(found) == ["192.0.2.80"]
+    assert addresses(found_own) == ["192.0.2.81"]
     assert missing.header.rcode == RCODE.NXDOMAIN
 
 

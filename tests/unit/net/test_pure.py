@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from dnslib import RCODE, DNSRecord
 from hypothesis import given, strategies as st
 
 from runtime.net import dns, model, names, nft, ports, resolvconf
@@ -186,3 +187,19 @@ def test_host_resolvers_are_read_from_resolv_conf(tmp_path: Path):
     conf = tmp_path / "resolv.conf"
     conf.write_text("# x\nnameserver 127.0.0.53\noptions edns0\nnameserver 10.0.0.2\n")
     assert resolvconf.host_resolvers(conf) == ("127.0.0.53", "10.0.0.2")
+
+
+async def test_large_answers_are_truncated_over_udp_and_whole_over_tcp():
+    net = model.Network("p_a", "pcba", "10.0.0.0/24", "10.0.0.1")
+    atts = [_att(f"p-web-{i}", "web", f"10.0.0.{i + 2}") for i in range(40)]
+    server = dns.Server(None)
+    server.views = dns.views([net], atts)
+    query = DNSRecord.question("web").pack()
+
+    over_udp = DNSRecord.parse(await server.answer("p_a", "10.0.0.2", query, limit=512))
+    over_tcp = DNSRecord.parse(await server.answer("p_a", "10.0.0.2", query))
+    refused = DNSRecord.parse(await server.answer("p_a", "10.9.9.9", query))
+
+    assert over_udp.header.tc == 1 and over_udp.rr == []
+    assert len(over_tcp.rr) == 40
+    assert refused.header.rcode == RCODE.REFUSED
