@@ -30,6 +30,11 @@ class Observed:
     table: str | None
 
 
+def label(host: model.Host, *what: str) -> str:
+    """The alias put on links this agent makes: `pcompose <agent> <what...>`."""
+    return " ".join(("pcompose", host.agent, *what))
+
+
 def ensure_network(host: model.Host, spec: model.NetworkSpec) -> model.Network:
     """The bridge, subnet and gateway of `spec`; an external network must already exist."""
     known = records.networks(host.state_root)
@@ -48,7 +53,8 @@ def ensure_network(host: model.Host, spec: model.NetworkSpec) -> model.Network:
     except ipam.IpamError as exc:
         raise NetworkError(str(exc)) from None
     net = model.Network(spec.name, bridge, pool.subnet, pool.gateway, spec.internal, False, spec.mtu)
-    links.ensure_bridge(host.netns, bridge, net.gateway, net.prefixlen, net.mtu)
+    links.ensure_bridge(host.netns, bridge, net.gateway, net.prefixlen, net.mtu,
+                        label=label(host, "network", net.name))
     if known.get(spec.name) != net:
         records.save_network(host.state_root, net)
         log.info("network.created", network=net.name, bridge=bridge, subnet=net.subnet)
@@ -140,7 +146,7 @@ def _join(host, c: model.ContainerNet, net: model.Network, spec: model.EndpointS
     host_if = names.host_veth(host.agent, c.container, net.name)
     ifname = names.container_ifname(index)
     links.ensure_veth(host.netns, host_if, net.bridge, c.netns, ifname, lease.ipv4,
-                      net.prefixlen, lease.mac, net.mtu)
+                      net.prefixlen, lease.mac, net.mtu, label=label(host, c.container, net.name))
     return model.Endpoint(c.container, net.name, ifname, host_if, lease.ipv4, lease.mac, spec.aliases)
 
 
@@ -161,8 +167,10 @@ def detach(host: model.Host, container: str, ns: Path | None = None) -> None:
         ns = att.container.netns
     if ns is not None and (att is None or att.container.mode in ("bridge", "none")):
         netns.remove(ns)
-    for ep in att.endpoints if att else ():
-        links.remove_link(host.netns, ep.host_ifname)
+    ends = {ep.host_ifname for ep in att.endpoints} if att else {
+        names.host_veth(host.agent, container, n) for n in records.networks(host.state_root)}
+    for ifname in sorted(ends):
+        links.remove_link(host.netns, ifname)
     for pool in ipam.observe(host.state_root).values():
         if any(lease.owner == container for lease in pool.leases):
             ipam.release(host.state_root, pool.network, container)
@@ -231,6 +239,28 @@ def observe(host: model.Host) -> Observed:
         links=links.observe(host.netns),
         table=nft.observe(host.netns, names.table(host.agent)),
     )
+
+
+def sweep(host: model.Host) -> list[str]:
+    """Remove what this agent made but no record accounts for (after a crash between steps):
+    labelled links and address leases; returns what went."""
+    atts = records.attachments(host.state_root)
+    nets = records.networks(host.state_root)
+    wanted = {n.bridge for n in nets.values()} | {e.host_ifname for a in atts.values() for e in a.endpoints}
+    mine = label(host) + " "
+    gone = []
+    for link in links.observe(host.netns).values():
+        if link.label.startswith(mine) and link.ifname not in wanted:
+            links.remove_link(host.netns, link.ifname)
+            gone.append(f"link {link.ifname}")
+    for pool in ipam.observe(host.state_root).values():
+        for lease in pool.leases:
+            if lease.owner not in atts:
+                ipam.release(host.state_root, pool.network, lease.owner)
+                gone.append(f"lease {pool.network}/{lease.ipv4}")
+    if gone:
+        log.info("net.swept", removed=gone)
+    return gone
 
 
 def teardown(host: model.Host) -> None:

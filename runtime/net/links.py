@@ -28,6 +28,7 @@ class Link:
     master: str | None
     addresses: tuple[str, ...]
     up: bool
+    label: str = ""
 
 
 def _index(ipr, ifname: str) -> int | None:
@@ -53,15 +54,18 @@ def _set_addresses(ipr, index: int, wanted: set[str]) -> None:
 
 
 @netns.on_worker
-def ensure_bridge(host_ns: Path | None, name: str, gateway: str, prefixlen: int, mtu: int) -> None:
-    """A bridge `name` that is up, has `gateway/prefixlen` as its only address, and `mtu`."""
+def ensure_bridge(
+    host_ns: Path | None, name: str, gateway: str, prefixlen: int, mtu: int, label: str = ""
+) -> None:
+    """A bridge `name` that is up, has `gateway/prefixlen` as its only address, and `mtu`;
+    `label` goes into its alias so that what made it can find it again."""
     ipr = netns.route(host_ns)
     index = _index(ipr, name)
     if index is None:
         ipr.link("add", ifname=name, kind="bridge", mtu=mtu)
         index = _index(ipr, name)
         log.info("bridge.created", bridge=name, gateway=gateway)
-    ipr.link("set", index=index, mtu=mtu, state="up")
+    ipr.link("set", index=index, mtu=mtu, state="up", **({"ifalias": label} if label else {}))
     _set_addresses(ipr, index, {f"{gateway}/{prefixlen}"})
     # DNAT of 127.0.0.1 to a container needs loopback sources to be routable out of the bridge.
     netns.sysctl(host_ns, f"net.ipv4.conf.{name}.route_localnet", "1")
@@ -94,8 +98,10 @@ def ensure_veth(
     prefixlen: int,
     mac: str,
     mtu: int,
+    label: str = "",
 ) -> None:
-    """A veth from `bridge` into `container_ns` named `ifname` with one address, MAC and MTU."""
+    """A veth from `bridge` into `container_ns` named `ifname` with one address, MAC and MTU;
+    `label` goes into the host end's alias."""
     inner = netns.route(container_ns)
     peer_there = _index(inner, ifname) is not None
     ipr = netns.route(host_ns)
@@ -113,7 +119,8 @@ def ensure_veth(
         )
         index = _index(ipr, host_ifname)
         log.info("veth.created", link=host_ifname, peer=ifname, netns=str(container_ns))
-    ipr.link("set", index=index, master=_index(ipr, bridge), mtu=mtu, state="up")
+    ipr.link("set", index=index, master=_index(ipr, bridge), mtu=mtu, state="up",
+             **({"ifalias": label} if label else {}))
     # br_netfilter DNATs bridged packets: a container reaching its own published port needs its
     # packet sent back out of the port it came in on.
     ipr.brport("set", index=index, mode=1)
@@ -176,5 +183,6 @@ def observe(ns: Path | None) -> dict[str, Link]:
             master=by_index.get(link.get_attr("IFLA_MASTER")),
             addresses=tuple(sorted(_addresses(ipr, link["index"]))),
             up=bool(link["flags"] & 1),
+            label=link.get_attr("IFLA_IFALIAS") or "",
         )
     return out

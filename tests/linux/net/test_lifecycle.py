@@ -156,3 +156,21 @@ def test_a_restarted_agent_finds_what_it_made(host):
     ]
     assert bridge.observe(host).table == before.table
     assert att == bridge.observe(host).attachments["lab-web-1"]
+
+
+def test_sweep_removes_what_no_record_accounts_for(host):
+    net = bridge.ensure_network(host, model.NetworkSpec("lab_net"))
+    kept = bridge.attach(host, container(host, "lab-web-1", "lab_net"))
+    lost = bridge.attach(host, container(host, "lab-lost-1", "lab_net"))
+    stranger_ns = netns.ensure(netns.path(host.run_dir, "stranger"))
+    links.ensure_veth(host.netns, "other0", net.bridge, stranger_ns, "eth0", "172.31.0.9", 24,
+                      "02:00:00:00:00:09", 1500, label="someone else")
+    records.drop_attachment(host.state_root, "lab-lost-1")  # as if the agent died mid-step
+
+    gone = bridge.sweep(host)
+
+    assert gone == [f"link {lost.endpoints[0].host_ifname}", f"lease lab_net/{lost.endpoints[0].ipv4}"]
+    seen = bridge.observe(host)
+    assert {kept.endpoints[0].host_ifname, "other0", net.bridge} <= set(seen.links)
+    assert [lease.owner for lease in seen.pools["lab_net"].leases] == ["lab-web-1"]
+    assert seen.links[net.bridge].label == f"pcompose {host.agent} network lab_net"
