@@ -16,8 +16,9 @@ from yaml import nodes as ynodes
 from reconciler.spec import errors
 
 try:  # libyaml's parser is several times faster; the resolver below stays ours either way
-    _Parser = yaml.CParser
-except AttributeError:  # pragma: no cover - PyYAML without libyaml
+    from yaml import cyaml
+    _Parser = cyaml.CParser
+except ImportError:  # pragma: no cover - PyYAML without libyaml
     _Parser = None
 
 STR = "tag:yaml.org,2002:str"
