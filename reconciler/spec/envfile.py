@@ -11,6 +11,16 @@ _KEY = re.compile(r"\s*(?:export\s+)?([^\s=#]+)\s*(=?)")
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\", "$": "\\$"}
 
 
+def parse_raw(text: str) -> dict[str, str]:
+    """`format: raw`: every `KEY=VALUE` line verbatim, no quotes, no interpolation."""
+    result = {}
+    for line in text.splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            key, _, value = line.partition("=")
+            result[key.strip()] = value
+    return result
+
+
 def parse(text: str, file: str, lookup: Mapping[str, str] | None = None,
           interpolate_values: bool = True) -> dict[str, str | None]:
     """Variables of one file, in order. A bare `KEY` takes its value from `lookup` (or is None).
@@ -86,7 +96,8 @@ def _expand(value: str, key: str, file: str, line: int, lookup, earlier: dict) -
         raise errors.SpecError(f"{key}: {err}", errors.Place(file, line, 1)) from None
 
 
-def read(path: str, lookup: Mapping[str, str] | None = None) -> dict[str, str | None]:
+def read(path: str, lookup: Mapping[str, str] | None = None,
+         fmt: str | None = None) -> dict[str, str | None]:
     try:
         with open(path, encoding="utf-8") as fh:
             text = fh.read()
@@ -94,4 +105,6 @@ def read(path: str, lookup: Mapping[str, str] | None = None) -> dict[str, str | 
         raise errors.SpecError("env file not found", errors.Place(path)) from None
     except (OSError, UnicodeDecodeError) as err:
         raise errors.SpecError(f"cannot read env file: {err}", errors.Place(path)) from None
+    if fmt == "raw":
+        return parse_raw(text)
     return parse(text, path, lookup)

@@ -42,7 +42,7 @@ def substitute(text: str, lookup: Callable[[str], str | None], unset: list[str])
             out.append(_braced(text[i + 1:end], lookup, unset))
             i = end + 1
             continue
-        raise TemplateError(f"invalid template: {text!r}")
+        out.append("$")  # compose-go's pattern does not match a lone `$`: it stays as written
     return "".join(out)
 
 

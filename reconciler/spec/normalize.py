@@ -77,6 +77,8 @@ def canonical_service(svc: dict, path: tuple, ctx: _Ctx) -> None:
 
     for key in ss.LIST_OR_DICT:
         step(key, lambda v, k=key: ss.list_or_dict(v, bare=None if k == "environment" else ""))
+    for key in ("labels", "annotations"):
+        step(key, _null_is_empty_string)
     for key in ss.STRING_OR_LIST:
         step(key, ss.string_or_list)
     step("label_file", lambda v: [ss._abs_path(p, ctx.base, ctx.home) if isinstance(p, str) else p
@@ -107,6 +109,13 @@ def canonical_service(svc: dict, path: tuple, ctx: _Ctx) -> None:
     step("post_start", _hooks)
     step("pre_stop", _hooks)
     step("develop", _develop)
+
+
+def _null_is_empty_string(value):
+    """`label:` with nothing after it is an empty label, as docker compose reads it."""
+    if isinstance(value, dict):
+        return {k: "" if v is None else v for k, v in value.items()}
+    return value
 
 
 def _has_template(value) -> bool:
@@ -210,7 +219,7 @@ def _develop(value):
 # ---- after the merge ---------------------------------------------------------------------
 
 
-def complete(data: dict, project: str, environ, place_of, lenient: bool) -> None:
+def complete(data: dict, project: str, environ, place_of, working_dir: str) -> None:
     """Fill in what docker compose derives (in place): env files, default network, names."""
     services = data.get("services")
     if not isinstance(services, dict):
@@ -223,16 +232,24 @@ def complete(data: dict, project: str, environ, place_of, lenient: bool) -> None
         _fold_env_files(svc, environ, place_of, path)
         _fold_label_files(svc, place_of, path)
         if isinstance(svc.get("build"), dict):
-            build = svc["build"]
-            build.setdefault("context", os.path.abspath("."))
-            if "dockerfile_inline" not in build:
-                build.setdefault("dockerfile", "Dockerfile")
+            _complete_build(svc["build"], environ, working_dir)
         if not svc.get("network_mode") and not svc.get("networks"):
             svc["networks"] = {"default": None}
         if isinstance(svc.get("networks"), dict) and "default" in svc["networks"]:
             uses_default = True
         _implicit_dependencies(svc)
     _name_resources(data, project, uses_default)
+
+
+def _complete_build(build: dict, environ, working_dir: str) -> None:
+    build.setdefault("context", working_dir)
+    if "dockerfile_inline" not in build:
+        build.setdefault("dockerfile", "Dockerfile")
+    args = build.get("args")
+    if isinstance(args, dict):
+        # A bare build arg takes its value from the environment, or is left to the Dockerfile.
+        build["args"] = {k: (environ.get(k) if v is None else v) for k, v in args.items()
+                         if v is not None or environ.get(k) is not None}
 
 
 def _fold_env_files(svc: dict, environ, place_of, path: tuple) -> None:
@@ -252,7 +269,11 @@ def _fold_env_files(svc: dict, environ, place_of, path: tuple) -> None:
                     continue
                 raise errors.SpecError(f"env file {file_path} not found",
                                        place_of(path + ("env_file", i)))
-            merged.update(envfile.read(file_path, environ))
+            fmt = item.get("format")
+            if fmt not in (None, "raw"):
+                raise errors.SpecError(f'unsupported env file format "{fmt}" (only "raw")',
+                                       place_of(path + ("env_file", i)))
+            merged.update(envfile.read(file_path, environ, fmt))
     merged.update(env or {})
     resolved = {}
     for key, val in merged.items():

@@ -114,7 +114,7 @@ def load(files=None, *, project_name: str | None = None, profiles=(), env_files=
     data.pop("version", None)
     data.pop("include", None)
     data["name"] = name
-    normalize.complete(data, name, env, places, not interpolate)
+    normalize.complete(data, name, env, places, working_dir)
     document = merge.strip_markers(_clone(data)) if not interpolate else None
     stack = schema.build_stack(data, places, lenient=not interpolate)
     active = _profiles(profiles, env)

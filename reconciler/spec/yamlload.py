@@ -34,6 +34,8 @@ OVERRIDE_TAG = "!override"
 
 # An expanded document larger than this is refused: alias bombs must not eat the machine.
 MAX_NODES = 2_000_000
+# No Compose attribute nests this deep; the later steps recurse, so refuse it at the door.
+MAX_DEPTH = 100
 
 
 class Reset:
@@ -177,6 +179,9 @@ class _Converter:
 
     def value(self, node: ynodes.Node, path: tuple):
         self.count += 1
+        if len(path) > MAX_DEPTH:
+            raise errors.SpecError(f"nested deeper than {MAX_DEPTH} levels",
+                                   _mark_place(self.file, node, path[:MAX_DEPTH]))
         if self.count > MAX_NODES:
             raise errors.SpecError("document too large after expanding aliases",
                                    _mark_place(self.file, node, path))

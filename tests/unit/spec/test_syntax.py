@@ -112,6 +112,7 @@ def test_tab_indentation_is_a_yaml_error(tmp_path):
     ("${EMPTY-d}", ""), ("${UNSET-d}", "d"), ("${SET:+alt}", "alt"), ("${EMPTY:+alt}", ""),
     ("${EMPTY+alt}", "alt"), ("${UNSET+alt}", ""), ("${UNSET:-${SET}}", "value"),
     ("${UNSET:-${ALSO_UNSET:-deep}}", "deep"), ("$$SET", "$SET"), ("a$${b}c", "a${b}c"),
+    ("costs 5$", "costs 5$"), ("a $ b", "a $ b"), ("$1", "$1"),
 ])
 def test_interpolation_forms(template, expected):
     env = {"SET": "value", "EMPTY": ""}
@@ -122,7 +123,7 @@ def test_interpolation_forms(template, expected):
     ("${UNSET:?give it}", "required variable UNSET is missing a value: give it"),
     ("${EMPTY:?}", "required variable EMPTY is missing a value"),
     ("${UNSET?no}", "required variable UNSET is missing a value: no"),
-    ("${", "invalid template"), ("${1x}", "invalid template"), ("a $ b", "invalid template"),
+    ("${", "invalid template"), ("${1x}", "invalid template"), ("${A/b}", "invalid template"),
 ])
 def test_interpolation_errors(template, message):
     with pytest.raises(interpolate.TemplateError, match=message.replace("$", r"\$").replace("{", r"\{")):
@@ -147,3 +148,27 @@ def test_env_file_syntax():
                            'D="x\\ny $A"\nE\nF=\n', "e", {"E": "env"})
     assert values == {"A": "1", "B": "two words", "C": "lit $A", "D": "x\ny 1",
                       "E": "env", "F": ""}
+
+
+def test_raw_env_file_is_taken_verbatim(tmp_path):
+    (tmp_path / "raw.env").write_text("A='quoted' $HOME\n")
+    web = svc(tmp_path, "    env_file: [{path: raw.env, format: raw}]\n")
+    assert web.environment == {"A": "'quoted' $HOME"}
+
+
+def test_empty_label_build_defaults_and_build_args_from_the_environment(tmp_path):
+    web = svc(tmp_path, "    labels: {empty: }\n    build: {args: [VERSION, FIXED=1, UNSET]}\n",
+              environ={"VERSION": "2"})
+    assert web.labels == {"empty": ""}
+    assert web.build.context == str(tmp_path) and web.build.dockerfile == "Dockerfile"
+    assert web.build.args == {"VERSION": "2", "FIXED": "1"}
+
+
+def test_deep_nesting_is_refused_not_crashed(tmp_path):
+    with pytest.raises(spec.SpecError, match="nested deeper"):
+        load(tmp_path, "x-deep: " + "[" * 150 + "]" * 150 + "\nservices: {}\n")
+
+
+def test_several_documents_in_one_file_merge_in_order(tmp_path):
+    project = load(tmp_path, "services: {web: {image: a}}\n---\nservices: {web: {image: b}}\n")
+    assert project.stack.services["web"].image == "b"
