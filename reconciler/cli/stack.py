@@ -88,7 +88,7 @@ def _selected(project: spec.Project, names: list[str]) -> list[str]:
             raise common.UserFacingError(f"no such service: {name}")
     if not names:
         return list(project.services_enabled)
-    return sorted(names)
+    return project.with_dependencies(names)
 
 
 def _write(text: str, output: str | None) -> None:

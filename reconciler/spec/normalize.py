@@ -15,13 +15,15 @@ RESOURCE_KINDS = ("networks", "volumes", "secrets", "configs")
 
 
 class _Ctx:
-    def __init__(self, base: str, home: str | None, lenient: bool, place_of) -> None:
+    def __init__(self, base: str, home: str | None, lenient: bool, place_of, warnings) -> None:
         self.base, self.home, self.lenient, self.place_of = base, home, lenient, place_of
+        self.warnings = warnings
 
 
-def canonical_file(data: dict, base: str, home: str | None, lenient: bool, place_of) -> None:
+def canonical_file(data: dict, base: str, home: str | None, lenient: bool, place_of,
+                   warnings: list | None = None) -> None:
     """Rewrite `data` (one file, interpolated) into long syntax, in place."""
-    ctx = _Ctx(base, home, lenient, place_of)
+    ctx = _Ctx(base, home, lenient, place_of, warnings if warnings is not None else [])
     services = data.get("services")
     if isinstance(services, dict):
         for name, svc in services.items():
@@ -47,6 +49,9 @@ def _canonical_resource(kind: str, obj, ctx: _Ctx, path: tuple):
         # The deprecated `external: {name: x}` is `external: true` + `name: x`.
         obj["external"] = True
         if "name" in ext:
+            ctx.warnings.append(errors.Warning(
+                "external.name is deprecated, use name with external: true",
+                ctx.place_of(path + ("external",))))
             if obj.get("name", ext["name"]) != ext["name"]:
                 raise errors.SpecError('conflicting parameters "name" and "external.name"',
                                        ctx.place_of(path + ("external",)))

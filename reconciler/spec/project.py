@@ -42,6 +42,18 @@ class Project:
             self._hashes[service_name] = hashing.config_hash(svc, self.stack, self.environ)
         return self._hashes[service_name]
 
+    def with_dependencies(self, names) -> list[str]:
+        """`names` and every service they depend on, directly or not, sorted."""
+        seen: set[str] = set()
+        todo = list(names)
+        while todo:
+            name = todo.pop()
+            if name in seen or name not in self.stack.services:
+                continue
+            seen.add(name)
+            todo.extend(self.stack.services[name].depends_on)
+        return sorted(seen)
+
     def all_profiles(self) -> list[str]:
         return sorted({p for svc in self.stack.services.values() for p in svc.profiles})
 
@@ -206,7 +218,8 @@ class _Loader:
             if not isinstance(data.get("services", {}), (dict, type(None))):
                 raise errors.SpecError("services must be a mapping", doc.place(("services",)))
             included = self._includes(doc, chain)
-            normalize.canonical_file(data, base_dir, self.home, not self.do_interpolate, doc.place)
+            normalize.canonical_file(data, base_dir, self.home, not self.do_interpolate, doc.place,
+                                     self.warnings)
             self._extends(doc, data, chain)
             if included is not None:
                 data = merge.merge_stacks(included, data)
@@ -284,7 +297,7 @@ class _Loader:
             docs = self.read_files([path])
             for d in docs:
                 normalize.canonical_file(d.data, os.path.dirname(path), self.home,
-                                         not self.do_interpolate, d.place)
+                                         not self.do_interpolate, d.place, self.warnings)
             self.cache[path] = docs
         for doc in reversed(self.cache[path]):
             services = doc.data.get("services")

@@ -120,3 +120,23 @@ def test_version(capsys):
     assert code == 0 and out.startswith("pcompose version ")
     code, out, _ = run(capsys, "version", "--format", "json")
     assert json.loads(out)["version"]
+
+
+def test_config_of_named_services_includes_their_dependencies(tmp_path, capsys):
+    path = write(tmp_path, "stack.yaml", STACK)
+    code, out, _ = run(capsys, "-f", str(path), "config", "web")
+    assert code == 0 and list(yaml.safe_load(out)["services"]) == ["db", "web"]
+    assert run(capsys, "-f", str(path), "config", "--services", "db")[1] == "db\n"
+    code, _, err = run(capsys, "-f", str(path), "config", "nope")
+    assert code == 1 and "no such service: nope" in err
+
+
+def test_compose_file_variable_and_env_file_option(tmp_path, capsys, monkeypatch):
+    path = write(tmp_path, "stack.yaml", "services:\n  web: {image: 'busybox:${TAG}'}\n")
+    env = write(tmp_path, "prod.env", "TAG=1.36\n")
+    monkeypatch.setenv("COMPOSE_FILE", str(path))
+    monkeypatch.delenv("TAG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(capsys, "--env-file", str(env), "config", "--format", "json")
+    assert code == 0, err
+    assert json.loads(out)["services"]["web"]["image"] == "busybox:1.36"
