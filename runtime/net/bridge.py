@@ -105,6 +105,21 @@ def _check(host: model.Host, c: model.ContainerNet, nets: dict[str, model.Networ
         raise NetworkError(f"{where}.ports: cannot publish ports with network_mode {c.mode}")
 
 
+def _check_ports(c: model.ContainerNet, atts: dict[str, model.Attachment]) -> None:
+    """Refuse a host port another container already publishes (docker: "port is already allocated")."""
+    others = [
+        nft.Published("", "", p)
+        for a in atts.values()
+        if a.container.container != c.container
+        for p in a.container.ports
+    ]
+    mine = [nft.Published("", "", p) for p in c.ports]
+    taken = set(nft.clashes(tuple(others + mine))) - set(nft.clashes(tuple(others)))
+    if taken:
+        raise NetworkError(
+            f"services.{c.service or c.container}.ports: host port {', '.join(sorted(taken))} is already allocated")
+
+
 def attach(host: model.Host, c: model.ContainerNet) -> model.Attachment:
     """Give the container its namespace, a veth into each network (eth0, eth1, ... by priority,
     then declaration), addresses, a default route, its resolv.conf and hosts; idempotent."""
@@ -112,7 +127,9 @@ def attach(host: model.Host, c: model.ContainerNet) -> model.Attachment:
     _check(host, c, nets)
     if c.mode == "host":
         c = dataclasses.replace(c, netns=host.netns)  # the agent's host namespace, maybe simulated
-    previous = records.attachments(host.state_root).get(c.container)
+    atts = records.attachments(host.state_root)
+    previous = atts.get(c.container)
+    _check_ports(c, atts)
     if c.mode in ("bridge", "none"):
         netns.ensure(c.netns)
     ordered = [ep for _, ep in sorted(enumerate(c.endpoints), key=lambda ie: (-ie[1].priority, ie[0]))]

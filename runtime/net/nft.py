@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import dataclasses
-import subprocess
 from pathlib import Path
 
 import structlog
 
-from runtime.net import model
+from runtime.net import model, netns
 
 log = structlog.get_logger(__name__)
 
@@ -39,16 +40,45 @@ def _q(name: str) -> str:
     return f'"{name}"'
 
 
-def _publish_rules(published: tuple[Published, ...]) -> list[str]:
-    rules = []
-    key = lambda p: (p.port.protocol, p.port.published, p.port.host_ip, p.ipv4)  # noqa: E731
-    for p in sorted(published, key=key):
-        match = f"ip daddr {p.port.host_ip} " if p.port.host_ip not in ("", "0.0.0.0") else ""
-        rules.append(
-            f"{match}{p.port.protocol} dport {p.port.published} "
-            f"dnat to {p.ipv4}:{p.port.target}"
-        )
-    return rules
+def _maps(published: tuple[Published, ...]) -> list[str]:
+    """Published ports as map elements: `[host ip .] port : container ip . port`, per protocol,
+    so a container's ports are elements that come and go with it."""
+    out = []
+    for proto in ("tcp", "udp"):
+        for specific in (True, False):
+            key = "ipv4_addr . inet_service" if specific else "inet_service"
+            chosen: dict[str, str] = {}
+            for p in sorted(published, key=lambda p: (p.port.published, p.port.host_ip, p.ipv4)):
+                if p.port.protocol != proto or bool(p.port.host_ip) != specific:
+                    continue
+                k = f"{p.port.host_ip} . {p.port.published}" if specific else str(p.port.published)
+                chosen.setdefault(k, f"{p.ipv4} . {p.port.target}")  # a clash is refused at attach
+            name = f"publish_{proto}" + ("_ip" if specific else "")
+            out.append(f"\tmap {name} {{\n\t\ttype {key} : ipv4_addr . inet_service")
+            if chosen:
+                out.append("\t\telements = { " + ", ".join(f"{k} : {v}" for k, v in chosen.items()) + " }")
+            out.append("\t}")
+    return out
+
+
+PUBLISH_RULES = [
+    "dnat ip to ip daddr . tcp dport map @publish_tcp_ip",
+    "dnat ip to tcp dport map @publish_tcp",
+    "dnat ip to ip daddr . udp dport map @publish_udp_ip",
+    "dnat ip to udp dport map @publish_udp",
+]
+
+
+def clashes(published: tuple[Published, ...]) -> list[str]:
+    """Host ports claimed twice (the same port on any address clashes with every address)."""
+    seen: dict[tuple[str, int], list[str]] = {}
+    for p in published:
+        seen.setdefault((p.port.protocol, p.port.published), []).append(p.port.host_ip)
+    out = []
+    for (proto, port), ips in sorted(seen.items()):
+        if len(ips) > 1 and ("" in ips or len(set(ips)) < len(ips)):
+            out.append(f"{port}/{proto}")
+    return out
 
 
 def _postrouting_rules(networks: tuple[model.Network, ...]) -> list[str]:
@@ -88,6 +118,7 @@ def render(desired: Ruleset) -> str:
     out.append("\tset bridges {\n\t\ttype ifname")
     out.append(f"\t\telements = {{ {bridges} }}" if bridges else "")
     out.append("\t}")
+    out.extend(_maps(desired.published))
 
     def chain(name: str, hook: str, rules: list[str]) -> None:
         out.append(f"\tchain {name} {{")
@@ -96,7 +127,7 @@ def render(desired: Ruleset) -> str:
         out.extend(f"\t\t{r}" for r in rules)
         out.append("\t}")
 
-    chain("publish", "", _publish_rules(desired.published))
+    chain("publish", "", PUBLISH_RULES)
     jump = ["fib daddr type local jump publish"]
     chain("prerouting", f"type nat hook prerouting priority {NAT_PRIORITY}; policy accept;", jump)
     chain("output", f"type nat hook output priority {NAT_PRIORITY}; policy accept;", jump)
@@ -108,29 +139,65 @@ def render(desired: Ruleset) -> str:
     return "\n".join(line for line in out if line) + "\n"
 
 
-def _nft(ns: Path | None, args: list[str], text: str | None = None) -> subprocess.CompletedProcess:
-    prefix = ["nsenter", f"--net={ns}"] if ns else []
-    return subprocess.run([*prefix, "nft", *args], input=text, capture_output=True, text=True)
+_lib = None
+
+
+def _libnftables() -> ctypes.CDLL:
+    """libnftables (what `nft` itself runs on), loaded once: no process per change."""
+    global _lib
+    if _lib is None:
+        lib = ctypes.CDLL(ctypes.util.find_library("nftables") or "libnftables.so.1")
+        lib.nft_ctx_new.restype = ctypes.c_void_p
+        lib.nft_ctx_new.argtypes = [ctypes.c_uint32]
+        lib.nft_ctx_free.argtypes = [ctypes.c_void_p]
+        lib.nft_ctx_buffer_output.argtypes = [ctypes.c_void_p]
+        lib.nft_ctx_buffer_error.argtypes = [ctypes.c_void_p]
+        for name in ("nft_ctx_get_output_buffer", "nft_ctx_get_error_buffer"):
+            getattr(lib, name).restype = ctypes.c_char_p
+            getattr(lib, name).argtypes = [ctypes.c_void_p]
+        lib.nft_run_cmd_from_buffer.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+        _lib = lib
+    return _lib
+
+
+def _nft(ns: Path | None, text: str) -> tuple[int, str, str]:
+    """Run nft commands inside `ns` (None: here) -> (return code, output, error text)."""
+    lib = _libnftables()
+
+    def run():
+        # The context's netlink socket is opened here, so in the namespace of this thread.
+        ctx = lib.nft_ctx_new(0)
+        try:
+            lib.nft_ctx_buffer_output(ctx)
+            lib.nft_ctx_buffer_error(ctx)
+            rc = lib.nft_run_cmd_from_buffer(ctx, text.encode())
+            out = (lib.nft_ctx_get_output_buffer(ctx) or b"").decode()
+            err = (lib.nft_ctx_get_error_buffer(ctx) or b"").decode()
+            return rc, out, err
+        finally:
+            lib.nft_ctx_free(ctx)
+
+    return netns.run_in(ns, run)
 
 
 def apply(ns: Path | None, desired: Ruleset) -> None:
     """Replace the table in `ns` (None: the real host) by `desired`, all at once."""
     text = render(desired)
-    result = _nft(ns, ["-f", "-"], text)
-    if result.returncode != 0:
-        raise RuntimeError(f"nft -f in {ns or 'host'} failed: {result.stderr.strip()}\n{text}")
+    rc, _, err = _nft(ns, text)
+    if rc != 0:
+        raise RuntimeError(f"nft -f in {ns or 'host'} failed: {err.strip()}\n{text}")
     log.info("nft.applied", table=desired.table, netns=str(ns), rules=text.count("\n"))
 
 
 def remove(ns: Path | None, table: str) -> None:
     """Delete the table; a missing one is success."""
-    result = _nft(ns, ["-f", "-"], f"table ip {table} {{}}\ndelete table ip {table}\n")
-    if result.returncode != 0:
-        raise RuntimeError(f"nft delete table {table} in {ns or 'host'} failed: {result.stderr.strip()}")
+    rc, _, err = _nft(ns, f"table ip {table} {{}}\ndelete table ip {table}\n")
+    if rc != 0:
+        raise RuntimeError(f"nft delete table {table} in {ns or 'host'} failed: {err.strip()}")
     log.info("nft.removed", table=table, netns=str(ns))
 
 
 def observe(ns: Path | None, table: str) -> str | None:
     """The table as nft lists it now, or None when there is none."""
-    result = _nft(ns, ["list", "table", "ip", table])
-    return result.stdout if result.returncode == 0 else None
+    rc, out, _ = _nft(ns, f"list table ip {table}")
+    return out if rc == 0 else None

@@ -91,3 +91,10 @@ async def test_removed_container_is_no_longer_published(host, procs, lan_client,
     rc, body = await fetch(procs, lan_client, f"http://{LAN_HOST}:8080/", timeout=2)
     assert rc != 0 and body == ""
     assert "8080" not in (bridge.observe(host).table or "")
+
+
+def test_a_host_port_is_published_once(host, web):
+    with pytest.raises(bridge.NetworkError, match="services.copy.ports: host port 8080/tcp is already allocated"):
+        bridge.attach(host, container(host, "shop-copy-1", "shop_default", ports=ports.parse("8080:81")))
+
+    assert "shop-copy-1" not in bridge.observe(host).attachments

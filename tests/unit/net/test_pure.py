@@ -106,9 +106,25 @@ table ip pcompose_h1 {
 \t\ttype ifname
 \t\telements = { "pcba", "pcbi" }
 \t}
+\tmap publish_tcp_ip {
+\t\ttype ipv4_addr . inet_service : ipv4_addr . inet_service
+\t\telements = { 127.0.0.1 . 8080 : 172.16.0.2 . 80 }
+\t}
+\tmap publish_tcp {
+\t\ttype inet_service : ipv4_addr . inet_service
+\t}
+\tmap publish_udp_ip {
+\t\ttype ipv4_addr . inet_service : ipv4_addr . inet_service
+\t}
+\tmap publish_udp {
+\t\ttype inet_service : ipv4_addr . inet_service
+\t\telements = { 53 : 172.16.0.2 . 53, 54 : 172.16.0.3 . 53 }
+\t}
 \tchain publish {
-\t\tip daddr 127.0.0.1 tcp dport 8080 dnat to 172.16.0.2:80
-\t\tudp dport 53 dnat to 172.16.0.2:53
+\t\tdnat ip to ip daddr . tcp dport map @publish_tcp_ip
+\t\tdnat ip to tcp dport map @publish_tcp
+\t\tdnat ip to ip daddr . udp dport map @publish_udp_ip
+\t\tdnat ip to udp dport map @publish_udp
 \t}
 \tchain prerouting {
 \t\ttype nat hook prerouting priority -100; policy accept;
@@ -144,10 +160,20 @@ def test_nft_table_renders_as_one_replacing_transaction():
     a = model.Network("p_a", "pcba", "172.16.0.0/16", "172.16.0.1")
     i = model.Network("p_i", "pcbi", "172.17.0.0/16", "172.17.0.1", internal=True)
     published = (
+        nft.Published("172.16.0.3", "pcba", model.PortMapping(53, 54, "udp")),
         nft.Published("172.16.0.2", "pcba", model.PortMapping(53, 53, "udp")),
         nft.Published("172.16.0.2", "pcba", model.PortMapping(80, 8080, "tcp", "127.0.0.1")),
     )
     assert nft.render(nft.Ruleset("pcompose_h1", (a, i), published)) == GOLDEN
+
+
+def test_host_ports_claimed_twice_are_found():
+    def pub(port, ip="", proto="tcp"):
+        return nft.Published("10.0.0.2", "b", model.PortMapping(80, port, proto, ip))
+
+    assert nft.clashes((pub(80), pub(80, proto="udp"), pub(81, "127.0.0.1"), pub(81, "127.0.0.2"))) == []
+    assert nft.clashes((pub(80), pub(80, "127.0.0.1"), pub(81, "127.0.0.1"), pub(81, "127.0.0.1"))) == [
+        "80/tcp", "81/tcp"]
 
 
 def _att(name, service, ip, network="p_a", aliases=(), links=(), dns_servers=()):
