@@ -252,24 +252,36 @@ class _Udp(asyncio.DatagramProtocol):
             self.transport.sendto(reply, addr)
 
 
+class _Once(asyncio.DatagramProtocol):
+    """Hands the first datagram that arrives to a future."""
+
+    def __init__(self, done: asyncio.Future):
+        self.done = done
+
+    def datagram_received(self, data, addr):
+        if not self.done.done():
+            self.done.set_result(data)
+
+    def error_received(self, exc):
+        if not self.done.done():
+            self.done.set_exception(exc)
+
+
 async def forward(query: bytes, upstreams: tuple[str, ...]) -> bytes | None:
     """Ask each upstream (`ip` or `ip:port`) in turn over UDP from the agent's own namespace."""
     loop = asyncio.get_running_loop()
     for upstream in upstreams:
         host, _, port = upstream.partition(":")
         done: asyncio.Future = loop.create_future()
-
-        class Once(asyncio.DatagramProtocol):
-            def datagram_received(self, data, addr):
-                if not done.done():
-                    done.set_result(data)
-
-        transport, _ = await loop.create_datagram_endpoint(Once, remote_addr=(host, int(port or 53)))
+        transport = None
         try:
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda: _Once(done), remote_addr=(host, int(port or 53)))
             transport.sendto(query)
             return await asyncio.wait_for(done, UPSTREAM_TIMEOUT)
-        except (asyncio.TimeoutError, OSError):
-            log.warning("dns.upstream_failed", upstream=upstream)
+        except (asyncio.TimeoutError, OSError, ValueError) as exc:
+            log.warning("dns.upstream_failed", upstream=upstream, error=repr(exc))
         finally:
-            transport.close()
+            if transport is not None:
+                transport.close()
     return None
