@@ -1,1 +1,1 @@
-"""Work queue with per-key dedup, backoff, the plan executor and the event sources."""
+"""Work queue with per-key dedup, backoff, the plan executor, the event sources and the reconcile of a project."""

@@ -1,0 +1,38 @@
+"""The two errors that set the retry policy of a key, and how any failure is classified."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+
+class TemporaryError(Exception):
+    """Try again after `delay` seconds (the thing is not ready yet)."""
+
+    def __init__(self, message: str, delay: float = 1.0) -> None:
+        super().__init__(message)
+        self.delay = delay
+
+
+class PermanentError(Exception):
+    """Retrying will not help until the desired state changes; the reason is shown to the user."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a failure means for the key: retry after `delay` (None: use backoff), or give up."""
+
+    final: bool
+    delay: float | None
+    reason: str
+
+
+def classify(error: BaseException) -> Outcome:
+    """The one place that maps an exception to a retry policy. Cancellation is never a failure."""
+    if isinstance(error, asyncio.CancelledError):
+        raise error
+    if isinstance(error, TemporaryError):
+        return Outcome(False, error.delay, str(error))
+    if isinstance(error, PermanentError):
+        return Outcome(True, None, str(error))
+    return Outcome(False, None, f"{type(error).__name__}: {error}")

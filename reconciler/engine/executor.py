@@ -1,0 +1,123 @@
+"""Runs a Plan's DAG: each step once its steps before are done, independent ones concurrently.
+
+It holds no decision about desired state: what an action does is the caller's mapping
+action -> coroutine; a failed step skips the steps that require it and nothing else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+
+import structlog
+
+from reconciler.engine import clocks, errors
+from reconciler.plan import plans
+
+log = structlog.get_logger(__name__)
+
+StepFunction = Callable[[plans.Step], Awaitable[None]]
+Listener = Callable[["StepResult"], None]
+
+
+class Status(str, enum.Enum):
+    STARTED = "started"
+    DONE = "done"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True)
+class StepResult:
+    step: plans.Step
+    status: Status
+    reason: str = ""
+    outcome: errors.Outcome | None = None  # for a failure: how to retry
+
+
+@dataclass(frozen=True)
+class Report:
+    """The end state of every step of a plan, in plan order."""
+
+    results: tuple[StepResult, ...]
+
+    @property
+    def failed(self) -> tuple[StepResult, ...]:
+        return tuple(r for r in self.results if r.status is Status.FAILED)
+
+    @property
+    def skipped(self) -> tuple[StepResult, ...]:
+        return tuple(r for r in self.results if r.status is Status.SKIPPED)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.skipped
+
+    def __str__(self) -> str:
+        return "\n".join(f"#{r.step.number} {r.step.resource} {r.step.action.value}: "
+                         f"{r.status.value}" + (f" ({r.reason})" if r.reason else "")
+                         for r in self.results)
+
+    def raise_for_failures(self) -> None:
+        """Turn failed steps into one error with the retry policy of the most hopeful one."""
+        if not self.failed:
+            return
+        summary = "; ".join(f"{r.step.resource} {r.step.action.value}: {r.reason}"
+                            for r in self.failed)
+        outcomes = [r.outcome for r in self.failed if r.outcome]
+        if all(o.final for o in outcomes):
+            raise errors.PermanentError(summary)
+        delays = [o.delay for o in outcomes if not o.final]
+        if None in delays:
+            raise StepsFailed(summary)
+        raise errors.TemporaryError(summary, delay=min(delays))
+
+
+class StepsFailed(Exception):
+    """Some steps failed with errors that call for backoff."""
+
+
+async def execute(plan: plans.Plan, functions: Mapping[plans.Action, StepFunction], *,
+                  concurrency: int = 8, clock: clocks.Clock | None = None,
+                  listener: Listener | None = None) -> Report:
+    """Run every step of `plan`; returns when all are done, failed or skipped."""
+    missing = {s.action for s in plan.steps} - set(functions)
+    if missing:
+        raise ValueError(f"no step function for {', '.join(sorted(a.value for a in missing))}")
+    clock = clock if clock is not None else clocks.MonotonicClock()
+    limit = asyncio.Semaphore(concurrency)
+    finished: dict[int, asyncio.Future[StepResult]] = {
+        s.number: asyncio.get_running_loop().create_future() for s in plan.steps}
+
+    def report(result: StepResult) -> StepResult:
+        if listener:
+            listener(result)
+        return result
+
+    async def run(step: plans.Step) -> StepResult:
+        for edge in step.after:
+            before = await finished[edge.after]
+            if edge.required and before.status is not Status.DONE:
+                return report(StepResult(step, Status.SKIPPED,
+                                         f"#{edge.after} {before.status.value}"))
+        if step.delay:
+            await clock.sleep(step.delay)
+        async with limit:
+            report(StepResult(step, Status.STARTED))
+            try:
+                await functions[step.action](step)
+            except Exception as error:  # noqa: BLE001 - every failure becomes a result
+                outcome = errors.classify(error)
+                log.warning("step.failed", step=str(step), error=outcome.reason)
+                return report(StepResult(step, Status.FAILED, outcome.reason, outcome))
+        return report(StepResult(step, Status.DONE))
+
+    async def run_and_publish(step: plans.Step) -> None:
+        finished[step.number].set_result(await run(step))
+
+    async with asyncio.TaskGroup() as group:
+        for step in plan.steps:
+            group.create_task(run_and_publish(step))
+    return Report(tuple(finished[s.number].result() for s in plan.steps))

@@ -1,0 +1,98 @@
+"""One reconcile of a project: desired in, observe, diff, execute. The runtime plugs in here.
+
+Three small protocols are the sockets: `DesiredSource` (the agent's store, turned into
+plan values by the spec), `Observer` (reads the machine) and `Actuator` (the step
+functions per action). Unit tests plug in a fake machine; the agent plugs in the runtime.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+import structlog
+
+from reconciler.engine import clocks, executor
+from reconciler.plan import diff, model, plans
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Desired:
+    """A project's desired state; `generation` grows with every submission (`up`)."""
+
+    state: model.DesiredState
+    options: model.DiffOptions
+    generation: int
+
+
+class DesiredSource(Protocol):
+    async def desired(self, project: str) -> Desired | None:
+        """None: the project is unknown (never submitted, or removed and gone)."""
+
+    async def applied(self, project: str, generation: int) -> None:
+        """Every step of this generation's first plan succeeded."""
+
+    async def applied_generation(self, project: str) -> int: ...
+
+
+class Observer(Protocol):
+    async def observe(self, project: str) -> model.ObservedState: ...
+
+
+class Actuator(Protocol):
+    def functions(self, project: str) -> Mapping[plans.Action, executor.StepFunction]: ...
+
+
+@dataclass
+class ProjectReconciler:
+    """The `reconcile` of the engine's Controller, for keys that are project names."""
+
+    source: DesiredSource
+    observer: Observer
+    actuator: Actuator
+    concurrency: int = 8
+    resync: float | None = 30.0  # look again this long after a converged pass
+    settle: float = 0.5  # look again this soon after a pass that changed something
+    clock: clocks.Clock | None = None
+    listener: Callable[[str, executor.StepResult], None] | None = None
+    plan_listener: Callable[[str, plans.Plan], None] | None = None
+
+    async def __call__(self, project: str) -> float | None:
+        wanted = await self.source.desired(project)
+        if wanted is None:
+            return None
+        first_pass = wanted.generation > await self.source.applied_generation(project)
+        # Only the first pass after an `up` starts what is stopped; later passes follow
+        # restart policies, so a finished one-shot job is not run again.
+        options = _with_start(wanted.options, first_pass)
+        observed = await self.observer.observe(project)
+        plan = diff.diff(wanted.state, observed, options)
+        if self.plan_listener:
+            self.plan_listener(project, plan)
+        if not plan:
+            if first_pass:
+                await self.source.applied(project, wanted.generation)
+            return self.resync
+        log.info("plan.made", project=project, steps=len(plan.steps),
+                 generation=wanted.generation)
+        report = await executor.execute(
+            plan, self.actuator.functions(project), concurrency=self.concurrency,
+            clock=self.clock, listener=self._listener_for(project))
+        report.raise_for_failures()
+        if first_pass:
+            await self.source.applied(project, wanted.generation)
+        return self.settle
+
+    def _listener_for(self, project: str) -> executor.Listener | None:
+        if self.listener is None:
+            return None
+        listener = self.listener
+        return lambda result: listener(project, result)
+
+
+def _with_start(options: model.DiffOptions, start_stopped: bool) -> model.DiffOptions:
+    return dataclasses.replace(options, start_stopped=start_stopped and options.start_stopped)

@@ -1,0 +1,92 @@
+"""A project's reconcile end to end on the FakeMachine: converge, stay put, follow changes."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from reconciler.engine import errors, executor, loop
+from reconciler.plan import model
+from tests.unit.engine import fakes
+
+P = "demo"
+
+
+def web(**kw):
+    kw.setdefault("replicas", 2)
+    return model.DesiredService(P, "web", "h1", "busybox", "sha256:a", networks=("default",),
+                                restart=model.RestartPolicy.parse("no"), **kw)
+
+
+def state(*services):
+    return model.DesiredState(P, services, (model.DesiredNetwork("default", f"{P}_default"),))
+
+
+@pytest.fixture
+def machine():
+    return fakes.FakeMachine()
+
+
+@pytest.fixture
+def source():
+    return fakes.FakeSource()
+
+
+def reconciler(source, machine, **kw):
+    return loop.ProjectReconciler(source, machine, machine, resync=30.0, **kw)
+
+
+async def test_converges_then_does_nothing(source, machine):
+    source.submit(state(web()))
+    reconcile = reconciler(source, machine)
+    assert await reconcile(P) == 0.5
+    assert sorted(machine.containers) == ["demo-web-1", "demo-web-2"]
+    machine.log.clear()
+    assert await reconcile(P) == 30.0
+    assert machine.log == []
+
+
+async def test_scale_and_limits_change_touch_only_what_changed(source, machine):
+    reconcile = reconciler(source, machine)
+    source.submit(state(web()))
+    await reconcile(P)
+    machine.log.clear()
+    source.submit(state(web(replicas=1, limits=model.Limits(pids=50))))
+    await reconcile(P)
+    assert machine.log == ["service:web:1 update", "service:web:2 remove"]
+
+
+async def test_exited_job_is_started_by_up_but_not_by_later_passes(source, machine):
+    reconcile = reconciler(source, machine)
+    source.submit(state(web(replicas=1)))
+    await reconcile(P)
+    stopped = dataclasses.replace(machine.containers["demo-web-1"],
+                                  state=model.ContainerState.EXITED, exit_code=0)
+    machine.containers["demo-web-1"] = stopped
+    machine.log.clear()
+    assert await reconcile(P) == 30.0  # restart: "no" -> stays exited
+    assert machine.log == []
+    source.submit(state(web(replicas=1)))  # a new `up`
+    await reconcile(P)
+    assert machine.log == ["service:web:1 start"]
+
+
+async def test_a_failing_step_raises_for_the_controller_and_reports_every_step(source, machine):
+    seen = []
+    reconcile = reconciler(source, machine,
+                           listener=lambda project, r: seen.append((r.step.resource, r.status)))
+    machine.fail["network:default"] = errors.TemporaryError("bridge busy", delay=2)
+    source.submit(state(web(replicas=1)))
+    with pytest.raises(errors.TemporaryError, match="bridge busy"):
+        await reconcile(P)
+    assert ("service:web:1", executor.Status.SKIPPED) in seen
+    assert await source.applied_generation(P) == 0
+    del machine.fail["network:default"]
+    await reconcile(P)
+    assert "demo-web-1" in machine.containers
+    assert await source.applied_generation(P) == 1
+
+
+async def test_unknown_project_is_left_alone(source, machine):
+    assert await reconciler(source, machine)(P) is None
