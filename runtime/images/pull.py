@@ -101,9 +101,22 @@ async def _ensure_layer(store: store_mod.Store, client: registry.Client, layer: 
                                     on_bytes)
         report(Progress(short, "Download complete", layer.size, layer.size))
     report(Progress(short, "Extracting"))
-    await asyncio.to_thread(unpack.ensure_layer, store, layer.chain_id, layer.diff_id,
-                            store.blob_path(layer.digest))
+    await _finish_in_thread(unpack.ensure_layer, store, layer.chain_id, layer.diff_id, store.blob_path(layer.digest))
     report(Progress(short, "Pull complete"))
+
+
+async def _finish_in_thread(fn, *args) -> None:
+    """Run fn in a thread; if we are cancelled (another layer failed), still wait for it to end.
+
+    A thread cannot be stopped: returning early would leave it writing while the caller
+    reports failure and drops the store lock.
+    """
+    work = asyncio.get_running_loop().run_in_executor(None, fn, *args)
+    try:
+        await asyncio.shield(work)
+    except asyncio.CancelledError:
+        await asyncio.wait([work])
+        raise
 
 
 async def login(registry_host: str, creds: auth.Credentials, *, auth_config: str | None = None,

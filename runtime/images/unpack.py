@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import errno
 import gzip
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -25,6 +27,11 @@ WHITEOUT_PREFIX = ".wh."
 OPAQUE = ".wh..wh..opq"
 SHORT_LEN = 12  # layers/l/<12 hex>: short lowerdir names keep 300 layers under a page of mount options
 CHUNK = 1 << 20
+# Creating an inode costs far more than writing a small file: small files and symlinks are made by a few
+# threads while the tar is read on. Bigger files are written in line, and queued data is bounded.
+WORKERS = 4
+INLINE_OVER = 1 << 20
+QUEUED_MAX = 64 << 20
 
 
 class LayerError(store_mod.StoreError):
@@ -155,10 +162,33 @@ class _Extractor:
         self.root_fd = os.open(root, os.O_DIRECTORY | os.O_RDONLY)
         self.cached: tuple[tuple[str, ...], int] | None = None
         self.dir_meta: list[tuple[tuple[str, ...], int, float]] = []
+        self.pool = concurrent.futures.ThreadPoolExecutor(WORKERS, thread_name_prefix="unpack")
+        self.pending: dict[tuple[str, ...], concurrent.futures.Future] = {}
+        self.queued = 0
 
     def close(self) -> None:
+        self.pool.shutdown(wait=True)  # every queued task closes the fd it was given
         self._drop_cache()
         os.close(self.root_fd)
+
+    def _submit(self, parts: tuple[str, ...], fn, parent: int, *args) -> None:
+        """Run fn(fd, *args) on a worker with its own dup of the parent fd (the cache may close ours)."""
+        fd = os.dup(parent)
+        try:
+            self.pending[parts] = self.pool.submit(_closing, fd, fn, *args)
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def _wait_for(self, parts: tuple[str, ...]) -> None:
+        fut = self.pending.pop(parts, None)
+        if fut is not None:
+            fut.result()
+
+    def _drain(self) -> None:
+        pending, self.pending, self.queued = self.pending, {}, 0
+        for fut in pending.values():
+            fut.result()
 
     def _drop_cache(self) -> None:
         if self.cached:
@@ -171,6 +201,8 @@ class _Extractor:
             return self.root_fd
         if self.cached and self.cached[0] == parts:
             return self.cached[1]
+        for i in range(1, len(parts) + 1):
+            self._wait_for(parts[:i])  # a symlink on the way may still be in flight: see it, refuse it
         self._drop_cache()
         fd = os.dup(self.root_fd)
         try:
@@ -203,6 +235,7 @@ class _Extractor:
                 os.chown(self.root_fd, m.uid, m.gid)
             return
         parent_parts, base = parts[:-1], parts[-1]
+        self._wait_for(parts)  # the same name earlier in this layer: let that write finish first
         parent = self._dir_fd(parent_parts, m.name)
         if base == OPAQUE:
             os.setxattr(f"/proc/self/fd/{parent}", "trusted.overlay.opaque", b"y")
@@ -211,6 +244,7 @@ class _Extractor:
             return  # aufs bookkeeping (.wh..wh.plnk and the like), meaningless to overlay
         if base.startswith(WHITEOUT_PREFIX):
             name = base[len(WHITEOUT_PREFIX):]
+            self._wait_for(parent_parts + (name,))
             self._clear(parent, name, parent_parts + (name,), keep_dir=False)
             os.mknod(name, stat.S_IFCHR | 0o000, os.makedev(0, 0), dir_fd=parent)
             return
@@ -220,10 +254,18 @@ class _Extractor:
                 os.mkdir(base, 0o700, dir_fd=parent)
             self.dir_meta.append((parts, m.mode, m.mtime))
         elif m.isreg():
-            self._write_file(tar, m, parent, base)
+            if m.size > INLINE_OVER:
+                self._write_file(tar.extractfile(m), m, parent, base)
+            else:
+                data = tar.extractfile(m).read()
+                self._submit(parts, _write_small, parent, base, m, data)
+                self.queued += len(data)
+                if self.queued > QUEUED_MAX:
+                    self._drain()
             return
         elif m.issym():
-            os.symlink(m.linkname, base, dir_fd=parent)
+            self._submit(parts, _make_symlink, parent, base, m)
+            return
         elif m.islnk():
             self._hardlink(m, parent, base)
             return  # a hard link shares its target's metadata
@@ -243,21 +285,22 @@ class _Extractor:
         if stat.S_ISDIR(st.st_mode):
             if keep_dir:
                 return
+            self._drain()  # entries below it may still be in flight
             if self.cached and self.cached[0][:len(parts)] == parts:
                 self._drop_cache()
             shutil.rmtree(name, dir_fd=parent)
         else:
             os.unlink(name, dir_fd=parent)
 
-    def _write_file(self, tar: tarfile.TarFile, m: tarfile.TarInfo, parent: int, base: str) -> None:
+    @staticmethod
+    def _write_file(src: BinaryIO, m: tarfile.TarInfo, parent: int, base: str) -> None:
         fd = os.open(base, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=parent)
         try:
-            src = tar.extractfile(m)
             while chunk := src.read(CHUNK):
                 _write_all(fd, chunk)
             os.fchown(fd, m.uid, m.gid)
             os.fchmod(fd, m.mode & 0o7777)
-            self._xattrs(m, f"/proc/self/fd/{fd}", follow=True)
+            _Extractor._xattrs(m, f"/proc/self/fd/{fd}", follow=True)
             os.utime(fd, (m.mtime, m.mtime))
         finally:
             os.close(fd)
@@ -266,6 +309,7 @@ class _Extractor:
         target = clean_name(m.linkname.lstrip("/"))
         if not target:
             raise UnsafeLayer(f"entry {m.name!r}: hard link to the layer root")
+        self._wait_for(target)
         missing = UnsafeLayer(f"entry {m.name!r}: hard link target {m.linkname!r} is not in this layer")
         try:
             tparent = os.dup(self._dir_fd(target[:-1], m.name, create=False))
@@ -279,11 +323,12 @@ class _Extractor:
         finally:
             os.close(tparent)
 
-    def _metadata(self, m: tarfile.TarInfo, parent: int, base: str, is_link: bool, is_dir: bool) -> None:
+    @staticmethod
+    def _metadata(m: tarfile.TarInfo, parent: int, base: str, is_link: bool, is_dir: bool) -> None:
         os.chown(base, m.uid, m.gid, dir_fd=parent, follow_symlinks=False)
         if not is_link and not is_dir:
             os.chmod(base, m.mode & 0o7777, dir_fd=parent)
-        self._xattrs(m, f"/proc/self/fd/{parent}/{base}", follow=False)
+        _Extractor._xattrs(m, f"/proc/self/fd/{parent}/{base}", follow=False)
         if not is_dir:
             os.utime(base, (m.mtime, m.mtime), dir_fd=parent, follow_symlinks=False)
 
@@ -303,12 +348,29 @@ class _Extractor:
 
     def finish(self) -> None:
         """Directory modes and times last: entries written inside would change them."""
+        self._drain()
         self._drop_cache()
         for parts, mode, mtime in sorted(self.dir_meta, key=lambda d: -len(d[0])):
             fd = self._dir_fd(parts, "/".join(parts), create=False) if parts else self.root_fd
             os.fchmod(fd, mode & 0o7777)
             os.utime(fd, (mtime, mtime))
         self._drop_cache()
+
+
+def _closing(fd: int, fn, *args) -> None:
+    try:
+        fn(fd, *args)
+    finally:
+        os.close(fd)
+
+
+def _write_small(parent: int, base: str, m: tarfile.TarInfo, data: bytes) -> None:
+    _Extractor._write_file(io.BytesIO(data), m, parent, base)
+
+
+def _make_symlink(parent: int, base: str, m: tarfile.TarInfo) -> None:
+    os.symlink(m.linkname, base, dir_fd=parent)
+    _Extractor._metadata(m, parent, base, is_link=True, is_dir=False)
 
 
 def _write_all(fd: int, data: bytes) -> None:
