@@ -12,7 +12,8 @@ from runtime.net import dns, ipam, links, model, names, netns, nft, records, res
 
 log = structlog.get_logger(__name__)
 
-MODES = ("bridge", "none", "host", "netns")
+MODES = ("bridge", "none", "host", "netns", "service:<name>", "container:<name>")
+OWN_NETNS = ("bridge", "none")
 
 
 class NetworkError(ValueError):
@@ -90,11 +91,29 @@ def remove_unused(host: model.Host, keep: tuple[str, ...] = ()) -> list[str]:
     return gone
 
 
+def _shares(mode: str) -> bool:
+    return mode == "netns" or mode.startswith(("service:", "container:"))
+
+
+def shared_netns(host: model.Host, mode: str) -> Path:
+    """The namespace `service:x` or `container:x` joins: that of x (its first replica for a service)."""
+    kind, _, name = mode.partition(":")
+    found = sorted(
+        (a.container.container, a.container.netns)
+        for a in records.attachments(host.state_root).values()
+        if a.container.mode in OWN_NETNS
+        and name == (a.container.service if kind == "service" else a.container.container)
+    )
+    if not found:
+        raise NetworkError(f"network_mode {mode}: no attached {kind} {name!r} to share a namespace with")
+    return found[0][1]
+
+
 def _check(host: model.Host, c: model.ContainerNet, nets: dict[str, model.Network]) -> None:
     where = f"services.{c.service or c.container}"
-    if c.mode not in MODES:
+    if c.mode not in ("bridge", "none", "host") and not _shares(c.mode):
         raise NetworkError(f"{where}.network_mode: {c.mode!r} is not one of {', '.join(MODES)}")
-    if c.mode in ("bridge", "none", "netns") and c.netns is None:
+    if c.netns is None and (c.mode in OWN_NETNS or c.mode == "netns"):
         raise NetworkError(f"{where}: network_mode {c.mode} needs a namespace path")
     if c.mode != "bridge" and c.endpoints:
         raise NetworkError(f"{where}: network_mode {c.mode} cannot be combined with networks")
@@ -127,10 +146,12 @@ def attach(host: model.Host, c: model.ContainerNet) -> model.Attachment:
     _check(host, c, nets)
     if c.mode == "host":
         c = dataclasses.replace(c, netns=host.netns)  # the agent's host namespace, maybe simulated
+    elif _shares(c.mode) and c.netns is None:
+        c = dataclasses.replace(c, netns=shared_netns(host, c.mode))
     atts = records.attachments(host.state_root)
     previous = atts.get(c.container)
     _check_ports(c, atts)
-    if c.mode in ("bridge", "none"):
+    if c.mode in OWN_NETNS:
         netns.ensure(c.netns)
     ordered = [ep for _, ep in sorted(enumerate(c.endpoints), key=lambda ie: (-ie[1].priority, ie[0]))]
     made: list[model.Endpoint] = []
@@ -172,7 +193,7 @@ def _undo(host: model.Host, c: model.ContainerNet, made: list[model.Endpoint]) -
         links.remove_link(host.netns, ep.host_ifname)
     for ep in c.endpoints:
         ipam.release(host.state_root, ep.network, c.container)
-    if c.mode in ("bridge", "none"):
+    if c.mode in OWN_NETNS:
         netns.remove(c.netns)
 
 
@@ -180,9 +201,9 @@ def detach(host: model.Host, container: str, ns: Path | None = None) -> None:
     """Remove the container's namespace, veths, addresses, files and published ports; a container
     that was never attached is success. `ns` names the namespace if no record is left."""
     att = records.attachments(host.state_root).get(container)
-    if att and att.container.mode in ("bridge", "none"):
+    if att and att.container.mode in OWN_NETNS:
         ns = att.container.netns
-    if ns is not None and (att is None or att.container.mode in ("bridge", "none")):
+    if ns is not None and (att is None or att.container.mode in OWN_NETNS):
         netns.remove(ns)
     ends = {ep.host_ifname for ep in att.endpoints} if att else {
         names.host_veth(host.agent, container, n) for n in records.networks(host.state_root)}
@@ -201,7 +222,7 @@ def write_files(host: model.Host, att: model.Attachment) -> tuple[Path, Path]:
     """The container's resolv.conf (the embedded DNS of its first network) and hosts files."""
     c = att.container
     gateways = {n.name: n.gateway for n in records.networks(host.state_root).values()}
-    if c.mode == "netns":
+    if _shares(c.mode):
         owner = [a for a in records.attachments(host.state_root).values()
                  if a.container.netns == c.netns and a.container.mode == "bridge"]
         ends = owner[0].endpoints if owner else ()

@@ -125,6 +125,12 @@ class Server:
         self.views: dict[str, View] = {}
         self._listeners: dict[str, tuple[str, asyncio.DatagramTransport, asyncio.AbstractServer]] = {}
 
+    @classmethod
+    def for_host(cls, host: model.Host, port: int = 53) -> "Server":
+        """The server of one agent: listeners in its host namespace, its configured upstreams
+        (none by default: the agent passes `resolvconf.host_resolvers()` when it should forward)."""
+        return cls(host.netns, host.upstreams, port)
+
     async def update(self, views: dict[str, View]) -> None:
         """Serve exactly these views; a listener moves if its gateway changed."""
         self.views = dict(views)

@@ -14,8 +14,6 @@ from runtime.net import netns
 log = structlog.get_logger(__name__)
 
 ENODEV = 19
-ENOENT = 2
-ESRCH = 3
 
 
 @dataclasses.dataclass(frozen=True)

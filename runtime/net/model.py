@@ -80,8 +80,9 @@ class EndpointSpec:
 class ContainerNet:
     """Everything about one container that networking needs.
 
-    `mode` is `bridge` (join `endpoints`), `none`, `host`, or `netns` (share `netns` made by
-    someone else: `service:x` / `container:x` resolve to that with `mode_netns`).
+    `mode` is `bridge` (join `endpoints`), `none` (loopback only), `host` (the agent's host
+    namespace), `service:x` / `container:x` (share x's namespace; `netns` None looks x up in the
+    records), or `netns` (share the namespace at `netns`, made by someone else).
     """
 
     container: str

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import ctypes
-import errno
 import functools
 import os
 import socket as pysocket
@@ -178,23 +177,3 @@ def sysctl(ns: Path | None, key: str, value: str) -> None:
 def socket(ns: Path | None, family: int, kind: int) -> pysocket.socket:
     """A socket that lives in `ns`: it keeps that namespace wherever it is used later."""
     return run_in(ns, lambda: pysocket.socket(family, kind))
-
-
-def pids(ns: Path) -> list[int]:
-    """Processes whose network namespace is `ns` (to tell if anyone still uses it)."""
-    try:
-        target = os.stat(ns)
-    except FileNotFoundError:
-        return []
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                st = os.stat(f"/proc/{entry}/ns/net")
-            except OSError as exc:
-                if exc.errno not in (errno.ENOENT, errno.EACCES, errno.ESRCH):
-                    raise
-                continue
-            if (st.st_ino, st.st_dev) == (target.st_ino, target.st_dev):
-                found.append(int(entry))
-    return found

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from runtime.net import bridge, dns, model, netns
+from runtime.net import bridge, dns, links, model, netns
+
+LAN_HOST = "192.0.2.1"  # the simulated host's address on a link to a client namespace we make
 
 
 @pytest.fixture
@@ -85,6 +87,16 @@ class Procs:
 
 
 @pytest.fixture
+def lan_client(host):
+    """A client namespace joined to the simulated host by its own little LAN bridge."""
+    ns = netns.ensure(netns.path(host.run_dir, "lanclient"))
+    links.ensure_bridge(host.netns, "lan0", LAN_HOST, 24, 1500)
+    links.ensure_veth(host.netns, "lanc0", "lan0", ns, "eth0", "192.0.2.2", 24, "02:00:c0:00:02:02", 1500)
+    links.ensure_default_route(ns, LAN_HOST)
+    return ns
+
+
+@pytest.fixture
 def procs(host):
     p = Procs(host)
     try:
@@ -130,3 +142,13 @@ async def fetch(procs: Procs, ns: Path | None, url: str, name: str | None = None
     """busybox wget (under `timeout`: its own -T crashes) -> (exit code, body)."""
     rc, out, _ = await procs.run(ns, ["timeout", str(timeout), "busybox", "wget", "-q", "-O", "-", url], name)
     return rc, out
+
+
+async def until_fetched(procs, ns, url, name=None, attempts=3):
+    """Fetch, retrying a few times while httpd starts up; returns the last (code, body)."""
+    for _ in range(attempts):
+        rc, body = await fetch(procs, ns, url, name)
+        if rc == 0:
+            break
+        await asyncio.sleep(0.2)
+    return rc, body

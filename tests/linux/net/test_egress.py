@@ -8,8 +8,7 @@ import socket
 import sys
 
 from runtime.net import bridge, links, model, netns
-from tests.linux.net.conftest import container
-from tests.linux.net.test_ports import LAN_HOST, lan_client  # noqa: F401 (fixture)
+from tests.linux.net.conftest import LAN_HOST, container
 
 WHO_ASKED = (
     "import socket\n"
@@ -34,7 +33,7 @@ def ask_who(ns, address: str) -> str | None:
     return None
 
 
-def test_egress_is_masqueraded_behind_the_host(host, procs, lan_client):  # noqa: F811
+def test_egress_is_masqueraded_behind_the_host(host, procs, lan_client):
     procs.start(lan_client, [sys.executable, "-c", WHO_ASKED])
     bridge.ensure_network(host, model.NetworkSpec("out_default"))
     att = bridge.attach(host, container(host, "out-app-1", "out_default"))

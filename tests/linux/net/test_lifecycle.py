@@ -76,10 +76,16 @@ def test_network_modes_none_host_and_shared(host):
     alone = bridge.attach(host, container(host, "lab-batch-1", mode="none"))
     on_host = bridge.attach(host, model.ContainerNet("lab-probe-1", None, mode="host", dns=("127.0.0.53",)))
     sidecar = bridge.attach(host, model.ContainerNet("lab-side-1", main.container.netns, mode="netns"))
+    by_service = bridge.attach(host, model.ContainerNet("lab-log-1", None, mode="service:web"))
+    by_name = bridge.attach(host, model.ContainerNet("lab-mon-1", None, mode="container:lab-batch-1"))
 
     assert list(links.observe(alone.container.netns)) == ["lo"]
     assert on_host.endpoints == () and sidecar.endpoints == ()
     assert on_host.container.netns == host.netns
+    assert by_service.container.netns == main.container.netns
+    assert by_name.container.netns == alone.container.netns
+    with pytest.raises(bridge.NetworkError, match="network_mode service:nope: no attached service 'nope'"):
+        bridge.attach(host, model.ContainerNet("lab-x-1", None, mode="service:nope"))
     files = host.run_dir / "net" / "files"
     assert (files / "lab-probe-1" / "resolv.conf").read_text() == "nameserver 127.0.0.53\n"
     gateway = bridge.observe(host).networks["lab_net"].gateway

@@ -9,27 +9,14 @@ import sys
 
 import pytest
 
-from runtime.net import bridge, links, model, netns, ports
-from tests.linux.net.conftest import container, fetch, httpd
-from tests.linux.net.test_service_dns import until_fetched
-
-LAN_HOST = "192.0.2.1"  # the simulated host's address on a link to a client namespace we make
+from runtime.net import bridge, model, netns, ports
+from tests.linux.net.conftest import LAN_HOST, container, fetch, httpd, until_fetched
 
 UDP_ECHO = (
     "import socket,sys\n"
     "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.bind(('0.0.0.0',int(sys.argv[1])))\n"
     "while True:\n d,a=s.recvfrom(512);s.sendto(b'echo:'+d,a)\n"
 )
-
-
-@pytest.fixture
-def lan_client(host):
-    """A client namespace joined to the simulated host by its own little LAN bridge."""
-    ns = netns.ensure(netns.path(host.run_dir, "lanclient"))
-    links.ensure_bridge(host.netns, "lan0", LAN_HOST, 24, 1500)
-    links.ensure_veth(host.netns, "lanc0", "lan0", ns, "eth0", "192.0.2.2", 24, "02:00:c0:00:02:02", 1500)
-    links.ensure_default_route(ns, LAN_HOST)
-    return ns
 
 
 @pytest.fixture

@@ -2,20 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from runtime.net import bridge, model
-from tests.linux.net.conftest import container, fetch, httpd
-
-
-async def until_fetched(procs, ns, url, name=None, attempts=3):
-    """Fetch, retrying a few times while httpd starts up; returns the last (code, body)."""
-    for _ in range(attempts):
-        rc, body = await fetch(procs, ns, url, name)
-        if rc == 0:
-            break
-        await asyncio.sleep(0.2)
-    return rc, body
+from tests.linux.net.conftest import container, fetch, httpd, until_fetched
 
 
 async def test_client_fetches_from_service_by_name(host, procs, dns_server, tmp_path):
