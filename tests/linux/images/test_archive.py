@@ -112,3 +112,17 @@ def test_image_used_by_a_container_is_kept(store, roots, tmp_path, busybox_layer
     images.remove_image(store, "used:1", force=True)
     images.collect(store)
     assert store.has_layer(record.chain_ids[0])
+
+
+@pytest.mark.parametrize("transport", ["docker-archive", "oci-archive"])
+def test_archives_written_by_skopeo_load(store, roots, tmp_path, busybox_layer, transport):
+    import subprocess
+    layout = tmp_path / "layout"
+    oci_image.write_layout(layout, [busybox_layer, LayerBuilder().file("etc/which", transport).build()], "v1")
+    path = tmp_path / "out.tar"
+    subprocess.run(["skopeo", "copy", "--quiet", f"oci:{layout}:v1", f"{transport}:{path}:skopeo/made:v1"],
+                   check=True, capture_output=True)
+    [record] = images.load(store, path)
+    assert record.references == ("docker.io/skopeo/made:v1",)
+    m = roots("s", record.chain_ids)
+    assert Path(m.merged_dir, "etc/which").read_text() == transport

@@ -158,3 +158,37 @@ def test_plain_http_only_for_loopback_and_configured_registries():
     assert options.scheme("reg.lan:5000") == "http"
     assert options.scheme("reg.lan:5001") == "https"
     assert options.scheme("ghcr.io") == "https"
+
+
+@pytest.fixture(scope="module")
+def token_registry():
+    work = Path(tempfile.mkdtemp(prefix="pcompose-registry-"))
+    try:
+        with registry.running_with_tokens(work, "carol", "tokens") as pair:
+            yield pair
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+async def test_bearer_token_auth(store, token_registry, layout, busybox_layer, unique, tmp_path):
+    reg, tokens = token_registry
+    ref = push(reg, layout, [busybox_layer], f"{unique}/tokened")
+    config = tmp_path / "config.json"
+    with pytest.raises(registry_mod.Unauthorized, match="pcompose login"):
+        await images.pull(store, ref, auth_config=str(config))
+    before = len(tokens.issued)
+    record = await images.pull(store, ref, credentials=images.Credentials("carol", "tokens"))
+    assert record.references == (ref,)
+    assert len(tokens.issued) == before + 1  # one token for the whole pull, not one per request
+    with pytest.raises(registry_mod.Unauthorized, match="login refused for user 'carol'"):
+        await images.pull(store, ref, credentials=images.Credentials("carol", "wrong"))
+
+
+async def test_docker_schema2_manifest(store, live_registry, layout, busybox_layer, unique):
+    oci_image.write_layout(layout, [busybox_layer, LayerBuilder().file("v2s2", "yes").build()], "v1")
+    live_registry.push(layout, "v1", f"{unique}/docker:v1", manifest_format="v2s2")
+    record = await images.pull(store, f"{live_registry.host}/{unique}/docker:v1")
+    kept = store.read_blob(record.manifest_digest)
+    assert images.manifest.media_type_of(kept) == images.manifest.DOCKER_MANIFEST
+    assert {layer.media_type for layer in record.layers} == {images.manifest.DOCKER_LAYER_GZIP}
+    assert (store.layer_dir(record.chain_ids[-1]) / "diff/v2s2").read_text() == "yes"
