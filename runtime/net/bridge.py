@@ -49,7 +49,7 @@ def ensure_network(host: model.Host, spec: model.NetworkSpec) -> model.Network:
     try:
         pool = ipam.reserve_network(
             host.state_root, spec.name, spec.subnet, spec.gateway, spec.ip_range,
-            host.pools, links.routes(host.netns),
+            host.pools, links.routes(host.netns), spec.aux_addresses,
         )
     except ipam.IpamError as exc:
         raise NetworkError(str(exc)) from None

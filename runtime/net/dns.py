@@ -25,6 +25,7 @@ log = structlog.get_logger(__name__)
 TTL = 0  # containers come and go: let no client keep an answer
 UPSTREAM_TIMEOUT = 2.0
 UDP_SIZE = 512
+TCP_IDLE = 30.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,13 +174,15 @@ class Server:
     async def _tcp(self, network: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
         try:
             while True:
-                size = struct.unpack("!H", await reader.readexactly(2))[0]
+                # an idle client must not hold a connection for ever
+                head = await asyncio.wait_for(reader.readexactly(2), TCP_IDLE)
+                size = struct.unpack("!H", head)[0]
                 query = await reader.readexactly(size)
                 reply = await self.answer(network, writer.get_extra_info("peername")[0], query)
                 if reply:
                     writer.write(struct.pack("!H", len(reply)) + reply)
                     await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
+        except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError):
             pass
         finally:
             writer.close()

@@ -93,8 +93,12 @@ def reserve_network(
     ip_range: str | None,
     pools: tuple[tuple[str, int], ...],
     host_routes: list[str],
+    aux_addresses: tuple[str, ...] = (),
 ) -> Pool:
-    """Reserve a subnet for `name` (the given one, or one from the pools); the same again is a no-op."""
+    """Reserve a subnet for `name` (the given one, or one from the pools); the same again is a
+    no-op. `aux_addresses` are never handed out."""
+    if (gateway or ip_range or aux_addresses) and not subnet:
+        raise IpamError(f"networks.{name}.ipam.config: gateway, ip_range and aux_addresses need a subnet")
     with _locked(state_root) as doc:
         nets = doc["networks"]
         if name in nets:
@@ -114,7 +118,11 @@ def reserve_network(
         else:
             subnet = pick_subnet(pools, others, host_routes)
             gateway = _check_subnet(name, subnet, None, None)
-        nets[name] = {"subnet": subnet, "gateway": gateway, "ip_range": ip_range, "leases": {}}
+        for aux in aux_addresses:
+            if ipaddress.ip_address(aux) not in ipaddress.ip_network(subnet):
+                raise IpamError(f"networks.{name}.ipam.config.aux_addresses: {aux} is not inside {subnet}")
+        nets[name] = {"subnet": subnet, "gateway": gateway, "ip_range": ip_range, "leases": {},
+                      "aux": sorted(aux_addresses)}
         return _pool(name, nets[name])
 
 
@@ -156,6 +164,8 @@ def _static(network: str, net: dict, owner: str, ipv4: str) -> str:
         raise IpamError(f"{owner}: networks.{network}.ipv4_address {ipv4} is not a host address of {subnet}")
     if ipv4 == net["gateway"]:
         raise IpamError(f"{owner}: networks.{network}.ipv4_address {ipv4} is the gateway")
+    if ipv4 in net.get("aux", ()):
+        raise IpamError(f"{owner}: networks.{network}.ipv4_address {ipv4} is an aux address")
     held = net["leases"].get(ipv4)
     if held and held["owner"] != owner:
         raise IpamError(f"{owner}: networks.{network}.ipv4_address {ipv4} is used by {held['owner']}")
@@ -169,7 +179,7 @@ def _first_free(network: str, net: dict) -> str:
         ip = str(addr)
         if addr in (subnet.network_address, subnet.broadcast_address):
             continue
-        if ip != net["gateway"] and ip not in net["leases"]:
+        if ip != net["gateway"] and ip not in net["leases"] and ip not in net.get("aux", ()):
             return ip
     raise IpamError(f"network {network}: no free address left in {space}")
 

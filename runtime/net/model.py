@@ -32,6 +32,7 @@ class NetworkSpec:
     subnet: str | None = None
     gateway: str | None = None
     ip_range: str | None = None
+    aux_addresses: tuple[str, ...] = ()
     internal: bool = False
     external: bool = False
     mtu: int = 1500

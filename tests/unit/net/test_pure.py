@@ -82,6 +82,17 @@ def test_ipam_is_persisted_and_never_hands_out_an_address_twice(tmp_path: Path):
     assert owners == ["c0", "c5", "c2", "c3", "c4"]
 
 
+def test_ipam_keeps_aux_addresses_free_and_needs_a_subnet_for_them(tmp_path: Path):
+    ipam.reserve_network(tmp_path, "p_a", "10.1.0.0/29", None, None, (), [], ("10.1.0.2", "10.1.0.3"))
+    assert ipam.allocate(tmp_path, "p_a", "c").ipv4 == "10.1.0.4"
+    with pytest.raises(ipam.IpamError, match="10.1.0.3 is an aux address"):
+        ipam.allocate(tmp_path, "p_a", "d", "10.1.0.3")
+    with pytest.raises(ipam.IpamError, match="ipam.config: gateway, ip_range and aux_addresses need a subnet"):
+        ipam.reserve_network(tmp_path, "p_b", None, "10.2.0.1", None, (("10.2.0.0/16", 24),), [])
+    with pytest.raises(ipam.IpamError, match="aux_addresses: 10.9.0.1 is not inside 10.3.0.0/24"):
+        ipam.reserve_network(tmp_path, "p_c", "10.3.0.0/24", None, None, (), [], ("10.9.0.1",))
+
+
 def test_ipam_static_requests_are_checked(tmp_path: Path):
     ipam.reserve_network(tmp_path, "p_a", "10.1.0.0/24", "10.1.0.254", "10.1.0.128/25", (), [])
     assert ipam.allocate(tmp_path, "p_a", "dyn").ipv4 == "10.1.0.128"
