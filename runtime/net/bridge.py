@@ -8,7 +8,7 @@ from pathlib import Path
 
 import structlog
 
-from runtime.net import dns, ipam, links, model, names, netns, nft, records, resolvconf
+from runtime.net import dns, ipam, links, model, names, netns, nft, ports, records, resolvconf
 
 log = structlog.get_logger(__name__)
 
@@ -124,6 +124,16 @@ def _check(host: model.Host, c: model.ContainerNet, nets: dict[str, model.Networ
         raise NetworkError(f"{where}.ports: cannot publish ports with network_mode {c.mode}")
 
 
+def _with_host_ports(c: model.ContainerNet, previous, atts) -> model.ContainerNet:
+    """Ports published without a host port get one (kept across attaches)."""
+    if all(p.published != ports.ANY for p in c.ports):
+        return c
+    taken = {(p.protocol, p.published) for a in atts.values() if a.container.container != c.container
+             for p in a.container.ports}
+    before = previous.container.ports if previous else ()
+    return dataclasses.replace(c, ports=ports.choose(c.ports, before, taken))
+
+
 def _check_ports(c: model.ContainerNet, atts: dict[str, model.Attachment]) -> None:
     """Refuse a host port another container already publishes (docker: "port is already allocated")."""
     others = [
@@ -150,6 +160,7 @@ def attach(host: model.Host, c: model.ContainerNet) -> model.Attachment:
         c = dataclasses.replace(c, netns=shared_netns(host, c.mode))
     atts = records.attachments(host.state_root)
     previous = atts.get(c.container)
+    c = _with_host_ports(c, previous, atts)
     _check_ports(c, atts)
     if c.mode in OWN_NETNS:
         netns.ensure(c.netns)

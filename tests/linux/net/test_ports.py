@@ -85,3 +85,13 @@ def test_a_host_port_is_published_once(host, web):
         bridge.attach(host, container(host, "shop-copy-1", "shop_default", ports=ports.parse("8080:81")))
 
     assert "shop-copy-1" not in bridge.observe(host).attachments
+
+
+async def test_a_port_without_host_port_gets_one_that_answers(host, procs, lan_client, web, tmp_path):
+    att = bridge.attach(host, container(host, "shop-admin-1", "shop_default", ports=ports.parse("80")))
+    httpd(procs, att.container.netns, tmp_path / "admin", "admin\n")
+    port = att.container.ports[0].published
+
+    assert port in ports.EPHEMERAL
+    assert await until_fetched(procs, lan_client, f"http://{LAN_HOST}:{port}/") == (0, "admin\n")
+    assert bridge.attach(host, container(host, "shop-admin-1", "shop_default", ports=ports.parse("80"))) == att

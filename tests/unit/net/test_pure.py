@@ -29,12 +29,12 @@ def test_mac_is_derived_from_the_address():
 
 
 @pytest.mark.parametrize("short, expected", [
-    ("80", [(80, 80, "tcp", "")]),
+    ("80", [(80, 0, "tcp", "")]),
     ("8080:80", [(80, 8080, "tcp", "")]),
     ("127.0.0.1:8081:80", [(80, 8081, "tcp", "127.0.0.1")]),
     ("0.0.0.0:53:53/udp", [(53, 53, "udp", "")]),
     ("9000-9001:90-91/udp", [(90, 9000, "udp", ""), (91, 9001, "udp", "")]),
-    ("127.0.0.1::5432", [(5432, 5432, "tcp", "127.0.0.1")]),
+    ("127.0.0.1::5432", [(5432, 0, "tcp", "127.0.0.1")]),
 ])
 def test_short_port_syntax(short, expected):
     got = [(p.target, p.published, p.protocol, p.host_ip) for p in ports.parse(short)]
@@ -54,7 +54,15 @@ def test_bad_ports_say_what_is_wrong(short, message):
 
 def test_long_port_syntax():
     assert ports.expand(80, "8000", "udp", "127.0.0.1") == (model.PortMapping(80, 8000, "udp", "127.0.0.1"),)
-    assert ports.expand("80", None) == (model.PortMapping(80, 80),)
+    assert ports.expand("80", None) == (model.PortMapping(80, ports.ANY),)
+
+
+def test_ports_without_a_host_port_get_a_free_one_and_keep_it():
+    wanted = ports.parse("80") + ports.parse("81") + ports.parse("8080:82")
+    first = ports.choose(wanted, (), {("tcp", 32768)})
+    assert [p.published for p in first] == [32769, 32770, 8080]
+    again = ports.choose(wanted, first, {("tcp", 32768)})
+    assert again == first
 
 
 def test_default_subnet_avoids_host_routes_and_taken_subnets():
