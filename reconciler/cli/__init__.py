@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from reconciler.cli import common, images, stack
+from reconciler.cli import agent, common, images, stack
 
 # Each module adds its verbs to the parser; order is the order of `pcompose --help`.
-VERB_MODULES = (stack, images)
+VERB_MODULES = (stack, images, agent)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,171 @@
+"""The agent process: store, API on the socket, and (once a runtime is plugged in) the
+reconcile loop fed by submissions, container exits and a periodic resync."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import signal
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import structlog
+
+from reconciler.agent import api, events, metrics, server, store
+from reconciler.engine import controller, errors, executor, loop, sources
+from reconciler.plan import model
+
+log = structlog.get_logger(__name__)
+
+
+class AlreadyRunning(Exception):
+    """Another agent holds this run dir."""
+
+
+class Translator(Protocol):
+    def desired(self, record: store.ProjectRecord) -> model.DesiredState:
+        """The stored normalized stack as plan values (the spec's config hash included)."""
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """What the agent needs from the layers below to reconcile. The agent runs without one
+    (it then keeps desired state and serves the API, and says so in /v1/version)."""
+
+    translator: Translator
+    observer: loop.Observer
+    actuator: loop.Actuator
+    exit_dirs: tuple[Path, ...] = ()  # conmon's exit dirs: a new file is a container exit
+    project_of_exit: Callable[[Path], str | None] = field(default=lambda path: None)
+
+
+class StoreSource:
+    """loop.DesiredSource over the SQLite store; a project being removed wants nothing."""
+
+    def __init__(self, st: store.Store, translator: Translator) -> None:
+        self.store, self.translator = st, translator
+
+    async def desired(self, project: str) -> loop.Desired | None:
+        record = self.store.get(project)
+        if record is None:
+            return None
+        if record.status == store.REMOVING:
+            state = model.DesiredState(project)
+        else:
+            try:
+                state = self.translator.desired(record)
+            except ValueError as error:
+                raise errors.PermanentError(f"stored stack of {project}: {error}") from error
+        return loop.Desired(state, record.options, record.generation)
+
+    async def applied(self, project: str, generation: int) -> None:
+        record = self.store.get(project)
+        if record and record.status == store.REMOVING and record.generation == generation:
+            self.store.delete(project)
+        else:
+            self.store.set_applied(project, generation)
+
+    async def applied_generation(self, project: str) -> int:
+        record = self.store.get(project)
+        return record.applied_generation if record else 0
+
+
+@contextlib.contextmanager
+def run_dir_lock(run_dir: Path) -> Iterator[None]:
+    """One agent per run dir: a second one fails fast instead of stealing the socket."""
+    fd = os.open(run_dir / "agent.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise AlreadyRunning(f"another agent is running on {run_dir}") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def _reconcile_with_status(agent: server.Agent, reconcile: loop.ProjectReconciler):
+    async def run(project: str) -> float | None:
+        try:
+            result = await reconcile(project)
+        except Exception as error:
+            outcome = errors.classify(error)
+            agent.store.set_status(project, "failed" if outcome.final else "retrying")
+            agent.bus.publish(events.Event("reconcile", project, "failed",
+                                           message=outcome.reason))
+            agent.metrics.inc("pcompose_reconciles_total", result="failed")
+            raise
+        agent.store.set_status(project, "converged")
+        agent.metrics.inc("pcompose_reconciles_total", result="ok")
+        return result
+    return run
+
+
+def _step_listener(agent: server.Agent) -> Callable[[str, executor.StepResult], None]:
+    def listen(project: str, result: executor.StepResult) -> None:
+        agent.bus.publish(events.Event("step", project, result.status.value,
+                                       result.step.resource, result.step.action.value,
+                                       result.reason or result.step.reason))
+        if result.status is not executor.Status.STARTED:
+            agent.metrics.inc("pcompose_steps_total", action=result.step.action.value,
+                              status=result.status.value)
+    return listen
+
+
+def _start_reconciling(agent: server.Agent, runtime: Runtime, resync: float,
+                       workers: int) -> list[asyncio.Task]:
+    reconcile = loop.ProjectReconciler(
+        StoreSource(agent.store, runtime.translator), runtime.observer, runtime.actuator,
+        resync=resync, listener=_step_listener(agent))
+    ctrl = controller.Controller("projects", _reconcile_with_status(agent, reconcile),
+                                 workers=workers)
+    agent.on_change = ctrl.queue.add
+    agent.metrics.counter("pcompose_reconciles_total", "Reconciles of a project by result")
+    agent.metrics.counter("pcompose_steps_total", "Plan steps run, by action and result")
+    tasks = [asyncio.ensure_future(ctrl.run()),
+             asyncio.ensure_future(sources.resync_every(
+                 resync, lambda: [r.name for r in agent.store.list()], ctrl.queue))]
+    if runtime.exit_dirs:
+        tasks.append(asyncio.ensure_future(sources.watch_paths(
+            runtime.exit_dirs,
+            lambda paths: {p for p in map(runtime.project_of_exit, paths) if p},
+            ctrl.queue)))
+    return tasks
+
+
+async def run(root: Path, run_dir: Path, *, runtime: Runtime | None = None,
+              resync: float = 30.0, workers: int = 4,
+              stop: asyncio.Event | None = None) -> None:
+    """Serve until `stop` is set (or SIGTERM/SIGINT when it is not given)."""
+    run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    stop = stop if stop is not None else _stop_on_signals()
+    with run_dir_lock(run_dir):
+        st = store.Store(root)
+        agent = server.Agent(st, events.EventBus(), metrics.Metrics(), root, run_dir)
+        tasks = _start_reconciling(agent, runtime, resync, workers) if runtime else []
+        sock = api.socket_path(run_dir)
+        runner = await server.serve(server.make_app(agent), sock)
+        log.info("agent.started", pid=os.getpid(), root=str(root), run_dir=str(run_dir),
+                 reconciling=runtime is not None)
+        try:
+            await stop.wait()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await runner.cleanup()
+            sock.unlink(missing_ok=True)
+            st.close()
+            log.info("agent.stopped", pid=os.getpid())
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop_ = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop_.add_signal_handler(sig, stop.set)
+    return stop

@@ -1,0 +1,243 @@
+"""The agent's HTTP API (aiohttp) and serving it on a root-only unix socket."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+import structlog
+from aiohttp import web
+
+from reconciler.agent import api, events, metrics, store
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class Agent:
+    """What the routes share. `on_change(project)` queues a reconcile when one is wired."""
+
+    store: store.Store
+    bus: events.EventBus
+    metrics: metrics.Metrics
+    root: Path
+    run_dir: Path
+    on_change: Callable[[str], None] | None = None
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def reconciling(self) -> bool:
+        return self.on_change is not None
+
+
+AGENT = web.AppKey("agent", Agent)
+routes = web.RouteTableDef()
+
+
+def _info(record: store.ProjectRecord) -> api.ProjectInfo:
+    return api.ProjectInfo(record.name, record.status, record.config_files, record.working_dir,
+                           record.generation, record.applied_generation, record.updated_at)
+
+
+def _bad_request(message: str) -> web.HTTPBadRequest:
+    return web.HTTPBadRequest(text=json.dumps({"error": message}),
+                              content_type="application/json")
+
+
+@routes.get("/v1/version")
+async def get_version(request: web.Request) -> web.Response:
+    agent = request.app[AGENT]
+    info = api.VersionInfo(_version(), api.API_VERSION, os.getpid(), str(agent.root),
+                           str(agent.run_dir), agent.reconciling)
+    return web.json_response(info.to_json())
+
+
+@routes.get("/v1/projects")
+async def list_projects(request: web.Request) -> web.Response:
+    records = request.app[AGENT].store.list()
+    return web.json_response([_info(r).to_json() for r in records])
+
+
+@routes.get("/v1/projects/{name}")
+async def get_project(request: web.Request) -> web.Response:
+    record = request.app[AGENT].store.get(request.match_info["name"])
+    if record is None:
+        raise web.HTTPNotFound(text=json.dumps({"error": "no such project"}),
+                               content_type="application/json")
+    return web.json_response(_info(record).to_json() | {"stack": json.loads(record.stack)})
+
+
+@routes.put("/v1/projects/{name}")
+async def put_project(request: web.Request) -> web.Response:
+    agent = request.app[AGENT]
+    record = _record_from_body(request.match_info["name"], await _json_body(request))
+    stored = agent.store.put(record)
+    agent.bus.publish(events.Event("project", stored.name, "submitted",
+                                   message=f"generation {stored.generation}"))
+    if agent.on_change:
+        agent.on_change(stored.name)
+    log.info("project.submitted", project=stored.name, generation=stored.generation)
+    return web.json_response(_info(stored).to_json())
+
+
+@routes.delete("/v1/projects/{name}")
+async def delete_project(request: web.Request) -> web.Response:
+    agent = request.app[AGENT]
+    name = request.match_info["name"]
+    volumes = request.query.get("volumes", "false").lower() in ("1", "true", "yes")
+    if agent.on_change:
+        # The row stays until the reconciler has taken everything down.
+        removing = agent.store.mark_removing(name, remove_volumes=volumes)
+        if removing is None:
+            raise web.HTTPNotFound(text=json.dumps({"error": f"no such project: {name}"}),
+                                   content_type="application/json")
+        agent.on_change(name)
+        body, status = _info(removing).to_json(), 202
+    else:
+        if not agent.store.delete(name):
+            raise web.HTTPNotFound(text=json.dumps({"error": f"no such project: {name}"}),
+                                   content_type="application/json")
+        body, status = {"name": name, "status": "removed"}, 200
+    agent.bus.publish(events.Event("project", name, body["status"]))
+    log.info("project.removal_requested", project=name, volumes=volumes)
+    return web.json_response(body, status=status)
+
+
+@routes.get("/v1/events")
+async def stream_events(request: web.Request) -> web.StreamResponse:
+    """JSON lines, one event each, until the client goes or the agent stops."""
+    agent = request.app[AGENT]
+    project = request.query.get("project")
+    queue = agent.bus.subscribe()
+    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+    try:
+        await response.prepare(request)
+        stopping = asyncio.ensure_future(agent.stopping.wait())
+        while not agent.stopping.is_set():
+            getting = asyncio.ensure_future(queue.get())
+            await asyncio.wait([getting, stopping], return_when=asyncio.FIRST_COMPLETED)
+            if not getting.done():
+                getting.cancel()
+                break
+            event = getting.result()
+            if project is None or event.project == project:
+                await response.write(event.to_json().encode() + b"\n")
+        stopping.cancel()
+    finally:
+        agent.bus.unsubscribe(queue)
+    return response
+
+
+@routes.get("/metrics")
+async def get_metrics(request: web.Request) -> web.Response:
+    return web.Response(text=request.app[AGENT].metrics.render(),
+                        content_type="text/plain", charset="utf-8",
+                        headers={"X-Content-Type-Options": "nosniff"})
+
+
+@web.middleware
+async def count_requests(request: web.Request, handler):
+    route = request.match_info.route.resource
+    path = route.canonical if route else "unmatched"
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as error:
+        status = error.status
+        raise
+    finally:
+        request.app[AGENT].metrics.inc("pcompose_api_requests_total", method=request.method,
+                                       route=path, code=str(status))
+
+
+async def _json_body(request: web.Request) -> dict:
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise _bad_request(f"request body: invalid JSON: {error}") from None
+    if not isinstance(body, dict):
+        raise _bad_request("request body: expected a JSON object")
+    return body
+
+
+def _record_from_body(name: str, body: dict) -> store.ProjectRecord:
+    """Check everything before anything is stored: a bad request changes nothing."""
+    try:
+        api.check_project_name(name)
+        unknown = sorted(set(body) - {"stack", "config_files", "working_dir", "options"})
+        if unknown:
+            raise ValueError(f"request body: unknown key(s) {', '.join(unknown)}")
+        stack = body.get("stack")
+        if not isinstance(stack, dict):
+            raise ValueError("stack: expected the normalized stack as a JSON object")
+        files = body.get("config_files", [])
+        if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+            raise ValueError("config_files: expected a list of paths")
+        working_dir = body.get("working_dir", "")
+        if not isinstance(working_dir, str):
+            raise ValueError("working_dir: expected a path")
+        options = body.get("options", {"start_stopped": True})
+        if not isinstance(options, dict):
+            raise ValueError("options: expected a JSON object")
+        diff_options = store.options_from_json(options)
+    except ValueError as error:
+        raise _bad_request(str(error)) from None
+    canonical = json.dumps(stack, sort_keys=True, separators=(",", ":"))
+    return store.ProjectRecord(name, canonical, tuple(files), working_dir, diff_options)
+
+
+def _version() -> str:
+    try:
+        return metadata.version("pcompose")
+    except metadata.PackageNotFoundError:
+        return "0.0.0"
+
+
+def make_app(agent: Agent) -> web.Application:
+    app = web.Application(middlewares=[count_requests])
+    app[AGENT] = agent
+    agent.metrics.counter("pcompose_api_requests_total", "API requests by route and code")
+    agent.metrics.gauge("pcompose_projects", "Projects in the desired-state store",
+                        lambda: len(agent.store.list()))
+    agent.metrics.gauge("pcompose_event_subscribers", "Open event streams",
+                        lambda: agent.bus.subscribers)
+    agent.metrics.gauge("pcompose_events_published_total", "Events published since start",
+                        lambda: agent.bus.published, kind="counter")
+    app.add_routes(routes)
+
+    async def stop_streams(app: web.Application) -> None:
+        app[AGENT].stopping.set()
+
+    app.on_shutdown.append(stop_streams)
+    return app
+
+
+def bind_unix(path: Path) -> socket.socket:
+    """A listening socket only root can connect to: made 0600 before it accepts anything."""
+    path.unlink(missing_ok=True)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)
+    try:
+        sock.bind(str(path))
+    finally:
+        os.umask(old)
+    os.chmod(path, 0o600)
+    return sock
+
+
+async def serve(app: web.Application, path: Path) -> web.AppRunner:
+    """Start serving `app` on the unix socket `path`; the caller cleans up the runner."""
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
+    await runner.setup()
+    site = web.SockSite(runner, bind_unix(path))
+    await site.start()
+    log.info("api.listening", socket=str(path))
+    return runner

@@ -1,0 +1,166 @@
+"""The desired state per project, in SQLite under the state root; safe for several writers."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from reconciler.plan import model
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS projects (
+    name TEXT PRIMARY KEY,
+    stack TEXT NOT NULL,
+    config_files TEXT NOT NULL,
+    working_dir TEXT NOT NULL,
+    options TEXT NOT NULL,
+    status TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    applied_generation INTEGER NOT NULL DEFAULT 0,
+    updated_at REAL NOT NULL
+);
+"""
+
+# A project being taken down keeps its row until the machine is clean, so that a
+# restarted agent finishes the `down`.
+REMOVING = "removing"
+
+
+@dataclass(frozen=True)
+class ProjectRecord:
+    """One project's desired state. `stack` is the canonical JSON of the normalized stack."""
+
+    name: str
+    stack: str
+    config_files: tuple[str, ...] = ()
+    working_dir: str = ""
+    options: model.DiffOptions = model.DiffOptions(start_stopped=True)
+    status: str = "pending"
+    generation: int = 0
+    applied_generation: int = 0
+    updated_at: float = 0.0
+
+
+class Store:
+    """Each call is one short transaction; writers take the lock up front (BEGIN IMMEDIATE)
+    so two agents or CLIs never interleave a read-modify-write."""
+
+    def __init__(self, root: Path) -> None:
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.path = root / "desired.db"
+        self._db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None,
+                                   check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(SCHEMA)
+        os.chmod(self.path, 0o600)
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def put(self, record: ProjectRecord) -> ProjectRecord:
+        """Store a new desired state; its generation is one more than the last one."""
+        with self._writing() as db:
+            row = db.execute("SELECT generation, applied_generation FROM projects "
+                             "WHERE name = ?", (record.name,)).fetchone()
+            generation = (row["generation"] if row else 0) + 1
+            stored = dataclasses.replace(record, generation=generation,
+                                         applied_generation=row["applied_generation"] if row
+                                         else 0, updated_at=time.time())
+            db.execute("INSERT OR REPLACE INTO projects VALUES (?,?,?,?,?,?,?,?,?)",
+                       _row(stored))
+        return stored
+
+    def get(self, name: str) -> ProjectRecord | None:
+        row = self._db.execute("SELECT * FROM projects WHERE name = ?", (name,)).fetchone()
+        return _record(row) if row else None
+
+    def list(self) -> list[ProjectRecord]:
+        rows = self._db.execute("SELECT * FROM projects ORDER BY name").fetchall()
+        return [_record(r) for r in rows]
+
+    def mark_removing(self, name: str, remove_volumes: bool = False) -> ProjectRecord | None:
+        """`down`: the desired state becomes "nothing"; None if the project is unknown."""
+        with self._writing() as db:
+            row = db.execute("SELECT * FROM projects WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                return None
+            current = _record(row)
+            removing = dataclasses.replace(
+                current, stack="{}", status=REMOVING, generation=current.generation + 1,
+                options=model.DiffOptions(remove_orphans=True, remove_volumes=remove_volumes),
+                updated_at=time.time())
+            db.execute("INSERT OR REPLACE INTO projects VALUES (?,?,?,?,?,?,?,?,?)",
+                       _row(removing))
+        return removing
+
+    def delete(self, name: str) -> bool:
+        with self._writing() as db:
+            return db.execute("DELETE FROM projects WHERE name = ?", (name,)).rowcount > 0
+
+    def set_status(self, name: str, status: str) -> None:
+        with self._writing() as db:
+            db.execute("UPDATE projects SET status = ? WHERE name = ? AND status != ?",
+                       (status, name, REMOVING))
+
+    def set_applied(self, name: str, generation: int) -> None:
+        """Record that `generation` converged once; never moves backwards."""
+        with self._writing() as db:
+            db.execute("UPDATE projects SET applied_generation = MAX(applied_generation, ?) "
+                       "WHERE name = ?", (generation, name))
+
+
+def _row(r: ProjectRecord) -> tuple:
+    return (r.name, r.stack, json.dumps(list(r.config_files)), r.working_dir,
+            json.dumps(_options_json(r.options)), r.status, r.generation,
+            r.applied_generation, r.updated_at)
+
+
+def _options_json(options: model.DiffOptions) -> dict:
+    data = dataclasses.asdict(options)
+    data["scale"] = dict(options.scale)
+    return data
+
+
+def options_from_json(data: dict) -> model.DiffOptions:
+    """DiffOptions from their JSON form; unknown keys are an error that names them."""
+    known = {f.name for f in dataclasses.fields(model.DiffOptions)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"options: unknown key(s) {', '.join(unknown)}")
+    values = dict(data)
+    scale = values.pop("scale", {}) or {}
+    if not isinstance(scale, dict) or not all(
+            isinstance(k, str) and isinstance(v, int) and v >= 0 for k, v in scale.items()):
+        raise ValueError("options.scale: expected a mapping of service name to replicas >= 0")
+    for key, value in values.items():
+        if not isinstance(value, bool):
+            raise ValueError(f"options.{key}: expected true or false, got {value!r}")
+    return model.DiffOptions(scale=tuple(sorted(scale.items())), **values)
+
+
+def _record(row: sqlite3.Row) -> ProjectRecord:
+    return ProjectRecord(
+        name=row["name"], stack=row["stack"],
+        config_files=tuple(json.loads(row["config_files"])), working_dir=row["working_dir"],
+        options=options_from_json(json.loads(row["options"])), status=row["status"],
+        generation=row["generation"], applied_generation=row["applied_generation"],
+        updated_at=row["updated_at"])

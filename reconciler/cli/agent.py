@@ -1,0 +1,32 @@
+"""`pcompose agent`: run the reconciler and its API in the foreground."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from pathlib import Path
+
+from reconciler.agent import daemon, logs
+from reconciler.cli import common
+
+
+def register(verbs: argparse._SubParsersAction) -> None:
+    """Add the `agent` verb."""
+    parser = verbs.add_parser("agent", help="Run the pcompose agent in the foreground")
+    parser.add_argument("--resync", type=float, default=30.0, metavar="SECONDS",
+                        help="Look at every project again this often (default 30)")
+    parser.add_argument("--log-format", choices=("auto", "json", "console"), default="auto",
+                        help="Log lines as JSON or for a terminal (default: JSON unless a tty)")
+    parser.add_argument("--log-level", default="info",
+                        choices=("debug", "info", "warning", "error"))
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    json_output = {"auto": None, "json": True, "console": False}[args.log_format]
+    logs.configure(json_output=json_output, level=args.log_level)
+    try:
+        asyncio.run(daemon.run(Path(args.root), Path(args.run_dir), resync=args.resync))
+    except daemon.AlreadyRunning as error:
+        raise common.UserFacingError(str(error)) from None
+    return 0

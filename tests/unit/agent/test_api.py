@@ -1,0 +1,152 @@
+"""The agent in-process on a real unix socket, reconciling a FakeMachine: the API a CLI uses."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import stat
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from reconciler.agent import api, client, daemon, store
+from reconciler.plan import model
+from tests.unit.engine import fakes
+
+
+class FakeTranslator:
+    """Reads a tiny stack ({"services": {"web": {"replicas": 2}}}) instead of the spec's."""
+
+    def desired(self, record: store.ProjectRecord) -> model.DesiredState:
+        stack = json.loads(record.stack)
+        services = tuple(
+            model.DesiredService(record.name, name, json.dumps(body, sort_keys=True),
+                                 "busybox", networks=("default",),
+                                 replicas=body.get("replicas", 1))
+            for name, body in sorted(stack.get("services", {}).items()))
+        return model.DesiredState(record.name, services,
+                                  (model.DesiredNetwork("default", f"{record.name}_default"),))
+
+
+@pytest.fixture
+def dirs():
+    # Short paths: a unix socket path has to fit in 108 bytes.
+    base = Path(tempfile.mkdtemp(prefix="pca", dir="/tmp"))
+    yield base / "root", base / "run"
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def machine():
+    machine = fakes.FakeMachine()
+    machine._project = "shop"
+    return machine
+
+
+@pytest.fixture
+async def agent(dirs, machine):
+    root, run_dir = dirs
+    stop = asyncio.Event()
+    runtime = daemon.Runtime(FakeTranslator(), machine, machine)
+    task = asyncio.ensure_future(daemon.run(root, run_dir, runtime=runtime, stop=stop))
+    async with client.AgentClient(run_dir, timeout=5) as agent_client:
+        for _ in range(200):
+            if task.done() or await agent_client.ping():
+                break
+            await asyncio.sleep(0.02)
+        yield agent_client
+    stop.set()
+    await asyncio.wait_for(task, 10)
+
+
+async def until(predicate, timeout=5.0):
+    for _ in range(int(timeout / 0.02)):
+        if await predicate():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("condition not reached")
+
+
+async def test_version_and_a_root_only_socket(agent, dirs):
+    version = await agent.version()
+    assert version.pid == os.getpid() and version.reconciling and version.api == "v1"
+    mode = (dirs[1] / api.SOCKET_NAME).stat().st_mode
+    assert stat.S_ISSOCK(mode) and stat.S_IMODE(mode) == 0o600
+
+
+async def test_bad_requests_say_why_and_store_nothing(agent):
+    with pytest.raises(client.ApiError, match='invalid project name "Shop"') as caught:
+        await agent.put_project("Shop", {"services": {}})
+    assert caught.value.status == 400
+    with pytest.raises(client.ApiError, match="options.scale"):
+        await agent.put_project("shop", {"services": {}}, options={"scale": {"web": "x"}})
+    with pytest.raises(client.ApiError, match="no such project"):
+        await agent.delete_project("shop")
+    assert await agent.projects() == []
+
+
+async def test_submit_converges_and_streams_step_events(agent, machine):
+    seen = []
+
+    async def follow():
+        async for event in agent.events(project="shop"):
+            seen.append(event)
+            if event.type == "step" and event.status == "done" and \
+                    event.resource == "service:web:2":
+                return
+
+    follower = asyncio.ensure_future(follow())
+    await until(lambda: _text_has(agent, "pcompose_event_subscribers 1"))
+    info = await agent.put_project("shop", {"services": {"web": {"replicas": 2}}},
+                                   config_files=["/srv/shop/compose.yaml"],
+                                   working_dir="/srv/shop")
+    assert info.generation == 1
+    await asyncio.wait_for(follower, 5)
+    assert seen[0].type == "project" and seen[0].status == "submitted"
+    assert sorted(machine.containers) == ["shop-web-1", "shop-web-2"]
+
+    async def converged():
+        (project,) = await agent.projects()
+        return project.status == "converged" and project.applied_generation == 1
+    await until(converged)
+    _, stack = await agent.project("shop")
+    assert stack == {"services": {"web": {"replicas": 2}}}
+
+
+async def test_down_removes_everything_then_forgets_the_project(agent, machine):
+    await agent.put_project("shop", {"services": {"web": {}}})
+    await until(lambda: _has(machine, "shop-web-1"))
+    assert await agent.delete_project("shop") == "removing"
+
+    async def gone():
+        return await agent.projects() == []
+    await until(gone)
+    assert machine.containers == {} and machine.networks == {}
+
+
+async def test_metrics_count_requests_and_steps(agent, machine):
+    await agent.put_project("shop", {"services": {"web": {}}})
+    await until(lambda: _has(machine, "shop-web-1"))
+    await agent.version()
+    text = await agent.metrics()
+    assert 'pcompose_api_requests_total{code="200",method="PUT",route="/v1/projects/{name}"} 1' \
+        in text
+    assert "pcompose_projects 1" in text
+    await until(lambda: _text_has(agent, 'pcompose_steps_total{action="create",status="done"} 2'))
+
+
+async def test_a_second_agent_on_the_same_run_dir_refuses(agent, dirs):
+    with pytest.raises(daemon.AlreadyRunning):
+        await daemon.run(dirs[0], dirs[1], stop=asyncio.Event())
+    assert await agent.ping()
+
+
+async def _has(machine, name):
+    return name in machine.containers
+
+
+async def _text_has(agent, line):
+    return line in await agent.metrics()
