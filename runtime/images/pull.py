@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
-from typing import Callable
+from typing import AsyncIterator, Callable
 
 import structlog
 
@@ -36,12 +37,30 @@ async def pull(store: store_mod.Store, ref: str | reference.Reference, *,
     report = progress or (lambda p: None)
     async with registry.session(options) as http:
         client = registry.Client(http, ref, creds, options)
-        with store.shared():
+        async with _shared(store):
             manifest_digest, index_digest = await _fetch_manifest(store, client, ref, platform or manifest.host())
             record = await _fetch_image(store, client, manifest_digest, options, report)
             store.update_refs({str(ref): store_mod.RefEntry(manifest_digest, index_digest)})
     log.info("image.pulled", ref=str(ref), digest=index_digest or manifest_digest, id=record.id)
     return store.resolve(str(ref))
+
+
+@contextlib.asynccontextmanager
+async def _shared(store: store_mod.Store) -> AsyncIterator[None]:
+    """The store's shared lock, waited for in a thread: a running collection must not stall the loop."""
+    lock = store.shared()
+    entered = asyncio.ensure_future(asyncio.to_thread(lock.__enter__))
+    try:
+        await asyncio.shield(entered)
+    except asyncio.CancelledError:
+        await asyncio.wait([entered])  # the thread takes the lock anyway: give it back
+        if not entered.cancelled() and entered.exception() is None:
+            lock.__exit__(None, None, None)
+        raise
+    try:
+        yield
+    finally:
+        lock.__exit__(None, None, None)
 
 
 async def _fetch_manifest(store: store_mod.Store, client: registry.Client, ref: reference.Reference,

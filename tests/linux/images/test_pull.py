@@ -192,3 +192,39 @@ async def test_docker_schema2_manifest(store, live_registry, layout, busybox_lay
     assert images.manifest.media_type_of(kept) == images.manifest.DOCKER_MANIFEST
     assert {layer.media_type for layer in record.layers} == {images.manifest.DOCKER_LAYER_GZIP}
     assert (store.layer_dir(record.chain_ids[-1]) / "diff/v2s2").read_text() == "yes"
+
+
+def test_a_pull_killed_halfway_leaves_only_complete_content(store, live_registry, layout, busybox_layer, unique,
+                                                            state_root):
+    import hashlib
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    big = LayerBuilder().file("big.bin", os.urandom(24 << 20)).build()
+    ref = push(live_registry, layout, [busybox_layer, big], f"{unique}/killed")
+    code = ("import asyncio, sys; from runtime import images; "
+            "asyncio.run(images.pull(images.Store(sys.argv[1]), sys.argv[2]))")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(state_root), ref],
+                            cwd=Path(__file__).resolve().parents[3], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while proc.poll() is None and time.monotonic() < deadline:
+            if any(store.ingest_dir.iterdir()) or any(store.layers_dir.glob(".tmp-*")):
+                break  # caught it writing: kill it now
+            time.sleep(0.001)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the pull ended before it could be interrupted"
+    for blob in store.blobs_dir.iterdir():
+        assert hashlib.sha256(blob.read_bytes()).hexdigest() == blob.name
+    for layer in store.layers_dir.iterdir():
+        if len(layer.name) == 64:
+            assert (layer / "complete").is_file()
+    images.collect(store)
+    nothing_half_written(store)
+    record = asyncio.run(images.pull(store, ref))
+    assert (store.layer_dir(record.chain_ids[-1]) / "diff/big.bin").stat().st_size == 24 << 20
