@@ -8,7 +8,9 @@ import datetime
 import getpass
 import json
 import logging
+import shutil
 import sys
+import tempfile
 
 import structlog
 
@@ -41,7 +43,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=image_rm)
 
     p = image.add_parser("load", help="Load images from a docker-archive or oci-archive tar")
-    p.add_argument("-i", "--input", required=True, metavar="FILE", help="Read from tar archive file")
+    p.add_argument("-i", "--input", metavar="FILE", help="Read from tar archive file (default: stdin)")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(handler=image_load)
 
@@ -272,8 +274,17 @@ def _familiar_key(key: str) -> str:
 
 
 def image_load(args: argparse.Namespace) -> int:
+    store = _store(args)
     try:
-        records = images.load(_store(args), args.input)
+        if args.input:
+            records = images.load(store, args.input)
+        else:
+            if sys.stdin.isatty():
+                raise common.UserFacingError("requested load from stdin, but stdin is a terminal; use -i FILE")
+            with tempfile.NamedTemporaryFile(prefix="pcompose-load-") as spool:
+                shutil.copyfileobj(sys.stdin.buffer, spool)
+                spool.flush()
+                records = images.load(store, spool.name)
     except _USER_ERRORS as err:
         raise common.UserFacingError(str(err)) from None
     for record in records:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import ctypes
 import errno
 import gzip
 import hashlib
@@ -22,6 +23,7 @@ import structlog
 from runtime.images import store as store_mod
 
 log = structlog.get_logger(__name__)
+_libc = ctypes.CDLL(None, use_errno=True)
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE = ".wh..wh..opq"
@@ -61,6 +63,7 @@ def ensure_layer(store: store_mod.Store, chain_id: str, diff_id: str, blob: Path
         if got != diff_id:
             raise LayerError(f"layer {blob.name[:12]}: uncompressed content hashes to {got}, "
                              f"the image config says {diff_id}")
+        _syncfs(tmp)  # the files must be on disk before the marker says they are
         (tmp / "complete").write_text(json.dumps({"chain_id": chain_id, "diff_id": diff_id}))
         try:
             os.rename(tmp, final)
@@ -76,6 +79,15 @@ def ensure_layer(store: store_mod.Store, chain_id: str, diff_id: str, blob: Path
         raise
     _ensure_link(store, chain_id)
     return final
+
+
+def _syncfs(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if _libc.syncfs(fd) != 0:
+            raise OSError(ctypes.get_errno(), f"syncfs {path}")
+    finally:
+        os.close(fd)
 
 
 def _ensure_link(store: store_mod.Store, chain_id: str) -> None:

@@ -111,3 +111,21 @@ def test_login_then_pull_then_logout(capsys, monkeypatch, tmp_path, state_root, 
     code, out, _ = run(capsys, "logout", auth_registry.host)
     assert code == 0 and "Removing login credentials" in out
     assert auth_registry.host not in (tmp_path / "docker/config.json").read_text()
+
+
+def test_load_from_stdin(capsys, monkeypatch, state_root, tmp_path, busybox_layer):
+    archive = oci_image.write_docker_archive(tmp_path / "a.tar", [busybox_layer], ["piped:1"])
+
+    class Stdin:
+        buffer = open(archive, "rb")
+
+        @staticmethod
+        def isatty() -> bool:
+            return False
+
+    monkeypatch.setattr("sys.stdin", Stdin)
+    try:
+        code, out, _ = run(capsys, "--root", str(state_root), "image", "load")
+    finally:
+        Stdin.buffer.close()
+    assert code == 0 and out.strip() == "Loaded image: piped:1"
