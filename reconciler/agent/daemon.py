@@ -26,6 +26,11 @@ class AlreadyRunning(Exception):
     """Another agent holds this run dir."""
 
 
+# The exit code of an agent that found another one on its run dir: a launcher that raced
+# another caller waits for the winner instead of reporting a failure.
+EXIT_ALREADY_RUNNING = 3
+
+
 class Translator(Protocol):
     def desired(self, record: store.ProjectRecord) -> model.DesiredState:
         """The stored normalized stack as plan values (the spec's config hash included)."""

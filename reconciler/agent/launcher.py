@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from reconciler.agent import client
+from reconciler.agent import client, daemon
 
 
 def agent_command(root: Path, run_dir: Path) -> list[str]:
@@ -22,8 +22,12 @@ def log_path(root: Path) -> Path:
 def spawn(root: Path, run_dir: Path) -> subprocess.Popen:
     """The agent, detached: its own session, so a Ctrl-C of the CLI does not reach it."""
     log = log_path(root)
-    log.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with open(log, "ab") as out:
+    try:
+        log.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        out = open(log, "ab")
+    except OSError as error:
+        raise client.AgentUnavailable(f"cannot start the agent: {error}") from None
+    with out:
         return subprocess.Popen(agent_command(root, run_dir), stdin=subprocess.DEVNULL,
                                 stdout=out, stderr=subprocess.STDOUT, cwd="/",
                                 start_new_session=True, close_fds=True)
@@ -40,8 +44,18 @@ async def ensure_agent(root: Path, run_dir: Path, *,
     process = spawn(Path(root), Path(run_dir))
     deadline = asyncio.get_running_loop().time() + timeout
     while asyncio.get_running_loop().time() < deadline:
-        if await _answers(run_dir):
-            return process if process.poll() is None else None
+        pid = await _answering_pid(run_dir)
+        if pid == process.pid:
+            return process
+        if pid is not None:
+            # Another caller's agent won the run dir; ours gives up on the lock and exits.
+            await _reap(process, deadline - asyncio.get_running_loop().time())
+            return None
+        code = process.poll()
+        if code is not None and code != daemon.EXIT_ALREADY_RUNNING:
+            raise client.AgentUnavailable(
+                f"the agent exited with code {code}; see {log_path(root)}: "
+                f"{_tail(log_path(root))}")
         await asyncio.sleep(0.05)
     if process.poll() is None:
         process.kill()
@@ -52,8 +66,23 @@ async def ensure_agent(root: Path, run_dir: Path, *,
 
 
 async def _answers(run_dir: Path) -> bool:
+    return await _answering_pid(run_dir) is not None
+
+
+async def _answering_pid(run_dir: Path) -> int | None:
     async with client.AgentClient(run_dir, timeout=2.0) as agent:
-        return await agent.ping()
+        try:
+            return (await agent.version()).pid
+        except (client.AgentUnavailable, client.ApiError):
+            return None
+
+
+async def _reap(process: subprocess.Popen, timeout: float) -> None:
+    try:
+        await asyncio.to_thread(process.wait, max(timeout, 1.0))
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def _tail(path: Path, lines: int = 3) -> str:

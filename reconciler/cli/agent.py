@@ -6,7 +6,6 @@ import argparse
 import asyncio
 from pathlib import Path
 
-from reconciler.agent import daemon, logs
 from reconciler.cli import common
 
 
@@ -23,10 +22,15 @@ def register(verbs: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here: every other verb would otherwise pay for the agent's imports at start.
+    from reconciler.agent import daemon, logs
+
     json_output = {"auto": None, "json": True, "console": False}[args.log_format]
     logs.configure(json_output=json_output, level=args.log_level)
     try:
         asyncio.run(daemon.run(Path(args.root), Path(args.run_dir), resync=args.resync))
     except daemon.AlreadyRunning as error:
-        raise common.UserFacingError(str(error)) from None
+        raise common.UserFacingError(str(error), daemon.EXIT_ALREADY_RUNNING) from None
+    except OSError as error:
+        raise common.UserFacingError(f"cannot start the agent: {error}") from None
     return 0
