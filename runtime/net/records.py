@@ -24,10 +24,26 @@ def _write(file: Path, data: dict) -> None:
     os.replace(tmp, file)
 
 
-def _read_all(folder: Path) -> list[dict]:
+_parsed: dict[Path, tuple[tuple[int, int, int], object]] = {}
+
+
+def _read_all(folder: Path, parse):
+    """Every record in `folder`, parsed; a file unchanged since the last read is not parsed again
+    (records are replaced by rename, so inode, mtime and size tell a change)."""
     if not folder.is_dir():
         return []
-    return [json.loads(f.read_text()) for f in sorted(folder.glob("*.json"))]
+    out = []
+    for f in sorted(folder.glob("*.json")):
+        try:
+            st = f.stat()
+        except FileNotFoundError:
+            continue  # removed while we looked
+        key = (st.st_ino, st.st_mtime_ns, st.st_size)
+        hit = _parsed.get(f)
+        if hit is None or hit[0] != key:
+            hit = _parsed[f] = (key, parse(json.loads(f.read_text())))
+        out.append(hit[1])
+    return out
 
 
 def save_network(state_root: Path, net: model.Network) -> None:
@@ -35,11 +51,17 @@ def save_network(state_root: Path, net: model.Network) -> None:
 
 
 def drop_network(state_root: Path, name: str) -> None:
-    (_dir(state_root, "networks") / f"{name}.json").unlink(missing_ok=True)
+    _drop(_dir(state_root, "networks") / f"{name}.json")
+
+
+def _drop(file: Path) -> None:
+    file.unlink(missing_ok=True)
+    _parsed.pop(file, None)
 
 
 def networks(state_root: Path) -> dict[str, model.Network]:
-    return {d["name"]: model.Network(**d) for d in _read_all(_dir(state_root, "networks"))}
+    found = _read_all(_dir(state_root, "networks"), lambda d: model.Network(**d))
+    return {n.name: n for n in found}
 
 
 def save_attachment(state_root: Path, att: model.Attachment) -> None:
@@ -47,11 +69,11 @@ def save_attachment(state_root: Path, att: model.Attachment) -> None:
 
 
 def drop_attachment(state_root: Path, container: str) -> None:
-    (_dir(state_root, "containers") / f"{container}.json").unlink(missing_ok=True)
+    _drop(_dir(state_root, "containers") / f"{container}.json")
 
 
 def attachments(state_root: Path) -> dict[str, model.Attachment]:
-    found = [model.attachment_from_json(d) for d in _read_all(_dir(state_root, "containers"))]
+    found = _read_all(_dir(state_root, "containers"), model.attachment_from_json)
     return {a.container.container: a for a in found}
 
 
