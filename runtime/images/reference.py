@@ -81,9 +81,6 @@ def parse(text: str) -> Reference:
         if not _TAG.match(tag):
             raise ReferenceError(f"invalid reference {text!r}: bad tag {tag!r}")
     registry, repository = _split_registry(rest, text)
-    if not _REPOSITORY.match(repository):
-        raise ReferenceError(f"invalid reference {text!r}: repository {repository!r} must be lowercase "
-                             "letters, digits and separators")
     if len(registry) + 1 + len(repository) > 255:
         raise ReferenceError(f"invalid reference {text!r}: name longer than 255 characters")
     if tag is None and digest is None:
@@ -102,6 +99,9 @@ def _split_registry(rest: str, text: str) -> tuple[str, str]:
         registry, repository = DEFAULT_REGISTRY, rest
     if not repository:
         raise ReferenceError(f"invalid reference {text!r}: no repository name")
+    if not _REPOSITORY.match(repository):
+        raise ReferenceError(f"invalid reference {text!r}: repository {repository!r} must be lowercase "
+                             "letters, digits and separators")
     if registry == DEFAULT_REGISTRY and "/" not in repository:
         repository = "library/" + repository
     return registry, repository

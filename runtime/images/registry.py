@@ -15,6 +15,7 @@ from runtime.images import auth, manifest, reference, store as store_mod
 log = structlog.get_logger(__name__)
 
 CHUNK = 1 << 18
+MAX_MANIFEST = 4 << 20  # as docker: a manifest is small; a huge one is an attack or a mistake
 
 
 class RegistryError(Exception):
@@ -137,7 +138,12 @@ class Client:
         resp = await self._get(f"{self.origin}/v2/{self.ref.repository}/manifests/{obj}",
                                {"Accept": manifest.ACCEPT}, what)
         async with resp:
-            data = await resp.read()
+            chunks: list[bytes] = []
+            async for chunk in resp.content.iter_chunked(1 << 16):
+                chunks.append(chunk)
+                if sum(map(len, chunks)) > MAX_MANIFEST:
+                    raise RegistryError(f"{self.ref.registry}: {what} is larger than {MAX_MANIFEST} bytes")
+            data = b"".join(chunks)
             header_type = resp.headers.get("Content-Type", "").split(";")[0]
         digest = manifest.digest_of(data)
         if reference.is_digest(obj) and digest != obj:

@@ -58,8 +58,11 @@ def ensure_layer(store: store_mod.Store, chain_id: str, diff_id: str, blob: Path
     try:
         diff = tmp / "diff"
         diff.mkdir(mode=0o755)
-        with open(blob, "rb") as raw:
-            got = unpack(_decompressed(raw, blob), diff)
+        try:
+            with open(blob, "rb") as raw:
+                got = unpack(_decompressed(raw, blob), diff)
+        except OSError as err:
+            raise LayerError(f"layer {blob.name[:12]}: {err}") from None
         if got != diff_id:
             raise LayerError(f"layer {blob.name[:12]}: uncompressed content hashes to {got}, "
                              f"the image config says {diff_id}")
