@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from runtime.net import bridge, model, netns  # noqa: E402
 
 
-def main(count: int) -> str:
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
+def run(count: int, batched: bool) -> tuple[float, list[float], float]:
+    """(ensure_network s, attach s per container, teardown s) on a fresh simulated host."""
     tag = "b" + uuid.uuid4().hex[:7]
     run_dir = Path("/run/pcompose-bench") / tag
     state_root = Path("/var/lib/pcompose-bench") / tag
@@ -42,11 +42,15 @@ def main(count: int) -> str:
                 ports=(model.PortMapping(80, 10000 + i),),
             )
             t = time.perf_counter()
-            bridge.attach(host, c)
+            bridge.attach(host, c, sync=not batched)
             per.append(time.perf_counter() - t)
+        if batched:
+            t = time.perf_counter()
+            bridge.sync_rules(host)
+            per = [p + (time.perf_counter() - t) / count for p in per]
         t = time.perf_counter()
         for i in range(count):
-            bridge.detach(host, f"bench-web-{i}")
+            bridge.detach(host, f"bench-web-{i}", sync=not batched)
         bridge.remove_network(host, "bench_default")
         teardown_s = time.perf_counter() - t
     finally:
@@ -55,18 +59,30 @@ def main(count: int) -> str:
             netns.remove(ns)
         shutil.rmtree(run_dir, ignore_errors=True)
         shutil.rmtree(state_root, ignore_errors=True)
-    ms = [p * 1000 for p in per]
-    tenth = max(1, count // 10)
-    return "\n".join([
+    return network_s, per, teardown_s
+
+
+def main(count: int) -> str:
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
+    lines = [
         f"- containers: {count}, one network, one published port each",
         f"- machine: {os.cpu_count()} cores, kernel {platform.release()}",
-        f"- ensure_network: {network_s * 1000:.1f} ms",
-        f"- attach per container: median {statistics.median(ms):.1f} ms, "
-        f"first {tenth} mean {statistics.mean(ms[:tenth]):.1f} ms, "
-        f"last {tenth} mean {statistics.mean(ms[-tenth:]):.1f} ms, total {sum(ms) / 1000:.2f} s",
-        f"- detach all + remove network: {teardown_s:.2f} s "
-        f"({teardown_s * 1000 / count:.1f} ms per container)",
-    ])
+    ]
+    for batched in (False, True):
+        network_s, per, teardown_s = run(count, batched)
+        ms = [p * 1000 for p in per]
+        tenth = max(1, count // 10)
+        how = "one nft replace after all (sync=False)" if batched else "nft replaced per container"
+        lines += [
+            f"- {how}:",
+            f"  - ensure_network: {network_s * 1000:.1f} ms",
+            f"  - attach per container: median {statistics.median(ms):.1f} ms, "
+            f"first {tenth} mean {statistics.mean(ms[:tenth]):.1f} ms, "
+            f"last {tenth} mean {statistics.mean(ms[-tenth:]):.1f} ms, total {sum(ms) / 1000:.2f} s",
+            f"  - detach all + remove network: {teardown_s:.2f} s "
+            f"({teardown_s * 1000 / count:.1f} ms per container)",
+        ]
+    return "\n".join(lines)
 
 
 NOTES = """

@@ -149,9 +149,10 @@ def _check_ports(c: model.ContainerNet, atts: dict[str, model.Attachment]) -> No
             f"services.{c.service or c.container}.ports: host port {', '.join(sorted(taken))} is already allocated")
 
 
-def attach(host: model.Host, c: model.ContainerNet) -> model.Attachment:
+def attach(host: model.Host, c: model.ContainerNet, sync: bool = True) -> model.Attachment:
     """Give the container its namespace, a veth into each network (eth0, eth1, ... by priority,
-    then declaration), addresses, a default route, its resolv.conf and hosts; idempotent."""
+    then declaration), addresses, a default route, its resolv.conf and hosts; idempotent.
+    `sync=False` leaves the nft table for one `sync_rules` after a batch."""
     nets = records.networks(host.state_root)
     _check(host, c, nets)
     if c.mode == "host":
@@ -184,13 +185,14 @@ def attach(host: model.Host, c: model.ContainerNet) -> model.Attachment:
     att = model.Attachment(c, tuple(made))
     records.save_attachment(host.state_root, att)
     write_files(host, att)
-    sync_rules(host)
+    if sync:
+        sync_rules(host)
     log.info("container.attached", container=c.container, mode=c.mode,
              addresses=[f"{e.network}={e.ipv4}" for e in made])
     return att
 
 
-def _join(host, c: model.ContainerNet, net: model.Network, spec: model.EndpointSpec, index: int):
+def _join(host: model.Host, c: model.ContainerNet, net: model.Network, spec: model.EndpointSpec, index: int):
     lease = ipam.allocate(host.state_root, net.name, c.container, spec.ipv4, spec.mac)
     host_if = names.host_veth(host.agent, c.container, net.name)
     ifname = names.container_ifname(index)
@@ -208,9 +210,10 @@ def _undo(host: model.Host, c: model.ContainerNet, made: list[model.Endpoint]) -
         netns.remove(c.netns)
 
 
-def detach(host: model.Host, container: str, ns: Path | None = None) -> None:
+def detach(host: model.Host, container: str, ns: Path | None = None, sync: bool = True) -> None:
     """Remove the container's namespace, veths, addresses, files and published ports; a container
-    that was never attached is success. `ns` names the namespace if no record is left."""
+    that was never attached is success. `ns` names the namespace if no record is left; `sync` as
+    for `attach`."""
     att = records.attachments(host.state_root).get(container)
     if att and att.container.mode in OWN_NETNS:
         ns = att.container.netns
@@ -225,7 +228,8 @@ def detach(host: model.Host, container: str, ns: Path | None = None) -> None:
             ipam.release(host.state_root, pool.network, container)
     resolvconf.remove(host.run_dir, container)
     records.drop_attachment(host.state_root, container)
-    sync_rules(host)
+    if sync:
+        sync_rules(host)
     log.info("container.detached", container=container)
 
 
@@ -315,7 +319,7 @@ def sweep(host: model.Host) -> list[str]:
 def teardown(host: model.Host) -> None:
     """Remove everything of the agent: containers' network state, networks and its table."""
     for name in list(records.attachments(host.state_root)):
-        detach(host, name)
+        detach(host, name, sync=False)
     for name in list(records.networks(host.state_root)):
         remove_network(host, name)
     nft.remove(host.netns, names.table(host.agent))

@@ -141,7 +141,7 @@ class Server:
         for name, view in views.items():
             if name not in self._listeners:
                 self._listeners[name] = (view.gateway, *await self._listen(name, view.gateway))
-                log.info("dns.listening", network=name, address=f"{view.gateway}:{self.port}")
+                log.info("dns.listener_opened", network=name, address=f"{view.gateway}:{self.port}")
 
     async def close(self) -> None:
         for name in list(self._listeners):
@@ -152,7 +152,7 @@ class Server:
         udp.close()
         tcp.close()
         await tcp.wait_closed()
-        log.info("dns.stopped", network=name)
+        log.info("dns.listener_closed", network=name)
 
     def _bound(self, kind: int, address: str) -> socket.socket:
         sock = netns.socket(self.host_ns, socket.AF_INET, kind)

@@ -180,3 +180,16 @@ def test_sweep_removes_what_no_record_accounts_for(host):
     assert {kept.endpoints[0].host_ifname, "other0", net.bridge} <= set(seen.links)
     assert [lease.owner for lease in seen.pools["lab_net"].leases] == ["lab-web-1"]
     assert seen.links[net.bridge].label == f"pcompose {host.agent} network lab_net"
+
+
+def test_a_batch_of_attaches_is_published_by_one_sync(host):
+    bridge.ensure_network(host, model.NetworkSpec("lab_net"))
+    for i in (1, 2):
+        bridge.attach(host, container(host, f"lab-web-{i}", "lab_net",
+                                      ports=(model.PortMapping(80, 8080 + i),)), sync=False)
+    assert "8081" not in bridge.observe(host).table
+
+    bridge.sync_rules(host)
+
+    table = bridge.observe(host).table
+    assert "8081 : 172.16.0.2 . 80" in table and "8082 : 172.16.0.3 . 80" in table
