@@ -36,13 +36,14 @@ class ProjectInfo:
     generation: int
     applied_generation: int
     updated_at: float
+    reason: str = ""
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self) | {"config_files": list(self.config_files)}
 
     @classmethod
     def from_json(cls, data: dict) -> ProjectInfo:
-        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls)}
+        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data}
                    | {"config_files": tuple(data["config_files"])})
 
 

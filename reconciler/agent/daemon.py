@@ -17,7 +17,7 @@ import structlog
 
 from reconciler.agent import api, events, metrics, server, store
 from reconciler.engine import controller, errors, executor, loop, sources
-from reconciler.plan import model
+from reconciler.plan import model, plans
 
 log = structlog.get_logger(__name__)
 
@@ -99,7 +99,8 @@ def _reconcile_with_status(agent: server.Agent, reconcile: loop.ProjectReconcile
             result = await reconcile(project)
         except Exception as error:
             outcome = errors.classify(error)
-            agent.store.set_status(project, "failed" if outcome.final else "retrying")
+            agent.store.set_status(project, "failed" if outcome.final else "retrying",
+                                   outcome.reason)
             agent.bus.publish(events.Event("reconcile", project, "failed",
                                            message=outcome.reason))
             agent.metrics.inc("pcompose_reconciles_total", result="failed")
@@ -121,11 +122,18 @@ def _step_listener(agent: server.Agent) -> Callable[[str, executor.StepResult], 
     return listen
 
 
+def _plan_listener(agent: server.Agent) -> Callable[[str, plans.Plan], None]:
+    def listen(project: str, plan: plans.Plan) -> None:
+        if plan:
+            agent.bus.publish(events.Event("plan", project, "made", message=str(plan)))
+    return listen
+
+
 def _start_reconciling(agent: server.Agent, runtime: Runtime, resync: float,
                        workers: int) -> list[asyncio.Task]:
     reconcile = loop.ProjectReconciler(
         StoreSource(agent.store, runtime.translator), runtime.observer, runtime.actuator,
-        resync=resync, listener=_step_listener(agent))
+        resync=resync, listener=_step_listener(agent), plan_listener=_plan_listener(agent))
     ctrl = controller.Controller("projects", _reconcile_with_status(agent, reconcile),
                                  workers=workers)
     agent.on_change = ctrl.queue.add

@@ -42,7 +42,8 @@ routes = web.RouteTableDef()
 
 def _info(record: store.ProjectRecord) -> api.ProjectInfo:
     return api.ProjectInfo(record.name, record.status, record.config_files, record.working_dir,
-                           record.generation, record.applied_generation, record.updated_at)
+                           record.generation, record.applied_generation, record.updated_at,
+                           record.reason)
 
 
 def _bad_request(message: str) -> web.HTTPBadRequest:

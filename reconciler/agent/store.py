@@ -24,7 +24,8 @@ CREATE TABLE IF NOT EXISTS projects (
     status TEXT NOT NULL,
     generation INTEGER NOT NULL,
     applied_generation INTEGER NOT NULL DEFAULT 0,
-    updated_at REAL NOT NULL
+    updated_at REAL NOT NULL,
+    reason TEXT NOT NULL DEFAULT ''
 );
 """
 
@@ -46,6 +47,7 @@ class ProjectRecord:
     generation: int = 0
     applied_generation: int = 0
     updated_at: float = 0.0
+    reason: str = ""  # why the status is what it is (the failure, for `ls`/`ps`)
 
 
 class Store:
@@ -82,11 +84,10 @@ class Store:
             row = db.execute("SELECT generation, applied_generation FROM projects "
                              "WHERE name = ?", (record.name,)).fetchone()
             generation = (row["generation"] if row else 0) + 1
-            stored = dataclasses.replace(record, generation=generation,
+            stored = dataclasses.replace(record, generation=generation, reason="",
                                          applied_generation=row["applied_generation"] if row
                                          else 0, updated_at=time.time())
-            db.execute("INSERT OR REPLACE INTO projects VALUES (?,?,?,?,?,?,?,?,?)",
-                       _row(stored))
+            db.execute(INSERT, _row(stored))
         return stored
 
     def get(self, name: str) -> ProjectRecord | None:
@@ -107,19 +108,19 @@ class Store:
             removing = dataclasses.replace(
                 current, stack="{}", status=REMOVING, generation=current.generation + 1,
                 options=model.DiffOptions(remove_orphans=True, remove_volumes=remove_volumes),
-                updated_at=time.time())
-            db.execute("INSERT OR REPLACE INTO projects VALUES (?,?,?,?,?,?,?,?,?)",
-                       _row(removing))
+                updated_at=time.time(), reason="")
+            db.execute(INSERT, _row(removing))
         return removing
 
     def delete(self, name: str) -> bool:
         with self._writing() as db:
             return db.execute("DELETE FROM projects WHERE name = ?", (name,)).rowcount > 0
 
-    def set_status(self, name: str, status: str) -> None:
+    def set_status(self, name: str, status: str, reason: str = "") -> None:
+        """A project being removed keeps that status whatever a reconcile reports."""
         with self._writing() as db:
-            db.execute("UPDATE projects SET status = ? WHERE name = ? AND status != ?",
-                       (status, name, REMOVING))
+            db.execute("UPDATE projects SET status = ?, reason = ? WHERE name = ? "
+                       "AND status != ?", (status, reason, name, REMOVING))
 
     def set_applied(self, name: str, generation: int) -> None:
         """Record that `generation` converged once; never moves backwards."""
@@ -128,10 +129,16 @@ class Store:
                        "WHERE name = ?", (generation, name))
 
 
+COLUMNS = ("name", "stack", "config_files", "working_dir", "options", "status", "generation",
+           "applied_generation", "updated_at", "reason")
+INSERT = (f"INSERT OR REPLACE INTO projects ({', '.join(COLUMNS)}) "
+          f"VALUES ({', '.join('?' for _ in COLUMNS)})")
+
+
 def _row(r: ProjectRecord) -> tuple:
     return (r.name, r.stack, json.dumps(list(r.config_files)), r.working_dir,
             json.dumps(_options_json(r.options)), r.status, r.generation,
-            r.applied_generation, r.updated_at)
+            r.applied_generation, r.updated_at, r.reason)
 
 
 def _options_json(options: model.DiffOptions) -> dict:
@@ -163,4 +170,4 @@ def _record(row: sqlite3.Row) -> ProjectRecord:
         config_files=tuple(json.loads(row["config_files"])), working_dir=row["working_dir"],
         options=options_from_json(json.loads(row["options"])), status=row["status"],
         generation=row["generation"], applied_generation=row["applied_generation"],
-        updated_at=row["updated_at"])
+        updated_at=row["updated_at"], reason=row["reason"])

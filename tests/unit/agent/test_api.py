@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.agent import api, client, daemon, store
+from reconciler.engine import errors
 from reconciler.plan import model
 from tests.unit.engine import fakes
 
@@ -150,3 +151,16 @@ async def _has(machine, name):
 
 async def _text_has(agent, line):
     return line in await agent.metrics()
+
+
+async def test_a_failure_shows_in_the_project_status_with_its_reason(agent, machine):
+    machine.fail["network:default"] = errors.PermanentError("network shop_default is in use")
+    await agent.put_project("shop", {"services": {"web": {}}})
+
+    async def failed():
+        (project,) = await agent.projects()
+        return project.status == "failed"
+    await until(failed)
+    (project,) = await agent.projects()
+    assert project.reason == "network:default create: network shop_default is in use"
+    assert machine.containers == {}
