@@ -74,10 +74,14 @@ class AgentClient:
         return api.ProjectInfo.from_json(body), body["stack"]
 
     async def put_project(self, name: str, stack: dict, *, config_files=(), working_dir="",
-                          options: dict | None = None) -> api.ProjectInfo:
+                          options: dict | None = None,
+                          hashes: dict[str, str] | None = None) -> api.ProjectInfo:
+        """Submit a desired state; `hashes` (desired.hashes) names the enabled services."""
         body = {"stack": stack, "config_files": list(config_files), "working_dir": working_dir}
         if options is not None:
             body["options"] = options
+        if hashes is not None:
+            body["hashes"] = hashes
         return api.ProjectInfo.from_json(
             await self._call("PUT", f"/v1/projects/{name}", json=body))
 

@@ -173,7 +173,8 @@ def _record_from_body(name: str, body: dict) -> store.ProjectRecord:
     """Check everything before anything is stored: a bad request changes nothing."""
     try:
         api.check_project_name(name)
-        unknown = sorted(set(body) - {"stack", "config_files", "working_dir", "options"})
+        unknown = sorted(set(body) - {"stack", "config_files", "working_dir", "options",
+                                      "hashes"})
         if unknown:
             raise ValueError(f"request body: unknown key(s) {', '.join(unknown)}")
         stack = body.get("stack")
@@ -189,10 +190,15 @@ def _record_from_body(name: str, body: dict) -> store.ProjectRecord:
         if not isinstance(options, dict):
             raise ValueError("options: expected a JSON object")
         diff_options = store.options_from_json(options)
+        hashes = body.get("hashes", {})
+        if not isinstance(hashes, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in hashes.items()):
+            raise ValueError("hashes: expected a mapping of service name to config hash")
     except ValueError as error:
         raise _bad_request(str(error)) from None
     canonical = json.dumps(stack, sort_keys=True, separators=(",", ":"))
-    return store.ProjectRecord(name, canonical, tuple(files), working_dir, diff_options)
+    return store.ProjectRecord(name, canonical, tuple(files), working_dir, diff_options,
+                               hashes=tuple(sorted(hashes.items())))
 
 
 def _version() -> str:

@@ -25,7 +25,8 @@ CREATE TABLE IF NOT EXISTS projects (
     generation INTEGER NOT NULL,
     applied_generation INTEGER NOT NULL DEFAULT 0,
     updated_at REAL NOT NULL,
-    reason TEXT NOT NULL DEFAULT ''
+    reason TEXT NOT NULL DEFAULT '',
+    hashes TEXT NOT NULL DEFAULT '{}'
 );
 """
 
@@ -48,6 +49,7 @@ class ProjectRecord:
     applied_generation: int = 0
     updated_at: float = 0.0
     reason: str = ""  # why the status is what it is (the failure, for `ls`/`ps`)
+    hashes: tuple[tuple[str, str], ...] = ()  # (service, config hash) of the enabled services
 
 
 class Store:
@@ -130,7 +132,7 @@ class Store:
 
 
 COLUMNS = ("name", "stack", "config_files", "working_dir", "options", "status", "generation",
-           "applied_generation", "updated_at", "reason")
+           "applied_generation", "updated_at", "reason", "hashes")
 INSERT = (f"INSERT OR REPLACE INTO projects ({', '.join(COLUMNS)}) "
           f"VALUES ({', '.join('?' for _ in COLUMNS)})")
 
@@ -138,7 +140,7 @@ INSERT = (f"INSERT OR REPLACE INTO projects ({', '.join(COLUMNS)}) "
 def _row(r: ProjectRecord) -> tuple:
     return (r.name, r.stack, json.dumps(list(r.config_files)), r.working_dir,
             json.dumps(_options_json(r.options)), r.status, r.generation,
-            r.applied_generation, r.updated_at, r.reason)
+            r.applied_generation, r.updated_at, r.reason, json.dumps(dict(r.hashes)))
 
 
 def _options_json(options: model.DiffOptions) -> dict:
@@ -170,4 +172,5 @@ def _record(row: sqlite3.Row) -> ProjectRecord:
         config_files=tuple(json.loads(row["config_files"])), working_dir=row["working_dir"],
         options=options_from_json(json.loads(row["options"])), status=row["status"],
         generation=row["generation"], applied_generation=row["applied_generation"],
-        updated_at=row["updated_at"], reason=row["reason"])
+        updated_at=row["updated_at"], reason=row["reason"],
+        hashes=tuple(sorted(json.loads(row["hashes"]).items())))
