@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import ipaddress
 import itertools
 import socket
@@ -46,6 +47,19 @@ class View:
     records: tuple[tuple[str, tuple[str, ...]], ...] = ()
     clients: tuple[tuple[str, Client], ...] = ()
     reverse: tuple[tuple[str, str], ...] = ()
+
+    # lookups by key, built once per view (a view answers many queries)
+    @functools.cached_property
+    def by_name(self) -> dict[str, tuple[str, ...]]:
+        return dict(self.records)
+
+    @functools.cached_property
+    def by_client(self) -> dict[str, Client]:
+        return dict(self.clients)
+
+    @functools.cached_property
+    def by_address(self) -> dict[str, str]:
+        return dict(self.reverse)
 
 
 def _norm(name: str) -> str:
@@ -97,10 +111,10 @@ class Resolver:
     def lookup(self, view: View, client_ip: str, name: str) -> tuple[str, ...] | None:
         """Addresses for `name` as seen by `client_ip`, rotated per query; None if not ours."""
         name = _norm(name)
-        client = dict(view.clients).get(client_ip)
+        client = view.by_client.get(client_ip)
         found = dict(client.links).get(name) if client else None
         if found is None:
-            found = dict(view.records).get(name)
+            found = view.by_name.get(name)
         if not found:
             return None
         turn = next(self._turn.setdefault((view.network, name), itertools.count()))
@@ -112,7 +126,7 @@ class Resolver:
         labels = _norm(name).split(".")
         if labels[-2:] != ["in-addr", "arpa"] or len(labels) != 6:
             return None
-        return dict(view.reverse).get(".".join(reversed(labels[:4])))
+        return view.by_address.get(".".join(reversed(labels[:4])))
 
 
 class Server:
@@ -207,7 +221,7 @@ class Server:
                 reply.header.tc = 1
                 packet = reply.pack()
             return packet
-        client = dict(view.clients).get(client_ip)
+        client = view.by_client.get(client_ip)
         upstreams = (client.upstreams if client and client.upstreams else ()) or self.upstreams
         forwarded = await forward(data, upstreams)
         if forwarded is not None:
