@@ -39,8 +39,8 @@ def remove_image(store: store_mod.Store, text: str, force: bool = False) -> tupl
     with contextlib.suppress(reference.ReferenceError):
         parsed = reference.parse(text)
         key = next((k for k in record.references if k == str(parsed) or (
-            parsed.digest and k.startswith(parsed.name) and parsed.digest in (refs[k].manifest, refs[k].index))),
-            None)
+            parsed.digest and store_mod.name_of(k) == parsed.name
+            and parsed.digest in (refs[k].manifest, refs[k].index))), None)
     doomed = (key,) if key else record.references
     if not key and len(doomed) > 1 and not force:
         raise ImageInUse(f"image {record.id[7:19]} is referenced by {len(doomed)} names "

@@ -187,7 +187,7 @@ class Store:
             ref = reference.parse(text)
             key = str(ref)
             if key not in refs and ref.digest:
-                key = next((k for k, e in refs.items() if k.split("@")[0].rsplit(":", 1)[0] == ref.name
+                key = next((k for k, e in refs.items() if name_of(k) == ref.name
                             and ref.digest in (e.manifest, e.index)), None)
         if key in refs:
             entry = refs[key]
@@ -203,6 +203,14 @@ class Store:
         if len({i.id for i in found}) > 1:
             raise StoreError(f"image id prefix {text!r} is ambiguous")
         return found[0] if found else None
+
+
+def name_of(key: str) -> str | None:
+    """The repository name of a refs.json key, None for keys that are not references (untagged images)."""
+    try:
+        return reference.parse(key).name
+    except reference.ReferenceError:
+        return None
 
 
 class BlobWriter:

@@ -50,3 +50,18 @@ def test_unknown_blob_and_bad_digest_are_errors(tmp_path):
         s.read_blob(digest(b"x"))
     with pytest.raises(store_mod.StoreError, match="not a sha256"):
         s.blob_path("sha256:../../etc/passwd")
+
+
+def test_a_digest_finds_the_image_pulled_by_tag_on_a_registry_with_a_port(tmp_path):
+    import json
+    s = store_mod.Store(tmp_path)
+    config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}})
+    config_digest = s.write_blob(config.encode())
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                           "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                                      "digest": config_digest, "size": len(config)}, "layers": []})
+    m = s.write_blob(manifest.encode())
+    s.update_refs({"127.0.0.1:5000/team/app:1": store_mod.RefEntry(m)})
+    assert s.resolve(f"127.0.0.1:5000/team/app@{m}").id == config_digest
+    assert s.resolve(f"127.0.0.1:5000/team/other@{m}") is None
+    assert s.resolve(config_digest[7:19]).manifest_digest == m
