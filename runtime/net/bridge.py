@@ -4,6 +4,7 @@ keep the agent's nft table and DNS views in step with the records on disk."""
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import structlog
@@ -36,8 +37,20 @@ def label(host: model.Host, *what: str) -> str:
     return " ".join(("pcompose", host.agent, *what))
 
 
+NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,254}$")
+
+
+def _check_name(where: str, name: str) -> None:
+    # names become file names under the state and run dirs: nothing that could leave them
+    if not NAME.match(name):
+        raise NetworkError(f"{where}: {name!r} is not a valid name ([a-zA-Z0-9][a-zA-Z0-9_.-]*)")
+
+
 def ensure_network(host: model.Host, spec: model.NetworkSpec) -> model.Network:
     """The bridge, subnet and gateway of `spec`; an external network must already exist."""
+    _check_name("networks", spec.name)
+    if not 68 <= spec.mtu <= 65535:
+        raise NetworkError(f"networks.{spec.name}.driver_opts.mtu: {spec.mtu} is not in 68-65535")
     known = records.networks(host.state_root)
     if spec.external:
         if spec.name not in known:
@@ -111,6 +124,7 @@ def shared_netns(host: model.Host, mode: str) -> Path:
 
 def _check(host: model.Host, c: model.ContainerNet, nets: dict[str, model.Network]) -> None:
     where = f"services.{c.service or c.container}"
+    _check_name(f"{where}.container_name", c.container)
     if c.mode not in ("bridge", "none", "host") and not _shares(c.mode):
         raise NetworkError(f"{where}.network_mode: {c.mode!r} is not one of {', '.join(MODES)}")
     if c.netns is None and (c.mode in OWN_NETNS or c.mode == "netns"):

@@ -102,6 +102,12 @@ def test_bad_input_says_where_and_changes_nothing(host):
         bridge.ensure_network(host, model.NetworkSpec("lab_ext", external=True))
     with pytest.raises(bridge.NetworkError, match="subnet: 10.1.2.3/24 has host bits set"):
         bridge.ensure_network(host, model.NetworkSpec("lab_bad", subnet="10.1.2.3/24"))
+    with pytest.raises(bridge.NetworkError, match="networks.lab_mtu.driver_opts.mtu: 70000 is not in 68-65535"):
+        bridge.ensure_network(host, model.NetworkSpec("lab_mtu", mtu=70000))
+    with pytest.raises(bridge.NetworkError, match="networks: '../escape' is not a valid name"):
+        bridge.ensure_network(host, model.NetworkSpec("../escape"))
+    with pytest.raises(bridge.NetworkError, match="container_name: 'a/b' is not a valid name"):
+        bridge.attach(host, model.ContainerNet("a/b", None, mode="none"))
 
     seen = bridge.observe(host)
     assert (seen.networks, seen.attachments, seen.pools, seen.table) == ({}, {}, {}, None)
