@@ -70,8 +70,7 @@ async def bench_executor(n: int) -> None:
 
 
 async def bench_pass(state: model.DesiredState) -> float:
-    machine, source = fakes.FakeMachine(), fakes.FakeSource()
-    machine._project = P
+    machine, source = fakes.FakeMachine(P), fakes.FakeSource()
     source.submit(state)
     reconcile = loop.ProjectReconciler(source, machine, machine)
     await reconcile(P)  # the first pass creates everything

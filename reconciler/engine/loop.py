@@ -79,13 +79,14 @@ class ProjectReconciler:
             return self.resync
         log.info("plan.made", project=project, steps=len(plan.steps),
                  generation=wanted.generation)
+        now, later = plan.due()
         report = await executor.execute(
-            plan, self.actuator.functions(project), concurrency=self.concurrency,
+            now, self.actuator.functions(project), concurrency=self.concurrency,
             clock=self.clock, listener=self._listener_for(project))
         report.raise_for_failures()
-        if first_pass:
+        if first_pass and later is None:
             await self.source.applied(project, wanted.generation)
-        return self.settle
+        return self.settle if later is None else min(later, self.resync or later)
 
     def _listener_for(self, project: str) -> executor.Listener | None:
         if self.listener is None:

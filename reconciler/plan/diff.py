@@ -50,7 +50,7 @@ def _own(observed: model.ObservedState, project: str) -> model.ObservedState:
         tuple(sorted((c for c in observed.containers if c.project == project),
                      key=lambda c: c.name)),
         tuple(n for n in observed.networks if n.project == project),
-        tuple(v for v in observed.volumes if v.project == project))
+        tuple(v for v in observed.volumes if v.project == project), observed.observed_at)
 
 
 def dependency_order(services: tuple[model.DesiredService, ...]) -> list[model.DesiredService]:
@@ -211,7 +211,12 @@ def _should_start(b: _Builder, service: model.DesiredService,
     if b.options.start_stopped:
         return True, "stopped", 0.0
     decision = restarts.decide_for(container, service.restart)
-    return decision.restart, decision.reason, decision.delay if decision.restart else 0.0
+    if not decision.restart:
+        return False, decision.reason, 0.0
+    delay = decision.delay
+    if b.observed.observed_at is not None and container.finished_at is not None:
+        delay = max(0.0, delay - (b.observed.observed_at - container.finished_at))
+    return True, decision.reason, round(delay, 3)
 
 
 def _network_names(b: _Builder, service: model.DesiredService) -> list[str]:

@@ -159,6 +159,7 @@ class ObservedContainer:
     networks: tuple[str, ...] | None = None  # real names; None: not observed, not compared
     volumes: tuple[str, ...] | None = None  # named volumes' real names, as networks
     ran_for: float = 0.0  # seconds between its last start and its exit
+    finished_at: float | None = None  # when it exited (same clock as ObservedState.observed_at)
     restart_count: int = 0
     restart_delay: float = 0.0  # the delay of its last restart (docker's backoff state)
     stopped_by_user: bool = False
@@ -191,6 +192,7 @@ class ObservedState:
     containers: tuple[ObservedContainer, ...] = ()
     networks: tuple[ObservedNetwork, ...] = ()
     volumes: tuple[ObservedVolume, ...] = ()
+    observed_at: float | None = None  # when it was read; with finished_at, what is left of a delay
 
 
 @dataclass(frozen=True)

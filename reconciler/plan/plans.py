@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass, field
 
@@ -77,4 +78,22 @@ class Plan:
         return bool(self.steps)
 
     def step(self, number: int) -> Step:
-        return self.steps[number - 1]
+        return next(s for s in self.steps if s.number == number)
+
+    def due(self) -> tuple[Plan, float | None]:
+        """The steps to run now, and in how many seconds the first postponed one is due.
+
+        A step with a delay is left for a later pass (a reconcile must not hold its key while
+        a restart backs off), and so is every step that requires it; the later pass computes
+        what is left of the delay from the observed exit time."""
+        postponed: set[int] = set()
+        for step in self.steps:
+            if step.delay > 0 or any(e.required and e.after in postponed for e in step.after):
+                postponed.add(step.number)
+        if not postponed:
+            return self, None
+        kept = tuple(dataclasses.replace(s, after=tuple(e for e in s.after
+                                                         if e.after not in postponed))
+                     for s in self.steps if s.number not in postponed)
+        first = min(s.delay for s in self.steps if s.delay > 0)
+        return Plan(kept, self.warnings), first

@@ -42,8 +42,7 @@ def dirs():
 
 @pytest.fixture
 def machine():
-    machine = fakes.FakeMachine()
-    machine._project = "shop"
+    machine = fakes.FakeMachine("shop")
     return machine
 
 

@@ -14,7 +14,9 @@ class FakeMachine:
     `fail` maps a resource to an exception its next steps raise; `log` records what ran.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, project: str = "demo") -> None:
+        self.project = project
+        self.now: float | None = None  # reported as observed_at when set
         self.containers: dict[str, model.ObservedContainer] = {}
         self.networks: dict[str, model.ObservedNetwork] = {}
         self.volumes: dict[str, model.ObservedVolume] = {}
@@ -25,7 +27,7 @@ class FakeMachine:
         return model.ObservedState(
             tuple(c for c in self.containers.values() if c.project == project),
             tuple(n for n in self.networks.values() if n.project == project),
-            tuple(v for v in self.volumes.values() if v.project == project))
+            tuple(v for v in self.volumes.values() if v.project == project), self.now)
 
     def functions(self, project: str):
         return {action: self._step for action in plans.Action}
@@ -45,14 +47,14 @@ class FakeMachine:
         else:
             net = step.desired
             self.networks[net.name] = model.ObservedNetwork(
-                net.name, self._project, net.key, net.config_hash)
+                net.name, self.project, net.key, net.config_hash)
 
     def _volume(self, step: plans.Step) -> None:
         if step.action is plans.Action.REMOVE:
             self.volumes.pop(step.observed.name, None)
         else:
             vol = step.desired
-            self.volumes[vol.name] = model.ObservedVolume(vol.name, self._project, vol.key,
+            self.volumes[vol.name] = model.ObservedVolume(vol.name, self.project, vol.key,
                                                           vol.config_hash)
 
     def _service(self, step: plans.Step) -> None:
@@ -69,8 +71,6 @@ class FakeMachine:
         current = self.containers[step.observed.name]
         self.containers[current.name] = dataclasses.replace(
             current, state=model.ContainerState.RUNNING, limits=step.desired.service.limits)
-
-    _project = "demo"
 
 
 def _container_for(desired: model.DesiredContainer) -> model.ObservedContainer:

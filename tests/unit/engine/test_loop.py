@@ -15,8 +15,9 @@ P = "demo"
 
 def web(**kw):
     kw.setdefault("replicas", 2)
+    kw.setdefault("restart", model.RestartPolicy.parse("no"))
     return model.DesiredService(P, "web", "h1", "busybox", "sha256:a", networks=("default",),
-                                restart=model.RestartPolicy.parse("no"), **kw)
+                                **kw)
 
 
 def state(*services):
@@ -90,3 +91,20 @@ async def test_a_failing_step_raises_for_the_controller_and_reports_every_step(s
 
 async def test_unknown_project_is_left_alone(source, machine):
     assert await reconciler(source, machine)(P) is None
+
+
+async def test_a_restart_delay_does_not_hold_the_key(source, machine):
+    reconcile = reconciler(source, machine)
+    always = web(replicas=1, restart=model.RestartPolicy.parse("always"))
+    source.submit(state(always))
+    await reconcile(P)
+    machine.containers["demo-web-1"] = dataclasses.replace(
+        machine.containers["demo-web-1"], state=model.ContainerState.EXITED, exit_code=1,
+        ran_for=1.0, restart_delay=0.4, finished_at=10.0)
+    machine.now = 10.0
+    machine.log.clear()
+    assert await reconcile(P) == 0.8  # come back when the backoff is over, start nothing now
+    assert machine.log == []
+    machine.now = 10.8
+    await reconcile(P)
+    assert machine.log == ["service:web:1 start"]

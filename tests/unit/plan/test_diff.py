@@ -230,3 +230,30 @@ def test_volume_config_mismatch_is_kept_with_a_warning():
     plan = diff.diff(desired, observed)
     assert not plan
     assert 'volume "demo_data" exists but does not match' in plan.warnings[0]
+
+
+def test_what_is_left_of_a_restart_delay_counts_from_the_exit():
+    always = svc("web", restart=model.RestartPolicy.parse("always"))
+    crashed = running(always, state=EXITED, exit_code=1, restart_delay=0.4, ran_for=1,
+                      finished_at=100.0)
+    observed = model.ObservedState((crashed,), nets("default"), observed_at=100.5)
+    assert str(diff.diff(state(always), observed)) == \
+        "#1 service:web:1 start (restart policy always) in 0.3s"
+    later = dataclasses.replace(observed, observed_at=101.0)
+    assert str(diff.diff(state(always), later)) == "#1 service:web:1 start (restart policy always)"
+
+
+def test_a_delayed_step_and_what_requires_it_wait_for_a_later_pass():
+    always = svc("db", restart=model.RestartPolicy.parse("always"), has_healthcheck=True)
+    web = svc("web", depends_on=(model.Dependency("db", model.Condition.HEALTHY),))
+    cache = svc("cache")
+    crashed = running(always, state=EXITED, exit_code=1, restart_delay=1.6, ran_for=1)
+    plan = diff.diff(state(always, web, cache), model.ObservedState((crashed,), nets("default")))
+    now, later = plan.due()
+    assert str(plan) == "\n".join([
+        "#1 service:cache:1 create",
+        "#2 service:db:1 start (restart policy always) in 3.2s",
+        "#3 service:db await (healthy) after #2",
+        "#4 service:web:1 create after #3",
+    ])
+    assert (str(now), later) == ("#1 service:cache:1 create", 3.2)
