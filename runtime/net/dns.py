@@ -47,6 +47,7 @@ class View:
     records: tuple[tuple[str, tuple[str, ...]], ...] = ()
     clients: tuple[tuple[str, Client], ...] = ()
     reverse: tuple[tuple[str, str], ...] = ()
+    internal: bool = False  # no egress, so nothing is forwarded for it either
 
     # lookups by key, built once per view (a view answers many queries)
     @functools.cached_property
@@ -98,6 +99,7 @@ def views(networks: list[model.Network], attachments: list[model.Attachment]) ->
             records=tuple(sorted((k, tuple(sorted(set(v), key=ipaddress.ip_address))) for k, v in records.items())),
             clients=tuple(sorted(clients)),
             reverse=reverse,
+            internal=net.internal,
         )
     return out
 
@@ -223,6 +225,8 @@ class Server:
             return packet
         client = view.by_client.get(client_ip)
         upstreams = (client.upstreams if client and client.upstreams else ()) or self.upstreams
+        if view.internal:
+            upstreams = ()
         forwarded = await forward(data, upstreams)
         if forwarded is not None:
             return forwarded

@@ -248,3 +248,13 @@ async def test_large_answers_are_truncated_over_udp_and_whole_over_tcp():
     assert over_udp.header.tc == 1 and over_udp.rr == []
     assert len(over_tcp.rr) == 40
     assert refused.header.rcode == RCODE.REFUSED
+
+
+async def test_an_internal_network_forwards_nothing():
+    net = model.Network("p_i", "pcbi", "10.0.0.0/24", "10.0.0.1", internal=True)
+    server = dns.Server(None, upstreams=("127.0.0.1:9",))  # would be asked if forwarding happened
+    server.views = dns.views([net], [_att("p-db-1", "db", "10.0.0.2", network="p_i")])
+
+    reply = DNSRecord.parse(await server.answer("p_i", "10.0.0.2", DNSRecord.question("example.org").pack()))
+
+    assert reply.header.rcode == RCODE.NXDOMAIN
