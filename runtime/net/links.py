@@ -169,6 +169,9 @@ def observe(ns: Path | None) -> dict[str, Link]:
     ipr = netns.route(ns)
     raw = ipr.get_links()
     by_index = {link["index"]: link.get_attr("IFLA_IFNAME") for link in raw}
+    addrs: dict[int, list[str]] = {}
+    for a in ipr.get_addr(family=2):
+        addrs.setdefault(a["index"], []).append(f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}")
     out = {}
     for link in raw:
         info = link.get_attr("IFLA_LINKINFO")
@@ -179,7 +182,7 @@ def observe(ns: Path | None) -> dict[str, Link]:
             kind=kind or "",
             mtu=link.get_attr("IFLA_MTU"),
             master=by_index.get(link.get_attr("IFLA_MASTER")),
-            addresses=tuple(sorted(_addresses(ipr, link["index"]))),
+            addresses=tuple(sorted(addrs.get(link["index"], ()))),
             up=bool(link["flags"] & 1),
             label=link.get_attr("IFLA_IFALIAS") or "",
         )
