@@ -1,4 +1,17 @@
-"""The agent's HTTP API (aiohttp) and serving it on a root-only unix socket."""
+"""The agent's HTTP API (aiohttp) and serving it on a root-only unix socket.
+
+    GET    /v1/version               {version, api, pid, root, run_dir, reconciling}
+    GET    /v1/projects              [{name, status, reason, config_files, working_dir,
+                                       generation, applied_generation, updated_at}]
+    GET    /v1/projects/{name}       the same + "stack"; 404 {"error"} if unknown
+    PUT    /v1/projects/{name}       {stack, config_files?, working_dir?, options?, hashes?}
+                                     -> the project; 400 {"error": "<where>: <what>"}
+    DELETE /v1/projects/{name}?volumes=true   202 {status: "removing"} (200 "removed"
+                                     when no runtime reconciles); 404 if unknown
+    GET    /v1/events?project=x      JSON lines: {type, project, status, resource, action,
+                                     message, time}, until the client or the agent goes
+    GET    /metrics                  Prometheus text
+"""
 
 from __future__ import annotations
 

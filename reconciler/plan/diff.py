@@ -262,20 +262,21 @@ def _await_step(b: _Builder, target: model.DesiredService, condition: model.Cond
 
 
 def _orphans(b: _Builder) -> None:
+    """Containers of services no longer wanted; with remove_orphans (as `down` sets it) also
+    networks and, with remove_volumes, volumes, after every container removal."""
     wanted = {s.name for s in b.desired.services}
     orphans = [c for c in b.observed.containers if c.service not in wanted]
-    if orphans and not b.options.remove_orphans:
-        names = ", ".join(c.name for c in orphans)
-        b.warnings.append(f"Found orphan containers ({names}) for this project. If you "
-                          "removed or renamed this service in your compose file, you can run "
-                          "this command with the --remove-orphans flag to clean it up.")
-        return
-    removals = [Edge(b.add(c.resource, Action.REMOVE, "orphan", observed=c))
-                for c in sorted(orphans, key=lambda c: (c.service, -c.replica))]
-    removals += [Edge(s.number) for s in b.steps if s.action is Action.REMOVE
-                 and s.resource.startswith("service:") and Edge(s.number) not in removals]
     if not b.options.remove_orphans:
+        if orphans:
+            names = ", ".join(c.name for c in orphans)
+            b.warnings.append(f"Found orphan containers ({names}) for this project. If you "
+                              "removed or renamed this service in your compose file, you can "
+                              "run this command with the --remove-orphans flag to clean it up.")
         return
+    for c in sorted(orphans, key=lambda c: (c.service, -c.replica)):
+        b.add(c.resource, Action.REMOVE, "orphan", observed=c)
+    removals = [Edge(s.number) for s in b.steps
+                if s.action is Action.REMOVE and s.resource.startswith("service:")]
     networks = {n.name for n in b.desired.networks}
     for net in sorted(b.observed.networks, key=lambda n: n.key):
         if net.name not in networks:
