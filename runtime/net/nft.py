@@ -6,6 +6,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import dataclasses
+import ipaddress
 from pathlib import Path
 
 import structlog
@@ -62,6 +63,8 @@ def _maps(published: tuple[Published, ...]) -> list[str]:
 
 
 PUBLISH_RULES = [
+    # the embedded DNS listens on the gateways: a published port 53 must not take its queries
+    "ip daddr @gateways meta l4proto { tcp, udp } th dport 53 return",
     "dnat ip to ip daddr . tcp dport map @publish_tcp_ip",
     "dnat ip to tcp dport map @publish_tcp",
     "dnat ip to ip daddr . udp dport map @publish_udp_ip",
@@ -117,6 +120,10 @@ def render(desired: Ruleset) -> str:
     out = [f"table ip {t} {{}}", f"delete table ip {t}", f"table ip {t} {{"]
     out.append("\tset bridges {\n\t\ttype ifname")
     out.append(f"\t\telements = {{ {bridges} }}" if bridges else "")
+    out.append("\t}")
+    gateways = ", ".join(sorted({n.gateway for n in desired.networks}, key=ipaddress.ip_address))
+    out.append("\tset gateways {\n\t\ttype ipv4_addr")
+    out.append(f"\t\telements = {{ {gateways} }}" if gateways else "")
     out.append("\t}")
     out.extend(_maps(desired.published))
 

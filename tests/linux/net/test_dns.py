@@ -162,3 +162,12 @@ async def test_views_follow_attach_and_detach(host, stack, dns_server):
     reply = addresses(await ask(client.container.netns, net.gateway, "web"))
 
     assert sorted(reply) == sorted([web[0].endpoints[0].ipv4, web[2].endpoints[0].ipv4])
+
+
+async def test_a_published_port_53_does_not_take_the_embedded_dns(host, stack):
+    net, _, client = stack
+    bridge.attach(host, container(host, "blog-resolver-1", "blog_default", ports=(model.PortMapping(53, 53, "udp"),)))
+
+    reply = await ask(client.container.netns, net.gateway, "web")
+
+    assert len(addresses(reply)) == 3

@@ -125,6 +125,10 @@ table ip pcompose_h1 {
 \t\ttype ifname
 \t\telements = { "pcba", "pcbi" }
 \t}
+\tset gateways {
+\t\ttype ipv4_addr
+\t\telements = { 172.16.0.1, 172.17.0.1 }
+\t}
 \tmap publish_tcp_ip {
 \t\ttype ipv4_addr . inet_service : ipv4_addr . inet_service
 \t\telements = { 127.0.0.1 . 8080 : 172.16.0.2 . 80 }
@@ -140,6 +144,7 @@ table ip pcompose_h1 {
 \t\telements = { 53 : 172.16.0.2 . 53, 54 : 172.16.0.3 . 53 }
 \t}
 \tchain publish {
+\t\tip daddr @gateways meta l4proto { tcp, udp } th dport 53 return
 \t\tdnat ip to ip daddr . tcp dport map @publish_tcp_ip
 \t\tdnat ip to tcp dport map @publish_tcp
 \t\tdnat ip to ip daddr . udp dport map @publish_udp_ip
