@@ -90,11 +90,57 @@ def _mount(store: store_mod.Store, chain_ids: tuple[str, ...], mounts: Mounts) -
         cwd, lower = Path(mounts.merged_dir).parent, "empty"
     options = f"lowerdir={lower},upperdir={mounts.upper_dir},workdir={mounts.work_dir}"
     if len(options) >= PAGE:
-        raise RootfsError(f"overlay options for {len(chain_ids)} layers exceed a page ({len(options)} bytes)")
+        _mount_by_fsconfig(mounts)
+        return
     res = subprocess.run(["mount", "-t", "overlay", "overlay", "-o", options, mounts.merged_dir],
                          cwd=cwd, capture_output=True, text=True)
     if res.returncode != 0:
         raise RootfsError(f"mounting overlay on {mounts.merged_dir} failed: {res.stderr.strip()}")
+
+
+# The new mount API takes one lower dir per call ("lowerdir+", Linux 6.8), so no page limit applies.
+SYS_MOVE_MOUNT, SYS_FSOPEN, SYS_FSCONFIG, SYS_FSMOUNT = 429, 430, 431, 432
+FSCONFIG_SET_STRING, FSCONFIG_CMD_CREATE = 1, 6
+FSOPEN_CLOEXEC = FSMOUNT_CLOEXEC = 1
+MOVE_MOUNT_F_EMPTY_PATH = 0x4
+AT_FDCWD = -100
+
+
+def _mount_by_fsconfig(mounts: Mounts) -> None:
+    fs = _syscall(SYS_FSOPEN, b"overlay", FSOPEN_CLOEXEC, what="fsopen overlay")
+    try:
+        settings = [(b"lowerdir+", d) for d in mounts.lower_dirs]
+        settings += [(b"upperdir", mounts.upper_dir), (b"workdir", mounts.work_dir)]
+        for key, value in settings:
+            _syscall(SYS_FSCONFIG, fs, FSCONFIG_SET_STRING, key, value.encode(), 0,
+                     what=f"overlay option {key.decode()}={value}", fs=fs)
+        _syscall(SYS_FSCONFIG, fs, FSCONFIG_CMD_CREATE, None, None, 0, what="creating the overlay", fs=fs)
+        mnt = _syscall(SYS_FSMOUNT, fs, FSMOUNT_CLOEXEC, 0, what="fsmount", fs=fs)
+        try:
+            _syscall(SYS_MOVE_MOUNT, mnt, b"", AT_FDCWD, mounts.merged_dir.encode(), MOVE_MOUNT_F_EMPTY_PATH,
+                     what=f"attaching the overlay at {mounts.merged_dir}")
+        finally:
+            os.close(mnt)
+    finally:
+        os.close(fs)
+
+
+def _syscall(number: int, *args, what: str, fs: int | None = None) -> int:
+    res = _libc.syscall(ctypes.c_long(number), *[ctypes.c_int(a) if isinstance(a, int) else a for a in args])
+    if res < 0:
+        err = ctypes.get_errno()
+        detail = _fs_messages(fs) if fs is not None else ""
+        raise RootfsError(f"{what} failed: {os.strerror(err)}{detail}")
+    return res
+
+
+def _fs_messages(fs: int) -> str:
+    """The kernel's own words about a failed fsconfig, read from the fs context."""
+    messages = []
+    with contextlib.suppress(OSError):
+        while True:
+            messages.append(os.read(fs, 1024).decode(errors="replace").strip())
+    return f" ({'; '.join(messages)})" if messages else ""
 
 
 def describe(root: str | os.PathLike, container_id: str) -> Mounts | None:

@@ -82,3 +82,17 @@ def test_missing_layer_or_bad_id_is_refused_and_mounts_nothing(state_root, uniqu
     with pytest.raises(rootfs.RootfsError, match="invalid container id"):
         rootfs.prepare(state_root, "../escape", ())
     assert not (state_root / "containers" / f"{unique}-m" / "rootfs" / "merged").exists()
+
+
+def test_more_layers_than_short_names_fit_in_a_page(add_layer, roots):
+    chain = [add_layer(LayerBuilder().file("base", "b").build())]
+    for i in range(329):
+        chain.append(add_layer(LayerBuilder().file(f"layer/{i:03}", str(i)).whiteout(f"layer/{i - 1:03}").build()
+                               if i % 2 else LayerBuilder().file(f"layer/{i:03}", str(i)).build(), chain[-1]))
+    short = ":".join(c[7:19] for c in chain)
+    assert len(short) > os.sysconf("SC_PAGE_SIZE")
+    m = roots("deep", tuple(chain))
+    names = os.listdir(Path(m.merged_dir) / "layer")
+    # each odd layer deletes the file of the layer below; the last layer (328) is even and stays
+    assert len(names) == 165 and {"327", "328"} <= set(names) and "326" not in names and "000" not in names
+    assert Path(m.merged_dir, "base").read_text() == "b"
