@@ -18,7 +18,7 @@ class ServicePort(mb.Spec):
     mode: str = "ingress"
     host_ip: str | None = None
     target: mb.Port
-    published: mb.PortString | None = None
+    published: Annotated[mb.PortString, StringConstraints(pattern=r"^[0-9]+(-[0-9]+)?$")] | None = None
     protocol: str = "tcp"
     app_protocol: str | None = None
 
@@ -58,8 +58,7 @@ class ServiceVolume(mb.Spec):
 
 
 class DependsOn(mb.Spec):
-    condition: Literal["service_started", "service_healthy",
-                       "service_completed_successfully"] = "service_started"
+    condition: Literal["service_started", "service_healthy", "service_completed_successfully"]
     restart: bool = False
     required: StrictBool = True
 
@@ -146,11 +145,15 @@ class GenericResource(mb.Spec):
     discrete_resource_spec: DiscreteResource | None = None
 
 
+class ReservedDevice(mb.DeviceRequest):
+    capabilities: list[str]  # required here, unlike in `gpus`
+
+
 class Reservations(mb.Spec):
     cpus: float | None = None
     memory: mb.Bytes | None = None
     generic_resources: list[GenericResource] = Field(default_factory=list)
-    devices: list[mb.DeviceRequest] = Field(default_factory=list)
+    devices: list[ReservedDevice] = Field(default_factory=list)
 
 
 class Resources(mb.Spec):

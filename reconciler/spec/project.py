@@ -146,6 +146,8 @@ interpolate_document = interpolate.interpolate_document
 def _environment(shell: dict, working_dir: str, env_files) -> dict:
     """Variables for interpolation: the shell wins over `.env` / `--env-file`."""
     env: dict = {}
+    if not env_files and shell.get("COMPOSE_ENV_FILES"):
+        env_files = shell["COMPOSE_ENV_FILES"].split(",")
     paths = [os.path.abspath(str(p)) for p in env_files] if env_files else []
     if not paths and os.path.isfile(os.path.join(working_dir, ".env")):
         paths = [os.path.join(working_dir, ".env")]

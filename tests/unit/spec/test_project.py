@@ -224,3 +224,26 @@ def test_not_applied_features_and_obsolete_version_warn(tmp_path):
     assert any("version" in t and "obsolete" in t and ":1:1:" in t for t in texts)
     assert any("services.web.develop: parsed but not applied" in t for t in texts)
     assert any("services.web.cpu_shares: parsed but not applied" in t for t in texts)
+
+
+@pytest.mark.parametrize("body, words, path", [
+    ("  web: {image: x, depends_on: {db: {restart: true}}}\n  db: {image: x}\n",
+     "'condition' is required", "services.web.depends_on.db"),
+    ("  web: {image: x, deploy: {resources: {reservations: {devices: [{count: 1}]}}}}\n",
+     "'capabilities' is required", "services.web.deploy.resources.reservations.devices[0]"),
+    ("  web: {image: x, ports: [{target: 80, published: http}]}\n", "does not match",
+     "services.web.ports[0].published"),
+    ("  web: {image: x, secrets: [{source: s, uid: 103}]}\nsecrets: {s: {file: ./s}}\n",
+     "must be a string", "services.web.secrets[0].uid"),
+])
+def test_schema_strictness_where_the_schema_is_strict(tmp_path, body, words, path):
+    with pytest.raises(spec.SpecError) as info:
+        load(tmp_path, "services:\n" + body)
+    assert words in info.value.message and info.value.path == path
+
+
+def test_compose_env_files_variable(tmp_path):
+    write(tmp_path, "a.env", "TAG=from-a\n")
+    project = load(tmp_path, "services: {web: {image: 'x:${TAG}'}}\n",
+                   environ={"COMPOSE_ENV_FILES": str(tmp_path / "a.env")})
+    assert project.stack.services["web"].image == "x:from-a"
