@@ -16,6 +16,7 @@ Progress = _pull.Progress
 StoreError = store.StoreError
 
 pull = _pull.pull
+ensure = _pull.ensure
 login = _pull.login
 load = archive.load
 import_rootfs = archive.import_rootfs

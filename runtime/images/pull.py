@@ -138,6 +138,26 @@ async def _finish_in_thread(fn, *args) -> None:
         raise
 
 
+POLICIES = ("always", "missing", "never", "if_not_present", "daily", "weekly")
+
+
+async def ensure(store: store_mod.Store, ref: str, pull_policy: str = "missing", **pull_args) -> store_mod.ImageRecord:
+    """The image a service needs, pulled according to compose's `pull_policy` (default: only if missing)."""
+    policy = pull_policy or "missing"
+    if policy not in POLICIES and not policy.startswith("every_"):
+        raise ValueError(f"unknown pull_policy {pull_policy!r}")
+    local = store.resolve(ref)
+    if policy == "never":
+        if local is None:
+            raise store_mod.StoreError(f"image {ref} is not in the store and pull_policy is never")
+        return local
+    if local is not None and policy in ("missing", "if_not_present"):
+        return local
+    # always, and the periodic policies (daily, weekly, every_<duration>): the registry is asked each time;
+    # blobs and layers already present are not fetched again.
+    return await pull(store, ref, **pull_args)
+
+
 async def login(registry_host: str, creds: auth.Credentials, *, auth_config: str | None = None,
                 options: registry.Options | None = None) -> str:
     """Check the credentials against the registry, then store them in docker's config.json."""

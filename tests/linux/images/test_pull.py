@@ -228,3 +228,20 @@ def test_a_pull_killed_halfway_leaves_only_complete_content(store, live_registry
     nothing_half_written(store)
     record = asyncio.run(images.pull(store, ref))
     assert (store.layer_dir(record.chain_ids[-1]) / "diff/big.bin").stat().st_size == 24 << 20
+
+
+async def test_ensure_follows_the_pull_policy(store, live_registry, layout, busybox_layer, unique):
+    ref = f"{live_registry.host}/{unique}/policy:v1"
+    with pytest.raises(store_mod.StoreError, match="pull_policy is never"):
+        await images.ensure(store, ref, "never")
+    with pytest.raises(registry_mod.NotFound):
+        await images.ensure(store, ref, "missing")
+    first = push(live_registry, layout, [busybox_layer, LayerBuilder().file("v", "1").build()], f"{unique}/policy")
+    assert first == ref
+    one = await images.ensure(store, ref, "missing")
+    # a new push under the same tag: `missing` keeps what is here, `always` fetches the new one
+    push(live_registry, layout, [busybox_layer, LayerBuilder().file("v", "2").build()], f"{unique}/policy")
+    assert (await images.ensure(store, ref, "missing")).id == one.id
+    assert (await images.ensure(store, ref, "never")).id == one.id
+    two = await images.ensure(store, ref, "always")
+    assert two.id != one.id and (store.layer_dir(two.chain_ids[-1]) / "diff/v").read_text() == "2"
