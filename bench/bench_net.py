@@ -89,10 +89,9 @@ NOTES = """
 Where the time goes (measured by wrapping each step, 50 containers, same machine):
 netlink work for the veth pair, its addresses and the route ~25 ms, the atomic nft replace
 ~16 ms (a transaction that deletes anything waits for the kernel's RCU grace period; adding
-elements alone takes ~1 ms), creating the namespace ~10-15 ms, reading the per-container
-records ~10 ms at 50 containers (it grows with their number). On removal, deleting a veth
-pair costs the kernel ~20 ms. The 2-core machine was shared with other test runs: expect
-noise of +-30 %.
+elements alone takes ~1 ms), creating the namespace ~10-15 ms, records and IPAM files
+~5 ms. On removal, deleting a veth pair costs the kernel ~20 ms. The 2-core machine was shared with other test runs (load
+average about 3 during this run): expect noise of +-30 %.
 """
 
 
