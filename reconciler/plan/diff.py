@@ -213,10 +213,12 @@ def _should_start(b: _Builder, service: model.DesiredService,
     decision = restarts.decide_for(container, service.restart)
     if not decision.restart:
         return False, decision.reason, 0.0
-    delay = decision.delay
-    if b.observed.observed_at is not None and container.finished_at is not None:
-        delay = max(0.0, delay - (b.observed.observed_at - container.finished_at))
-    return True, decision.reason, round(delay, 3)
+    if b.observed.observed_at is None or container.finished_at is None:
+        # Nothing to count the backoff from: waiting the whole delay on every pass would
+        # postpone the restart for ever.
+        return True, decision.reason, 0.0
+    elapsed = b.observed.observed_at - container.finished_at
+    return True, decision.reason, round(max(0.0, decision.delay - elapsed), 3)
 
 
 def _network_names(b: _Builder, service: model.DesiredService) -> list[str]:

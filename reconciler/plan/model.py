@@ -159,7 +159,9 @@ class ObservedContainer:
     networks: tuple[str, ...] | None = None  # real names; None: not observed, not compared
     volumes: tuple[str, ...] | None = None  # named volumes' real names, as networks
     ran_for: float = 0.0  # seconds between its last start and its exit
-    finished_at: float | None = None  # when it exited (same clock as ObservedState.observed_at)
+    # When it exited, on the clock of ObservedState.observed_at (conmon's exit file mtime);
+    # without both, a restart is not delayed.
+    finished_at: float | None = None
     restart_count: int = 0
     restart_delay: float = 0.0  # the delay of its last restart (docker's backoff state)
     stopped_by_user: bool = False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import shutil
@@ -26,7 +27,8 @@ class FakeTranslator:
         services = tuple(
             model.DesiredService(record.name, name, json.dumps(body, sort_keys=True),
                                  "busybox", networks=("default",),
-                                 replicas=body.get("replicas", 1))
+                                 replicas=body.get("replicas", 1),
+                                 restart=model.RestartPolicy.parse(body.get("restart", "no")))
             for name, body in sorted(stack.get("services", {}).items()))
         return model.DesiredState(record.name, services,
                                   (model.DesiredNetwork("default", f"{record.name}_default"),))
@@ -163,3 +165,35 @@ async def test_a_failure_shows_in_the_project_status_with_its_reason(agent, mach
     (project,) = await agent.projects()
     assert project.reason == "network:default create: network shop_default is in use"
     assert machine.containers == {}
+
+
+async def test_a_container_exit_file_brings_a_reconcile_that_restarts_it(dirs, machine):
+    root, run_dir = dirs
+    exits = root.parent / "exits"
+    exits.mkdir(parents=True)
+    runtime = daemon.Runtime(FakeTranslator(), machine, machine, exit_dirs=(exits,),
+                             project_of_exit=lambda path: path.name.rsplit("-", 2)[0])
+    stop = asyncio.Event()
+    task = asyncio.ensure_future(daemon.run(root, run_dir, runtime=runtime, resync=3600,
+                                            stop=stop))
+    try:
+        async with client.AgentClient(run_dir, timeout=5) as agent:
+            await until(agent.ping)
+            await agent.put_project("shop", {"services": {"web": {"restart": "always"}}})
+            # The pass that created it and the one that found nothing left to do; the next
+            # would come only with the hourly resync.
+            await until(lambda: _text_has(agent, 'pcompose_reconciles_total{result="ok"} 2'))
+            machine.containers["shop-web-1"] = dataclasses.replace(
+                machine.containers["shop-web-1"], state=model.ContainerState.EXITED,
+                exit_code=1)
+            machine.log.clear()
+            (exits / "shop-web-1").write_text("1")
+            await until(lambda: _logged(machine, "service:web:1 start"))
+            assert machine.containers["shop-web-1"].state is model.ContainerState.RUNNING
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+
+async def _logged(machine, line):
+    return line in machine.log

@@ -187,9 +187,14 @@ def test_depends_on_conditions_optional_and_restart():
 
 def test_exited_container_follows_restart_policy():
     always = svc("web", restart=model.RestartPolicy.parse("always"))
-    crashed = running(always, state=EXITED, exit_code=2, restart_delay=0.4, ran_for=1)
-    assert plan_text(state(always), crashed) == \
+    crashed = running(always, state=EXITED, exit_code=2, restart_delay=0.4, ran_for=1,
+                      finished_at=50.0)
+    observed = model.ObservedState((crashed,), nets("default"), observed_at=50.0)
+    assert str(diff.diff(state(always), observed)) == \
         "#1 service:web:1 start (restart policy always) in 0.8s"
+    unknown_exit_time = dataclasses.replace(crashed, finished_at=None)
+    assert plan_text(state(always), unknown_exit_time) == \
+        "#1 service:web:1 start (restart policy always)"
     never = svc("web", restart=model.RestartPolicy.parse("no"))
     assert plan_text(state(never), running(never, state=EXITED, exit_code=2)) == ""
     # An explicit `up` starts it whatever the policy says.
@@ -247,8 +252,10 @@ def test_a_delayed_step_and_what_requires_it_wait_for_a_later_pass():
     always = svc("db", restart=model.RestartPolicy.parse("always"), has_healthcheck=True)
     web = svc("web", depends_on=(model.Dependency("db", model.Condition.HEALTHY),))
     cache = svc("cache")
-    crashed = running(always, state=EXITED, exit_code=1, restart_delay=1.6, ran_for=1)
-    plan = diff.diff(state(always, web, cache), model.ObservedState((crashed,), nets("default")))
+    crashed = running(always, state=EXITED, exit_code=1, restart_delay=1.6, ran_for=1,
+                      finished_at=7.0)
+    plan = diff.diff(state(always, web, cache),
+                     model.ObservedState((crashed,), nets("default"), observed_at=7.0))
     now, later = plan.due()
     assert str(plan) == "\n".join([
         "#1 service:cache:1 create",
