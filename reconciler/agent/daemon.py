@@ -176,6 +176,13 @@ async def run(root: Path, run_dir: Path, *, runtime: Runtime | None = None,
             log.info("agent.stopped", pid=os.getpid())
 
 
+def default_runtime(root: Path, run_dir: Path) -> Runtime | None:
+    """The runtime `pcompose agent` reconciles with. This is where the translator
+    (desired.Translator), an Observer over runtime.oci's observe and an Actuator made of the
+    controllers' step functions plug in; until they do, the agent keeps desired state only."""
+    return None
+
+
 def _stop_on_signals() -> asyncio.Event:
     stop = asyncio.Event()
     loop_ = asyncio.get_running_loop()

@@ -28,7 +28,9 @@ def run(args: argparse.Namespace) -> int:
     json_output = {"auto": None, "json": True, "console": False}[args.log_format]
     logs.configure(json_output=json_output, level=args.log_level)
     try:
-        asyncio.run(daemon.run(Path(args.root), Path(args.run_dir), resync=args.resync))
+        root, run_dir = Path(args.root), Path(args.run_dir)
+        asyncio.run(daemon.run(root, run_dir, runtime=daemon.default_runtime(root, run_dir),
+                               resync=args.resync))
     except daemon.AlreadyRunning as error:
         raise common.UserFacingError(str(error), daemon.EXIT_ALREADY_RUNNING) from None
     except OSError as error:

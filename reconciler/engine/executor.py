@@ -86,6 +86,14 @@ async def execute(plan: plans.Plan, functions: Mapping[plans.Action, StepFunctio
     missing = {s.action for s in plan.steps} - set(functions)
     if missing:
         raise ValueError(f"no step function for {', '.join(sorted(a.value for a in missing))}")
+    seen: set[int] = set()
+    for step in plan.steps:
+        # An edge to a later or unknown step would wait for ever: refuse the plan instead.
+        bad = [e.after for e in step.after if e.after not in seen]
+        if bad:
+            raise ValueError(f"step #{step.number} waits for #{bad[0]}, which does not "
+                             "come before it")
+        seen.add(step.number)
     clock = clock if clock is not None else clocks.MonotonicClock()
     limit = asyncio.Semaphore(concurrency)
     finished: dict[int, asyncio.Future[StepResult]] = {

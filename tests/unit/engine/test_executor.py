@@ -144,3 +144,11 @@ async def test_listener_sees_started_and_final_status():
     await executor.execute(plan(Step(1, "network:a", Action.CREATE)), Recorder().functions(),
                            listener=lambda r: seen.append(r.status.value))
     assert seen == ["started", "done"]
+
+
+async def test_a_plan_waiting_on_a_later_step_is_refused():
+    rec = Recorder()
+    with pytest.raises(ValueError, match="step #1 waits for #2, which does not come before it"):
+        await executor.execute(plan(Step(1, "service:a:1", Action.CREATE, after=(Edge(2),)),
+                                    Step(2, "service:b:1", Action.CREATE)), rec.functions())
+    assert rec.events == []

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from reconciler.engine import clocks, workqueue
 
@@ -63,3 +65,34 @@ async def test_shut_down_wakes_waiting_workers():
     queue.shut_down()
     with pytest.raises(workqueue.ShutDown):
         await asyncio.wait_for(waiter, 1)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["add", "get", "done"]), st.sampled_from("abc")),
+                max_size=40))
+def test_random_use_never_hands_out_a_key_twice_and_loses_none(operations):
+    async def run():
+        queue = workqueue.WorkQueue(clocks.FakeClock())
+        in_flight: set[str] = set()
+        added: set[str] = set()
+        for op, key in operations:
+            if op == "add":
+                queue.add(key)
+                added.add(key)
+            elif op == "get" and len(queue):
+                got = await queue.get()
+                assert got not in in_flight
+                in_flight.add(got)
+                added.discard(got)
+            elif op == "done" and key in in_flight:
+                in_flight.discard(key)
+                queue.done(key)
+        for key in list(in_flight):
+            queue.done(key)
+        drained = set()
+        while len(queue):
+            key = await queue.get()
+            drained.add(key)
+            queue.done(key)
+        assert drained == added  # each key added since it was last handed out, once
+    asyncio.run(run())
