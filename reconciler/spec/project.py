@@ -238,19 +238,13 @@ class _Loader:
         merged: dict = {}
         for i, entry in enumerate(entries):
             place = doc.place(("include", i))
-            if isinstance(entry, str):
-                entry = {"path": entry}
-            if not isinstance(entry, dict) or not isinstance(entry.get("path"), (str, list)):
-                raise errors.SpecError("an include needs a path", place)
-            paths = entry["path"] if isinstance(entry["path"], list) else [entry["path"]]
-            paths = [os.path.normpath(os.path.join(here, p)) for p in paths if isinstance(p, str)]
+            paths, env_files, project_dir = _include_entry(entry, place)
+            paths = [os.path.normpath(os.path.join(here, p)) for p in paths]
             for p in paths:
                 if p in chain or p == doc.file:
                     raise errors.SpecError("include cycle detected: " + " -> ".join(chain + (doc.file, p)), place)
-            project_dir = os.path.normpath(os.path.join(here, entry.get("project_directory")
-                                                        or os.path.dirname(paths[0])))
-            env_files = normalize.ss.string_or_list(entry.get("env_file")) or []
-            env_files = [os.path.join(here, f) for f in env_files if isinstance(f, str)]
+            project_dir = os.path.normpath(os.path.join(here, project_dir or os.path.dirname(paths[0])))
+            env_files = [os.path.join(here, f) for f in env_files]
             sub_env = _environment(dict(self.env), project_dir, env_files)
             sub = _Loader(sub_env, self.do_interpolate, self.places, self.warnings, self.home)
             sub.cache = self.cache
@@ -306,6 +300,26 @@ class _Loader:
             if isinstance(services, dict) and name in services:
                 return self._resolve(doc, services, name, (), set())
         raise errors.SpecError(f'cannot extend: service "{name}" not found in {path}', place)
+
+
+def _include_entry(entry, place) -> tuple[list[str], list[str], str | None]:
+    """An `include` item (a path, or {path, env_file, project_directory}) -> its three parts."""
+    if isinstance(entry, str):
+        entry = {"path": entry}
+    if not isinstance(entry, dict) or set(entry) - {"path", "env_file", "project_directory"}:
+        raise errors.SpecError("an include is a path or {path, env_file, project_directory}", place)
+    paths = normalize.ss.string_or_list(entry.get("path"))
+    env_files = normalize.ss.string_or_list(entry.get("env_file")) or []
+    project_dir = entry.get("project_directory")
+    if not paths or not _strings(paths) or not _strings(env_files) or \
+            not isinstance(project_dir, (str, type(None))):
+        raise errors.SpecError("include path, env_file and project_directory must be strings "
+                               "(path at least one)", place)
+    return paths, env_files, project_dir
+
+
+def _strings(value) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) and v for v in value)
 
 
 def _clone(node):

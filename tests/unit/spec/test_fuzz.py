@@ -16,12 +16,14 @@ SEEDS = [yaml.safe_load(p.read_text()) for p in sorted(FIXTURES.glob("*.yaml"))
          if "!reset" not in p.read_text()]
 KEYS = ["image", "ports", "volumes", "environment", "depends_on", "networks", "build", "deploy",
         "healthcheck", "command", "secrets", "configs", "extends", "env_file", "ulimits",
-        "external", "driver", "name", "target", "source", "type", "condition", "x-ext", "1", ""]
+        "external", "driver", "name", "target", "source", "type", "condition", "x-ext", "1", "",
+        "include", "path", "file", "service", "project_directory", "profiles", "network_mode"]
 
 scalars = st.one_of(
     st.none(), st.booleans(), st.integers(-70000, 70000), st.floats(allow_nan=False),
     st.sampled_from(["80:80:80", "8080:80", "${X}", "${X:?gone}", "$", "./a:/b:ro", "a:b:c:d",
-                     "1.5G", "10s", "host", "service:web", "!reset", "-1", "", "service_healthy"]),
+                     "1.5G", "10s", "host", "service:web", "!reset", "-1", "", "service_healthy",
+                     "compose.yaml", "other.yaml", "web", "db", ".", "/"]),
     st.text(max_size=8),
 )
 values = st.recursive(scalars, lambda inner: st.one_of(
@@ -70,6 +72,8 @@ def test_mutated_stacks_load_or_raise_spec_error(data):
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "compose.yaml"
         path.write_text(text)
+        # A second file for `include` and `extends: {file: other.yaml}` to find.
+        (Path(tmp) / "other.yaml").write_text("services:\n  web: {image: busybox}\n")
         for interpolate in (True, False):
             try:
                 project = spec.load([path], environ={"HOME": tmp}, interpolate=interpolate)

@@ -247,3 +247,19 @@ def test_compose_env_files_variable(tmp_path):
     project = load(tmp_path, "services: {web: {image: 'x:${TAG}'}}\n",
                    environ={"COMPOSE_ENV_FILES": str(tmp_path / "a.env")})
     assert project.stack.services["web"].image == "x:from-a"
+
+
+@pytest.mark.parametrize("text, words", [
+    ("include: [{path: []}]\nservices: {}\n", "include path"),
+    ("include: [{path: x.yaml, project_directory: 5}]\nservices: {}\n", "include path"),
+    ("include: [{path: x.yaml, other: 1}]\nservices: {}\n", "an include is a path"),
+    ("include: x.yaml\nservices: {}\n", "include must be a list"),
+    ("include: [missing.yaml]\nservices: {}\n", "no such file"),
+    ("services: {web: {extends: {file: missing.yaml, service: a}}}\n", "no such file"),
+    ("services: {web: {extends: {service: nope}}}\n", 'service "nope" not found'),
+    ("services: {web: {extends: {service: a, extra: 1}}}\n", "extends must be"),
+    ("services: {web: {extends: 5}}\n", "extends must be"),
+])
+def test_bad_include_and_extends_are_spec_errors(tmp_path, text, words):
+    with pytest.raises(spec.SpecError, match=words):
+        load(tmp_path, text)
