@@ -73,6 +73,11 @@ class AgentClient:
         body = await self._call("GET", f"/v1/projects/{name}")
         return api.ProjectInfo.from_json(body), body["stack"]
 
+    async def project_steps(self, name: str) -> dict[str, events.Event]:
+        """Per resource, the last step the agent ran on it and how it ended."""
+        body = await self._call("GET", f"/v1/projects/{name}")
+        return {resource: events.Event(**e) for resource, e in body["steps"].items()}
+
     async def put_project(self, name: str, stack: dict, *, config_files=(), working_dir="",
                           options: dict | None = None,
                           hashes: dict[str, str] | None = None) -> api.ProjectInfo:

@@ -113,9 +113,10 @@ def _reconcile_with_status(agent: server.Agent, reconcile: loop.ProjectReconcile
 
 def _step_listener(agent: server.Agent) -> Callable[[str, executor.StepResult], None]:
     def listen(project: str, result: executor.StepResult) -> None:
-        agent.bus.publish(events.Event("step", project, result.status.value,
-                                       result.step.resource, result.step.action.value,
-                                       result.reason or result.step.reason))
+        event = events.Event("step", project, result.status.value, result.step.resource,
+                             result.step.action.value, result.reason or result.step.reason)
+        agent.record_step(event)
+        agent.bus.publish(event)
         if result.status is not executor.Status.STARTED:
             agent.metrics.inc("pcompose_steps_total", action=result.step.action.value,
                               status=result.status.value)

@@ -3,7 +3,8 @@
     GET    /v1/version               {version, api, pid, root, run_dir, reconciling}
     GET    /v1/projects              [{name, status, reason, config_files, working_dir,
                                        generation, applied_generation, updated_at}]
-    GET    /v1/projects/{name}       the same + "stack"; 404 {"error"} if unknown
+    GET    /v1/projects/{name}       the same + "stack" + "steps" (resource -> its last step
+                                     event: why it is not running); 404 {"error"} if unknown
     PUT    /v1/projects/{name}       {stack, config_files?, working_dir?, options?, hashes?}
                                      -> the project; 400 {"error": "<where>: <what>"}
     DELETE /v1/projects/{name}?volumes=true   202 {status: "removing"} (200 "removed"
@@ -16,6 +17,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import socket
@@ -43,6 +45,11 @@ class Agent:
     run_dir: Path
     on_change: Callable[[str], None] | None = None
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    # project -> resource -> the last step event: why a container is not running, for `ps`.
+    last_steps: dict[str, dict[str, events.Event]] = field(default_factory=dict)
+
+    def record_step(self, event: events.Event) -> None:
+        self.last_steps.setdefault(event.project, {})[event.resource] = event
 
     @property
     def reconciling(self) -> bool:
@@ -84,7 +91,10 @@ async def get_project(request: web.Request) -> web.Response:
     if record is None:
         raise web.HTTPNotFound(text=json.dumps({"error": "no such project"}),
                                content_type="application/json")
-    return web.json_response(_info(record).to_json() | {"stack": json.loads(record.stack)})
+    steps = request.app[AGENT].last_steps.get(record.name, {})
+    return web.json_response(_info(record).to_json() | {
+        "stack": json.loads(record.stack),
+        "steps": {resource: dataclasses.asdict(e) for resource, e in sorted(steps.items())}})
 
 
 @routes.put("/v1/projects/{name}")

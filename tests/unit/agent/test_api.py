@@ -165,6 +165,10 @@ async def test_a_failure_shows_in_the_project_status_with_its_reason(agent, mach
     (project,) = await agent.projects()
     assert project.reason == "network:default create: network shop_default is in use"
     assert machine.containers == {}
+    steps = await agent.project_steps("shop")
+    assert (steps["service:web:1"].status, steps["service:web:1"].message) == \
+        ("skipped", "#1 failed")
+    assert steps["network:default"].message == "network shop_default is in use"
 
 
 async def test_a_container_exit_file_brings_a_reconcile_that_restarts_it(dirs, machine):
