@@ -61,11 +61,11 @@ def _is_template(text: str, lenient: bool) -> bool:
 def _port_range(text: str, what: str, full: str) -> tuple[int, int]:
     match = _PORT_RE.match(text)
     if not match:
-        raise ShortSyntaxError(f"{full!r} is not a valid port mapping ({what} {text!r})")
+        raise ShortSyntaxError(f'"{full}" is not a valid port mapping ({what} {text!r})')
     low = int(match.group(1))
     high = int(match.group(2) or low)
     if high < low or high > 65535:
-        raise ShortSyntaxError(f"{full!r} is not a valid port mapping (bad range {text!r})")
+        raise ShortSyntaxError(f'"{full}" is not a valid port mapping (bad range {text!r})')
     return low, high
 
 
@@ -76,11 +76,11 @@ def _split_port(text: str) -> tuple[str | None, str | None, str]:
     if rest.startswith("["):
         end = rest.find("]")
         if end < 0 or rest[end + 1:end + 2] != ":":
-            raise ShortSyntaxError(f"{text!r} is not a valid port mapping")
+            raise ShortSyntaxError(f'"{text}" is not a valid port mapping')
         host_ip, rest = rest[1:end], rest[end + 2:]
         published, sep, target = rest.rpartition(":")
         if not sep:
-            raise ShortSyntaxError(f"{text!r} is not a valid port mapping")
+            raise ShortSyntaxError(f'"{text}" is not a valid port mapping')
         return host_ip, published, target
     parts = rest.split(":")
     if len(parts) == 1:
@@ -104,13 +104,13 @@ def port(item, lenient: bool = False) -> list:
     text, _, protocol = item.partition("/")
     protocol = protocol or "tcp"
     if protocol not in ("tcp", "udp", "sctp"):
-        raise ShortSyntaxError(f"{item!r} is not a valid port mapping (protocol {protocol!r})")
+        raise ShortSyntaxError(f'"{item}" is not a valid port mapping (protocol {protocol!r})')
     host_ip, published, target = _split_port(text)
     if host_ip is not None:
         try:
             ipaddress.ip_address(host_ip)
         except ValueError:
-            raise ShortSyntaxError(f"{item!r} is not a valid port mapping "
+            raise ShortSyntaxError(f'"{item}" is not a valid port mapping '
                                    f"({host_ip!r} is not an IP address)") from None
     t_low, t_high = _port_range(target, "container port", item)
     p_low = p_high = None
@@ -118,7 +118,7 @@ def port(item, lenient: bool = False) -> list:
         p_low, p_high = _port_range(published, "host port", item)
     count = t_high - t_low + 1
     if p_low is not None and (p_high - p_low + 1) not in (1, count) and count != 1:
-        raise ShortSyntaxError(f"{item!r} is not a valid port mapping "
+        raise ShortSyntaxError(f'"{item}" is not a valid port mapping '
                                "(host and container ranges differ in size)")
     out = []
     for i in range(count):
@@ -155,7 +155,7 @@ def volume(item, base: str, home: str | None, lenient: bool = False):
         return item
     parts = item.split(":")
     if len(parts) > 3 or not all(parts):
-        raise ShortSyntaxError(f"{item!r} is not a valid volume (SOURCE:TARGET[:MODE]; "
+        raise ShortSyntaxError(f'"{item}" is not a valid volume (SOURCE:TARGET[:MODE]; '
                                "empty section between colons?)")
     if len(parts) == 1:
         return {"type": "volume", "target": parts[0]}
@@ -163,7 +163,7 @@ def volume(item, base: str, home: str | None, lenient: bool = False):
     modes = parts[2].split(",") if len(parts) == 3 else []
     bad = [m for m in modes if m not in _VOLUME_MODES]
     if bad:
-        raise ShortSyntaxError(f"{item!r} is not a valid volume (unknown mode {bad[0]!r})")
+        raise ShortSyntaxError(f'"{item}" is not a valid volume (unknown mode {bad[0]!r})')
     entry: dict = {"target": target}
     if _looks_like_path(source):
         entry.update(type="bind", source=_abs_path(source, base, home))
@@ -215,7 +215,7 @@ def extra_hosts(value):
         if not sep:
             host, sep, addr = item.partition(":")
         if not sep or not host:
-            raise ShortSyntaxError(f"{item!r} is not a valid host entry (HOST:IP)", (i,))
+            raise ShortSyntaxError(f'"{item}" is not a valid host entry (HOST:IP)', (i,))
         out.setdefault(host, []).append(addr.strip("[]"))
     return out
 
@@ -255,7 +255,7 @@ def device(item):
         return item
     parts = item.split(":")
     if len(parts) > 3 or not parts[0]:
-        raise ShortSyntaxError(f"{item!r} is not a valid device (HOST[:CONTAINER[:PERMISSIONS]])")
+        raise ShortSyntaxError(f'"{item}" is not a valid device (HOST[:CONTAINER[:PERMISSIONS]])')
     out = {"source": parts[0], "target": parts[1] if len(parts) > 1 else parts[0]}
     if len(parts) == 3:
         out["permissions"] = parts[2]

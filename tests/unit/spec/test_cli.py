@@ -91,7 +91,7 @@ def test_bad_file_is_one_line_with_place_and_exit_1(tmp_path, capsys):
         """)
     code, out, err = run(capsys, "-f", str(path), "config")
     assert code == 1 and out == ""
-    assert err == (f"pcompose: error: {path}:5:9: services.web.ports[0]: '80:80:80' is not a valid "
+    assert err == (f"pcompose: error: {path}:5:9: services.web.ports[0]: \"80:80:80\" is not a valid "
                    "port mapping ('80' is not an IP address)\n")
     assert "Traceback" not in err
 
