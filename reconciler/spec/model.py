@@ -355,7 +355,7 @@ class Service(mb.Extensible):
         return 1 if self.scale is None else self.scale
 
 
-class Network(mb.Spec):
+class Network(mb.Extensible):
     name: str | None = None
     driver: str | None = None
     driver_opts: mb.DriverOpts = Field(default_factory=dict)
@@ -368,7 +368,7 @@ class Network(mb.Spec):
     labels: mb.StrMap = Field(default_factory=dict)
 
 
-class Volume(mb.Spec):
+class Volume(mb.Extensible):
     name: str | None = None
     driver: str | None = None
     driver_opts: mb.DriverOpts = Field(default_factory=dict)
@@ -376,7 +376,7 @@ class Volume(mb.Spec):
     labels: mb.StrMap = Field(default_factory=dict)
 
 
-class Secret(mb.Spec):
+class Secret(mb.Extensible):
     name: str | None = None
     environment: str | None = None
     file: str | None = None
@@ -387,7 +387,7 @@ class Secret(mb.Spec):
     template_driver: str | None = None
 
 
-class Config(mb.Spec):
+class Config(mb.Extensible):
     name: str | None = None
     content: str | None = None
     environment: str | None = None
@@ -397,7 +397,7 @@ class Config(mb.Spec):
     template_driver: str | None = None
 
 
-class Model(mb.Spec):
+class Model(mb.Extensible):
     name: str | None = None
     model: str
     context_size: int | None = None

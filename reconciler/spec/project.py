@@ -42,6 +42,11 @@ class Project:
             self._hashes[service_name] = hashing.config_hash(svc, self.stack, self.environ)
         return self._hashes[service_name]
 
+    @property
+    def services(self) -> dict[str, model.Service]:
+        """The enabled services (what `up` runs), by name."""
+        return {name: self.stack.services[name] for name in self.services_enabled}
+
     def with_dependencies(self, names) -> list[str]:
         """`names` and every service they depend on, directly or not, sorted."""
         seen: set[str] = set()

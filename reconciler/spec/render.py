@@ -32,9 +32,15 @@ def document(project: projectmod.Project) -> dict:
     for kind in TOP_ORDER[2:]:
         table = getattr(stack, kind)
         if table:
-            out[kind] = {k: hashing._prune(v.model_dump(mode="json")) for k, v in table.items()}
+            out[kind] = {k: _resource(v) for k, v in table.items()}
     out.update(stack.extensions)
     return _order(_sorted(out))
+
+
+def _resource(obj) -> dict:
+    data = hashing._prune(obj.model_dump(mode="json", exclude={"extensions"}))
+    data.update(obj.extensions)
+    return data
 
 
 def _sorted(node):

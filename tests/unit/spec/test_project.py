@@ -263,3 +263,16 @@ def test_compose_env_files_variable(tmp_path):
 def test_bad_include_and_extends_are_spec_errors(tmp_path, text, words):
     with pytest.raises(spec.SpecError, match=words):
         load(tmp_path, text)
+
+
+def test_extensions_are_kept_aside_on_resources_and_out_of_the_model_fields(tmp_path):
+    project = load(tmp_path, """
+        services:
+          web: {image: x, profiles: [dev], x-owner: team-a}
+          db: {image: x}
+        networks:
+          front: {x-vlan: 12}
+        """)
+    assert project.stack.networks["front"].extensions == {"x-vlan": 12}
+    assert project.stack.services["web"].extensions == {"x-owner": "team-a"}
+    assert list(project.services) == ["db"]
