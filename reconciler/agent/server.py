@@ -269,5 +269,5 @@ async def serve(app: web.Application, path: Path) -> web.AppRunner:
     await runner.setup()
     site = web.SockSite(runner, bind_unix(path))
     await site.start()
-    log.info("api.listening", socket=str(path))
+    log.info("socket.opened", socket=str(path))
     return runner
