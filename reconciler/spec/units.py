@@ -12,12 +12,10 @@ _BYTE_FACTOR = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4, "p":
 
 
 def parse_duration(text: str) -> float:
-    """'1m30s' -> 90.0 seconds; raises ValueError on anything else (a bare number is seconds? no)."""
+    """'1m30s' -> 90.0 seconds, as Go's time.ParseDuration (plus d and w); else ValueError."""
     text = text.strip()
-    if text in ("0", ""):
-        if text == "0":
-            return 0.0
-        raise ValueError("empty duration")
+    if text == "0":
+        return 0.0  # the one unitless duration Go accepts
     sign = -1.0 if text.startswith("-") else 1.0
     body = text.lstrip("+-")
     pos, total = 0, 0.0

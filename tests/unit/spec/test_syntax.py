@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from reconciler import spec
-from reconciler.spec import envfile, interpolate
+from reconciler.spec import envfile, interpolate, units
 from tests.unit.spec.helpers import load
 
 
@@ -172,3 +172,21 @@ def test_deep_nesting_is_refused_not_crashed(tmp_path):
 def test_several_documents_in_one_file_merge_in_order(tmp_path):
     project = load(tmp_path, "services: {web: {image: a}}\n---\nservices: {web: {image: b}}\n")
     assert project.stack.services["web"].image == "b"
+
+
+@pytest.mark.parametrize("text, seconds", [("1m30s", 90.0), ("500ms", 0.5), ("1.5h", 5400.0),
+                                           ("0", 0.0), ("1h2m3s", 3723.0)])
+def test_durations_read_as_go_reads_them(text, seconds):
+    assert units.parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "10", "abc", "1x"])
+def test_bad_durations(text):
+    with pytest.raises(ValueError):
+        units.parse_duration(text)
+
+
+@pytest.mark.parametrize("value, size", [("1.5G", 1610612736), ("64M", 64 << 20), ("512m", 512 << 20),
+                                         ("1kb", 1024), (100, 100), ("1024", 1024)])
+def test_byte_sizes(value, size):
+    assert units.parse_bytes(value) == size
