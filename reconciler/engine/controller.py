@@ -61,19 +61,22 @@ class Controller:
 
     async def process(self, key: Hashable) -> KeyStatus:
         """One reconcile of `key`; its result sets when the key comes back."""
-        bound = log.bind(controller=self.name, key=str(key), reconcile_id=next(self._ids))
-        try:
-            requeue_after = await self.reconcile(key)
-        except Exception as error:  # noqa: BLE001 - the one place failures are classified
-            status = self._failed(key, errors.classify(error))
-            bound.warning("reconcile.failed", reason=status.reason, state=status.state,
-                          retry_in=status.retry_in)
-        else:
-            self.backoff.forget(key)
-            status = KeyStatus("ok", retry_in=requeue_after)
-            if requeue_after is not None:
-                self.queue.add_after(key, requeue_after)
-            bound.debug("reconcile.finished", requeue_after=requeue_after)
+        # Bound in the context, so every event logged during this reconcile (steps too)
+        # carries the same reconcile_id.
+        with structlog.contextvars.bound_contextvars(
+                controller=self.name, key=str(key), reconcile_id=next(self._ids)):
+            try:
+                requeue_after = await self.reconcile(key)
+            except Exception as error:  # noqa: BLE001 - the one place failures are classified
+                status = self._failed(key, errors.classify(error))
+                log.warning("reconcile.failed", reason=status.reason, state=status.state,
+                            retry_in=status.retry_in)
+            else:
+                self.backoff.forget(key)
+                status = KeyStatus("ok", retry_in=requeue_after)
+                if requeue_after is not None:
+                    self.queue.add_after(key, requeue_after)
+                log.debug("reconcile.finished", requeue_after=requeue_after)
         self.status[key] = status
         return status
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+import structlog
+import structlog.testing
 
 from reconciler.engine import backoff, clocks, controller, errors, workqueue
 
@@ -124,3 +126,18 @@ async def test_cancellation_is_not_swallowed():
     with pytest.raises(asyncio.CancelledError):
         await task
     assert "p" not in ctrl.status
+
+
+async def test_events_logged_during_a_reconcile_carry_its_id():
+    async def reconcile(key):
+        structlog.get_logger("test").info("container.created")
+        raise RuntimeError("boom")
+
+    ctrl = make(reconcile, clocks.FakeClock())
+    with structlog.testing.capture_logs(
+            processors=[structlog.contextvars.merge_contextvars]) as logged:
+        await ctrl.process("shop")
+        await ctrl.process("shop")
+    assert [(e["event"], e["key"], e["reconcile_id"]) for e in logged] == [
+        ("container.created", "shop", 1), ("reconcile.failed", "shop", 1),
+        ("container.created", "shop", 2), ("reconcile.failed", "shop", 2)]
