@@ -274,7 +274,7 @@ def desired_rules(host: model.Host) -> nft.Ruleset:
     nets = records.networks(host.state_root)
     published = []
     for att in records.attachments(host.state_root).values():
-        outward = [e for e in att.endpoints if not nets[e.network].internal]
+        outward = [e for e in att.endpoints if e.network in nets and not nets[e.network].internal]
         if outward:
             bridge = nets[outward[0].network].bridge
             published += [nft.Published(outward[0].ipv4, bridge, p) for p in att.container.ports]
