@@ -18,6 +18,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
     config.add_argument("--format", choices=("yaml", "json"), default="yaml")
     config.add_argument("-q", "--quiet", action="store_true", help="Only validate")
     config.add_argument("--services", action="store_true", help="Print the service names")
+    config.add_argument("--images", action="store_true", help="Print the image names")
     config.add_argument("--volumes", action="store_true", help="Print the volume names")
     config.add_argument("--networks", action="store_true", help="Print the network names")
     config.add_argument("--profiles", dest="list_profiles", action="store_true",
@@ -66,6 +67,8 @@ def run_config(args) -> int:
         text = "".join(f"{name} {project.config_hash(name)}\n" for name in sorted(wanted))
     elif args.services:
         text = "".join(f"{name}\n" for name in selected)
+    elif args.images:
+        text = "".join(f"{_image(project, name)}\n" for name in selected)
     elif args.volumes:
         text = "".join(f"{name}\n" for name in project.stack.volumes)
     elif args.networks:
@@ -73,9 +76,7 @@ def run_config(args) -> int:
     elif args.list_profiles:
         text = "".join(f"{name}\n" for name in project.all_profiles())
     else:
-        doc = render.document(project)
-        if args.selected:
-            doc["services"] = {k: v for k, v in doc["services"].items() if k in selected}
+        doc = render.document(project, selected)
         text = render.to_json(doc) + "\n" if args.format == "json" else render.to_yaml(doc)
     _write(text, args.output)
     return 0
@@ -89,6 +90,11 @@ def _selected(project: spec.Project, names: list[str]) -> list[str]:
     if not names:
         return list(project.services_enabled)
     return project.with_dependencies(names)
+
+
+def _image(project: spec.Project, name: str) -> str:
+    """The image a service runs; a built one without `image:` is named <project>-<service>."""
+    return project.stack.services[name].image or f"{project.name}-{name}"
 
 
 def _write(text: str, output: str | None) -> None:

@@ -11,19 +11,20 @@ from reconciler.spec import hashing, project as projectmod
 TOP_ORDER = ("name", "services", "networks", "volumes", "secrets", "configs", "models")
 
 
-def document(project: projectmod.Project) -> dict:
-    """Enabled services and every top-level resource, unset attributes left out, keys sorted."""
+def document(project: projectmod.Project, names=None) -> dict:
+    """The services `names` (default: the enabled ones) and every top-level resource, unset
+    attributes left out, keys sorted."""
+    names = project.services_enabled if names is None else names
     if project.document is not None:
         raw = project.document
-        services = {k: v for k, v in (raw.get("services") or {}).items()
-                    if k in project.services_enabled}
+        services = {k: v for k, v in (raw.get("services") or {}).items() if k in names}
         out = {k: raw[k] for k in TOP_ORDER if raw.get(k)}
         out["name"], out["services"] = project.name, services
         out.update({k: v for k, v in raw.items() if k.startswith("x-")})
         return _sorted(_order(out))
     stack = project.stack
     out: dict = {"name": project.name, "services": {}}
-    for name in project.services_enabled:
+    for name in sorted(names):
         svc = stack.services[name]
         data = svc.model_dump(mode="json", exclude={"extensions"})
         data = hashing._prune(data, keep_empty=("command", "entrypoint"))

@@ -140,3 +140,11 @@ def test_compose_file_variable_and_env_file_option(tmp_path, capsys, monkeypatch
     code, out, err = run(capsys, "--env-file", str(env), "config", "--format", "json")
     assert code == 0, err
     assert json.loads(out)["services"]["web"]["image"] == "busybox:1.36"
+
+
+def test_config_images_and_a_named_service_outside_the_active_profiles(tmp_path, capsys):
+    path = write(tmp_path, "stack.yaml", STACK.replace("\nvolumes:", "\n  built:\n    build: .\nvolumes:"))
+    assert run(capsys, "-f", str(path), "config", "--images")[1] == \
+        "shop-built\npostgres\nbusybox\n"
+    code, out, _ = run(capsys, "-f", str(path), "config", "debug")
+    assert code == 0 and list(yaml.safe_load(out)["services"]) == ["debug"]
