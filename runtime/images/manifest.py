@@ -25,6 +25,7 @@ MANIFEST_TYPES = (OCI_MANIFEST, DOCKER_MANIFEST)
 ACCEPT = ", ".join((*MANIFEST_TYPES, *INDEX_TYPES))
 GZIP_LAYERS = (OCI_LAYER_GZIP, DOCKER_LAYER_GZIP, DOCKER_FOREIGN,
                "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip")
+ZSTD_LAYERS = (OCI_LAYER_ZSTD, "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd")
 PLAIN_LAYERS = (OCI_LAYER, "application/vnd.docker.image.rootfs.diff.tar",
                 "application/vnd.oci.image.layer.nondistributable.v1.tar")
 
@@ -156,7 +157,7 @@ def parse_manifest(data: bytes) -> Manifest:
         raise ManifestError("manifest has no config")
     layers = tuple(_descriptor(layer, f"manifest.layers[{i}]") for i, layer in enumerate(doc.get("layers", [])))
     for i, layer in enumerate(layers):
-        if layer.media_type not in GZIP_LAYERS + PLAIN_LAYERS:
+        if layer.media_type not in GZIP_LAYERS + ZSTD_LAYERS + PLAIN_LAYERS:
             raise ManifestError(f"manifest.layers[{i}]: unsupported layer media type {layer.media_type!r}")
     return Manifest(media_type, _descriptor(doc["config"], "manifest.config"), layers)
 

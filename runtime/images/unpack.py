@@ -15,10 +15,12 @@ import shutil
 import stat
 import tarfile
 import tempfile
+import zlib
 from pathlib import Path
 from typing import BinaryIO
 
 import structlog
+import zstandard
 
 from runtime.images import store as store_mod
 
@@ -121,7 +123,7 @@ def _decompressed(raw: BinaryIO, blob: Path) -> BinaryIO:
     if magic[:2] == b"\x1f\x8b":
         return gzip.GzipFile(fileobj=raw, mode="rb")
     if magic == b"\x28\xb5\x2f\xfd":
-        raise LayerError(f"layer {blob.name[:12]} is zstd-compressed, which this build cannot read")
+        return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
     return raw
 
 
@@ -150,12 +152,12 @@ def unpack(stream: BinaryIO, dest: Path) -> str:
             with tarfile.open(fileobj=reader, mode="r|") as tar:
                 for member in tar:
                     extractor.add(tar, member)
-        except (tarfile.TarError, EOFError, gzip.BadGzipFile, OSError) as err:
+            extractor.finish()
+            return reader.drain()
+        except (tarfile.TarError, EOFError, gzip.BadGzipFile, zlib.error, zstandard.ZstdError, OSError) as err:
             if isinstance(err, OSError) and err.errno is not None:
                 raise
             raise LayerError(f"layer is not a valid tar stream: {err}") from None
-        extractor.finish()
-        return reader.drain()
     finally:
         extractor.close()
 

@@ -27,13 +27,15 @@ class Registry:
     password: str | None = None
 
     def push(self, layout: Path, tag: str, dest: str, all_platforms: bool = False,
-             manifest_format: str | None = None) -> None:
+             manifest_format: str | None = None, compression: str | None = None) -> None:
         """Copy `oci:layout:tag` to `docker://host/dest` with skopeo (format `v2s2` for Docker manifests)."""
         cmd = ["skopeo", "copy", "--quiet", "--dest-tls-verify=false"]
         if all_platforms:
             cmd.append("--all")
         if manifest_format:
             cmd.append(f"--format={manifest_format}")
+        if compression:
+            cmd += ["--dest-compress", f"--dest-compress-format={compression}"]
         if self.user:
             cmd.append(f"--dest-creds={self.user}:{self.password}")
         subprocess.run([*cmd, f"oci:{layout}:{tag}", f"docker://{self.host}/{dest}"],

@@ -245,3 +245,11 @@ async def test_ensure_follows_the_pull_policy(store, live_registry, layout, busy
     assert (await images.ensure(store, ref, "never")).id == one.id
     two = await images.ensure(store, ref, "always")
     assert two.id != one.id and (store.layer_dir(two.chain_ids[-1]) / "diff/v").read_text() == "2"
+
+
+async def test_zstd_layers(store, live_registry, layout, busybox_layer, unique):
+    oci_image.write_layout(layout, [busybox_layer, LayerBuilder().file("packed", "zstd").build()], "v1")
+    live_registry.push(layout, "v1", f"{unique}/zstd:v1", compression="zstd")
+    record = await images.pull(store, f"{live_registry.host}/{unique}/zstd:v1")
+    assert {layer.media_type for layer in record.layers} == {images.manifest.OCI_LAYER_ZSTD}
+    assert (store.layer_dir(record.chain_ids[-1]) / "diff/packed").read_text() == "zstd"
