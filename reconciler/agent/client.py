@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -95,6 +96,25 @@ class AgentClient:
         body = await self._call("DELETE", f"/v1/projects/{name}",
                                 params={"volumes": "true" if volumes else "false"})
         return body["status"]
+
+    async def wait_applied(self, name: str, generation: int, *, poll: float = 0.1,
+                           timeout: float = 60.0) -> api.ProjectInfo:
+        """The project once `generation` converged; after a removal, once it is gone (status
+        "removed"). Raises ApiError when the agent gave up on it (`up --wait`)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            found = {p.name: p for p in await self.projects()}
+            project = found.get(name)
+            if project is None:
+                return api.ProjectInfo(name, "removed", (), "", generation, generation, 0.0)
+            if project.applied_generation >= generation:
+                return project
+            if project.status == "failed" and project.generation == generation:
+                raise ApiError(409, project.reason or "the agent gave up on this project")
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"project {name} did not converge within {timeout:g}s "
+                                   f"(status {project.status}: {project.reason})")
+            await asyncio.sleep(poll)
 
     async def metrics(self) -> str:
         return await self._call("GET", "/metrics")

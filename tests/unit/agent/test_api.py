@@ -119,13 +119,12 @@ async def test_submit_converges_and_streams_step_events(agent, machine):
 
 
 async def test_down_removes_everything_then_forgets_the_project(agent, machine):
-    await agent.put_project("shop", {"services": {"web": {}}})
-    await until(lambda: _has(machine, "shop-web-1"))
+    submitted = await agent.put_project("shop", {"services": {"web": {}}})
+    converged = await agent.wait_applied("shop", submitted.generation, timeout=5)
+    assert converged.status == "converged" and "shop-web-1" in machine.containers
     assert await agent.delete_project("shop") == "removing"
-
-    async def gone():
-        return await agent.projects() == []
-    await until(gone)
+    gone = await agent.wait_applied("shop", submitted.generation + 1, timeout=5)
+    assert gone.status == "removed" and await agent.projects() == []
     assert machine.containers == {} and machine.networks == {}
 
 
@@ -162,6 +161,8 @@ async def test_a_failure_shows_in_the_project_status_with_its_reason(agent, mach
         (project,) = await agent.projects()
         return project.status == "failed"
     await until(failed)
+    with pytest.raises(client.ApiError, match="shop_default is in use"):
+        await agent.wait_applied("shop", 1, timeout=5)
     (project,) = await agent.projects()
     assert project.reason == "network:default create: network shop_default is in use"
     assert machine.containers == {}
