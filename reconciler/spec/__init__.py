@@ -3,18 +3,22 @@
 The reconciler calls one function and catches one error:
 
     project = spec.load(["stack.yaml"], project_name=None, profiles=(), env_files=(),
-                        project_directory=None, environ=None, interpolate=True)
-    project.name, project.working_dir, project.config_files
-    project.stack               # model.Stack, long syntax only (every service)
-    project.services_enabled    # names the active profiles select, sorted
-    project.warnings            # [errors.Warning(message, place)]
-    project.config_hash("web")  # sha256 hex, stable across runs
+                        project_directory=None, environ=None, interpolate=True,
+                        consistency=True)
+    project.name, project.working_dir, project.config_files, project.profiles
+    project.stack               # model.Stack, long syntax only, every service of the files
+    project.services_enabled    # the names the active profiles select, sorted
+    project.services            # {name: model.Service} of those
+    project.warnings            # [errors.Warning(message, place)], already in file order
+    project.config_hash("web")  # sha256 hex of the service as it must run, stable across runs
+    graph.start_order(project.stack, project.services_enabled)  # [["db"], ["api"], ["web"]]
+    units.parse_duration("1m30s"), units.parse_bytes("1.5G")   # durations stay strings
 
     except spec.SpecError as err:   # err.file, err.line, err.column, err.path, err.message
         print(err)                  # stack.yaml:12:7: services.web.ports[0]: "80:80:80" is ...
 """
 
-from reconciler.spec import errors, model, project
+from reconciler.spec import errors, graph, model, project, units
 
 SpecError = errors.SpecError
 Warning = errors.Warning  # noqa: A001
@@ -22,4 +26,4 @@ Project = project.Project
 Stack = model.Stack
 load = project.load
 
-__all__ = ["SpecError", "Warning", "Project", "Stack", "load", "model"]
+__all__ = ["SpecError", "Warning", "Project", "Stack", "load", "model", "graph", "units"]

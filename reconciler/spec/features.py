@@ -21,6 +21,9 @@ BUILD_ATTRIBUTES = ("entitlements", "ssh", "cache_from", "cache_to", "no_cache_f
                     "platforms", "secrets", "privileged", "ulimits")
 
 
+NETWORK_DRIVERS = ("bridge", "overlay", "host", "none")
+
+
 def warnings_for(stack: model.Stack, enabled: tuple[str, ...], place_of) -> list[errors.Warning]:
     out: list[errors.Warning] = []
     for name in enabled:
@@ -39,6 +42,14 @@ def warnings_for(stack: model.Stack, enabled: tuple[str, ...], place_of) -> list
                     out.append(errors.Warning(NOT_APPLIED, place_of(base + ("build", attr))))
     if stack.models:
         out.append(errors.Warning(NOT_APPLIED, place_of(("models",))))
+    for key, net in stack.networks.items():
+        if not net.external and net.driver not in (None, *NETWORK_DRIVERS):
+            out.append(errors.Warning(f'driver "{net.driver}" is not supported by pcompose yet',
+                                      place_of(("networks", key, "driver"))))
+    for key, vol in stack.volumes.items():
+        if not vol.external and vol.driver not in (None, "local"):
+            out.append(errors.Warning(f'driver "{vol.driver}" is not supported by pcompose yet',
+                                      place_of(("volumes", key, "driver"))))
     return out
 
 
