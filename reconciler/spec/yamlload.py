@@ -257,6 +257,13 @@ class _Converter:
                                _mark_place(self.file, key_node, path))
 
     def _scalar(self, node: ynodes.ScalarNode, path: tuple):
+        try:
+            return self._typed_scalar(node, path)
+        except ValueError:  # an explicit tag on a value that is not of that type: `!!int abc`
+            raise errors.SpecError(f"{node.value!r} is not a valid {node.tag.rsplit(':', 1)[-1]}",
+                                   _mark_place(self.file, node, path)) from None
+
+    def _typed_scalar(self, node: ynodes.ScalarNode, path: tuple):
         tag, text = node.tag, node.value
         if tag == STR:
             return text

@@ -190,3 +190,11 @@ def test_bad_durations(text):
                                          ("1kb", 1024), (100, 100), ("1024", 1024)])
 def test_byte_sizes(value, size):
     assert units.parse_bytes(value) == size
+
+
+@pytest.mark.parametrize("text, words", [("!!int abc", "'abc' is not a valid int"),
+                                         ("!!float x", "'x' is not a valid float"),
+                                         ("!!binary aGk=", "unsupported YAML tag")])
+def test_explicit_tags_that_do_not_fit_are_spec_errors(tmp_path, text, words):
+    with pytest.raises(spec.SpecError, match=words):
+        load(tmp_path, f"services:\n  web:\n    image: {text}\n")
