@@ -82,3 +82,30 @@ def test_mutated_stacks_load_or_raise_spec_error(data):
             else:
                 for name in project.services_enabled:
                     project.config_hash(name)
+
+
+TEXTS = [p.read_text() for p in sorted(FIXTURES.glob("*.yaml"))]
+SNIPPETS = ["!!int ", "!!float ", "!!str ", "!!binary ", "&a ", "*a", "<<: *a\n", "\t", "{", "}",
+            "[", "]", "'", '"', ": ", "\n  - ", "\n", "!reset ", "!override ", "${", "$", "#",
+            "? ", "---\n", "...\n", "|\n", ">-\n", "\\", "\x00", "é", "<<: ", "- "]
+
+
+@settings(max_examples=int(os.environ.get("PCOMPOSE_FUZZ_EXAMPLES", "150")), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_mangled_text_loads_or_raises_spec_error(data):
+    text = data.draw(st.sampled_from(TEXTS))
+    for _ in range(data.draw(st.integers(1, 5))):
+        at = data.draw(st.integers(0, len(text)))
+        cut = data.draw(st.integers(0, 3))
+        text = text[:at] + data.draw(st.sampled_from(SNIPPETS)) + text[at + cut:]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "compose.yaml"
+        path.write_text(text)
+        try:
+            project = spec.load([path], environ={"HOME": tmp}, consistency=False)
+        except spec.SpecError as err:
+            assert str(err)
+        else:
+            for name in project.services_enabled:
+                project.config_hash(name)
