@@ -251,5 +251,6 @@ async def test_zstd_layers(store, live_registry, layout, busybox_layer, unique):
     oci_image.write_layout(layout, [busybox_layer, LayerBuilder().file("packed", "zstd").build()], "v1")
     live_registry.push(layout, "v1", f"{unique}/zstd:v1", compression="zstd")
     record = await images.pull(store, f"{live_registry.host}/{unique}/zstd:v1")
-    assert {layer.media_type for layer in record.layers} == {images.manifest.OCI_LAYER_ZSTD}
+    # skopeo may reuse a gzip base blob the registry holds already; the new layer is zstd
+    assert record.layers[-1].media_type == images.manifest.OCI_LAYER_ZSTD
     assert (store.layer_dir(record.chain_ids[-1]) / "diff/packed").read_text() == "zstd"
