@@ -14,11 +14,26 @@ EXCLUDED = {"scale", "depends_on", "profiles", "build", "pull_policy", "extensio
             "env_file", "label_file"}
 
 
-def canonical(service: model.Service, stack: model.Stack, environ: Mapping[str, str]) -> dict:
-    """The normalized service as hashed: exclusions removed, secret/config contents added."""
-    data = service.model_dump(mode="json", exclude=EXCLUDED)
+# What `runc update` changes on a running container: a change here alone needs no recreate.
+LIVE_UPDATABLE = {"cpus", "cpu_shares", "cpu_quota", "cpu_period", "cpuset", "mem_limit",
+                  "mem_reservation", "memswap_limit", "pids_limit"}
+
+
+def canonical(service: model.Service, stack: model.Stack, environ: Mapping[str, str],
+              live: bool = True) -> dict:
+    """The normalized service as hashed: exclusions removed, secret/config contents added.
+
+    `live=False` also leaves out the resource limits a running container can take in place.
+    """
+    data = service.model_dump(mode="json", exclude=EXCLUDED if live else EXCLUDED | LIVE_UPDATABLE)
     if isinstance(data.get("deploy"), dict):
         data["deploy"].pop("replicas", None)
+        resources = data["deploy"].get("resources")
+        if not live and isinstance(resources, dict):
+            resources.pop("limits", None)
+            if isinstance(resources.get("reservations"), dict):
+                for key in ("cpus", "memory"):
+                    resources["reservations"].pop(key, None)
     data = _prune(data, keep_empty=("command", "entrypoint"))
     contents = {}
     for kind in ("secrets", "configs"):
@@ -35,8 +50,9 @@ def canonical(service: model.Service, stack: model.Stack, environ: Mapping[str, 
     return data
 
 
-def config_hash(service: model.Service, stack: model.Stack, environ: Mapping[str, str]) -> str:
-    text = json.dumps(canonical(service, stack, environ), sort_keys=True,
+def config_hash(service: model.Service, stack: model.Stack, environ: Mapping[str, str],
+                live: bool = True) -> str:
+    text = json.dumps(canonical(service, stack, environ, live), sort_keys=True,
                       separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode()).hexdigest()
 

@@ -66,3 +66,14 @@ def test_env_file_contents_are_part_of_the_hash(tmp_path):
 def test_networks_joined_are_part_of_the_hash(tmp_path):
     text = "services:\n  web: {image: x, networks: [%s]}\nnetworks: {a: {}, b: {}}\n"
     assert load(tmp_path, text % "a").config_hash("web") != load(tmp_path, text % "b").config_hash("web")
+
+
+def test_resource_limits_change_the_config_hash_but_not_the_recreate_hash(tmp_path):
+    text = "services:\n  web:\n    image: x\n    %s\n"
+    small = load(tmp_path, text % "deploy: {resources: {limits: {memory: 64m, cpus: '0.5'}}}")
+    big = load(tmp_path, text % "deploy: {resources: {limits: {memory: 1g, cpus: '2'}}}")
+    legacy = load(tmp_path, text % "mem_limit: 1g")
+    user = load(tmp_path, text % "user: nobody")
+    assert small.config_hash("web") != big.config_hash("web")
+    assert small.recreate_hash("web") == big.recreate_hash("web") == legacy.recreate_hash("web")
+    assert user.recreate_hash("web") != small.recreate_hash("web")
