@@ -54,8 +54,12 @@ async def test_pull_then_mount_a_root(store, roots, live_registry, layout, busyb
 async def test_two_images_share_their_base_layer(store, live_registry, tmp_path, busybox_layer, unique):
     a = push(live_registry, tmp_path / "a", [busybox_layer, LayerBuilder().file("a", "a").build()], f"{unique}/a")
     b = push(live_registry, tmp_path / "b", [busybox_layer, LayerBuilder().file("b", "b").build()], f"{unique}/b")
-    ra, rb = await asyncio.gather(images.pull(store, a), images.pull(store, b))
+    ra = await images.pull(store, a)
+    events = []
+    rb = await images.pull(store, b, progress=events.append)
     assert ra.chain_ids[0] == rb.chain_ids[0]
+    base_short = busybox_layer.digest[7:19]
+    assert {e.status for e in events if e.layer == base_short} == {"Already exists"}
     assert len([p for p in store.layers_dir.iterdir() if p.name != "l"]) == 3
     assert store.blob_path(busybox_layer.digest).is_file()
     assert len(store.blob_digests()) == 2 * 2 + 3  # two manifests, two configs, three layer blobs
