@@ -129,3 +129,20 @@ def test_load_from_stdin(capsys, monkeypatch, state_root, tmp_path, busybox_laye
     finally:
         Stdin.buffer.close()
     assert code == 0 and out.strip() == "Loaded image: piped:1"
+
+
+def test_two_processes_pull_into_one_store(state_root, pushed):
+    import os
+    import subprocess
+    import sys
+    repo = Path(__file__).resolve().parents[3]
+    cmd = [sys.executable, "-m", "reconciler.cli", "--root", str(state_root), "pull", "-q", pushed]
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    procs = [subprocess.Popen(cmd, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for _ in range(2)]
+    results = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], results
+    assert all(out.decode().strip() == pushed for out, _ in results)
+    layers = [p for p in (state_root / "layers").iterdir() if p.name != "l"]
+    assert len(layers) == 2 and all((p / "complete").is_file() for p in layers)
+    assert not list((state_root / "images/ingest").iterdir())
