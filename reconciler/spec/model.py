@@ -131,7 +131,7 @@ class Device(mb.Spec):
 
 
 class Limits(mb.Spec):
-    cpus: float | None = None
+    cpus: Annotated[float, Field(ge=0)] | None = None
     memory: mb.Bytes | None = None
     pids: int | None = None
 
@@ -150,7 +150,7 @@ class ReservedDevice(mb.DeviceRequest):
 
 
 class Reservations(mb.Spec):
-    cpus: float | None = None
+    cpus: Annotated[float, Field(ge=0)] | None = None
     memory: mb.Bytes | None = None
     generic_resources: list[GenericResource] = Field(default_factory=list)
     devices: list[ReservedDevice] = Field(default_factory=list)
@@ -273,7 +273,7 @@ class Service(mb.Extensible):
     cpu_period: int | None = None
     cpu_rt_period: int | None = None
     cpu_rt_runtime: int | None = None
-    cpus: float | None = None
+    cpus: Annotated[float, Field(ge=0)] | None = None
     cpuset: str | None = None
     credential_spec: CredentialSpec | None = None
     depends_on: dict[mb.Name, DependsOn] = Field(default_factory=dict)

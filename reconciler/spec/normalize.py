@@ -58,7 +58,7 @@ def _canonical_resource(kind: str, obj, ctx: _Ctx, path: tuple):
             obj["name"] = ext["name"]
     if kind in ("secrets", "configs") and isinstance(obj.get("file"), str) \
             and not (ctx.lenient and "$" in obj["file"]):
-        obj["file"] = ss._abs_path(obj["file"], ctx.base, ctx.home)
+        obj["file"] = ss.abs_path(obj["file"], ctx.base, ctx.home)
     return obj
 
 
@@ -86,7 +86,7 @@ def canonical_service(svc: dict, path: tuple, ctx: _Ctx) -> None:
         step(key, _null_is_empty_string)
     for key in ss.STRING_OR_LIST:
         step(key, ss.string_or_list)
-    step("label_file", lambda v: [ss._abs_path(p, ctx.base, ctx.home) if isinstance(p, str) else p
+    step("label_file", lambda v: [ss.abs_path(p, ctx.base, ctx.home) if isinstance(p, str) else p
                                   for p in v] if isinstance(v, list) else v)
     step("command", ss.command)
     step("entrypoint", ss.command)
@@ -169,7 +169,7 @@ def _build(value, ctx: _Ctx):
     context = value.get("context")
     if isinstance(context, str) and not _is_remote(context) \
             and not (ctx.lenient and "$" in context):
-        value["context"] = ss._abs_path(context, ctx.base, ctx.home)
+        value["context"] = ss.abs_path(context, ctx.base, ctx.home)
     return value
 
 

@@ -134,7 +134,7 @@ def port(item, lenient: bool = False) -> list:
     return out
 
 
-def _abs_path(path: str, base: str, home: str | None) -> str:
+def abs_path(path: str, base: str, home: str | None) -> str:
     if path.startswith("~"):
         path = (home or os.path.expanduser("~")) + path[1:]
     return os.path.normpath(os.path.join(base, path))
@@ -149,7 +149,7 @@ def volume(item, base: str, home: str | None, lenient: bool = False):
     if isinstance(item, dict):
         if item.get("type") == "bind" and isinstance(item.get("source"), str) \
                 and item["source"] and not _is_template(item["source"], lenient):
-            item = dict(item, source=_abs_path(item["source"], base, home))
+            item = dict(item, source=abs_path(item["source"], base, home))
         return item
     if not isinstance(item, str) or _is_template(item, lenient):
         return item
@@ -166,7 +166,7 @@ def volume(item, base: str, home: str | None, lenient: bool = False):
         raise ShortSyntaxError(f'"{item}" is not a valid volume (unknown mode {bad[0]!r})')
     entry: dict = {"target": target}
     if _looks_like_path(source):
-        entry.update(type="bind", source=_abs_path(source, base, home))
+        entry.update(type="bind", source=abs_path(source, base, home))
         bind: dict = {"create_host_path": True}
         for m in modes:
             if m in ("z", "Z"):
@@ -245,7 +245,7 @@ def env_files(value, base: str, home: str | None):
         elif isinstance(item, dict):
             item = {"required": True, **item}
         if isinstance(item, dict) and isinstance(item.get("path"), str):
-            item["path"] = _abs_path(item["path"], base, home)
+            item["path"] = abs_path(item["path"], base, home)
         out.append(item)
     return out
 
