@@ -36,6 +36,7 @@ CHUNK = 1 << 20
 WORKERS = 4
 INLINE_OVER = 1 << 20
 QUEUED_MAX = 64 << 20
+PENDING_MAX = 4096
 
 
 class LayerError(store_mod.StoreError):
@@ -196,6 +197,13 @@ class _Extractor:
         except BaseException:
             os.close(fd)
             raise
+        if len(self.pending) > PENDING_MAX:  # forget finished work, so that huge layers stay small in memory
+            for key, fut in list(self.pending.items()):
+                if fut.done():
+                    del self.pending[key]
+                    fut.result()
+            if len(self.pending) > PENDING_MAX // 2:
+                self._drain()
 
     def _wait_for(self, parts: tuple[str, ...]) -> None:
         fut = self.pending.pop(parts, None)
