@@ -42,3 +42,13 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.linux)
             if not is_root:
                 item.add_marker(pytest.mark.skip(reason="needs root"))
+
+
+@pytest.fixture(autouse=True)
+def _structlog_defaults():
+    """A verb or the agent under test may configure structlog onto pytest's captured stream,
+    which is closed after the test: put the defaults back so the next test logs safely."""
+    import structlog
+
+    yield
+    structlog.reset_defaults()
