@@ -1,0 +1,97 @@
+"""Where one agent's resources live: the state root, the run dir and what follows from them.
+
+Every controller, the agent and the CLI derive the same paths, cgroup parent and network
+identity from `--root` and `--run-dir`, so several agents share one machine without meeting.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from runtime.images import store as image_store
+from runtime.net import model as net_model
+from runtime.oci import layout
+
+# Container markers beside conmon's files: what a user did, read back by every observer.
+STOPPED_BY_USER = "stopped-by-user"
+RESTARTS = "restarts.json"
+HEALTH = "health.json"
+
+
+@dataclass(frozen=True)
+class Context:
+    root: Path
+    run_dir: Path
+    agent: str
+    cgroup_parent: str
+    netns: Path | None = None  # the host namespace of a simulated host; None: the machine's
+    upstreams: tuple[str, ...] = ()  # DNS servers for names outside the stack
+    _images: list = field(default_factory=list, compare=False, repr=False)
+
+    @property
+    def layout(self) -> layout.Layout:
+        return layout.Layout(root=self.root, run_dir=self.run_dir, cgroup_parent=self.cgroup_parent)
+
+    @property
+    def net_host(self) -> net_model.Host:
+        return net_model.Host(agent=self.agent, state_root=self.root, run_dir=self.run_dir,
+                              netns=self.netns, upstreams=self.upstreams)
+
+    @property
+    def images(self) -> image_store.Store:
+        if not self._images:  # one Store per context: it opens directories once
+            self._images.append(image_store.Store(self.root))
+        return self._images[0]
+
+    def container_dir(self, cid: str) -> Path:
+        return self.layout.container_dir(cid)
+
+
+def make(root: str | os.PathLike, run_dir: str | os.PathLike, *, netns: str | None = None,
+         cgroup_parent: str | None = None, upstreams: tuple[str, ...] = ()) -> Context:
+    """The context of the agent that owns `root`: its identity is a hash of the root's path,
+    so its bridges, nft table and cgroups differ from those of any other agent here."""
+    root, run_dir = Path(root).resolve(), Path(run_dir).resolve()
+    agent = hashlib.sha256(str(root).encode()).hexdigest()[:6]
+    if cgroup_parent is None:
+        cgroup_parent = "/pcompose" if str(root) == "/var/lib/pcompose" else f"/pcompose-{agent}"
+    return Context(root=root, run_dir=run_dir, agent=agent, cgroup_parent=cgroup_parent,
+                   netns=Path(netns) if netns else None, upstreams=upstreams)
+
+
+def mark_stopped_by_user(ctx: Context, cid: str, stopped: bool) -> None:
+    """`pcompose stop` and `kill` set this so restart policies leave the container alone;
+    `start`, `restart` and `up` clear it (docker's unless-stopped semantics)."""
+    marker = ctx.container_dir(cid) / STOPPED_BY_USER
+    if stopped:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+    else:
+        marker.unlink(missing_ok=True)
+
+
+def stopped_by_user(ctx: Context, cid: str) -> bool:
+    return (ctx.container_dir(cid) / STOPPED_BY_USER).exists()
+
+
+def read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Whole or not at all: a reader never sees half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)
+
+
+def health_of(ctx: Context, cid: str) -> dict:
+    """{status: starting|healthy|unhealthy, failing_streak, log: [...]} or {} without a check."""
+    return read_json(ctx.container_dir(cid) / HEALTH)
