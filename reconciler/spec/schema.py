@@ -22,6 +22,37 @@ _MESSAGES = {
 }
 
 
+_STRINGS = "a string or a list of strings"
+_LIST_OR_DICT = "a mapping or a list of KEY=VALUE strings"
+# Service attributes with a short syntax: a type error names every form the user may write.
+_FORMS = {
+    ("command",): _STRINGS, ("entrypoint",): _STRINGS, ("healthcheck", "test"): _STRINGS,
+    ("dns",): _STRINGS, ("dns_search",): _STRINGS, ("tmpfs",): _STRINGS,
+    ("label_file",): _STRINGS, ("environment",): _LIST_OR_DICT, ("labels",): _LIST_OR_DICT,
+    ("annotations",): _LIST_OR_DICT, ("sysctls",): _LIST_OR_DICT,
+    ("build", "args"): _LIST_OR_DICT, ("build", "labels"): _LIST_OR_DICT,
+    ("networks",): "a list of network names or a mapping",
+    ("depends_on",): "a list of service names or a mapping",
+    ("ports", None): "a number, a string such as 8080:80 or a mapping",
+    ("volumes", None): "a string such as ./src:/dst or a mapping",
+    ("secrets", None): "a secret name or a mapping", ("configs", None): "a config name or a mapping",
+    ("env_file",): "a path, or a list of paths or of {path, required}",
+    ("build",): "a context path or a mapping", ("extends",): "a service name or a mapping",
+    ("ulimits", None): "a number or {soft, hard}",
+    ("extra_hosts",): "a list of HOST:IP strings or a mapping",
+}
+_TYPE_ERRORS = {"string_type", "list_type", "dict_type", "model_type", "model_attributes_type",
+                "int_type", "int_parsing", "float_type", "float_parsing"}
+
+
+def _forms(path: tuple) -> str | None:
+    if len(path) < 3 or path[0] != "services":
+        return None
+    rel = tuple(None if isinstance(p, int) or i > 0 and path[2] == "ulimits" else p
+                for i, p in enumerate(path[2:]))
+    return _FORMS.get(rel)
+
+
 def build_stack(data: dict, place_of, lenient: bool = False) -> model.Stack:
     """Validate `data` once; the first (deepest) problem becomes the SpecError.
 
@@ -113,6 +144,8 @@ def _translate(err: dict, data: dict) -> tuple[tuple, str]:
         return tuple(path), f"must be one of {err['ctx']['expected']}"
     if kind == "string_pattern_mismatch":
         return tuple(path), f"{node!r} does not match {err['ctx']['pattern']}"
+    if kind in _TYPE_ERRORS and _forms(tuple(path)):
+        return tuple(path), f"must be {_forms(tuple(path))}"
     if kind in _MESSAGES:
         if loc and "environment" in loc and kind == "string_type":
             return tuple(path), "must be a boolean, null, number or string"

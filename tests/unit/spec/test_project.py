@@ -197,6 +197,9 @@ def test_default_network_implicit_dependencies_and_names(tmp_path):
     ("  web: {image: x, stop_grace_period: soon}\n", "not a duration", "services.web.stop_grace_period"),
     ("  web: {image: x, mem_limit: lots}\n", "not a byte size", "services.web.mem_limit"),
     ("  'bad name': {image: x}\n", "not a valid name", "services.bad name"),
+    ("  web: {image: x, command: 5}\n", "must be a string or a list of strings", "services.web.command"),
+    ("  web: {image: x, ports: [[80]]}\n", "must be a number, a string such as 8080:80 or a mapping",
+     "services.web.ports[0]"),
 ])
 def test_semantic_and_type_errors_name_the_place(tmp_path, body, words, path):
     with pytest.raises(spec.SpecError) as info:
