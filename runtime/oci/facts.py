@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import resource
 import stat
@@ -35,6 +36,7 @@ def gather(lay: layout.Layout, config: model.ContainerConfig, driver: drivers.Dr
     return config, facts, warnings
 
 
+@functools.cache
 def host_hard_limits() -> dict[str, int]:
     out = {}
     for name, const in spec.RLIMITS.items():
@@ -97,6 +99,7 @@ def host_nameservers() -> tuple[str, ...]:
     return tuple(ns for ns in found if not ns.startswith("127.") and ns != "::1")
 
 
+@functools.cache
 def capability_bound() -> tuple[str, ...]:
     """Our own bounding set: what a container started by us can be given at most."""
     for line in Path("/proc/self/status").read_text().splitlines():

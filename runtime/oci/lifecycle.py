@@ -43,7 +43,9 @@ async def create(lay: layout.Layout, config: model.ContainerConfig, driver: driv
 
     Idempotent: an existing container with the same config hash is kept.
     """
-    existing = await runc.state(lay.runc, config.name)
+    # runc keeps <root>/<id>/ per container: skip a runc call when there is none.
+    known = (lay.run_dir / "runc" / config.name).exists()
+    existing = await runc.state(lay.runc, config.name) if known else None
     if existing is not None:
         if existing.get("annotations", {}).get(spec.A_CONFIG_HASH) == config.identity.config_hash:
             return int(existing.get("pid") or 0)
@@ -85,14 +87,27 @@ async def start(lay: layout.Layout, cid: str) -> None:
         raise runc.NotFound(("start", cid), 1, f"container {cid} does not exist")
     if state["status"] != "created":
         return
+    began = _now()
     await runc.start(lay.runc, cid)
-    (lay.container_dir(cid) / "started_at").write_text(_now().isoformat())
+    _record_start(lay, cid, began)
+
+
+def _record_start(lay: layout.Layout, cid: str, began: dt.datetime) -> None:
+    # The time before `runc start`: a short-lived process may have exited when it returns.
+    (lay.container_dir(cid) / "started_at").write_text(began.isoformat())
     log.info("container.started", container=cid)
 
 
 async def run(lay: layout.Layout, config: model.ContainerConfig, driver: drivers.Driver | None = None) -> int:
+    """create + start; an existing container with the same config is started if it is not yet."""
+    fresh = not (lay.run_dir / "runc" / config.name).exists()
     pid = await create(lay, config, driver)
-    await start(lay, config.name)
+    if fresh:
+        began = _now()
+        await runc.start(lay.runc, config.name)
+        _record_start(lay, config.name, began)
+    else:
+        await start(lay, config.name)
     return pid
 
 

@@ -1,0 +1,175 @@
+"""Start N containers one by one and N at once, with pcompose's runtime (conmon + runc create/start)
+and with bare `runc run -d`; write the times, the ratio and conmon's memory per container.
+
+Run as root from the repository root:  .venv/bin/python bench/bench_containers.py [--count 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import platform
+import shutil
+import sys
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from runtime.cgroups import drivers  # noqa: E402
+from runtime.oci import layout, lifecycle, model, runc  # noqa: E402
+from tests.support import busybox  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "RESULTS-containers.md"
+
+
+def config(rootfs: Path, project: str, n: int) -> model.ContainerConfig:
+    return model.ContainerConfig(
+        name=f"{project}-app-{n}", identity=model.Identity(project, "app", n, "bench"), rootfs=str(rootfs),
+        command=("sleep", "100000"), stop_signal="SIGKILL",
+    )
+
+
+async def pcompose_start(lay: layout.Layout, configs: list[model.ContainerConfig], concurrent: bool) -> float:
+    began = time.perf_counter()
+    if concurrent:
+        await asyncio.gather(*(lifecycle.run(lay, c) for c in configs))
+    else:
+        for c in configs:
+            await lifecycle.run(lay, c)
+    return time.perf_counter() - began
+
+
+def bare_bundles(lay: layout.Layout, configs: list[model.ContainerConfig], bare_root: Path) -> list[Path]:
+    """The same config.json pcompose wrote, with its own cgroup path, for plain runc."""
+    bundles = []
+    for c in configs:
+        spec = json.loads((lay.bundle(c.name) / "config.json").read_text())
+        spec["linux"]["cgroupsPath"] += "-bare"
+        bundle = bare_root / c.name
+        bundle.mkdir(parents=True)
+        (bundle / "config.json").write_text(json.dumps(spec))
+        bundles.append(bundle)
+    return bundles
+
+
+async def bare_run(r: runc.Runc, bundle: Path) -> None:
+    # The container inherits runc's stdio: a pipe would stay open as long as it runs.
+    with open(bundle / "runc.err", "wb") as err:
+        proc = await asyncio.create_subprocess_exec(
+            *r.argv("run", "-d", "--bundle", str(bundle), bundle.name + "-bare"),
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=err,
+        )
+    if await proc.wait():
+        raise RuntimeError((bundle / "runc.err").read_text())
+
+
+async def bare_start(r: runc.Runc, bundles: list[Path], concurrent: bool) -> float:
+    began = time.perf_counter()
+    if concurrent:
+        await asyncio.gather(*(bare_run(r, b) for b in bundles))
+    else:
+        for b in bundles:
+            await bare_run(r, b)
+    return time.perf_counter() - began
+
+
+def conmon_memory(lay: layout.Layout, configs: list[model.ContainerConfig]) -> tuple[float, float]:
+    """Mean RSS and PSS (KiB) of the conmon of each container."""
+    rss, pss = [], []
+    for c in configs:
+        pid = int((lay.container_dir(c.name) / "conmon.pid").read_text())
+        rollup = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
+        values = {ln.split(":")[0]: int(ln.split()[1]) for ln in rollup[1:] if ln.split()[1].isdigit()}
+        rss.append(values["Rss"])
+        pss.append(values["Pss"])
+    return sum(rss) / len(rss), sum(pss) / len(pss)
+
+
+async def remove_everything(lay: layout.Layout, bare: runc.Runc) -> None:
+    for r in (lay.runc, bare):
+        if Path(r.root).exists():
+            states = await runc.list_all(r)
+            await asyncio.gather(*(runc.delete(r, s["id"], force=True) for s in states))
+    for state in await runc.list_all(lay.runc) if Path(lay.runc.root).exists() else []:
+        await lifecycle.remove(lay, state["id"])
+    for d in lay.container_dir("x").parent.glob("*"):
+        await lifecycle.remove(lay, d.name)
+    drivers.detect().remove(lay.cgroup_parent)
+
+
+async def one_round(base: Path, run_base: Path, rootfs: Path, count: int, concurrent: bool) -> dict:
+    tag = uuid.uuid4().hex[:6]
+    lay = layout.Layout(root=base / tag, run_dir=run_base / tag, cgroup_parent=f"/pcompose-bench-{tag}")
+    bare = runc.Runc(root=str(run_base / tag / "bare-runc"))
+    configs = [config(rootfs, f"b{tag}", n) for n in range(1, count + 1)]
+    try:
+        pcompose_s = await pcompose_start(lay, configs, concurrent)
+        rss, pss = conmon_memory(lay, configs)
+        bundles = bare_bundles(lay, configs, base / tag / "bare")
+        bare_s = await bare_start(bare, bundles, concurrent)
+    finally:
+        await remove_everything(lay, bare)
+        shutil.rmtree(base / tag, ignore_errors=True)
+        shutil.rmtree(run_base / tag, ignore_errors=True)
+    return {"pcompose": pcompose_s, "runc": bare_s, "rss": rss, "pss": pss}
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--count", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+    run_id = uuid.uuid4().hex[:6]
+    base, run_base = Path("/var/lib/pcompose-bench") / run_id, Path("/run/pcompose-bench") / run_id
+    rootfs = busybox.make_rootfs(base / "rootfs")
+    results: dict[str, list[dict]] = {"sequential": [], "concurrent": []}
+    try:
+        for _ in range(args.rounds):
+            for mode in results:
+                results[mode].append(await one_round(base, run_base, rootfs, args.count, mode == "concurrent"))
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+        shutil.rmtree(run_base, ignore_errors=True)
+    report = render(results, args)
+    print(report)
+    if not args.no_write:
+        RESULTS.write_text(report)
+
+
+def render(results: dict[str, list[dict]], args: argparse.Namespace) -> str:
+    lines = [
+        "# Container start: pcompose runtime vs bare runc",
+        "",
+        f"Command: `.venv/bin/python bench/bench_containers.py --count {args.count} --rounds {args.rounds}` (as root)",
+        "",
+        f"Machine: {platform.node()}, kernel {platform.release()}, {__import__('os').cpu_count()} cores, cgroup v1 hybrid;",
+        "runc 1.1.5, conmon 2.1.6. Each container: busybox `sleep`, its own cgroup and namespaces.",
+        "pcompose = `lifecycle.run`: write bundle + /etc files, conmon launch and handshake (runc create), runc start.",
+        "bare runc = `runc run -d` of the same config.json, stdio to /dev/null, no monitor.",
+        "",
+        f"| mode | round | pcompose (s) | runc run -d (s) | ratio | per container pcompose / runc (ms) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for mode, rounds in results.items():
+        for i, r in enumerate(rounds, 1):
+            lines.append(f"| {mode} | {i} | {r['pcompose']:.2f} | {r['runc']:.2f} | {r['pcompose'] / r['runc']:.2f} | "
+                         f"{1000 * r['pcompose'] / args.count:.1f} / {1000 * r['runc'] / args.count:.1f} |")
+    lines += ["", "Median ratio (pcompose / runc):"]
+    for mode, rounds in results.items():
+        ratios = sorted(r["pcompose"] / r["runc"] for r in rounds)
+        lines.append(f"- {mode}: {ratios[len(ratios) // 2]:.2f}")
+    rss = [r["rss"] for rounds in results.values() for r in rounds]
+    pss = [r["pss"] for rounds in results.values() for r in rounds]
+    lines += ["", f"conmon memory per container: RSS {sum(rss) / len(rss) / 1024:.2f} MiB, "
+              f"PSS {sum(pss) / len(pss) / 1024:.2f} MiB (from /proc/<pid>/smaps_rollup).", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
