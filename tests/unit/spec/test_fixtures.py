@@ -155,3 +155,25 @@ def test_required_variable_fixture_loads_once_the_variable_is_set():
         "podman-compose__tests_integration_interpolation_docker-compose-colon-question-error.yaml"
     project = spec.load([file], environ={"NOT_A_VARIABLE": "here"})
     assert project.stack.services["variables"].environment["EXAMPLE_COLON_QUESTION_ERROR"] == "here"
+
+
+def test_fixture_details_a_user_would_check(tmp_path):
+    reset = spec.load([_copy("compose-go__loader_testdata_extends_reset.yaml", tmp_path)], environ={})
+    assert reset.stack.services["base"].command is None
+    assert reset.stack.services["base"].image == "alpine:latest"
+    ports = spec.load([_copy("podman-compose__tests_integration_ports_docker-compose.yaml", tmp_path)],
+                      environ={}).stack.services["web2"].ports
+    assert [(p.host_ip, p.published, p.target) for p in ports][:3] == [
+        (None, "8002", 8002), ("127.0.0.1", "8003", 8003), ("127.0.0.1", "8004", 8004)]
+    net = spec.load([_copy("docker-compose__pkg_e2e_fixtures_network-test_compose.yaml", tmp_path)],
+                    environ={})
+    assert net.stack.services["mydb"].network_mode == "service:db"
+    assert net.stack.services["mydb"].depends_on["db"].restart
+    assert net.stack.networks["servicenet"].name == "microservices"
+    netbox = spec.load([_copy("netbox-docker__docker-compose.yaml", tmp_path)], environ={})
+    worker = netbox.stack.services["netbox-worker"]
+    assert worker.image.startswith("docker.io/netboxcommunity/netbox:v4.1")
+    assert worker.environment["DB_HOST"] == "postgres"
+    assert worker.depends_on["netbox"].condition == "service_healthy"
+    assert netbox.stack.services["postgres"].healthcheck.test[1].startswith(
+        "pg_isready -q -t 2 -d $POSTGRES_DB")
