@@ -47,7 +47,9 @@ class Mounts:
 def rootfs_dir(root: str | os.PathLike, container_id: str) -> Path:
     if not _ID.match(container_id):
         raise RootfsError(f"invalid container id {container_id!r}")
-    return Path(root) / "containers" / container_id / "rootfs"
+    # Apart from the bundle (<root>/containers/<id>/): a bundle is rewritten on every create,
+    # and a snapshot must never be deleted through its mounted root.
+    return Path(root) / "rootfs" / container_id
 
 
 def _mounts(store: store_mod.Store, base: Path, chain_ids: tuple[str, ...]) -> Mounts:
@@ -166,8 +168,6 @@ def remove(root: str | os.PathLike, container_id: str) -> None:
     if base.exists():
         shutil.rmtree(base)
         log.info("rootfs.removed", container=container_id)
-    with contextlib.suppress(OSError):
-        base.parent.rmdir()  # only if nothing else of the container is left
 
 
 def is_mounted(path: str) -> bool:

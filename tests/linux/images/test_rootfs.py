@@ -81,7 +81,7 @@ def test_missing_layer_or_bad_id_is_refused_and_mounts_nothing(state_root, uniqu
         rootfs.prepare(state_root, f"{unique}-m", ("sha256:" + "e" * 64,))
     with pytest.raises(rootfs.RootfsError, match="invalid container id"):
         rootfs.prepare(state_root, "../escape", ())
-    assert not (state_root / "containers" / f"{unique}-m" / "rootfs" / "merged").exists()
+    assert not (state_root / "rootfs" / f"{unique}-m" / "merged").exists()
 
 
 def test_more_layers_than_short_names_fit_in_a_page(add_layer, roots):
