@@ -15,15 +15,21 @@ RESOURCE_KINDS = ("networks", "volumes", "secrets", "configs")
 
 
 class _Ctx:
-    def __init__(self, base: str, home: str | None, lenient: bool, place_of, warnings) -> None:
+    def __init__(self, base: str, home: str | None, lenient: bool, place_of, warnings,
+                 positions: dict) -> None:
         self.base, self.home, self.lenient, self.place_of = base, home, lenient, place_of
-        self.warnings = warnings
+        self.warnings, self.positions = warnings, positions
 
 
 def canonical_file(data: dict, base: str, home: str | None, lenient: bool, place_of,
-                   warnings: list | None = None) -> None:
-    """Rewrite `data` (one file, interpolated) into long syntax, in place."""
-    ctx = _Ctx(base, home, lenient, place_of, warnings if warnings is not None else [])
+                   warnings: list | None = None, positions: dict | None = None) -> None:
+    """Rewrite `data` (one file, interpolated) into long syntax, in place.
+
+    `positions` (the document's path -> line/column) follows entries that a port range
+    expanded into several, so later errors still point at the line the user wrote.
+    """
+    ctx = _Ctx(base, home, lenient, place_of, warnings if warnings is not None else [],
+               positions if positions is not None else {})
     services = data.get("services")
     if isinstance(services, dict):
         for name, svc in services.items():
@@ -91,7 +97,7 @@ def canonical_service(svc: dict, path: tuple, ctx: _Ctx) -> None:
     step("command", ss.command)
     step("entrypoint", ss.command)
     step("env_file", lambda v: ss.env_files(v, ctx.base, ctx.home))
-    step("ports", lambda v: _each_indexed(v, lambda item: ss.port(item, ctx.lenient), flatten=True))
+    step("ports", lambda v: _ports(v, path + ("ports",), ctx))
     step("expose", lambda v: [str(x) if isinstance(x, int) and not isinstance(x, bool) else x
                               for x in v] if isinstance(v, list) else v)
     step("group_add", lambda v: [str(x) if isinstance(x, int) and not isinstance(x, bool) else x
@@ -125,6 +131,26 @@ def _null_is_empty_string(value):
 
 def _has_template(value) -> bool:
     return isinstance(value, list) and any(isinstance(v, str) and "$" in v for v in value)
+
+
+def _ports(value, path: tuple, ctx: _Ctx):
+    out = _each_indexed(value, lambda item: ss.port(item, ctx.lenient), flatten=True)
+    if isinstance(value, list) and len(out) != len(value):
+        origin = [i for i, item in enumerate(value) for _ in ss.port(item, ctx.lenient)]
+        _reindex(ctx.positions, path, origin)
+    return out
+
+
+def _reindex(positions: dict, path: tuple, origin: list[int]) -> None:
+    """Entry n of the list at `path` now comes from entry origin[n]: move places along."""
+    depth = len(path)
+    old = {k: v for k, v in positions.items() if k[:depth] == path and len(k) > depth}
+    for key in old:
+        del positions[key]
+    for new_index, old_index in enumerate(origin):
+        for key, pos in old.items():
+            if key[depth] == old_index:
+                positions[path + (new_index,) + key[depth + 1:]] = pos
 
 
 def _each_indexed(value, fn, flatten: bool = False):

@@ -235,7 +235,7 @@ class _Loader:
                 raise errors.SpecError("services must be a mapping", doc.place(("services",)))
             included = self._includes(doc, chain)
             normalize.canonical_file(data, base_dir, self.home, not self.do_interpolate, doc.place,
-                                     self.warnings)
+                                     self.warnings, doc.positions)
             self._extends(doc, data, chain)
             if included is not None:
                 data = merge.merge_stacks(included, data)
@@ -307,7 +307,8 @@ class _Loader:
             docs = self.read_files([path])
             for d in docs:
                 normalize.canonical_file(d.data, os.path.dirname(path), self.home,
-                                         not self.do_interpolate, d.place, self.warnings)
+                                         not self.do_interpolate, d.place, self.warnings,
+                                         d.positions)
             self.cache[path] = docs
         for doc in reversed(self.cache[path]):
             services = doc.data.get("services")

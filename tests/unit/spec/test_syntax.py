@@ -198,3 +198,10 @@ def test_byte_sizes(value, size):
 def test_explicit_tags_that_do_not_fit_are_spec_errors(tmp_path, text, words):
     with pytest.raises(spec.SpecError, match=words):
         load(tmp_path, f"services:\n  web:\n    image: {text}\n")
+
+
+def test_error_after_an_expanded_port_range_points_at_the_written_line(tmp_path):
+    with pytest.raises(spec.SpecError) as info:
+        svc(tmp_path, '    ports:\n      - "8000-8002:80-82"\n      - {target: 90, published: web}\n')
+    assert info.value.line == 6
+    assert info.value.path == "services.web.ports[3].published"
