@@ -12,7 +12,7 @@ SERVICE_ATTRIBUTES = (
     "cpu_percent", "cpu_period", "cpu_quota", "cpu_rt_period", "cpu_rt_runtime", "cpu_shares",
     "cpuset", "credential_spec", "develop", "device_cgroup_rules", "external_links", "ipc",
     "isolation", "mac_address", "mem_swappiness", "models", "oom_kill_disable",
-    "oom_score_adj", "pid", "post_start", "pre_stop", "provider", "pull_refresh_after",
+    "oom_score_adj", "pid", "post_start", "pre_start", "pre_stop", "provider", "pull_refresh_after",
     "storage_opt", "use_api_socket", "userns_mode", "uts", "volumes_from",
 )
 DEPLOY_ATTRIBUTES = ("update_config", "rollback_config", "endpoint_mode")

@@ -248,6 +248,18 @@ class ModelBinding(mb.Spec):
     model_var: str | None = None
 
 
+class PreStart(mb.Spec):
+    """An init container (compose-go schema only); the fields the Compose docs describe."""
+
+    image: str | None = None
+    command: list[str] | None = None
+    per_replica: bool | None = None
+    user: str | None = None
+    privileged: bool | None = None
+    working_dir: str | None = None
+    environment: mb.StrMap = Field(default_factory=dict)
+
+
 RESTART_RE = r"^(no|always|unless-stopped|on-failure(:[0-9]+)?)$"
 PULL_POLICY_RE = r"^(always|never|build|missing|refresh|daily|weekly|every_([0-9]+[wdhms])+)$"
 
@@ -318,6 +330,7 @@ class Service(mb.Extensible):
     platform: str | None = None
     ports: list[ServicePort] = Field(default_factory=list)
     post_start: list[mb.ServiceHook] = Field(default_factory=list)
+    pre_start: list[PreStart] = Field(default_factory=list)
     pre_stop: list[mb.ServiceHook] = Field(default_factory=list)
     privileged: bool | None = None
     profiles: list[str] = Field(default_factory=list)
@@ -413,7 +426,7 @@ class Stack(mb.Extensible):
     volumes: dict[mb.Name, Volume] = Field(default_factory=dict)
     secrets: dict[mb.Name, Secret] = Field(default_factory=dict)
     configs: dict[mb.Name, Config] = Field(default_factory=dict)
-    models: dict[mb.Name, Model] = Field(default_factory=dict)
+    models: dict[mb.Name, Model | None] = Field(default_factory=dict)  # null: compose-go allows it
 
     @field_validator("services", "networks", "volumes", "secrets", "configs", "models",
                      mode="before")

@@ -118,6 +118,7 @@ def canonical_service(svc: dict, path: tuple, ctx: _Ctx) -> None:
     step("build", lambda v: _build(v, ctx))
     step("deploy", _deploy)
     step("post_start", _hooks)
+    step("pre_start", _hooks)
     step("pre_stop", _hooks)
     step("develop", _develop)
 

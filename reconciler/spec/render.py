@@ -38,7 +38,9 @@ def document(project: projectmod.Project, names=None) -> dict:
     return _order(_sorted(out))
 
 
-def _resource(obj) -> dict:
+def _resource(obj) -> dict | None:
+    if obj is None:
+        return None
     data = hashing._prune(obj.model_dump(mode="json", exclude={"extensions"}))
     data.update(obj.extensions)
     return data

@@ -279,3 +279,21 @@ def test_extensions_are_kept_aside_on_resources_and_out_of_the_model_fields(tmp_
     assert project.stack.networks["front"].extensions == {"x-vlan": 12}
     assert project.stack.services["web"].extensions == {"x-owner": "team-a"}
     assert list(project.services) == ["db"]
+
+
+def test_compose_go_additions_are_accepted_and_warned_about(tmp_path):
+    project = load(tmp_path, """
+        services:
+          web:
+            image: x
+            pre_start:
+              - command: migrate --all
+                per_replica: false
+        models:
+          llm:
+        """)
+    assert project.stack.services["web"].pre_start[0].command == ["migrate", "--all"]
+    assert project.stack.models["llm"] is None
+    texts = [str(w) for w in project.warnings]
+    assert any("services.web.pre_start: parsed but not applied" in t for t in texts)
+    assert any("models: parsed but not applied" in t for t in texts)
