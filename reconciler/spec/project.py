@@ -238,9 +238,20 @@ class _Loader:
                                      self.warnings, doc.positions)
             self._extends(doc, data, chain)
             if included is not None:
+                self._warn_overlaps(doc, included, data)
                 data = merge.merge_stacks(included, data)
             result = merge.merge_stacks(result, data)
         return result
+
+    def _warn_overlaps(self, doc, included: dict, data: dict) -> None:
+        """compose-go lets the including file win on a name clash; the spec asks to say so."""
+        for kind in ("services", *normalize.RESOURCE_KINDS):
+            ours, theirs = data.get(kind), included.get(kind)
+            if isinstance(ours, dict) and isinstance(theirs, dict):
+                for name in sorted(set(ours) & set(theirs)):
+                    self.warnings.append(errors.Warning(
+                        "also defined by an included file; this definition is merged over it",
+                        doc.place((kind, name))))
 
     def _includes(self, doc: yamlload.Document, chain: tuple) -> dict | None:
         entries = doc.data.pop("include", None)

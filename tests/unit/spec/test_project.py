@@ -129,6 +129,7 @@ def test_include_loads_a_sub_project_and_detects_cycles(tmp_path):
         """)
     db = project.stack.services["db"]
     assert db.image == "postgres:15"
+    assert not project.warnings
     assert db.volumes[0].source == str(tmp_path / "db" / "init")
     write(tmp_path, "loop.yaml", "include: [compose.yaml]\nservices: {x: {image: x}}\n")
     with pytest.raises(spec.SpecError, match="include cycle detected"):
@@ -297,3 +298,12 @@ def test_compose_go_additions_are_accepted_and_warned_about(tmp_path):
     texts = [str(w) for w in project.warnings]
     assert any("services.web.pre_start: parsed but not applied" in t for t in texts)
     assert any("models: parsed but not applied" in t for t in texts)
+
+
+def test_include_name_clash_merges_the_including_definition_over_it_and_warns(tmp_path):
+    write(tmp_path, "lib.yaml", "services:\n  db: {image: 'postgres:15', restart: always}\n")
+    project = load(tmp_path, "include: [lib.yaml]\nservices:\n  db: {image: 'postgres:16'}\n")
+    db = project.stack.services["db"]
+    assert db.image == "postgres:16" and db.restart == "always"
+    assert any("services.db: also defined by an included file" in str(w) and ":3:" in str(w)
+               for w in project.warnings)
