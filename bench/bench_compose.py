@@ -1,0 +1,537 @@
+"""Benchmark: pcompose against podman-compose on N busybox services: up -d, no-op up -d, one change, down.
+
+Run as root from the repository:
+
+    bash bench/podman_setup.sh                                      # once, for --tool podman
+    .venv/bin/python bench/bench_compose.py --tool podman -n 10 50 200
+    .venv/bin/python bench/bench_compose.py --tool pcompose -n 10 50 200
+
+Each phase is one CLI call timed with time.monotonic. After it, the tool's own view of the
+containers (podman ps; runc's state under pcompose's private root) must show the expected state;
+if the call returned before all containers run, the wait until they do counts too. Every project
+has a fresh name and is removed at the end, also on failure. A markdown table goes to stdout and
+is appended to bench/RESULTS.md with the command line and the date."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import platform
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(BENCH))
+
+import compose_stack  # noqa: E402
+
+from reconciler.agent import client  # noqa: E402
+from runtime.oci import layout, observe  # noqa: E402
+
+RESULTS = BENCH / "RESULTS.md"
+PHASES = ("up", "noop", "change", "down")
+TITLES = {"up": "up -d", "noop": "no-op up -d", "change": "change one", "down": "down"}
+# Issue 6's goals at N = 50: a share of podman-compose's time, or an absolute bound.
+GOAL_N = 50
+GOAL_SHARE = {"up": 1 / 5, "down": 1 / 4}
+GOAL_SECONDS = {"noop": 0.3, "change": 1.0}
+
+
+@dataclass
+class Outcome:
+    """One N: the seconds of each phase per repetition, and what did not go as expected."""
+    count: int
+    seconds: dict[str, list[float]] = field(default_factory=lambda: {p: [] for p in PHASES})
+    problems: list[str] = field(default_factory=list)
+
+    def median(self, phase: str) -> float | None:
+        values = self.seconds[phase]
+        return statistics.median(values) if values else None
+
+
+class PhaseFailed(Exception):
+    """A phase's command failed, or left the containers other than expected."""
+
+
+# ---- the two tools: how to call them, how to see their containers, how to clean up after them
+
+PODMAN_LABEL = "podman-compose"
+PCOMPOSE_LABEL = "pcompose"
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
+
+
+def quiet(argv: list[str], **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, capture_output=True, text=True, **kw)
+
+
+def first_line(argv: list[str]) -> str:
+    try:
+        done = quiet(argv)
+    except OSError as error:
+        return f"{argv[0]}: {error.strerror}"
+    return ((done.stdout or done.stderr).strip().splitlines() or ["?"])[0]
+
+
+def remove_cgroup_tree(relative: str) -> list[str]:
+    """rmdir `relative` under every hierarchy, children first; what could not go is returned."""
+    left = []
+    for hierarchy in CGROUP_ROOT.iterdir():
+        top = hierarchy / relative
+        if not top.is_dir():
+            continue
+        for dirpath, _, _ in sorted(os.walk(top), key=lambda w: -len(w[0])):
+            try:
+                os.rmdir(dirpath)
+            except FileNotFoundError:
+                pass
+            except OSError as error:
+                left.append(f"{dirpath}: {error.strerror}")
+    return left
+
+
+class Tool:
+    """What the benchmark needs of a compose tool."""
+    label = ""
+
+    def unavailable(self) -> str | None:
+        """Why this tool cannot run here, or None."""
+        raise NotImplementedError
+
+    def prepare(self, workdir: Path) -> None:
+        """Load the image; anything else before the first timed call."""
+
+    def compose(self, project: str, stack: Path, verb: list[str]) -> list[str]:
+        raise NotImplementedError
+
+    def running(self, project: str) -> dict[str, str]:
+        """Container id by service, of the project's running containers."""
+        raise NotImplementedError
+
+    def containers(self, project: str) -> list[str]:
+        """Ids of all the project's containers, whatever their state."""
+        raise NotImplementedError
+
+    def cleanup(self, project: str, stack: Path) -> None:
+        """Remove whatever the project left; safe to call after a clean `down`."""
+
+    def finish(self) -> list[str]:
+        """Undo prepare(); leftovers that could not be removed are returned as problems."""
+        return []
+
+    def versions(self) -> str:
+        raise NotImplementedError
+
+
+class Podman(Tool):
+    """podman-compose 1.6.0 from bench/.podman-venv driving Debian's podman (runc, cgroupfs)."""
+    label = PODMAN_LABEL
+    compose_bin = BENCH / ".podman-venv" / "bin" / "podman-compose"
+    conf = Path("/etc/containers/containers.conf")
+
+    def __init__(self) -> None:
+        self.projects: list[str] = []
+        self.had_image = True
+        self.ip_forward = ""
+        self.had_cgroup_parent = True
+
+    def unavailable(self) -> str | None:
+        conf = self.conf.read_text() if self.conf.exists() else ""
+        if not shutil.which("podman") or not self.compose_bin.exists() \
+                or 'runtime = "runc"' not in conf or 'cgroup_manager = "cgroupfs"' not in conf:
+            return "podman, podman-compose or its configuration is missing: run `bash bench/podman_setup.sh`"
+        return None
+
+    def prepare(self, workdir: Path) -> None:
+        # netavark turns on forwarding for its bridge and podman makes /libpod_parent: both go back.
+        self.ip_forward = IP_FORWARD.read_text()
+        self.had_cgroup_parent = any((h / "libpod_parent").exists() for h in CGROUP_ROOT.iterdir())
+        self.had_image = quiet(["podman", "image", "exists", compose_stack.IMAGE]).returncode == 0
+        archive = compose_stack.write_image_archive(workdir / "busybox.tar")
+        subprocess.run(["podman", "load", "-q", "-i", str(archive)], check=True, capture_output=True)
+
+    def compose(self, project: str, stack: Path, verb: list[str]) -> list[str]:
+        if project not in self.projects:
+            self.projects.append(project)
+        return [str(self.compose_bin), "-p", project, "-f", str(stack), *verb]
+
+    def _ps(self, project: str, *extra: str) -> list[dict]:
+        done = subprocess.run(["podman", "ps", *extra, "--format", "json", "--filter",
+                               f"label=io.podman.compose.project={project}"],
+                              check=True, capture_output=True, text=True)
+        return json.loads(done.stdout or "[]")
+
+    def running(self, project: str) -> dict[str, str]:
+        return {c["Labels"]["io.podman.compose.service"]: c["Id"]
+                for c in self._ps(project) if c.get("State") == "running"}
+
+    def containers(self, project: str) -> list[str]:
+        return [c["Id"] for c in self._ps(project, "-a")]
+
+    def cleanup(self, project: str, stack: Path) -> None:
+        if self.containers(project):
+            quiet(self.compose(project, stack, ["down"]), cwd=stack.parent)
+        ids = self.containers(project)
+        if ids:
+            quiet(["podman", "rm", "-f", *ids])
+        if quiet(["podman", "pod", "exists", f"pod_{project}"]).returncode == 0:
+            quiet(["podman", "pod", "rm", "-f", f"pod_{project}"])
+        if quiet(["podman", "network", "exists", f"{project}_default"]).returncode == 0:
+            quiet(["podman", "network", "rm", "-f", f"{project}_default"])
+
+    def finish(self) -> list[str]:
+        left = [f"{p}: {len(self.containers(p))} containers left" for p in self.projects if self.containers(p)]
+        if not self.had_image:
+            quiet(["podman", "rmi", compose_stack.IMAGE])
+        if not self.had_cgroup_parent:
+            left += remove_cgroup_tree("libpod_parent")
+        if self.ip_forward and IP_FORWARD.read_text() != self.ip_forward:
+            IP_FORWARD.write_text(self.ip_forward)
+        return left
+
+    def versions(self) -> str:
+        return ", ".join((first_line(["podman", "--version"]),
+                          first_line([str(self.compose_bin), "--version"]).split(" using ")[0],
+                          first_line(["runc", "--version"])))
+
+
+class Pcompose(Tool):
+    """This repository's pcompose, against a private state root and run dir with its own agent."""
+    label = PCOMPOSE_LABEL
+    binary = REPO / ".venv" / "bin" / "pcompose"
+
+    def __init__(self) -> None:
+        tag = f"cmp{uuid.uuid4().hex[:7]}"
+        self.root = Path("/var/lib/pcompose-bench") / tag
+        self.run_dir = Path("/run/pcompose-bench") / tag
+        self.projects: list[str] = []
+        self.agent: subprocess.Popen | None = None
+        self.agent_start = 0.0
+
+    def unavailable(self) -> str | None:
+        for verb in ("up", "down"):
+            done = quiet([str(self.binary), verb, "--help"])
+            if done.returncode != 0:
+                last = (done.stderr.strip().splitlines() or [""])[-1]
+                return f"`pcompose {verb} --help` exited {done.returncode}: {last}"
+        return None
+
+    def _global(self) -> list[str]:
+        return [str(self.binary), "--root", str(self.root), "--run-dir", str(self.run_dir)]
+
+    def prepare(self, workdir: Path) -> None:
+        self.root.mkdir(parents=True)
+        self.run_dir.mkdir(parents=True)
+        archive = compose_stack.write_image_archive(workdir / "busybox.tar")
+        subprocess.run([*self._global(), "image", "load", "-q", "-i", str(archive)],
+                       check=True, capture_output=True)
+        # The agent is started here, not by the first `up`: every phase then measures a running
+        # agent, as a user's second and later stacks would see it.
+        start = time.monotonic()
+        with open(self.root / "bench-agent.log", "ab") as log:
+            self.agent = subprocess.Popen([*self._global(), "agent"], stdin=subprocess.DEVNULL,
+                                          stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        while not asyncio.run(self._answers()):
+            if self.agent.poll() is not None or time.monotonic() - start > 30:
+                raise SystemExit(f"the pcompose agent did not answer; see {self.root}/bench-agent.log")
+            time.sleep(0.05)
+        self.agent_start = time.monotonic() - start
+
+    async def _answers(self) -> bool:
+        async with client.AgentClient(self.run_dir, timeout=2.0) as agent:
+            return await agent.ping()
+
+    def compose(self, project: str, stack: Path, verb: list[str]) -> list[str]:
+        if project not in self.projects:
+            self.projects.append(project)
+        return [*self._global(), "-p", project, "-f", str(stack), *verb]
+
+    def _observed(self, project: str) -> list:
+        lay = layout.Layout(self.root, self.run_dir)
+        return asyncio.run(observe.list_containers(lay, project))
+
+    def running(self, project: str) -> dict[str, str]:
+        return {o.service: o.id for o in self._observed(project) if o.status == "running"}
+
+    def containers(self, project: str) -> list[str]:
+        return [o.id for o in self._observed(project)]
+
+    def cleanup(self, project: str, stack: Path) -> None:
+        if self.containers(project):
+            quiet(self.compose(project, stack, ["down"]), cwd=stack.parent)
+        for cid in self.containers(project):
+            quiet(["runc", "--root", str(self.run_dir / "runc"), "delete", "--force", cid])
+
+    def finish(self) -> list[str]:
+        left = [f"{p}: {len(self.containers(p))} containers left" for p in self.projects if self.containers(p)]
+        if self.agent and self.agent.poll() is None:
+            self.agent.terminate()
+            try:
+                self.agent.wait(15)
+            except subprocess.TimeoutExpired:
+                self.agent.kill()
+                self.agent.wait()
+        left += self._unmount_leftovers()
+        for project in self.projects:
+            left += remove_cgroup_tree(f"pcompose/{project}")
+        if not any(line.startswith("mount still") for line in left):
+            shutil.rmtree(self.root, ignore_errors=True)
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+        return left
+
+    def _unmount_leftovers(self) -> list[str]:
+        """Mounts (overlays, netns files) still under the private root or run dir, deepest first."""
+        with open("/proc/mounts") as mounts:
+            points = [line.split()[1] for line in mounts]
+        mine = [p for p in points if p.startswith((f"{self.root}/", f"{self.run_dir}/"))]
+        left = []
+        for point in sorted(set(mine), key=len, reverse=True):
+            if quiet(["umount", "-l", point]).returncode == 0:
+                left.append(f"mount left after down, unmounted: {point}")
+            else:
+                left.append(f"mount still there: {point}")
+        return left
+
+    def versions(self) -> str:
+        commit = quiet(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"]).stdout.strip()
+        return (f"pcompose {commit}, {first_line(['runc', '--version'])}, "
+                f"agent started before the first phase in {self.agent_start:.2f} s")
+
+
+def make(name: str) -> Tool:
+    return Podman() if name == "podman" else Pcompose()
+
+
+RESULTS_HEADER = """# Compose benchmark: pcompose against podman-compose
+
+Issue 6: the same machine, the same busybox image (a docker-archive tar of a busybox-static
+root, bench/compose_stack.py), stacks of N = 10, 50 and 200 services that each run `sleep`
+with `stop_signal: SIGKILL` on one default network (internal: no NAT to the outside), no ports,
+`pull_policy: never`. Phases, each one CLI call timed with time.monotonic: `up -d` until all
+run, a second `up -d` with nothing changed, `up -d` after changing one service's environment,
+`down`. After each call the tool's own view is checked (podman ps; runc state under pcompose's
+root): all running, nothing recreated by the no-op, only the changed service recreated, nothing
+left after down. podman runs runc with cgroupfs (bench/podman_setup.sh).
+
+Goals at N = 50: `up -d` at most a fifth of podman-compose's time, a no-op `up -d` under
+0.3 s, a one-service change under 1 s, `down` at most a quarter of podman-compose's time.
+
+Sections below are appended by bench/bench_compose.py, newest last.
+"""
+
+
+def recorded_medians(path: Path, label: str, count: int) -> dict[str, float]:
+    """The last table row of `label` for N = `count` in a results file, as seconds by phase."""
+    found: dict[str, float] = {}
+    if not path.exists():
+        return found
+    for line in path.read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 2 + len(PHASES) and cells[0] == label and cells[1] == str(count):
+            found = {p: float(v) for p, v in zip(PHASES, cells[2:]) if v != "-"}
+    return found
+
+
+def timed(tool: Tool, project: str, stack: Path, verb: list[str]) -> tuple[float, float]:
+    """(seconds the call took, the monotonic time it ended); a failed call raises PhaseFailed."""
+    argv = tool.compose(project, stack, verb)
+    start = time.monotonic()
+    done = subprocess.run(argv, capture_output=True, text=True, cwd=stack.parent)
+    end = time.monotonic()
+    if done.returncode != 0:
+        tail = " | ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
+        raise PhaseFailed(f"`{' '.join(verb)}` exited {done.returncode}: {tail}")
+    return end - start, end
+
+
+def wait_running(tool: Tool, project: str, count: int, ended: float, timeout: float,
+                 replaced: tuple[str, dict[str, str]] | None = None) -> tuple[dict[str, str], float]:
+    """Poll the tool's view until `count` services run (and `replaced` runs a new container).
+
+    Returns the running container ids by service and the seconds from the end of the call to
+    the look that saw them all: 0 when the first look after the call already did."""
+    deadline = time.monotonic() + timeout
+    looks = 0
+    while True:
+        running = tool.running(project)
+        looks += 1
+        ready = len(running) >= count
+        if ready and replaced:
+            service, before = replaced
+            ready = running.get(service) not in (None, before.get(service))
+        if ready:
+            return running, (0.0 if looks == 1 else time.monotonic() - ended)
+        if time.monotonic() > deadline:
+            raise PhaseFailed(f"{len(running)} of {count} services running {timeout:.0f}s after the call")
+        time.sleep(0.05)
+
+
+def changed(before: dict[str, str], after: dict[str, str]) -> list[str]:
+    return sorted(s for s in set(before) | set(after) if before.get(s) != after.get(s))
+
+
+def run_once(tool: Tool, count: int, workdir: Path, outcome: Outcome) -> None:
+    """The four phases on a fresh project; whatever happens, its leftovers are removed."""
+    project = f"pcb{uuid.uuid4().hex[:6]}n{count}"
+    stack = compose_stack.write_stack(workdir / f"{project}.yaml", count)
+    timeout = 60 + 2.0 * count
+    try:
+        seconds, ended = timed(tool, project, stack, ["up", "-d"])
+        first, waited = wait_running(tool, project, count, ended, timeout)
+        outcome.seconds["up"].append(seconds + waited)
+
+        seconds, ended = timed(tool, project, stack, ["up", "-d"])
+        again, waited = wait_running(tool, project, count, ended, timeout)
+        if again != first:
+            outcome.problems.append(f"no-op up -d recreated {', '.join(changed(first, again))}")
+        outcome.seconds["noop"].append(seconds + waited)
+
+        target = compose_stack.service_name(0)
+        compose_stack.write_stack(stack, count, {target: 2})
+        seconds, ended = timed(tool, project, stack, ["up", "-d"])
+        after, waited = wait_running(tool, project, count, ended, timeout, replaced=(target, first))
+        if changed(first, after) != [target]:
+            outcome.problems.append(f"changing {target} recreated {', '.join(changed(first, after))}")
+        outcome.seconds["change"].append(seconds + waited)
+
+        seconds, _ = timed(tool, project, stack, ["down"])
+        left = tool.containers(project)
+        if left:
+            outcome.problems.append(f"down left {len(left)} containers")
+        outcome.seconds["down"].append(seconds)
+    except PhaseFailed as failure:
+        outcome.problems.append(f"N={count}: {failure}")
+    finally:
+        tool.cleanup(project, stack)
+
+
+def fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def table(tool: Tool, outcomes: list[Outcome], repeat: int) -> str:
+    label = "median s" if repeat > 1 else "s"
+    lines = [f"| tool | N | {' | '.join(f'{TITLES[p]} ({label})' for p in PHASES)} |",
+             "|" + " --- |" * (2 + len(PHASES))]
+    for o in outcomes:
+        cells = " | ".join(fmt(o.median(p)) for p in PHASES)
+        lines.append(f"| {tool.label} | {o.count} | {cells} |")
+    return "\n".join(lines)
+
+
+def spread(outcomes: list[Outcome]) -> list[str]:
+    """Each repeated phase's min-max, so a reader sees how much the medians can be trusted."""
+    lines = []
+    for o in outcomes:
+        ranges = [f"{TITLES[p]} {min(o.seconds[p]):.2f}-{max(o.seconds[p]):.2f}"
+                  for p in PHASES if len(o.seconds[p]) > 1]
+        if ranges:
+            lines.append(f"- N={o.count} min-max s: " + ", ".join(ranges))
+    return lines
+
+
+def goals(outcomes: list[Outcome]) -> list[str]:
+    """pcompose at N = 50 against issue 6's goals and podman-compose's last recorded figures."""
+    mine = next((o for o in outcomes if o.count == GOAL_N), None)
+    if mine is None:
+        return []
+    peer = recorded_medians(RESULTS, PODMAN_LABEL, GOAL_N)
+    lines = [f"Goals at N = {GOAL_N} (podman-compose figures: the last ones in this file):"]
+    for phase, share in GOAL_SHARE.items():
+        value, base = mine.median(phase), peer.get(phase)
+        if value is None or base is None:
+            lines.append(f"- {TITLES[phase]}: not measured on both sides")
+            continue
+        verdict = "met" if value <= share * base else "missed"
+        lines.append(f"- {TITLES[phase]}: {value:.2f} s = {value / base:.0%} of podman-compose's "
+                     f"{base:.2f} s (goal <= {share:.0%}): {verdict}")
+    for phase, bound in GOAL_SECONDS.items():
+        value = mine.median(phase)
+        verdict = "not measured" if value is None else ("met" if value < bound else "missed")
+        lines.append(f"- {TITLES[phase]}: {fmt(value)} s (goal < {bound:g} s): {verdict}")
+    return lines
+
+
+def machine() -> str:
+    load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    return (f"{os.cpu_count()} cores, kernel {platform.release()}, load average {load} "
+            f"(the machine is shared with other work: expect noise)")
+
+
+def record(section: list[str]) -> None:
+    text = "\n".join(section).rstrip() + "\n"
+    print(text)
+    new = not RESULTS.exists()
+    with RESULTS.open("a") as out:
+        if new:
+            out.write(RESULTS_HEADER)
+        out.write("\n" + text)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tool", choices=("podman", "pcompose"), required=True)
+    parser.add_argument("-n", "--services", type=int, nargs="+", default=[10, 50, 200],
+                        metavar="N", help="stack sizes to run (default: 10 50 200)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per N; the table shows medians")
+    parser.add_argument("--no-record", action="store_true", help="print only, leave RESULTS.md alone")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    command = "bench/bench_compose.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+    tool = make(args.tool)
+    started = dt.datetime.now(dt.timezone.utc)
+    header = [f"## {tool.label}, {started:%Y-%m-%d %H:%M} UTC",
+              "", f"Command (as root, from the repository root): `.venv/bin/python {command}`", ""]
+    reason = tool.unavailable()
+    if reason:
+        section = header + [f"{tool.label}: not yet runnable ({reason})"]
+        if not args.no_record:
+            record(section)
+        else:
+            print("\n".join(section))
+        return 0
+    outcomes = [Outcome(n) for n in args.services]
+    with tempfile.TemporaryDirectory(prefix="pcompose-bench-compose-") as tmp:
+        workdir = Path(tmp)
+        tool.prepare(workdir)
+        try:
+            for outcome in outcomes:
+                for _ in range(args.repeat):
+                    run_once(tool, outcome.count, workdir, outcome)
+                    print(f"N={outcome.count}: " + ", ".join(
+                        f"{p} {fmt(outcome.seconds[p][-1] if outcome.seconds[p] else None)}"
+                        for p in PHASES), file=sys.stderr, flush=True)
+        finally:
+            leftovers = tool.finish()
+    section = header + [f"- versions: {tool.versions()}", f"- machine: {machine()}",
+                        f"- repetitions per N: {args.repeat}", "", table(tool, outcomes, args.repeat), ""]
+    section += spread(outcomes)
+    problems = [p for o in outcomes for p in o.problems] + leftovers
+    section += [f"- problem: {p}" for p in problems]
+    if args.tool == "pcompose":
+        section += [""] + goals(outcomes)
+    if args.no_record:
+        print("\n".join(section))
+    else:
+        record(section)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
