@@ -151,6 +151,7 @@ def _check_resource_values(svc: model.Service, name: str, place_of) -> None:
 
 
 def _check_cycles(stack: model.Stack, enabled: tuple[str, ...], place_of) -> None:
+    active = set(enabled)
     state: dict[str, int] = {}  # 1 = on the current path, 2 = done
     stack_path: list[str] = []
 
@@ -158,8 +159,8 @@ def _check_cycles(stack: model.Stack, enabled: tuple[str, ...], place_of) -> Non
         state[name] = 1
         stack_path.append(name)
         for dep in stack.services[name].depends_on:
-            if dep not in stack.services:
-                continue
+            if dep not in active:
+                continue  # services the profiles leave out cannot close a cycle
             if state.get(dep) == 1:
                 cycle = stack_path[stack_path.index(dep):] + [dep]
                 _fail("dependency cycle detected: " + " -> ".join(cycle), place_of,

@@ -307,3 +307,15 @@ def test_include_name_clash_merges_the_including_definition_over_it_and_warns(tm
     assert db.image == "postgres:16" and db.restart == "always"
     assert any("services.db: also defined by an included file" in str(w) and ":3:" in str(w)
                for w in project.warnings)
+
+
+def test_a_cycle_among_services_the_profiles_leave_out_is_not_an_error(tmp_path):
+    text = """
+        services:
+          web: {image: x, depends_on: {a: {condition: service_started, required: false}}}
+          a: {image: x, profiles: [off], depends_on: [b]}
+          b: {image: x, profiles: [off], depends_on: [a]}
+        """
+    assert load(tmp_path, text).services_enabled == ("web",)
+    with pytest.raises(spec.SpecError, match="dependency cycle detected: a -> b -> a"):
+        load(tmp_path, text, profiles=["off"])
