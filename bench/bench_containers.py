@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import json
 import platform
 import shutil
 import sys
@@ -44,24 +43,19 @@ async def pcompose_start(lay: layout.Layout, configs: list[model.ContainerConfig
     return time.perf_counter() - began
 
 
-def bare_bundles(lay: layout.Layout, configs: list[model.ContainerConfig], bare_root: Path) -> list[Path]:
-    """The same config.json pcompose wrote, with its own cgroup path, for plain runc."""
-    bundles = []
+def bare_bundles(lay: layout.Layout, configs: list[model.ContainerConfig]) -> list[Path]:
+    """The same bundles pcompose writes (config.json and /etc files), in a layout of their own."""
+    driver = drivers.detect()
     for c in configs:
-        spec = json.loads((lay.bundle(c.name) / "config.json").read_text())
-        spec["linux"]["cgroupsPath"] += "-bare"
-        bundle = bare_root / c.name
-        bundle.mkdir(parents=True)
-        (bundle / "config.json").write_text(json.dumps(spec))
-        bundles.append(bundle)
-    return bundles
+        lifecycle.write_bundle(lay, c, driver)
+    return [lay.bundle(c.name) for c in configs]
 
 
 async def bare_run(r: runc.Runc, bundle: Path) -> None:
     # The container inherits runc's stdio: a pipe would stay open as long as it runs.
     with open(bundle / "runc.err", "wb") as err:
         proc = await asyncio.create_subprocess_exec(
-            *r.argv("run", "-d", "--bundle", str(bundle), bundle.name + "-bare"),
+            *r.argv("run", "-d", "--bundle", str(bundle), bundle.name),
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=err,
         )
     if await proc.wait():
@@ -90,33 +84,38 @@ def conmon_memory(lay: layout.Layout, configs: list[model.ContainerConfig]) -> t
     return sum(rss) / len(rss), sum(pss) / len(pss)
 
 
-async def remove_everything(lay: layout.Layout, bare: runc.Runc) -> None:
-    for r in (lay.runc, bare):
-        if Path(r.root).exists():
-            states = await runc.list_all(r)
-            await asyncio.gather(*(runc.delete(r, s["id"], force=True) for s in states))
+async def remove_everything(lay: layout.Layout, bare: layout.Layout) -> None:
+    for state in await runc.list_all(bare.runc) if Path(bare.runc.root).exists() else []:
+        await runc.delete(bare.runc, state["id"], force=True)
     for state in await runc.list_all(lay.runc) if Path(lay.runc.root).exists() else []:
         await lifecycle.remove(lay, state["id"])
-    for d in lay.container_dir("x").parent.glob("*"):
+    for d in (lay.root / "containers").glob("*"):
         await lifecycle.remove(lay, d.name)
-    drivers.detect().remove(lay.cgroup_parent)
+    for parent in (lay.cgroup_parent, bare.cgroup_parent):
+        drivers.detect().remove(parent)
 
 
-async def one_round(base: Path, run_base: Path, rootfs: Path, count: int, concurrent: bool) -> dict:
+async def one_round(base: Path, run_base: Path, rootfs: Path, count: int, concurrent: bool, bare_first: bool) -> dict:
+    """Both tools start `count` containers; the one going second finds the first's still running."""
     tag = uuid.uuid4().hex[:6]
     lay = layout.Layout(root=base / tag, run_dir=run_base / tag, cgroup_parent=f"/pcompose-bench-{tag}")
-    bare = runc.Runc(root=str(run_base / tag / "bare-runc"))
+    bare = layout.Layout(root=base / f"{tag}-bare", run_dir=run_base / f"{tag}-bare", cgroup_parent=f"/pcompose-bench-{tag}-bare")
     configs = [config(rootfs, f"b{tag}", n) for n in range(1, count + 1)]
+    bare_configs = [dataclasses.replace(c, name=c.name + "-bare") for c in configs]
     try:
+        lifecycle.ensure_dirs(bare)
+        bundles = bare_bundles(bare, bare_configs)
+        if bare_first:
+            bare_s = await bare_start(bare.runc, bundles, concurrent)
         pcompose_s = await pcompose_start(lay, configs, concurrent)
+        if not bare_first:
+            bare_s = await bare_start(bare.runc, bundles, concurrent)
         rss, pss = conmon_memory(lay, configs)
-        bundles = bare_bundles(lay, configs, base / tag / "bare")
-        bare_s = await bare_start(bare, bundles, concurrent)
     finally:
         await remove_everything(lay, bare)
-        shutil.rmtree(base / tag, ignore_errors=True)
-        shutil.rmtree(run_base / tag, ignore_errors=True)
-    return {"pcompose": pcompose_s, "runc": bare_s, "rss": rss, "pss": pss}
+        for d in (base / tag, run_base / tag, base / f"{tag}-bare", run_base / f"{tag}-bare"):
+            shutil.rmtree(d, ignore_errors=True)
+    return {"pcompose": pcompose_s, "runc": bare_s, "rss": rss, "pss": pss, "bare_first": bare_first}
 
 
 async def main() -> None:
@@ -130,9 +129,9 @@ async def main() -> None:
     rootfs = busybox.make_rootfs(base / "rootfs")
     results: dict[str, list[dict]] = {"sequential": [], "concurrent": []}
     try:
-        for _ in range(args.rounds):
+        for n in range(args.rounds):
             for mode in results:
-                results[mode].append(await one_round(base, run_base, rootfs, args.count, mode == "concurrent"))
+                results[mode].append(await one_round(base, run_base, rootfs, args.count, mode == "concurrent", n % 2 == 1))
     finally:
         shutil.rmtree(base, ignore_errors=True)
         shutil.rmtree(run_base, ignore_errors=True)
@@ -151,14 +150,16 @@ def render(results: dict[str, list[dict]], args: argparse.Namespace) -> str:
         f"Machine: {platform.node()}, kernel {platform.release()}, {__import__('os').cpu_count()} cores, cgroup v1 hybrid;",
         "runc 1.1.5, conmon 2.1.6. Each container: busybox `sleep`, its own cgroup and namespaces.",
         "pcompose = `lifecycle.run`: write bundle + /etc files, conmon launch and handshake (runc create), runc start.",
-        "bare runc = `runc run -d` of the same config.json, stdio to /dev/null, no monitor.",
+        "bare runc = `runc run -d` of the same bundle (config.json and /etc files), stdio to /dev/null, no monitor.",
+        "Rounds alternate which tool goes first (the second finds the first's containers running).",
         "",
-        f"| mode | round | pcompose (s) | runc run -d (s) | ratio | per container pcompose / runc (ms) |",
-        "|---|---|---|---|---|---|",
+        "| mode | round | first | pcompose (s) | runc run -d (s) | ratio | per container pcompose / runc (ms) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for mode, rounds in results.items():
         for i, r in enumerate(rounds, 1):
-            lines.append(f"| {mode} | {i} | {r['pcompose']:.2f} | {r['runc']:.2f} | {r['pcompose'] / r['runc']:.2f} | "
+            first = "runc" if r["bare_first"] else "pcompose"
+            lines.append(f"| {mode} | {i} | {first} | {r['pcompose']:.2f} | {r['runc']:.2f} | {r['pcompose'] / r['runc']:.2f} | "
                          f"{1000 * r['pcompose'] / args.count:.1f} / {1000 * r['runc'] / args.count:.1f} |")
     lines += ["", "Median ratio (pcompose / runc):"]
     for mode, rounds in results.items():

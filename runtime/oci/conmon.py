@@ -29,6 +29,7 @@ class Launch:
     log_size_max: int = 10 * 1024 * 1024
     runtime: str = "/usr/sbin/runc"
     binary: str = CONMON
+    terminal: bool = False  # compose `tty: true`: conmon holds the pty and logs what it shows
 
     def argv(self) -> list[str]:
         return [
@@ -43,7 +44,7 @@ class Launch:
             "--runtime-arg", "--log", f"--runtime-arg={self.workdir / 'oci-log'}",
             "--runtime-arg", "--root", f"--runtime-arg={self.runc_root}",
             "--conmon-pidfile", str(self.workdir / "conmon.pid"),
-        ]
+        ] + (["-t"] if self.terminal else [])
 
 
 async def launch(spec: Launch, timeout: float = 30.0) -> int:

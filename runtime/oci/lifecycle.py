@@ -51,18 +51,19 @@ async def create(lay: layout.Layout, config: model.ContainerConfig, driver: driv
             return int(existing.get("pid") or 0)
         raise ContainerExists(f"{config.name}: exists with another config; remove it first")
     driver = driver or drivers.detect()
-    await asyncio.to_thread(_write_bundle, lay, config, driver)
+    await asyncio.to_thread(write_bundle, lay, config, driver)
     pid = await conmon.launch(conmon.Launch(
         cid=config.name, bundle=lay.bundle(config.name), workdir=lay.container_dir(config.name),
         exit_dir=lay.exit_dir, persist_dir=lay.persist_dir(config.name), log_path=lay.log_path(config.name),
         runc_root=lay.runc.root, socket_dir=lay.socket_dir, log_size_max=lay.log_size_max,
-        runtime=lay.runc_binary, binary=lay.conmon_binary,
+        runtime=lay.runc_binary, binary=lay.conmon_binary, terminal=config.tty,
     ))
     log.info("container.created", container=config.name, pid=pid, project=config.identity.project)
     return pid
 
 
-def _write_bundle(lay: layout.Layout, config: model.ContainerConfig, driver: drivers.Driver) -> None:
+def write_bundle(lay: layout.Layout, config: model.ContainerConfig, driver: drivers.Driver) -> None:
+    """Lay out the container's dir: config.json, generated /etc files, persist dir (blocking)."""
     ensure_dirs(lay)
     config, host, warnings = facts.gather(lay, config, driver)
     for warning in warnings:
@@ -259,6 +260,11 @@ def _cgroup_path(lay: layout.Layout, cid: str) -> str | None:
     except (FileNotFoundError, ValueError):
         return None
     return document.get("linux", {}).get("cgroupsPath")
+
+
+def has_exited(lay: layout.Layout, cid: str) -> bool:
+    """For logs.follow(done=...): conmon has written the exit code."""
+    return lay.exit_file(cid).exists()
 
 
 async def wait(lay: layout.Layout, cid: str, timeout: float | None = None) -> ExitStatus | None:

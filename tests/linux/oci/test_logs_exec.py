@@ -81,3 +81,11 @@ async def test_exec_with_a_terminal(lay, make):
     assert "/dev/pts/" in text
     assert "33 101" in text
     assert code == 5
+
+
+async def test_tty_gives_the_main_process_a_terminal(lay, make):
+    config = make(command=("sh", "-c", "[ -t 1 ] && echo has-a-tty; tty"), tty=True)
+    status = await helpers.run_to_exit(lay, config)
+    out = helpers.output(lay, config.name)
+    assert status.code == 0
+    assert "has-a-tty" in out and "/dev/pts/0" in out
