@@ -140,3 +140,13 @@ async def _wait_for_output(lay, cid: str, text: str, timeout: float = 10.0) -> N
             return
         await asyncio.sleep(0.02)
     raise AssertionError(f"{cid} never printed {text!r}")
+
+
+async def test_a_paused_container_is_removed_completely(lay, make):
+    # Frozen tasks ignore SIGKILL until thawed: removal must still end them.
+    config = make(command=("sleep", "1000"))
+    pid = await lifecycle.run(lay, config)
+    await lifecycle.pause(lay, config.name)
+    await lifecycle.remove(lay, config.name)
+    assert await runc.state(lay.runc, config.name) is None
+    assert not lifecycle.process_alive(pid)

@@ -89,3 +89,23 @@ async def test_tty_gives_the_main_process_a_terminal(lay, make):
     out = helpers.output(lay, config.name)
     assert status.code == 0
     assert "has-a-tty" in out and "/dev/pts/0" in out
+
+
+async def test_attach_relays_a_local_terminal(lay, make):
+    config = make(command=("sleep", "1000"))
+    await lifecycle.run(lay, config)
+    term = await oci_exec.open_terminal(lay, config.name, ["sh"])
+    user_in, to_term = os.pipe()
+    from_term, user_out = os.pipe()
+    os.write(to_term, b"echo relayed-$((40+2)); exit 3\n")
+    try:
+        code = await asyncio.wait_for(oci_exec.attach(term, stdin_fd=user_in, stdout_fd=user_out), 15)
+        os.close(user_out)
+        shown = b""
+        while chunk := os.read(from_term, 4096):
+            shown += chunk
+    finally:
+        for fd in (user_in, to_term, from_term):
+            os.close(fd)
+    assert code == 3
+    assert b"relayed-42" in shown
