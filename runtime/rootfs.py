@@ -52,9 +52,12 @@ def rootfs_dir(root: str | os.PathLike, container_id: str) -> Path:
     return Path(root) / "rootfs" / container_id
 
 
-def _mounts(store: store_mod.Store, base: Path, chain_ids: tuple[str, ...]) -> Mounts:
-    lowers = tuple(str(store.layer_dir(c) / "diff") for c in reversed(chain_ids)) or (str(base / "empty"),)
-    return Mounts(lowers, str(base / "upper"), str(base / "work"), str(base / "merged"))
+def plan(root: str | os.PathLike, container_id: str, chain_ids: tuple[str, ...] | list[str]) -> Mounts:
+    """Where the container's root will live over these layers (bottom first); touches nothing."""
+    base = rootfs_dir(root, container_id)
+    layers = Path(root) / "layers"
+    lowers = tuple(str(layers / c.split(":", 1)[1] / "diff") for c in reversed(tuple(chain_ids)))
+    return Mounts(lowers or (str(base / "empty"),), str(base / "upper"), str(base / "work"), str(base / "merged"))
 
 
 def prepare(root: str | os.PathLike, container_id: str, chain_ids: tuple[str, ...] | list[str]) -> Mounts:
@@ -68,7 +71,7 @@ def prepare(root: str | os.PathLike, container_id: str, chain_ids: tuple[str, ..
         missing = [c for c in chain_ids if not store.has_layer(c)]
         if missing:
             raise RootfsError(f"container {container_id}: layer {missing[0]} is not unpacked")
-        mounts = _mounts(store, base, chain_ids)
+        mounts = plan(root, container_id, chain_ids)
         recorded = _recorded(base)
         if recorded is not None and recorded != chain_ids and is_mounted(mounts.merged_dir):
             raise RootfsError(f"container {container_id}: root is mounted over other layers; remove it first")
@@ -151,7 +154,7 @@ def describe(root: str | os.PathLike, container_id: str) -> Mounts | None:
     chain_ids = _recorded(base)
     if chain_ids is None:
         return None
-    return _mounts(store_mod.Store(root), base, chain_ids)
+    return plan(root, container_id, chain_ids)
 
 
 def remove(root: str | os.PathLike, container_id: str) -> None:

@@ -150,7 +150,7 @@ class Store:
     def layers_in_use(self) -> set[str]:
         """Chain ids that some container's root is built from."""
         used: set[str] = set()
-        for lowers in self.containers_dir.glob(f"*/rootfs/{LOWERS_FILE}"):
+        for lowers in (self.root / "rootfs").glob(f"*/{LOWERS_FILE}"):
             with contextlib.suppress(FileNotFoundError, ValueError):
                 used.update(json.loads(lowers.read_text()))
         return used

@@ -45,7 +45,8 @@ def test_report_matches_docker_inspect_graph_driver(add_layer, roots, store, sta
     m = roots("x", (base, top))
     data = m.graph_driver_data()
     assert data["LowerDir"] == f"{store.layer_dir(top)}/diff:{store.layer_dir(base)}/diff"
-    assert data["UpperDir"].endswith("/rootfs/upper") and data["WorkDir"].endswith("/rootfs/work")
+    assert data["UpperDir"] == str(state_root / "rootfs" / f"{unique}-x" / "upper")
+    assert data["WorkDir"] == str(state_root / "rootfs" / f"{unique}-x" / "work")
     assert rootfs.describe(state_root, f"{unique}-x") == m
     assert store.layers_in_use() == {base, top}
 
