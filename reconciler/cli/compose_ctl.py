@@ -1,0 +1,232 @@
+"""Verbs that act on a stack's containers: exec, run, stop, start, restart, kill, pause, unpause."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shlex
+import stat
+import sys
+from pathlib import Path
+
+from reconciler.cli import common, compose_base, render
+
+
+def _environment(pairs: list[str]) -> dict[str, str]:
+    """`-e K=V`, or `-e K` to pass the caller's value of K (docker's rule)."""
+    env = {}
+    for pair in pairs:
+        key, eq, value = pair.partition("=")
+        if not key:
+            raise common.UserFacingError(f"-e {pair}: expected KEY=VALUE")
+        if eq:
+            env[key] = value
+        elif key in os.environ:
+            env[key] = os.environ[key]
+    return env
+
+
+def _command(words: list[str]) -> list[str]:
+    return words[1:] if words[:1] == ["--"] else list(words)
+
+
+def _stdin() -> bytes | None:
+    """What was piped into us: read only from a pipe or a file, never from a terminal or
+    /dev/null, so that a command run without input does not wait for any."""
+    try:
+        mode = os.fstat(sys.stdin.fileno()).st_mode
+    except (OSError, ValueError):
+        return None
+    return sys.stdin.buffer.read() if stat.S_ISFIFO(mode) or stat.S_ISREG(mode) else None
+
+
+def _tty(args) -> bool:
+    return not args.no_tty and (args.tty or sys.stdin.isatty() and sys.stdout.isatty())
+
+
+# -- exec
+def exec_(args: argparse.Namespace) -> int:
+    compose_base.quiet_logs()
+    argv = _command(args.command)
+    if not argv:
+        raise common.UserFacingError("exec: requires SERVICE and COMMAND")
+    name, project = compose_base.project_name(args)
+    compose_base.check_services(project, [args.service])
+    return compose_base.run(_exec(args, name, argv))
+
+
+async def _exec(args, name: str, argv: list[str]) -> int:
+    from runtime.oci import exec as oci_exec
+
+    ctx = compose_base.context(args)
+    views = await compose_base.containers(ctx, name, [args.service])
+    view = next((v for v in views if v.replica == args.index and v.state == "running"), None)
+    if view is None:
+        raise common.UserFacingError(f'service "{args.service}" is not running')
+    opts = oci_exec.ExecOptions(user=args.user, env=_environment(args.env), workdir=args.workdir)
+    try:
+        if args.detach:
+            proc = await asyncio.create_subprocess_exec(
+                *oci_exec.runc_args(ctx.layout, view.id, argv, opts, terminal=False),
+                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL, start_new_session=True)
+            return 0 if proc.pid else 1
+        if _tty(args):
+            terminal = await oci_exec.open_terminal(ctx.layout, view.id, argv, opts)
+            return await oci_exec.attach(terminal)
+        result = await oci_exec.run(ctx.layout, view.id, argv, opts, stdin=_stdin())
+    except LookupError as error:  # -u names a user the container does not have
+        raise common.UserFacingError(str(error)) from None
+    sys.stdout.buffer.write(result.stdout)
+    sys.stdout.flush()
+    sys.stderr.buffer.write(result.stderr)
+    sys.stderr.flush()
+    return result.exit_code
+
+
+# -- run
+def run(args: argparse.Namespace) -> int:
+    compose_base.quiet_logs()
+    project = compose_base.load(args)
+    compose_base.check_services(project, [args.service])
+    return compose_base.run(_run(args, project))
+
+
+async def _run(args, project) -> int:
+    from controllers import services
+    from runtime.oci import lifecycle
+    from reconciler.cli import compose_logs, compose_up
+
+    await compose_up.ensure_agent(args)
+    await _ensure_dependencies(args, project)
+    ctx = compose_base.context(args)
+    entrypoint = shlex.split(args.entrypoint) if args.entrypoint is not None else None
+    tty = _tty(args) and not args.detach
+    cid = await services.run_container(
+        ctx, project.stack, project.name, args.service, name=args.name,
+        command=_command(args.command) or None, entrypoint=entrypoint,
+        environment=_environment(args.env), oneoff=True, tty=tty,
+        remove_on_exit=args.rm and not args.detach, detach=not tty)
+    if args.detach:
+        print(cid)
+        return 0
+    if not tty:
+        printer = compose_logs.Printer([], colour=False, prefix=False, timestamps=False)
+        done = asyncio.Event()
+        waiter = asyncio.ensure_future(lifecycle.wait(ctx.layout, cid))
+        waiter.add_done_callback(lambda _: done.set())
+        async for line in _follow(ctx, cid, done):
+            printer.write(cid, line)
+        status = await waiter
+    else:
+        status = lifecycle.exit_status(ctx.layout, cid)
+    code = status.code if status else 1
+    if args.rm:
+        await services.remove_container(ctx, cid)
+    return code
+
+
+def _follow(ctx, cid: str, done: asyncio.Event):
+    from runtime.oci import logs as oci_logs
+
+    return oci_logs.follow(ctx.layout.log_path(cid), done=done.is_set)
+
+
+async def _ensure_dependencies(args, project) -> None:
+    """docker compose run starts what the service depends on (and the networks it joins):
+    submit the stack with those services when the agent does not know the project yet."""
+    from reconciler.agent import client
+    from reconciler.cli import compose_up
+
+    async with client.AgentClient(Path(args.run_dir), timeout=compose_up.UP_TIMEOUT) as agent:
+        try:
+            await agent.project(project.name)
+            return
+        except client.ApiError as error:
+            if error.status != 404:
+                raise common.UserFacingError(str(error)) from None
+    deps = [s for s in project.with_dependencies([args.service]) if s != args.service]
+    ns = argparse.Namespace(**vars(args))
+    ns.services, ns.scale, ns.wait, ns.wait_timeout = deps, [], False, None
+    ns.force_recreate = ns.no_recreate = ns.remove_orphans = False
+    body = compose_up.submission(ns, project)
+    body["hashes"] = {k: v for k, v in body["hashes"].items() if k in deps}
+    ns.services = deps
+    await compose_up.submit(ns, compose_base.context(args), project.name, body,
+                            render.Progress())
+
+
+# -- stop, start, restart, kill, pause, unpause
+def _each(args, states: tuple[str, ...], action, before: str, after: str) -> int:
+    compose_base.quiet_logs()
+    name, project = compose_base.project_name(args)
+    compose_base.check_services(project, args.services)
+
+    async def main() -> int:
+        ctx = compose_base.context(args)
+        progress = render.Progress()
+        views = [v for v in await compose_base.containers(ctx, name, args.services)
+                 if v.state in states]
+
+        async def one(view) -> None:
+            progress.line(f"Container {view.name}  {before}")
+            await action(ctx, view)
+            progress.line(f"Container {view.name}  {after}")
+
+        await asyncio.gather(*(one(v) for v in views))
+        return 0
+
+    return compose_base.run(main())
+
+
+def stop(args: argparse.Namespace) -> int:
+    from controllers import services
+
+    return _each(args, ("running", "paused", "created"),
+                 lambda ctx, v: services.stop_container(ctx, v.id, args.timeout),
+                 "Stopping", "Stopped")
+
+
+def start(args: argparse.Namespace) -> int:
+    from controllers import services
+
+    return _each(args, ("exited", "created"),
+                 lambda ctx, v: services.start_container(ctx, v.id), "Starting", "Started")
+
+
+def restart(args: argparse.Namespace) -> int:
+    from controllers import services
+
+    async def again(ctx, view) -> None:
+        if view.state in ("running", "paused"):
+            await services.stop_container(ctx, view.id, args.timeout)
+        await services.start_container(ctx, view.id)
+
+    return _each(args, ("running", "paused", "exited", "created"), again,
+                 "Restarting", "Started")
+
+
+def kill(args: argparse.Namespace) -> int:
+    from controllers import context as ctx_mod
+    from runtime.oci import lifecycle
+
+    async def signal(ctx, view) -> None:
+        ctx_mod.mark_stopped_by_user(ctx, view.id, True)  # restart policies leave it alone
+        await lifecycle.kill(ctx.layout, view.id, args.signal)
+
+    return _each(args, ("running", "paused"), signal, "Killing", "Killed")
+
+
+def pause(args: argparse.Namespace) -> int:
+    from runtime.oci import lifecycle
+
+    return _each(args, ("running",), lambda ctx, v: lifecycle.pause(ctx.layout, v.id),
+                 "Pausing", "Paused")
+
+
+def unpause(args: argparse.Namespace) -> int:
+    from runtime.oci import lifecycle
+
+    return _each(args, ("paused",), lambda ctx, v: lifecycle.unpause(ctx.layout, v.id),
+                 "Unpausing", "Unpaused")

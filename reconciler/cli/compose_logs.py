@@ -1,0 +1,131 @@
+"""`logs` and the log stream of an attached `up`: conmon's log files, prefixed per container."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import re
+import sys
+
+from runtime.oci import logs as oci_logs
+from runtime.oci import timefmt
+
+from reconciler.cli import common, compose_base, render
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
+
+
+def parse_since(text: str | None, now: dt.datetime) -> dt.datetime | None:
+    """docker's --since: an RFC 3339 time, a Unix timestamp, or a duration ago (`42m`, `1h30m`)."""
+    if not text:
+        return None
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return dt.datetime.fromtimestamp(float(text), dt.timezone.utc)
+    parts = _DURATION.findall(text)
+    if parts and "".join(n + u for n, u in parts) == text:
+        return now - dt.timedelta(seconds=sum(float(n) * _UNITS[u] for n, u in parts))
+    try:
+        return timefmt.parse(text)
+    except ValueError:
+        raise common.UserFacingError(
+            f"--since {text}: expected a time (2006-01-02T15:04:05Z) or a duration (42m)") from None
+
+
+def parse_tail(text: str) -> int | None:
+    if text == "all":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise common.UserFacingError(f"--tail {text}: expected a number or \"all\"") from None
+    return None if value < 0 else value
+
+
+class Printer:
+    """Lines of many containers to stdout/stderr with `name  | ` prefixes."""
+
+    def __init__(self, names: list[str], *, colour: bool, prefix: bool, timestamps: bool) -> None:
+        self.colour, self.prefix, self.timestamps = colour, prefix, timestamps
+        self.prefixes = render.log_prefixes(names, colour)
+
+    def write(self, name: str, line: oci_logs.LogLine) -> None:
+        head = render.prefix_for(name, self.prefixes, self.colour) if self.prefix else ""
+        stream = sys.stderr if line.stream == "stderr" else sys.stdout
+        stream.write(head + oci_logs.format_line(line, self.timestamps) + "\n")
+        stream.flush()
+
+
+def logs(args: argparse.Namespace) -> int:
+    compose_base.quiet_logs()
+    name, project = compose_base.project_name(args)
+    compose_base.check_services(project, args.services)
+    tail = parse_tail(args.tail)
+    since = parse_since(args.since, dt.datetime.now(dt.timezone.utc))
+    return compose_base.run(_logs(args, name, tail, since)) or 0
+
+
+async def _logs(args, name: str, tail: int | None, since) -> int:
+    ctx = compose_base.context(args)
+    views = await compose_base.containers(ctx, name, args.services)
+    if args.index is not None:
+        views = [v for v in views if v.replica == args.index]
+    printer = Printer([v.name for v in views], colour=_colour(args), prefix=not args.no_log_prefix,
+                      timestamps=args.timestamps)
+    if args.follow:
+        await follow_project(args, ctx, name, args.services, tail=tail, since=since,
+                             printer=printer, until_all_exited=True)
+        return 0
+    merged = []
+    for view in views:
+        lines = await asyncio.to_thread(oci_logs.read, ctx.layout.log_path(view.id), tail, since)
+        merged += [(line.time, view.name, line) for line in lines]
+    for _, cname, line in sorted(merged, key=lambda item: (item[0], item[1])):
+        printer.write(cname, line)
+    return 0
+
+
+def _colour(args) -> bool:
+    return not getattr(args, "no_color", False) and sys.stdout.isatty()
+
+
+async def follow_project(args, ctx, name: str, services: list[str], *, tail: int | None,
+                         since: dt.datetime | None = None, printer: Printer | None = None,
+                         until_all_exited: bool = True, poll: float = 0.3) -> None:
+    """Follow every container of the project (new ones join, restarted ones go on where they
+    stopped) until none runs any more, or forever when `until_all_exited` is false."""
+    printer = printer or Printer([], colour=_colour(args),
+                                 prefix=not getattr(args, "no_log_prefix", False),
+                                 timestamps=getattr(args, "timestamps", False))
+    running: set[str] = set()
+    tasks: dict[str, asyncio.Task] = {}
+    last_seen: dict[str, dt.datetime] = {}
+
+    async def follow(view, first: bool) -> None:
+        start = since if first else last_seen.get(view.name)
+        async for line in oci_logs.follow(ctx.layout.log_path(view.id),
+                                          done=lambda: view.name not in running,
+                                          tail=tail if first else None, since=start):
+            if not first and start is not None and line.time <= start:
+                continue
+            last_seen[view.name] = line.time
+            printer.write(view.name, line)
+
+    try:
+        while True:
+            views = await compose_base.containers(ctx, name, services)
+            running.clear()
+            running.update(v.name for v in views if v.state in ("running", "paused", "created"))
+            for view in views:
+                task = tasks.get(view.name)
+                if task is None or task.done() and view.name in running:
+                    tasks[view.name] = asyncio.ensure_future(follow(view, task is None))
+            if until_all_exited and not running and all(t.done() for t in tasks.values()):
+                return
+            await asyncio.sleep(poll)
+    finally:
+        running.clear()
+        for task in tasks.values():
+            task.cancel()
+        await asyncio.gather(*tasks.values(), return_exceptions=True)

@@ -1,0 +1,271 @@
+"""Verbs that look at a stack: ps, ls, port, top, stats, events."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import pwd
+import sys
+import time
+from pathlib import Path
+
+from reconciler.cli import common, compose_base, render
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _format(text: str) -> str:
+    if text not in ("table", "json"):
+        raise common.UserFacingError(f"--format {text}: expected table or json")
+    return text
+
+
+# -- ps
+def ps(args: argparse.Namespace) -> int:
+    compose_base.quiet_logs()
+    fmt = _format(args.format)
+    name, project = compose_base.project_name(args)
+    compose_base.check_services(project, args.services)
+    views = compose_base.run(compose_base.containers(
+        compose_base.context(args), name, args.services, oneoff=None))
+    if args.status:
+        views = [v for v in views if v.state in args.status]
+    elif not args.all:
+        views = [v for v in views if v.state in ("running", "paused")]
+    now, trunc = _now(), not args.no_trunc
+    if args.list_services:
+        out = "".join(f"{s}\n" for s in sorted({v.service for v in views}))
+    elif args.quiet:
+        out = "".join(f"{v.id}\n" for v in views)
+    elif fmt == "json":
+        out = "".join(json.dumps(render.ps_json(v, now, trunc), ensure_ascii=False) + "\n"
+                      for v in views)
+    else:
+        out = render.ps_table(views, now, trunc)
+    sys.stdout.write(out)
+    return 0
+
+
+# -- ls
+def ls(args: argparse.Namespace) -> int:
+    compose_base.quiet_logs()
+    fmt = _format(args.format)
+    rows = compose_base.run(_projects(args))
+    if not args.all:
+        rows = [r for r in rows if "running" in r["Status"] or "paused" in r["Status"]]
+    if args.quiet:
+        sys.stdout.write("".join(f"{r['Name']}\n" for r in rows))
+    elif fmt == "json":
+        print(json.dumps(rows))
+    else:
+        sys.stdout.write(render.ls_table(rows))
+    return 0
+
+
+async def _projects(args) -> list[dict]:
+    from controllers import services as svc
+    from reconciler.agent import client
+
+    try:
+        async with client.AgentClient(Path(args.run_dir), timeout=10.0) as agent:
+            projects = await agent.projects()
+    except client.AgentUnavailable:
+        projects = []
+    states: dict[str, list[str]] = {}
+    for view in await svc.list_containers(compose_base.context(args), project=None, all=True):
+        states.setdefault(view.project, []).append(view.state)
+    rows = [{"Name": p.name, "Status": render.project_status(states.get(p.name, [])) or p.status,
+             "ConfigFiles": ",".join(p.config_files)} for p in projects]
+    known = {p.name for p in projects}
+    rows += [{"Name": n, "Status": render.project_status(s), "ConfigFiles": ""}
+             for n, s in states.items() if n not in known]
+    return sorted(rows, key=lambda r: r["Name"])
+
+
+# -- port
+def port(args: argparse.Namespace) -> int:
+    compose_base.quiet_logs()
+    target, _, proto = args.private_port.partition("/")
+    proto = proto or args.protocol
+    if not target.isdigit():
+        raise common.UserFacingError(f"invalid port: {args.private_port}")
+    name, project = compose_base.project_name(args)
+    compose_base.check_services(project, [args.service])
+    views = compose_base.run(compose_base.containers(compose_base.context(args), name,
+                                                     [args.service]))
+    view = next((v for v in views if v.replica == args.index), None)
+    if view is None:
+        raise common.UserFacingError(f"service \"{args.service}\" is not running "
+                                     f"(no replica {args.index})")
+    for host_ip, published, port_, protocol in view.ports:
+        if port_ == int(target) and protocol == proto and published:
+            print(f"{host_ip or '0.0.0.0'}:{published}")
+            return 0
+    raise common.UserFacingError(f"no port {target}/{proto} for container {view.name}")
+
+
+# -- top
+def top(args: argparse.Namespace) -> int:
+    compose_base.quiet_logs()
+    name, project = compose_base.project_name(args)
+    compose_base.check_services(project, args.services)
+    compose_base.run(_top(args, name))
+    return 0
+
+
+async def _top(args, name: str) -> None:
+    from runtime.oci import observe
+
+    ctx = compose_base.context(args)
+    views = [v for v in await compose_base.containers(ctx, name, args.services)
+             if v.state in ("running", "paused")]
+    for view in views:
+        pids = await observe.top(ctx.layout, view.id)
+        rows = [r for r in map(_process_row, sorted(pids)) if r]
+        print(view.name)
+        sys.stdout.write(render.table(
+            ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"], rows))
+        print()
+
+
+def _process_row(pid: int) -> list[str] | None:
+    """One line of `top` from /proc: what ps -ef shows."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        uid = os.stat(f"/proc/{pid}").st_uid
+    except OSError:
+        return None  # exited meanwhile
+    fields = stat[stat.rindex(")") + 2:].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu = (int(fields[11]) + int(fields[12])) // ticks
+    boot = time.time() - float(Path("/proc/uptime").read_text().split()[0])
+    started = dt.datetime.fromtimestamp(boot + int(fields[19]) / ticks)
+    try:
+        user = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        user = str(uid)
+    command = " ".join(a.decode(errors="replace") for a in cmdline.split(b"\0") if a)
+    return [user, str(pid), fields[1], "0", f"{started:%H:%M}", "?",
+            f"{cpu // 3600:02d}:{cpu // 60 % 60:02d}:{cpu % 60:02d}",
+            command or stat[stat.index("(") + 1:stat.rindex(")")]]
+
+
+# -- stats
+def stats(args: argparse.Namespace) -> int:
+    compose_base.quiet_logs()
+    fmt = _format(args.format)
+    name, project = compose_base.project_name(args)
+    compose_base.check_services(project, args.services)
+    return compose_base.run(_stats(args, name, fmt)) or 0
+
+
+async def _stats(args, name: str, fmt: str) -> int:
+    ctx = compose_base.context(args)
+    previous = await _sample(ctx, name, args.services)
+    live = not args.no_stream and sys.stdout.isatty()
+    while True:
+        await asyncio.sleep(0.5 if args.no_stream else 1.0)
+        current = await _sample(ctx, name, args.services)
+        rows = [_stats_row(view, sample, previous.get(view.name))
+                for view, sample in current.values()]
+        previous = current
+        if fmt == "json":
+            text = "".join(json.dumps(r) + "\n" for r in rows)
+        else:
+            text = render.table(["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %",
+                                 "NET I/O", "BLOCK I/O", "PIDS"],
+                                [[r["ID"], r["Name"], r["CPUPerc"], r["MemUsage"], r["MemPerc"],
+                                  r["NetIO"], r["BlockIO"], r["PIDs"]] for r in rows])
+        sys.stdout.write(("\x1b[2J\x1b[H" if live else "") + text)
+        sys.stdout.flush()
+        if args.no_stream:
+            return 0
+
+
+async def _sample(ctx, name: str, services) -> dict:
+    from runtime.oci import observe
+
+    out = {}
+    for view in await compose_base.containers(ctx, name, services):
+        if view.state not in ("running", "paused"):
+            continue
+        try:
+            sample = await observe.stats(ctx.layout, view.id)
+        except LookupError:
+            continue
+        out[view.name] = (view, (time.monotonic(), sample, _net_io(view.pid)))
+    return out
+
+
+def _net_io(pid: int) -> tuple[int, int]:
+    """Bytes received and sent on every interface but lo, in the container's netns."""
+    rx = tx = 0
+    try:
+        lines = Path(f"/proc/{pid}/net/dev").read_text().splitlines()[2:]
+    except OSError:
+        return 0, 0
+    for line in lines:
+        iface, _, data = line.partition(":")
+        if iface.strip() != "lo":
+            values = data.split()
+            rx, tx = rx + int(values[0]), tx + int(values[8])
+    return rx, tx
+
+
+def _mem_total() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def _stats_row(view, sample, before) -> dict:
+    when, st, (rx, tx) = sample
+    cpu = 0.0
+    if before:
+        then, old, _ = before[1]
+        cpu = max(0, st.cpu_usage_ns - old.cpu_usage_ns) / 1e9 / max(when - then, 1e-6) * 100
+    limit = st.memory_limit or _mem_total()
+    return {"BlockIO": "0B / 0B", "CPUPerc": f"{cpu:.2f}%", "Container": view.id,
+            "ID": view.id[:12], "MemPerc": f"{st.memory_usage / limit * 100 if limit else 0:.2f}%",
+            "MemUsage": f"{render.size(st.memory_usage)} / {render.size(limit)}",
+            "Name": view.name, "NetIO": f"{render.size(rx)} / {render.size(tx)}",
+            "PIDs": str(st.pids_current)}
+
+
+# -- events
+def events(args: argparse.Namespace) -> int:
+    compose_base.quiet_logs()
+    name, project = compose_base.project_name(args)
+    compose_base.check_services(project, args.services)
+    return compose_base.run(_events(args, name)) or 0
+
+
+async def _events(args, name: str) -> int:
+    from reconciler.agent import client
+
+    try:
+        async with client.AgentClient(Path(args.run_dir), timeout=10.0) as agent:
+            async for event in agent.events(name):
+                service = event.resource.split(":")[1] if event.resource.startswith(
+                    "service:") else ""
+                if args.services and service not in args.services:
+                    continue
+                if args.json:
+                    print(event.to_json(), flush=True)
+                else:
+                    when = dt.datetime.fromtimestamp(event.time).strftime("%Y-%m-%d %H:%M:%S.%f")
+                    what = " ".join(x for x in (event.type, event.status, event.resource) if x)
+                    detail = ", ".join(f"{k}={v}" for k, v in (
+                        ("project", event.project), ("action", event.action),
+                        ("message", event.message)) if v)
+                    print(f"{when} {what} ({detail})", flush=True)
+    except client.AgentUnavailable as error:
+        raise common.UserFacingError(str(error)) from None
+    return 0

@@ -1,0 +1,272 @@
+"""`up` and `down`: submit the stack to the agent (or ask it to remove the project), follow its
+events as progress lines, then (without -d) the logs; `--watch` resubmits on every valid change."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+from reconciler.agent import client, desired, launcher
+from reconciler.cli import common, compose_base, compose_cache, compose_logs, render
+
+# How long `up` waits for the agent to converge when --wait-timeout is not given.
+UP_TIMEOUT = 600.0
+
+
+def _scale(args: argparse.Namespace, project) -> dict[str, int]:
+    out = {}
+    for text in args.scale:
+        service, _, number = text.partition("=")
+        if not number.isdigit():
+            raise common.UserFacingError(f"--scale {text}: expected SERVICE=NUM")
+        compose_base.check_services(project, [service])
+        out[service] = int(number)
+    return out
+
+
+def submission(args: argparse.Namespace, project) -> dict:
+    """The PUT body for this `up`: the normalized stack, where it came from, the flags that
+    change decisions and the hashes of the services to run (named ones and their dependencies)."""
+    compose_base.check_services(project, args.services)
+    wanted = project.with_dependencies(args.services) if args.services \
+        else list(project.services_enabled)
+    stack = project.stack
+    options = {"force_recreate": args.force_recreate, "no_recreate": args.no_recreate,
+               "remove_orphans": args.remove_orphans, "scale": _scale(args, project),
+               "start_stopped": True}
+    return {"stack": stack.model_dump(mode="json", by_alias=True, exclude_none=True),
+            "config_files": list(project.config_files), "working_dir": project.working_dir,
+            "options": options,
+            "hashes": {name: desired.config_hash(stack.services[name], stack, project.environ)
+                       for name in wanted}}
+
+
+def up(args: argparse.Namespace) -> int:
+    compose_base.quiet_logs()
+    if args.force_recreate and args.no_recreate:
+        raise common.UserFacingError("--force-recreate and --no-recreate are incompatible")
+    with compose_cache.recording() as opened:
+        project = compose_base.load(args)
+    body = submission(args, project)
+    compose_cache.store(args, opened, project.name, body)
+    return compose_base.run(_up(args, project, body)) or 0
+
+
+async def ensure_agent(args: argparse.Namespace) -> None:
+    try:
+        await launcher.ensure_agent(Path(args.root), Path(args.run_dir))
+    except client.AgentUnavailable as error:
+        raise common.UserFacingError(str(error)) from None
+
+
+async def _up(args: argparse.Namespace, project, body: dict) -> int:
+    await ensure_agent(args)
+    ctx = compose_base.context(args)
+    progress = render.Progress()
+    code = await submit(args, ctx, project.name, body, progress)
+    if code or (args.detach or args.wait) and not args.watch:
+        return code
+    loop = asyncio.get_running_loop()
+    interrupted = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, interrupted.set)
+    tasks = [asyncio.ensure_future(interrupted.wait())]
+    if args.watch:
+        tasks.append(asyncio.ensure_future(watch(args, ctx, project, progress)))
+    if not args.detach:
+        tasks.append(asyncio.ensure_future(compose_logs.follow_project(
+            args, ctx, project.name, list(body["hashes"]), tail=None,
+            until_all_exited=not args.watch)))
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)  # a second Ctrl-C stops waiting for the stop
+    if interrupted.is_set() and not args.detach:
+        print("Gracefully stopping... (press Ctrl+C again to force)", file=sys.stderr, flush=True)
+        await stop_all(ctx, project.name, list(body["hashes"]), args.timeout, progress)
+    return 0
+
+
+async def stop_all(ctx, name: str, services: list[str], timeout, progress) -> None:
+    """Stop (not remove) the stack's containers, as Ctrl-C of docker compose up does."""
+    from controllers import services as svc
+
+    views = [v for v in await compose_base.containers(ctx, name, services)
+             if v.state in ("running", "paused")]
+
+    async def stop(view) -> None:
+        progress.line(f"Container {view.name}  Stopping")
+        await svc.stop_container(ctx, view.id, timeout)
+        progress.line(f"Container {view.name}  Stopped")
+
+    await asyncio.gather(*(stop(v) for v in views))
+
+
+async def submit(args, ctx, name: str, body: dict, progress: render.Progress) -> int:
+    """PUT the desired state, print progress until the agent applied it; 1 if it failed."""
+    timeout = args.wait_timeout or UP_TIMEOUT
+    printed: set[str] = set()
+    async with client.AgentClient(Path(args.run_dir), timeout=timeout) as agent:
+        follower = asyncio.ensure_future(_print_steps(agent, name, progress, printed))
+        try:
+            info = await agent.put_project(name, body["stack"],
+                                           config_files=body["config_files"],
+                                           working_dir=body["working_dir"],
+                                           options=body["options"], hashes=body["hashes"])
+            await agent.wait_applied(name, info.generation, timeout=timeout)
+        except client.ApiError as error:
+            follower.cancel()
+            await _print_failures(agent, name, progress, printed)
+            raise common.UserFacingError(f"project {name}: {error}") from None
+        except TimeoutError as error:
+            follower.cancel()
+            await _print_failures(agent, name, progress, printed)
+            raise common.UserFacingError(str(error)) from None
+        finally:
+            follower.cancel()
+            await asyncio.gather(follower, return_exceptions=True)
+    views = await compose_base.containers(ctx, name, list(body["hashes"]), all=True)
+    for view in views:
+        if f"Container {view.name}" not in printed and view.state == "running":
+            progress.line(f"Container {view.name}  Running")
+    compose_cache.remember_containers(args, [v.name for v in views])
+    if args.wait:
+        return await _wait_healthy(ctx, name, list(body["hashes"]), progress,
+                                   args.wait_timeout or UP_TIMEOUT)
+    return 0
+
+
+async def _print_steps(agent, name: str, progress: render.Progress, printed: set) -> None:
+    try:
+        async for event in agent.events(name):
+            for line in render.step_lines(name, event, {}):
+                progress.line(line)
+                printed.add(line.rpartition("  ")[0])
+    except client.AgentUnavailable:
+        pass
+
+
+async def _print_failures(agent, name: str, progress: render.Progress, printed: set) -> None:
+    """Which resources failed and why, from the agent's last step of each."""
+    try:
+        steps = await agent.project_steps(name)
+    except (client.ApiError, client.AgentUnavailable):
+        return
+    for event in steps.values():
+        if event.status == "failed":
+            for line in render.step_lines(name, event, {}):
+                progress.line(line)
+
+
+async def _wait_healthy(ctx, name: str, services: list[str], progress, timeout: float) -> int:
+    """`up --wait`: every container running, and healthy where it has a check."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        views = await compose_base.containers(ctx, name, services)
+        bad = [v for v in views if v.state != "running" or v.health == "unhealthy"]
+        waiting = [v for v in views if v.health == "starting"]
+        if any(v.health == "unhealthy" or v.state == "exited" and v.exit_code for v in bad):
+            for v in bad:
+                progress.line(f"Container {v.name}  Error {render.status(v, _now())}")
+            return 1
+        if not bad and not waiting:
+            for v in views:
+                progress.line(f"Container {v.name}  {'Healthy' if v.health else 'Running'}")
+            return 0
+        if asyncio.get_running_loop().time() > deadline:
+            raise common.UserFacingError(f"timeout waiting for {', '.join(v.name for v in bad + waiting)}")
+        await asyncio.sleep(0.2)
+
+
+def _now():
+    import datetime as dt
+
+    return dt.datetime.now(dt.timezone.utc)
+
+
+async def watch(args, ctx, project, progress: render.Progress) -> None:
+    """Reload on every change of the stack files or .env; an invalid file is reported and
+    the running stack left as it is, a valid change is submitted."""
+    import watchfiles
+
+    paths = [*project.config_files, os.path.join(project.working_dir, ".env"),
+             *map(os.path.abspath, args.env_files)]
+    dirs = sorted({os.path.dirname(p) for p in paths})
+    print(f"Watching {', '.join(project.config_files)}", file=sys.stderr, flush=True)
+    async for changes in watchfiles.awatch(*dirs):
+        if not any(path in paths for _, path in changes):
+            continue
+        try:
+            reloaded = compose_base.load(args)
+            body = submission(args, reloaded)
+        except common.UserFacingError as error:
+            common.print_error(f"{error} (the running stack is left as it is)")
+            continue
+        try:
+            await submit(args, ctx, reloaded.name, body, progress)
+        except common.UserFacingError as error:
+            common.print_error(str(error))
+
+
+# -- down
+def down(args: argparse.Namespace) -> int:
+    compose_base.quiet_logs()
+    name, _ = compose_base.project_name(args)
+    return compose_base.run(_down(args, name)) or 0
+
+
+async def _down(args: argparse.Namespace, name: str) -> int:
+    await ensure_agent(args)
+    ctx = compose_base.context(args)
+    progress = render.Progress()
+    views = await compose_base.containers(ctx, name, oneoff=None)
+    if args.timeout is not None:
+        from controllers import services
+
+        await asyncio.gather(*(services.stop_container(ctx, v.id, args.timeout) for v in views))
+    async with client.AgentClient(Path(args.run_dir), timeout=UP_TIMEOUT) as agent:
+        try:
+            info, stack = await agent.project(name)
+        except client.ApiError as error:
+            if error.status == 404:
+                return await _remove_leftovers(ctx, views, progress)
+            raise common.UserFacingError(str(error)) from None
+        await agent.delete_project(name, volumes=args.volumes)
+        try:
+            await agent.wait_applied(name, info.generation + 1, timeout=UP_TIMEOUT)
+        except (client.ApiError, TimeoutError) as error:
+            raise common.UserFacingError(f"project {name}: {error}") from None
+    for view in views:
+        progress.line(f"Container {view.name}  Removed")
+    for key, net in sorted((stack.get("networks") or {}).items()):
+        if not net.get("external") and _used(stack, "networks", key):
+            progress.line(f"Network {net.get('name') or f'{name}_{key}'}  Removed")
+    if args.volumes:
+        for key, vol in sorted((stack.get("volumes") or {}).items()):
+            if not vol.get("external"):
+                progress.line(f"Volume {vol.get('name') or f'{name}_{key}'}  Removed")
+    compose_cache.forget(args, name)
+    return 0
+
+
+def _used(stack: dict, kind: str, key: str) -> bool:
+    """Networks exist only when a service joins them (desired.from_record)."""
+    return any(key in (svc.get(kind) or {}) for svc in (stack.get("services") or {}).values())
+
+
+async def _remove_leftovers(ctx, views, progress) -> int:
+    """A project the agent does not know: its containers (one-off ones, say) still go."""
+    from controllers import services
+
+    for view in views:
+        await services.remove_container(ctx, view.id)
+        progress.line(f"Container {view.name}  Removed")
+    return 0

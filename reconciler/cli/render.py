@@ -1,0 +1,245 @@
+"""How the stack verbs print: docker-style tables, JSON lines, progress lines and log prefixes.
+
+Pure functions of what they are given (no I/O but the writers at the end), so their output is
+tested as text. Times are passed in (`now`) rather than read here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+
+# docker compose's log prefix colours, in the order services get them.
+COLOURS = (36, 33, 32, 35, 34, 96, 93, 92, 95, 94)
+
+
+def table(headers: list[str], rows: list[list[str]]) -> str:
+    """Columns padded to their widest cell and three spaces apart, like docker's tabwriter."""
+    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
+    lines = ["   ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip()
+             for row in [headers, *rows]]
+    return "\n".join(lines) + "\n"
+
+
+def human_duration(seconds: float) -> str:
+    """docker's units.HumanDuration: `Less than a second`, `5 seconds`, `About a minute`, ..."""
+    s = int(seconds)
+    if s < 1:
+        return "Less than a second"
+    if s == 1:
+        return "1 second"
+    if s < 60:
+        return f"{s} seconds"
+    minutes = s // 60
+    if minutes == 1:
+        return "About a minute"
+    if minutes < 60:
+        return f"{minutes} minutes"
+    hours = round(s / 3600)
+    if hours == 1:
+        return "About an hour"
+    if hours < 48:
+        return f"{hours} hours"
+    if hours < 24 * 7 * 2:
+        return f"{hours // 24} days"
+    if hours < 24 * 30 * 2:
+        return f"{hours // 24 // 7} weeks"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24 // 30} months"
+    return f"{hours // 24 // 365} years"
+
+
+def ago(when: dt.datetime | None, now: dt.datetime) -> str:
+    return f"{human_duration((now - when).total_seconds())} ago" if when else ""
+
+
+def status(view, now: dt.datetime) -> str:
+    """The STATUS column: `Up 2 seconds (healthy)`, `Exited (0) 3 minutes ago`, `Created`."""
+    if view.state in ("running", "paused"):
+        text = f"Up {human_duration((now - (view.started or now)).total_seconds())}"
+        if view.state == "paused":
+            return text + " (Paused)"
+        return text + (f" ({view.health})" if view.health else "")
+    if view.state == "exited":
+        return f"Exited ({view.exit_code}) {ago(view.finished or view.created, now)}".rstrip()
+    return view.state.capitalize()
+
+
+def ellipsis(text: str, width: int) -> str:
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def command(view, trunc: bool = True) -> str:
+    """Go's strconv.Quote of the command line, cut to 20 characters first (docker ps)."""
+    text = " ".join(view.command)
+    return json.dumps(ellipsis(text, 20) if trunc else text, ensure_ascii=False)
+
+
+def ports(view) -> str:
+    """`0.0.0.0:8080->80/tcp, 443/tcp`: published ports, then ports only exposed."""
+    out = []
+    for host_ip, published, target, protocol in view.ports:
+        if published:
+            out.append(f"{_host(host_ip)}:{published}->{target}/{protocol}")
+        else:
+            out.append(f"{target}/{protocol}")
+    return ", ".join(out)
+
+
+def _host(ip: str) -> str:
+    ip = ip or "0.0.0.0"
+    return f"[{ip}]" if ":" in ip else ip
+
+
+def created_at(when: dt.datetime) -> str:
+    """Go's time.Time.String() of a local time with whole seconds: `2024-05-02 12:21:53 +0400 +04`."""
+    local = when.astimezone()
+    zone = local.tzname() or local.strftime("%z")
+    return f"{local:%Y-%m-%d %H:%M:%S %z} {zone}"
+
+
+def ps_table(views, now: dt.datetime, trunc: bool = True) -> str:
+    rows = [[v.name, v.image, command(v, trunc), v.service, ago(v.created, now), status(v, now),
+             ports(v)] for v in sorted(views, key=lambda v: v.name)]
+    return table(["NAME", "IMAGE", "COMMAND", "SERVICE", "CREATED", "STATUS", "PORTS"], rows)
+
+
+def ps_json(view, now: dt.datetime, trunc: bool = True) -> dict:
+    """One line of `ps --format json`: docker's keys, in their (alphabetical) order and types."""
+    labels = {"com.docker.compose.project": view.project,
+              "com.docker.compose.service": view.service,
+              "com.docker.compose.container-number": str(view.replica),
+              "com.docker.compose.oneoff": "True" if view.oneoff else "False"}
+    return {
+        "Command": command(view, trunc),
+        "CreatedAt": created_at(view.created),
+        "ExitCode": view.exit_code or 0,
+        "Health": view.health,
+        "ID": view.id if not trunc else view.id[:12],
+        "Image": view.image,
+        "Labels": ",".join(f"{k}={v}" for k, v in sorted(labels.items())),
+        "LocalVolumes": "0",
+        "Mounts": "",
+        "Name": view.name,
+        "Names": view.name,
+        "Networks": ",".join(view.networks),
+        "Ports": ports(view),
+        "Project": view.project,
+        "Publishers": [{"URL": ip, "TargetPort": target, "PublishedPort": published or 0,
+                        "Protocol": protocol}
+                       for ip, published, target, protocol in view.ports] or None,
+        "RunningFor": ago(view.created, now),
+        "Service": view.service,
+        "Size": "0B",
+        "State": view.state,
+        "Status": status(view, now),
+    }
+
+
+def project_status(states: list[str]) -> str:
+    """`ls`'s STATUS: `exited(1), running(2)`, counts per state, states sorted."""
+    counts: dict[str, int] = {}
+    for state in states:
+        counts[state] = counts.get(state, 0) + 1
+    return ", ".join(f"{s}({n})" for s, n in sorted(counts.items()))
+
+
+def ls_table(projects: list[dict]) -> str:
+    return table(["NAME", "STATUS", "CONFIG FILES"],
+                 [[p["Name"], p["Status"], p["ConfigFiles"]] for p in projects])
+
+
+def size(n: float) -> str:
+    """docker's units.BytesSize: 1024-based, 3 significant digits: `1.5MiB`."""
+    units = ("B", "KiB", "MiB", "GiB", "TiB")
+    i = 0
+    while n >= 1024 and i < len(units) - 1:
+        n, i = n / 1024, i + 1
+    return f"{n:.4g}{units[i]}" if i else f"{int(n)}B"
+
+
+# -- progress lines
+# What a step's start and end look like in docker compose's progress output.
+STARTING = {"create": "Creating", "recreate": "Recreate", "update": "Updating",
+            "start": "Starting", "unpause": "Starting", "restart": "Restarting",
+            "remove": "Removing", "await": "Waiting"}
+DONE = {"create": ("Created", "Started"), "recreate": ("Recreated", "Started"),
+        "update": ("Updated",), "start": ("Started",), "unpause": ("Started",),
+        "restart": ("Restarted",), "remove": ("Removed",), "await": ("Healthy",)}
+ONLY_CREATED = ("network", "volume")
+
+
+def resource_title(project: str, resource: str, container_names: dict[str, str]) -> str:
+    """`service:web:1` -> `Container shop-web-1`; `network:default` -> `Network shop_default`."""
+    kind, _, rest = resource.partition(":")
+    if kind == "service":
+        name = container_names.get(resource)
+        if name is None:
+            service, _, replica = rest.partition(":")
+            name = f"{project}-{service}-{replica or 1}"
+        return f"Container {name}"
+    if kind in ("network", "volume"):
+        return f"{kind.capitalize()} {container_names.get(resource, f'{project}_{rest}')}"
+    return resource
+
+
+def step_lines(project: str, event, container_names: dict[str, str]) -> list[str]:
+    """The progress lines one step event makes (none for steps a user does not see)."""
+    if event.type != "step" or event.action == "require":
+        return []
+    title = resource_title(project, event.resource, container_names)
+    kind = event.resource.partition(":")[0]
+    if event.status == "started":
+        return [f"{title}  {STARTING.get(event.action, event.action)}"]
+    if event.status == "done":
+        words = DONE.get(event.action, (event.action,))
+        if kind in ONLY_CREATED:
+            words = words[:1]
+        return [f"{title}  {word}" for word in words]
+    if event.status == "failed":
+        return [f"{title}  Error {event.message}".rstrip()]
+    return []
+
+
+class Progress:
+    """Progress lines on stderr, like docker compose: ` ✔ Container x  Started` on a terminal
+    (rich), plain `Container x  Started` lines otherwise."""
+
+    def __init__(self, stream=None) -> None:
+        self.stream = stream or sys.stderr
+        self._console = None
+        if self.stream.isatty():
+            from rich import console  # only a terminal pays for rich
+
+            self._console = console.Console(file=self.stream, highlight=False)
+
+    def line(self, text: str) -> None:
+        if self._console is None:
+            print(text, file=self.stream, flush=True)
+            return
+        title, _, word = text.rpartition("  ")
+        mark, style = ("✘", "red") if word.startswith("Error") else \
+            ("✔", "green") if word[-1:] == "d" or word in ("Running", "Healthy") else ("⠿", "blue")
+        self._console.print(f" [{style}]{mark}[/] {title}  [{style}]{word}[/]")
+
+
+# -- log prefixes
+def log_prefixes(names: list[str], colour: bool) -> dict[str, str]:
+    """`name  | ` for each container, padded to the longest name, coloured per service."""
+    width = max((len(n) for n in names), default=0)
+    out = {}
+    for i, name in enumerate(sorted(names)):
+        text = f"{name.ljust(width)}  | "
+        out[name] = f"\x1b[{COLOURS[i % len(COLOURS)]}m{text}\x1b[0m" if colour else text
+    return out
+
+
+def prefix_for(name: str, known: dict[str, str], colour: bool) -> str:
+    """A prefix for a container that joined later: same width rule, the next colour."""
+    if name not in known:
+        width = max([len(n) for n in known] + [len(name)])
+        text = f"{name.ljust(width)}  | "
+        code = COLOURS[len(known) % len(COLOURS)]
+        known[name] = f"\x1b[{code}m{text}\x1b[0m" if colour else text
+    return known[name]
