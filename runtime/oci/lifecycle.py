@@ -52,14 +52,18 @@ async def create(lay: layout.Layout, config: model.ContainerConfig, driver: driv
         raise ContainerExists(f"{config.name}: exists with another config; remove it first")
     driver = driver or drivers.detect()
     await asyncio.to_thread(write_bundle, lay, config, driver)
-    pid = await conmon.launch(conmon.Launch(
-        cid=config.name, bundle=lay.bundle(config.name), workdir=lay.container_dir(config.name),
-        exit_dir=lay.exit_dir, persist_dir=lay.persist_dir(config.name), log_path=lay.log_path(config.name),
-        runc_root=lay.runc.root, socket_dir=lay.socket_dir, log_size_max=lay.log_size_max,
-        runtime=lay.runc_binary, binary=lay.conmon_binary, terminal=config.tty,
-    ))
+    pid = await _launch(lay, config.name, config.tty)
     log.info("container.created", container=config.name, pid=pid, project=config.identity.project)
     return pid
+
+
+async def _launch(lay: layout.Layout, cid: str, terminal: bool) -> int:
+    return await conmon.launch(conmon.Launch(
+        cid=cid, bundle=lay.bundle(cid), workdir=lay.container_dir(cid),
+        exit_dir=lay.exit_dir, persist_dir=lay.persist_dir(cid), log_path=lay.log_path(cid),
+        runc_root=lay.runc.root, socket_dir=lay.socket_dir, log_size_max=lay.log_size_max,
+        runtime=lay.runc_binary, binary=lay.conmon_binary, terminal=terminal,
+    ))
 
 
 def write_bundle(lay: layout.Layout, config: model.ContainerConfig, driver: drivers.Driver) -> None:
@@ -82,15 +86,30 @@ def write_bundle(lay: layout.Layout, config: model.ContainerConfig, driver: driv
 
 
 async def start(lay: layout.Layout, cid: str) -> None:
-    """Start a created container; a running one is left alone."""
+    """Start a created or exited container (same bundle, same log); a running one is left alone."""
     state = await runc.state(lay.runc, cid)
     if state is None:
         raise runc.NotFound(("start", cid), 1, f"container {cid} does not exist")
-    if state["status"] != "created":
+    if state["status"] == "stopped":
+        await _recreate(lay, cid)
+    elif state["status"] != "created":
         return
     began = _now()
     await runc.start(lay.runc, cid)
     _record_start(lay, cid, began)
+
+
+async def _recreate(lay: layout.Layout, cid: str) -> None:
+    """runc cannot start a stopped container again: delete its runc state and create it anew
+    from the bundle we kept (the log goes on in the same file)."""
+    await _wait_conmon_gone(lay, cid)
+    await runc.delete(lay.runc, cid, force=True)
+    lay.exit_file(cid).unlink(missing_ok=True)
+    for stale in ("oom", "persist/oom", "persist/exit"):
+        (lay.container_dir(cid) / stale).unlink(missing_ok=True)
+    document = json.loads((lay.bundle(cid) / "config.json").read_text())
+    pid = await _launch(lay, cid, bool(document["process"].get("terminal")))
+    log.info("container.recreated", container=cid, pid=pid)
 
 
 def _record_start(lay: layout.Layout, cid: str, began: dt.datetime) -> None:

@@ -150,3 +150,13 @@ async def test_a_paused_container_is_removed_completely(lay, make):
     await lifecycle.remove(lay, config.name)
     assert await runc.state(lay.runc, config.name) is None
     assert not lifecycle.process_alive(pid)
+
+
+async def test_an_exited_container_starts_again_and_keeps_its_log(lay, make):
+    config = make(command=("sh", "-c", "echo ran; exit 1"))
+    first = await helpers.run_to_exit(lay, config)
+    await lifecycle.start(lay, config.name)
+    second = await lifecycle.wait(lay, config.name, timeout=10)
+    assert (first.code, second.code) == (1, 1)
+    assert second.started_at > first.started_at
+    assert helpers.output(lay, config.name) == "ran\nran"
