@@ -15,7 +15,7 @@ from pathlib import Path
 
 import structlog
 
-from runtime.cgroups import drivers
+from runtime.cgroups import drivers, model as cgroups_model
 from runtime.oci import conmon, facts, layout, model, runc, spec
 
 log = structlog.get_logger(__name__)
@@ -179,7 +179,7 @@ async def unpause(lay: layout.Layout, cid: str) -> None:
     log.info("container.unpaused", container=cid)
 
 
-async def update(lay: layout.Layout, cid: str, resources: "spec.cgroups_model.Resources", driver: drivers.Driver | None = None) -> None:
+async def update(lay: layout.Layout, cid: str, resources: cgroups_model.Resources, driver: drivers.Driver | None = None) -> None:
     """Change limits live (`runc update`), without a restart."""
     driver = driver or drivers.detect()
     blkio = driver.supports("blkio", "blkio.weight") or driver.supports("blkio", "blkio.bfq.weight")
