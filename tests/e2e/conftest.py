@@ -1,0 +1,153 @@
+"""The pcompose command as a user runs it: a state root, a run dir, a stack dir, a busybox image,
+and an agent the CLI starts itself, which every fixture stops by PID afterwards."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.support import oci_image
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Stack:
+    """One user's machine as the CLI sees it: `stack.pc("up", "-d")` runs pcompose in `dir`."""
+
+    root: Path
+    run_dir: Path
+    dir: Path
+    project: str
+
+    def pc(self, *args: str, check: bool = True, timeout: float = 120,
+           input: str | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "-m", "reconciler.cli", "--root", str(self.root),
+               "--run-dir", str(self.run_dir), *args]
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("COMPOSE_", "PCOMPOSE_"))}
+        env["PYTHONPATH"] = str(REPO)
+        done = subprocess.run(cmd, cwd=cwd or self.dir, capture_output=True, text=True,
+                              timeout=timeout, env=env,
+                              input=input, stdin=None if input is not None else subprocess.DEVNULL)
+        if check and done.returncode != 0:
+            raise AssertionError(f"pcompose {' '.join(args)} exited {done.returncode}:\n"
+                                 f"{done.stdout}\n{done.stderr}")
+        return done
+
+    def write(self, text: str, name: str = "compose.yaml") -> Path:
+        path = self.dir / name
+        path.write_text(text)
+        return path
+
+    def agent_call(self, method: str, path: str):
+        """The agent's API over its socket, for what a test checks beside the CLI."""
+        conn = _Unix(str(self.run_dir / "agent.sock"))
+        try:
+            conn.request(method, path)
+            response = conn.getresponse()
+            return response.status, json.loads(response.read() or b"null")
+        finally:
+            conn.close()
+
+    def agent_pid(self) -> int | None:
+        try:
+            return self.agent_call("GET", "/v1/version")[1]["pid"]
+        except OSError:
+            return None
+
+
+class _Unix(http.client.HTTPConnection):
+    def __init__(self, path: str) -> None:
+        super().__init__("agent", timeout=10)
+        self.socket_path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.socket_path)
+
+
+@pytest.fixture(scope="session")
+def busybox_archive(tmp_path_factory) -> Path:
+    """A docker-archive of the host's busybox, tagged busybox:latest."""
+    path = tmp_path_factory.mktemp("images") / "busybox.tar"
+    return oci_image.write_docker_archive(path, [oci_image.busybox_layer()], ["busybox:latest"])
+
+
+def _stop_agent(stack: Stack) -> None:
+    pid = stack.agent_pid()
+    if pid is None:
+        return
+    os.kill(pid, signal.SIGTERM)
+    for _ in range(100):
+        if not Path(f"/proc/{pid}").exists() or \
+                Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
+            return
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+
+
+def leftovers(stack: Stack) -> list[str]:
+    """What a removed stack must not leave: containers' processes, mounts, netns, cgroups."""
+    found = []
+    root = str(stack.root)
+    found += [line for line in Path("/proc/mounts").read_text().splitlines() if root in line]
+    netns = Path("/run/netns")
+    if netns.exists():
+        found += [f"netns {n.name}" for n in netns.iterdir() if stack.project in n.name]
+    for controller in ("memory", "pids", "cpu,cpuacct", "freezer"):
+        base = Path("/sys/fs/cgroup") / controller
+        found += [str(p) for p in base.glob(f"pcompose-*/{stack.project}")]
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmdline = (proc / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"conmon" in cmdline.split(b"\0")[0] and str(stack.run_dir).encode() in cmdline:
+                found.append(f"conmon {proc.name}")
+    return found
+
+
+def make_stack(busybox_archive: Path, project: str) -> Stack:
+    root = Path("/var/lib/pcompose-test") / project
+    run_dir = Path("/run/pcompose-test") / project
+    # The directory names the project, as it does for docker compose.
+    stack_dir = root.parent / f"{project}-stack" / project
+    for path in (root, run_dir, stack_dir):
+        path.mkdir(parents=True)
+    stack = Stack(root, run_dir, stack_dir, project)
+    stack.pc("image", "load", "-q", "-i", str(busybox_archive))
+    return stack
+
+
+def remove_stack(stack: Stack) -> None:
+    try:
+        if stack.agent_pid() is not None:
+            stack.pc("-p", stack.project, "down", "-v", check=False)
+    finally:
+        _stop_agent(stack)
+        for path in (stack.dir.parent, stack.root, stack.run_dir):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def stack(busybox_archive) -> Stack:
+    """A fresh machine for one test; `down -v` and the agent's end afterwards, pass or fail."""
+    made = make_stack(busybox_archive, "t" + uuid.uuid4().hex[:7])
+    try:
+        yield made
+    finally:
+        remove_stack(made)

@@ -1,0 +1,150 @@
+"""A two-service stack through the CLI as a user drives it: up -d, ps, logs, exec, run, stop and
+start, a bad file, down -v. One stack serves the tests that only look at it."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import pytest
+
+from tests.e2e import conftest
+
+STACK = """\
+services:
+  web:
+    image: busybox
+    command: ["sh", "-c", "echo hello from web; echo oops >&2; exec sleep 1000"]
+    environment:
+      GREETING: hi
+  worker:
+    image: busybox
+    command: ["sh", "-c", "echo worker ready; exec sleep 1000"]
+    volumes:
+      - data:/data
+volumes:
+  data:
+"""
+
+DOCKER_PS_KEYS = ["Command", "CreatedAt", "ExitCode", "Health", "ID", "Image", "Labels",
+                  "LocalVolumes", "Mounts", "Name", "Names", "Networks", "Ports", "Project",
+                  "Publishers", "RunningFor", "Service", "Size", "State", "Status"]
+
+
+@pytest.fixture(scope="module")
+def up_stack(busybox_archive):
+    """The stack, up -d once for the tests of this module; down -v and the agent's end after."""
+    made = conftest.make_stack(busybox_archive, "t" + uuid.uuid4().hex[:7])
+    try:
+        made.write(STACK)
+        made.pc("up", "-d")
+        yield made
+    finally:
+        conftest.remove_stack(made)
+
+
+def wait_for(check, timeout: float = 20.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.2)
+
+
+def test_up_prints_a_line_per_container_and_ps_shows_both_running(up_stack):
+    p = up_stack.project
+    table = up_stack.pc("ps").stdout.splitlines()
+    assert table[0].split() == ["NAME", "IMAGE", "COMMAND", "SERVICE", "CREATED", "STATUS",
+                                "PORTS"]
+    rows = {line.split()[0]: line for line in table[1:]}
+    assert set(rows) == {f"{p}-web-1", f"{p}-worker-1"}
+    assert all(" Up " in row for row in rows.values())
+    assert '"sh -c echo hello fr…"' in rows[f"{p}-web-1"]
+
+
+def test_ps_json_lines_carry_docker_keys(up_stack):
+    p = up_stack.project
+    lines = up_stack.pc("ps", "--format", "json").stdout.splitlines()
+    objs = [json.loads(line) for line in lines]
+    assert [o["Name"] for o in objs] == [f"{p}-web-1", f"{p}-worker-1"]
+    for obj in objs:
+        assert list(obj) == DOCKER_PS_KEYS
+        assert obj["State"] == "running" and obj["Project"] == p
+        assert obj["Status"].startswith("Up ") and obj["ExitCode"] == 0
+    assert [o["Service"] for o in objs] == ["web", "worker"]
+    assert up_stack.pc("ps", "--services").stdout == "web\nworker\n"
+    assert up_stack.pc("ps", "-q", "worker").stdout == f"{p}-worker-1\n"
+
+
+def test_logs_show_what_the_containers_printed(up_stack):
+    p = up_stack.project
+    out = wait_for(lambda: (text := up_stack.pc("logs").stdout) if "worker ready" in text
+                   else "")
+    assert f"{p}-web-1     | hello from web" in out
+    assert f"{p}-worker-1  | worker ready" in out
+    web = up_stack.pc("logs", "--no-log-prefix", "web")
+    assert web.stdout == "hello from web\n"
+    assert web.stderr.endswith("oops\n")  # stderr of the container stays stderr
+    assert up_stack.pc("logs", "--tail", "0", "web").stdout == ""
+
+
+def test_exec_returns_output_and_exit_code(up_stack):
+    done = up_stack.pc("exec", "-T", "web", "sh", "-c", "echo $GREETING from $(hostname); exit 3",
+                       check=False)
+    assert done.returncode == 3
+    assert done.stdout.startswith("hi from ")
+    who = up_stack.pc("exec", "-T", "-u", "nobody", "-w", "/tmp", "-e", "X=1", "web",
+                      "sh", "-c", "echo $(id -un) $(pwd) $X")
+    assert who.stdout == "nobody /tmp 1\n"
+    missing = up_stack.pc("exec", "-T", "nosuch", "true", check=False)
+    assert missing.returncode == 1 and "no such service: nosuch" in missing.stderr
+
+
+def test_run_rm_prints_and_leaves_no_container(up_stack):
+    done = up_stack.pc("run", "--rm", "-T", "web", "sh", "-c", "echo one-off $GREETING; exit 4",
+                       check=False)
+    assert done.returncode == 4
+    assert "one-off hi" in done.stdout
+    names = [json.loads(line)["Name"]
+             for line in up_stack.pc("ps", "-a", "--format", "json").stdout.splitlines()]
+    assert names == [f"{up_stack.project}-web-1", f"{up_stack.project}-worker-1"]
+
+
+def test_stop_then_start(up_stack):
+    p = up_stack.project
+    stopped = up_stack.pc("stop", "worker")
+    assert f"Container {p}-worker-1  Stopped" in stopped.stderr
+    assert up_stack.pc("ps", "--services").stdout == "web\n"
+    state = json.loads(up_stack.pc("ps", "-a", "--format", "json", "worker").stdout)
+    assert state["State"] == "exited"
+    started = up_stack.pc("start", "worker")
+    assert f"Container {p}-worker-1  Started" in started.stderr
+    assert up_stack.pc("ps", "--services").stdout == "web\nworker\n"
+
+
+def test_a_bad_stack_file_fails_with_its_place_and_submits_nothing(up_stack):
+    before = up_stack.agent_call("GET", f"/v1/projects/{up_stack.project}")[1]["generation"]
+    up_stack.write(STACK.replace('      GREETING: hi', '      GREETING: hi\n    ports: ["x:80"]'),
+                   "broken.yaml")
+    done = up_stack.pc("-f", "broken.yaml", "-p", up_stack.project, "up", "-d", check=False)
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"pcompose: error: {up_stack.dir}/broken.yaml:8:")
+    assert "services.web.ports[0]" in done.stderr
+    after = up_stack.agent_call("GET", f"/v1/projects/{up_stack.project}")[1]["generation"]
+    assert after == before
+
+
+def test_down_v_leaves_nothing(stack):
+    stack.write(STACK)
+    up = stack.pc("up", "-d")
+    assert f"Container {stack.project}-web-1  Started" in up.stderr
+    volumes = stack.root / "volumes"
+    down = stack.pc("down", "-v")
+    assert f"Container {stack.project}-web-1  Removed" in down.stderr
+    assert f"Volume {stack.project}_data  Removed" in down.stderr
+    assert stack.pc("ps", "-a").stdout.splitlines()[1:] == []
+    assert conftest.leftovers(stack) == []
+    assert not any(p.name.startswith(stack.project) for p in volumes.glob("*")) \
+        if volumes.exists() else True
