@@ -15,7 +15,7 @@ from typing import Iterator
 from runtime.images import manifest, reference
 
 
-LOWERS_FILE = "lowers.json"  # containers/<id>/rootfs/lowers.json: the chain ids a container's root uses
+LOWERS_FILE = "lowers.json"  # rootfs/<id>/lowers.json: the chain ids a container's root uses
 
 
 class StoreError(Exception):
