@@ -66,8 +66,8 @@ class Store:
         self.ingest_dir = self.images_dir / "ingest"
         self.refs_file = self.images_dir / "refs.json"
         self.layers_dir = self.root / "layers"
-        self.containers_dir = self.root / "containers"
-        for d in (self.blobs_dir, self.ingest_dir, self.layers_dir / "l", self.containers_dir):
+        self.snapshots_dir = self.root / "rootfs"  # container roots (runtime.rootfs); read here for GC
+        for d in (self.blobs_dir, self.ingest_dir, self.layers_dir / "l"):
             d.mkdir(parents=True, exist_ok=True)
 
     # -- locks: writers of blobs and layers hold `shared`, garbage collection holds `exclusive`
@@ -150,7 +150,7 @@ class Store:
     def layers_in_use(self) -> set[str]:
         """Chain ids that some container's root is built from."""
         used: set[str] = set()
-        for lowers in (self.root / "rootfs").glob(f"*/{LOWERS_FILE}"):
+        for lowers in self.snapshots_dir.glob(f"*/{LOWERS_FILE}"):
             with contextlib.suppress(FileNotFoundError, ValueError):
                 used.update(json.loads(lowers.read_text()))
         return used
