@@ -1,1 +1,310 @@
-"""Controller for services: observe, diff, apply."""
+"""Containers of services: make, start, stop and remove them, and read them back from the machine.
+
+Each function is safe to repeat. Everything a later process needs is on the machine: runc's
+state and the OCI annotations say which project, service and replica a container is, with its
+config hash and image; markers beside conmon's files hold what a user did (`stop`) and what
+the health checker found.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from controllers import context, service_config
+from reconciler.spec import model as spec_model
+from runtime import rootfs, volumes
+from runtime import images
+from runtime.net import bridge, netns, records, resolvconf
+from runtime.oci import lifecycle, observe, runc
+
+log = structlog.get_logger(__name__)
+
+IMAGE_REF = "io.pcompose.image-ref"
+COMMAND = "io.pcompose.command"
+
+
+class ServiceError(Exception):
+    """A container of a service cannot be made as the stack asks; the message says why."""
+
+
+@dataclass(frozen=True)
+class ContainerView:
+    """A container as `ps` shows it."""
+
+    name: str
+    id: str
+    project: str
+    service: str
+    replica: int
+    image: str
+    command: tuple[str, ...]
+    state: str  # created | running | paused | exited
+    exit_code: int | None
+    health: str
+    created: dt.datetime | None
+    started: dt.datetime | None
+    finished: dt.datetime | None
+    pid: int
+    ports: tuple[tuple[str, int, int, str], ...]  # (host_ip, published, target, protocol)
+    networks: tuple[str, ...]
+    oneoff: bool
+    image_id: str = ""
+    config_hash: str = ""
+    oom_killed: bool = False
+
+
+def _files_dir(ctx: context.Context, cname: str) -> Path:
+    return ctx.run_dir / "files" / cname
+
+
+def _write_files(ctx: context.Context, stack: spec_model.Stack, svc: spec_model.Service,
+                 cname: str) -> dict[str, str]:
+    """Secrets and configs as host files, by their target in the container."""
+    out: dict[str, str] = {}
+    for use in service_config.file_uses(svc):
+        top = (stack.secrets if use.kind == "secret" else stack.configs).get(use.key)
+        if top is None:
+            raise ServiceError(f"{use.kind} {use.key!r} is not declared in the stack")
+        if top.file:
+            source = Path(top.file)
+            if not source.is_file():
+                raise ServiceError(f"{use.kind} {use.key}: file {source} does not exist")
+        else:
+            content = getattr(top, "content", None)
+            if content is None:
+                raise ServiceError(f"{use.kind} {use.key}: only file and content sources are "
+                                   "applied by pcompose yet")
+            source = _files_dir(ctx, cname) / f"{use.kind}-{use.key}"
+            source.parent.mkdir(parents=True, exist_ok=True)
+            source.write_text(content)
+        out[use.target] = str(source)
+    return out
+
+
+def _prepare_volumes(ctx: context.Context, project: str, stack: spec_model.Stack,
+                     svc: spec_model.Service, cname: str, merged: str) -> dict[str, str]:
+    """Named volumes exist already (the volumes controller made them); anonymous ones are
+    made here. A new, empty volume gets what the image has at its target, as in docker."""
+    dirs: dict[str, str] = {}
+    for use in service_config.volume_uses(project, stack, svc, cname):
+        vol = volumes.get(ctx.root, use.name)
+        if vol is None:
+            labels = (("com.docker.compose.project", project),
+                      ("com.docker.compose.volume", use.name),
+                      ("io.pcompose.anonymous", "true"))
+            vol = volumes.ensure(ctx.root, volumes.VolumeSpec(use.name, labels=labels))
+        source = vol.mountpoint / use.subpath if use.subpath else vol.mountpoint
+        if use.copy_image_content and volumes.is_empty(vol):
+            seed = Path(service_config.in_rootfs(merged, use.target))
+            if seed.is_dir():
+                shutil.copytree(seed, source, symlinks=True, dirs_exist_ok=True)
+        dirs[use.target] = str(source)
+    return dirs
+
+
+def _bind_sources(svc: spec_model.Service) -> None:
+    for v in svc.volumes:
+        if v.type != "bind":
+            continue
+        if not v.source:
+            raise ServiceError(f"bind mount at {v.target}: no source")
+        path = Path(v.source)
+        if not path.exists():
+            if v.bind is not None and v.bind.create_host_path is False:
+                raise ServiceError(f"bind mount source {path} does not exist "
+                                   "(create_host_path: false)")
+            path.mkdir(parents=True, exist_ok=True)
+
+
+async def _namespaces(ctx: context.Context, project: str, svc: spec_model.Service) -> dict[str, str]:
+    """Paths of the pid/ipc/uts namespaces that `service:x` / `container:x` modes join."""
+    out = {}
+    for kind in ("pid", "ipc", "uts"):
+        mode = getattr(svc, kind) or ""
+        if mode.startswith(("service:", "container:")):
+            target, name = mode.split(":", 1)
+            cid = f"{project}-{name}-1" if target == "service" else name
+            if target == "service":
+                found = await observe.list_containers(ctx.layout, project, name)
+                cid = found[0].id if found else cid
+            try:
+                out[kind] = await observe.namespace_path(ctx.layout, cid, kind)
+            except Exception as err:  # the container to join is not running
+                raise ServiceError(f"{kind}: {mode}: {err}") from None
+    return out
+
+
+def _nameservers(ctx: context.Context, cname: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(nameservers, own addresses) from what the network runtime wrote for the container."""
+    resolv = resolvconf.directory(ctx.run_dir, cname) / "resolv.conf"
+    servers = []
+    if resolv.exists():
+        servers = [line.split()[1] for line in resolv.read_text().splitlines()
+                   if line.startswith("nameserver ") and len(line.split()) > 1]
+    return tuple(servers), ()
+
+
+async def run_container(ctx: context.Context, stack: spec_model.Stack, project: str, service: str, *,
+                        replica: int = 1, name: str | None = None, config_hash: str = "",
+                        command: list[str] | None = None, entrypoint: list[str] | None = None,
+                        environment: dict[str, str] | None = None, oneoff: bool = False,
+                        tty: bool | None = None, start: bool = True, **_ignored) -> str:
+    """Make (and start) one container of `service`; returns its id (= its name)."""
+    svc = stack.services.get(service)
+    if svc is None:
+        raise ServiceError(f"no such service: {service}")
+    cname = name or service_config.container_name(project, service, svc, replica)
+    ref = svc.image or f"{project}-{service}"
+    try:
+        record = await images.ensure(ctx.images, ref, svc.pull_policy or "missing")
+    except Exception as err:
+        raise ServiceError(f"image {ref}: {err}") from None
+    _bind_sources(svc)
+    mounts = await asyncio.to_thread(rootfs.prepare, ctx.root, cname, record.chain_ids)
+    try:
+        dirs = await asyncio.to_thread(_prepare_volumes, ctx, project, stack, svc, cname, mounts.merged_dir)
+        files = _write_files(ctx, stack, svc, cname)
+        network, addresses = await _attach(ctx, project, stack, service, svc, cname, oneoff)
+        nameservers, _ = _nameservers(ctx, cname)
+        namespaces = await _namespaces(ctx, project, svc)
+        image = service_config.image_config(record.config)
+        config = service_config.container_config(
+            project=project, service=service, svc=svc, replica=replica, cname=cname,
+            config_hash=config_hash, image_ref=record.id, image=image, rootfs=mounts.merged_dir,
+            volume_dirs=dirs, files=files, network=network, namespaces=namespaces,
+            addresses=addresses, nameservers=nameservers, oneoff=oneoff, command=command,
+            entrypoint=entrypoint, environment=environment, tty=tty)
+        config = _with_labels(config, {IMAGE_REF: ref})
+        health = service_config.healthcheck(svc, tuple(record.config.healthcheck_test))
+        await lifecycle.create(ctx.layout, config)
+        _write_health_check(ctx, cname, health)
+        context.mark_stopped_by_user(ctx, cname, False)
+        if start:
+            await lifecycle.start(ctx.layout, cname)
+    except BaseException:
+        await remove_container(ctx, cname)
+        raise
+    log.info("service.container_created", project=project, service=service, container=cname)
+    return cname
+
+
+def _with_labels(config, extra: dict[str, str]):
+    return dataclasses.replace(config, labels={**config.labels, **extra})
+
+
+async def _attach(ctx: context.Context, project: str, stack: spec_model.Stack, service: str,
+                  svc: spec_model.Service, cname: str, oneoff: bool) -> tuple[str, tuple[str, ...]]:
+    mode = service_config.network_mode(svc)
+    if mode == "host":
+        return (str(ctx.netns) if ctx.netns else "host"), ()
+    if mode == "none":
+        return "private", ()
+    own = netns.path(ctx.run_dir, cname) if mode == "bridge" else None
+    wish = service_config.container_net(project=project, stack=stack, service=service, svc=svc,
+                                        cname=cname, netns=str(own) if own else None, oneoff=oneoff)
+    if mode.startswith("service:"):
+        target = mode.split(":", 1)[1]
+        found = await observe.list_containers(ctx.layout, project, target)
+        if not found:
+            raise ServiceError(f"network_mode {mode}: no container of service {target}")
+        wish = dataclasses.replace(wish, mode=f"container:{found[0].id}")
+    try:
+        att = await asyncio.to_thread(bridge.attach, ctx.net_host, wish)
+    except bridge.NetworkError as err:
+        raise ServiceError(str(err)) from None
+    return str(att.container.netns), tuple(e.ipv4 for e in att.endpoints)
+
+
+def _write_health_check(ctx: context.Context, cname: str, check: dict | None) -> None:
+    path = ctx.container_dir(cname) / context.HEALTH
+    if check is None:
+        path.unlink(missing_ok=True)
+        return
+    context.write_json(path, {"check": check, "status": "starting", "failing_streak": 0, "log": []})
+
+
+async def start_container(ctx: context.Context, cid: str) -> None:
+    context.mark_stopped_by_user(ctx, cid, False)
+    health = context.health_of(ctx, cid)
+    if health:
+        context.write_json(ctx.container_dir(cid) / context.HEALTH,
+                           {**health, "status": "starting", "failing_streak": 0})
+    await lifecycle.start(ctx.layout, cid)
+
+
+async def stop_container(ctx: context.Context, cid: str, timeout: float | None = None) -> None:
+    """Stop as a user does: the restart policy leaves it stopped until `start` or `up`."""
+    context.mark_stopped_by_user(ctx, cid, True)
+    await lifecycle.stop(ctx.layout, cid, timeout=timeout)
+
+
+async def remove_container(ctx: context.Context, cid: str, *, remove_anonymous: bool = False) -> None:
+    """Container, network attachment, root and files; anonymous volumes only when asked."""
+    anon = []
+    if remove_anonymous:
+        anon = [v.name for v in volumes.list_all(ctx.root)
+                if v.label("io.pcompose.anonymous") and v.name.startswith(f"{cid}_anon_")]
+    await lifecycle.remove(ctx.layout, cid)
+    await asyncio.to_thread(bridge.detach, ctx.net_host, cid, netns.path(ctx.run_dir, cid))
+    await asyncio.to_thread(rootfs.remove, ctx.root, cid)
+    shutil.rmtree(_files_dir(ctx, cid), ignore_errors=True)
+    shutil.rmtree(ctx.container_dir(cid), ignore_errors=True)
+    for name in anon:
+        await asyncio.to_thread(volumes.remove, ctx.root, name)
+    log.info("service.container_removed", container=cid)
+
+
+def _ports_of(ctx: context.Context) -> dict[str, tuple]:
+    out = {}
+    for att in records.attachments(ctx.root).values():
+        out[att.container.container] = (
+            tuple((p.host_ip, p.published, p.target, p.protocol) for p in att.container.ports),
+            tuple(e.network for e in att.endpoints))
+    return out
+
+
+async def list_containers(ctx: context.Context, project: str | None = None,
+                          all: bool = True) -> list[ContainerView]:  # noqa: A002 (docker's flag name)
+    found = await observe.list_containers(ctx.layout, project)
+    nets = await asyncio.to_thread(_ports_of, ctx)
+    views = []
+    for o in found:
+        if not all and o.status != "running":
+            continue
+        views.append(await asyncio.to_thread(_view, ctx, o, nets.get(o.id, ((), ()))))
+    return sorted(views, key=lambda v: v.name)
+
+
+def _view(ctx: context.Context, o: observe.Observed, net: tuple) -> ContainerView:
+    lay = ctx.layout
+    started = lifecycle.started_at(lay, o.id)
+    finished = o.exit.finished_at if o.exit else None
+    health = context.health_of(ctx, o.id).get("status", "") if o.status == "running" else ""
+    return ContainerView(
+        name=o.id, id=o.id, project=o.project, service=o.service, replica=o.replica,
+        image=o.annotations.get(IMAGE_REF, o.image), command=_command(lay, o.id),
+        state=o.status, exit_code=o.exit.code if o.exit else None, health=health,
+        created=o.created, started=started, finished=finished, pid=o.pid,
+        ports=net[0], networks=net[1], oneoff=o.oneoff, image_id=o.image,
+        config_hash=o.config_hash,
+        oom_killed=bool(o.exit and o.exit.oom_killed))
+
+
+def _command(lay, cid: str) -> tuple[str, ...]:
+    doc = context.read_json(lay.bundle(cid) / "config.json")
+    return tuple(doc.get("process", {}).get("args", ()))
+
+
+async def observed_raw(ctx: context.Context, project: str) -> list[observe.Observed]:
+    return await observe.list_containers(ctx.layout, project)
+
+
+def is_not_found(err: Exception) -> bool:
+    return isinstance(err, runc.NotFound)
