@@ -8,6 +8,7 @@ import os
 import shlex
 import stat
 import sys
+import uuid
 from pathlib import Path
 
 from reconciler.cli import common, compose_base, render
@@ -102,29 +103,28 @@ async def _run(args, project) -> int:
     await _ensure_dependencies(args, project)
     ctx = compose_base.context(args)
     entrypoint = shlex.split(args.entrypoint) if args.entrypoint is not None else None
-    tty = _tty(args) and not args.detach
+    # docker compose's one-off name; the service's own replicas keep theirs.
+    cname = args.name or f"{project.name}-{args.service}-run-{uuid.uuid4().hex[:12]}"
     cid = await services.run_container(
-        ctx, project.stack, project.name, args.service, name=args.name,
+        ctx, project.stack, project.name, args.service, name=cname,
         command=_command(args.command) or None, entrypoint=entrypoint,
-        environment=_environment(args.env), oneoff=True, tty=tty,
-        remove_on_exit=args.rm and not args.detach, detach=not tty)
+        environment=_environment(args.env), oneoff=True, tty=False)
     if args.detach:
         print(cid)
         return 0
-    if not tty:
-        printer = compose_logs.Printer([], colour=False, prefix=False, timestamps=False)
-        done = asyncio.Event()
-        waiter = asyncio.ensure_future(lifecycle.wait(ctx.layout, cid))
-        waiter.add_done_callback(lambda _: done.set())
+    printer = compose_logs.Printer([], colour=False, prefix=False, timestamps=False)
+    done = asyncio.Event()
+    waiter = asyncio.ensure_future(lifecycle.wait(ctx.layout, cid))
+    waiter.add_done_callback(lambda _: done.set())
+    try:
         async for line in _follow(ctx, cid, done):
             printer.write(cid, line)
         status = await waiter
-    else:
-        status = lifecycle.exit_status(ctx.layout, cid)
-    code = status.code if status else 1
-    if args.rm:
-        await services.remove_container(ctx, cid)
-    return code
+    finally:
+        waiter.cancel()
+        if args.rm:
+            await services.remove_container(ctx, cid, remove_anonymous=True)
+    return status.code if status else 1
 
 
 def _follow(ctx, cid: str, done: asyncio.Event):

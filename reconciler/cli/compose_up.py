@@ -224,13 +224,13 @@ def down(args: argparse.Namespace) -> int:
 
 
 async def _down(args: argparse.Namespace, name: str) -> int:
+    from controllers import services
+
     await ensure_agent(args)
     ctx = compose_base.context(args)
     progress = render.Progress()
     views = await compose_base.containers(ctx, name, oneoff=None)
     if args.timeout is not None:
-        from controllers import services
-
         await asyncio.gather(*(services.stop_container(ctx, v.id, args.timeout) for v in views))
     async with client.AgentClient(Path(args.run_dir), timeout=UP_TIMEOUT) as agent:
         try:
@@ -244,6 +244,11 @@ async def _down(args: argparse.Namespace, name: str) -> int:
             await agent.wait_applied(name, info.generation + 1, timeout=UP_TIMEOUT)
         except (client.ApiError, TimeoutError) as error:
             raise common.UserFacingError(f"project {name}: {error}") from None
+    from controllers import services
+
+    # The agent removes the service containers; one-off ones (`run` without --rm) go here.
+    for view in await compose_base.containers(ctx, name, oneoff=None):
+        await services.remove_container(ctx, view.id, remove_anonymous=True)
     for view in views:
         progress.line(f"Container {view.name}  Removed")
     for key, net in sorted((stack.get("networks") or {}).items()):
@@ -267,6 +272,6 @@ async def _remove_leftovers(ctx, views, progress) -> int:
     from controllers import services
 
     for view in views:
-        await services.remove_container(ctx, view.id)
+        await services.remove_container(ctx, view.id, remove_anonymous=True)
         progress.line(f"Container {view.name}  Removed")
     return 0
