@@ -8,9 +8,11 @@ import datetime
 import getpass
 import json
 import logging
+import os
 import shutil
 import sys
 import tempfile
+from pathlib import Path
 
 import structlog
 
@@ -143,7 +145,21 @@ def _pull_jobs(args: argparse.Namespace) -> list[tuple[reference.Reference, imag
     return [(_parse(t), platform) for t in args.targets]
 
 
+# The names the stack loader looks for (reconciler.spec.project.DEFAULT_FILES); checked here first so
+# that `pull IMAGE` outside a project does not pay for importing the loader.
+_STACK_FILES = ("compose.yaml", "compose.yml", "docker-compose.yml", "docker-compose.yaml")
+
+
+def _stack_here(args: argparse.Namespace) -> bool:
+    if args.files or os.environ.get("COMPOSE_FILE"):
+        return True
+    here = Path(args.project_directory or os.getcwd()).resolve()
+    return any((folder / name).is_file() for folder in (here, *here.parents) for name in _STACK_FILES)
+
+
 def _try_stack(args: argparse.Namespace):
+    if not _stack_here(args):
+        return None
     from reconciler import spec
     try:
         return spec.load(args.files or None, project_name=args.project_name, profiles=args.profiles,
