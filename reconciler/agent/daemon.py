@@ -8,7 +8,7 @@ import contextlib
 import fcntl
 import os
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -46,6 +46,9 @@ class Runtime:
     actuator: loop.Actuator
     exit_dirs: tuple[Path, ...] = ()  # conmon's exit dirs: a new file is a container exit
     project_of_exit: Callable[[Path], str | None] = field(default=lambda path: None)
+    # What runs beside the loop for the agent's life (DNS, health checks); it is given the
+    # queue's `add`, to wake a project's reconcile when something it watches changes.
+    background: Callable[[Callable[[str], None]], Awaitable[None]] | None = None
 
 
 class StoreSource:
@@ -143,6 +146,8 @@ def _start_reconciling(agent: server.Agent, runtime: Runtime, resync: float,
     tasks = [asyncio.ensure_future(ctrl.run()),
              asyncio.ensure_future(sources.resync_every(
                  resync, lambda: [r.name for r in agent.store.list()], ctrl.queue))]
+    if runtime.background is not None:
+        tasks.append(asyncio.ensure_future(runtime.background(ctrl.queue.add)))
     if runtime.exit_dirs:
         tasks.append(asyncio.ensure_future(sources.watch_paths(
             runtime.exit_dirs,
@@ -177,11 +182,14 @@ async def run(root: Path, run_dir: Path, *, runtime: Runtime | None = None,
             log.info("agent.stopped", pid=os.getpid())
 
 
-def default_runtime(root: Path, run_dir: Path) -> Runtime | None:
-    """The runtime `pcompose agent` reconciles with. This is where the translator
-    (desired.Translator), an Observer over runtime.oci's observe and an Actuator made of the
-    controllers' step functions plug in; until they do, the agent keeps desired state only."""
-    return None
+def default_runtime(root: Path, run_dir: Path, host_netns: str | None = None) -> Runtime | None:
+    """The runtime `pcompose agent` reconciles with: the machine's containers, networks and
+    volumes through the controllers. `host_netns` makes the agent a simulated host: its
+    bridges, rules and DNS live in that network namespace."""
+    from controllers import context
+    from reconciler.agent import machine
+
+    return machine.runtime_for(context.make(root, run_dir, netns=host_netns))
 
 
 def _stop_on_signals() -> asyncio.Event:

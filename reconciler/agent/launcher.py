@@ -10,16 +10,17 @@ from pathlib import Path
 from reconciler.agent import client, daemon
 
 
-def agent_command(root: Path, run_dir: Path) -> list[str]:
+def agent_command(root: Path, run_dir: Path, host_netns: str | None = None) -> list[str]:
+    netns = ["--host-netns", str(host_netns)] if host_netns else []
     return [sys.executable, "-m", "reconciler.cli", "--root", str(root),
-            "--run-dir", str(run_dir), "agent"]
+            "--run-dir", str(run_dir), *netns, "agent"]
 
 
 def log_path(root: Path) -> Path:
     return Path(root) / "logs" / "agent.log"
 
 
-def spawn(root: Path, run_dir: Path) -> subprocess.Popen:
+def spawn(root: Path, run_dir: Path, host_netns: str | None = None) -> subprocess.Popen:
     """The agent, detached: its own session, so a Ctrl-C of the CLI does not reach it."""
     log = log_path(root)
     try:
@@ -28,20 +29,20 @@ def spawn(root: Path, run_dir: Path) -> subprocess.Popen:
     except OSError as error:
         raise client.AgentUnavailable(f"cannot start the agent: {error}") from None
     with out:
-        return subprocess.Popen(agent_command(root, run_dir), stdin=subprocess.DEVNULL,
+        return subprocess.Popen(agent_command(root, run_dir, host_netns), stdin=subprocess.DEVNULL,
                                 stdout=out, stderr=subprocess.STDOUT, cwd="/",
                                 start_new_session=True, close_fds=True)
 
 
-async def ensure_agent(root: Path, run_dir: Path, *,
-                       timeout: float = 15.0) -> subprocess.Popen | None:
+async def ensure_agent(root: Path, run_dir: Path, *, timeout: float = 15.0,
+                       host_netns: str | None = None) -> subprocess.Popen | None:
     """None if an agent already answers; else the one started here, once it answers.
 
     If two callers race, one agent wins the run dir's lock and the other exits; both
     callers then find the winner on the socket."""
     if await _answers(run_dir):
         return None
-    process = spawn(Path(root), Path(run_dir))
+    process = spawn(Path(root), Path(run_dir), host_netns)
     deadline = asyncio.get_running_loop().time() + timeout
     while asyncio.get_running_loop().time() < deadline:
         pid = await _answering_pid(run_dir)

@@ -29,7 +29,8 @@ def run(args: argparse.Namespace) -> int:
     logs.configure(json_output=json_output, level=args.log_level)
     try:
         root, run_dir = Path(args.root), Path(args.run_dir)
-        asyncio.run(daemon.run(root, run_dir, runtime=daemon.default_runtime(root, run_dir),
+        runtime = daemon.default_runtime(root, run_dir, args.host_netns)
+        asyncio.run(daemon.run(root, run_dir, runtime=runtime,
                                resync=args.resync))
     except daemon.AlreadyRunning as error:
         raise common.UserFacingError(str(error), daemon.EXIT_ALREADY_RUNNING) from None

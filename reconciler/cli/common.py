@@ -36,6 +36,10 @@ def add_global_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run-dir", dest="run_dir",
                         default=os.environ.get("PCOMPOSE_RUN_DIR", DEFAULT_RUN_DIR),
                         help="Runtime dir (agent socket, runc state, netns); env PCOMPOSE_RUN_DIR")
+    parser.add_argument("--host-netns", dest="host_netns",
+                        default=os.environ.get("PCOMPOSE_HOST_NETNS") or None,
+                        help="Run the agent's bridges, rules and DNS in this network namespace "
+                             "(a simulated host); env PCOMPOSE_HOST_NETNS")
 
 
 def print_error(message: str) -> None:

@@ -25,6 +25,11 @@ def started(state_root: Path, run_dir: Path):
         process.wait(10)
 
 
+STACK = {"services": {"web": {
+        # Nothing leaves the machine: no pull, no network (the agent reconciles for real).
+        "image": "busybox", "pull_policy": "never", "network_mode": "none"}}}
+
+
 def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -59,7 +64,7 @@ async def test_two_callers_racing_end_with_one_agent(state_root, run_dir, starte
 async def test_desired_state_survives_kill_9_of_the_agent(state_root, run_dir, started):
     started.append(await launcher.ensure_agent(state_root, run_dir))
     async with client.AgentClient(run_dir) as agent:
-        await agent.put_project("shop", {"services": {"web": {"image": "busybox"}}},
+        await agent.put_project("shop", STACK,
                                 config_files=["/srv/shop/compose.yaml"], working_dir="/srv/shop")
     os.kill(started[0].pid, signal.SIGKILL)
     started[0].wait(10)
@@ -71,7 +76,7 @@ async def test_desired_state_survives_kill_9_of_the_agent(state_root, run_dir, s
         _, stack = await agent.project("shop")
     assert (project.name, project.generation, project.config_files) == \
         ("shop", 1, ("/srv/shop/compose.yaml",))
-    assert stack == {"services": {"web": {"image": "busybox"}}}
+    assert stack == STACK
 
 
 async def test_sigterm_stops_it_cleanly_and_it_logged_json(state_root, run_dir, started):

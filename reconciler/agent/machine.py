@@ -1,0 +1,263 @@
+"""The real machine behind the reconcile loop: observe through the controllers, act through them.
+
+`Machine` is the loop's Observer and Actuator: it reads containers, networks and volumes back
+from the machine for a project, and maps each plan action to the controller call that does it.
+It also runs what an agent keeps running beside the loop: the embedded DNS server and the
+health checker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import structlog
+
+from controllers import context, health, networks, services, volumes
+from reconciler.agent import desired, store
+from reconciler.engine import errors, executor
+from reconciler.plan import model, plans, restarts
+from reconciler.spec import model as spec_model
+from runtime.net import bridge, dns
+from runtime.oci import lifecycle
+
+log = structlog.get_logger(__name__)
+
+STATES = {"created": model.ContainerState.CREATED, "running": model.ContainerState.RUNNING,
+          "paused": model.ContainerState.PAUSED, "exited": model.ContainerState.EXITED}
+LIMITS = "limits.json"
+AWAIT_POLL = 0.2
+AWAIT_PATIENCE = 30.0  # then the step fails for now and the project is looked at again
+
+
+class Machine:
+    def __init__(self, ctx: context.Context) -> None:
+        self.ctx = ctx
+        self.store = store.Store(ctx.root)
+        self._stacks: dict[str, tuple[int, spec_model.Stack, dict[str, str]]] = {}
+        self._dns: dns.Server | None = None
+        self.notify: Callable[[str], None] = lambda project: None
+
+    # -- desired ------------------------------------------------------------------------
+    def _stack(self, project: str) -> tuple[spec_model.Stack, dict[str, str]]:
+        record = self.store.get(project)
+        if record is None:
+            raise errors.PermanentError(f"project {project} is not known")
+        cached = self._stacks.get(project)
+        if cached is None or cached[0] != record.generation:
+            stack = spec_model.Stack.model_validate(json.loads(record.stack))
+            cached = (record.generation, stack, dict(record.hashes))
+            self._stacks[project] = cached
+        return cached[1], cached[2]
+
+    # -- observe ------------------------------------------------------------------------
+    async def observe(self, project: str) -> model.ObservedState:
+        found = await services.observed_raw(self.ctx, project)
+        containers = tuple(await asyncio.to_thread(
+            lambda: [self._container(o) for o in found if not o.oneoff]))
+        nets = tuple(model.ObservedNetwork(name, project, key, h)
+                     for name, key, h in networks.observe(self.ctx, project))
+        vols = tuple(model.ObservedVolume(name, project, key, h)
+                     for name, key, h in volumes.observe(self.ctx, project))
+        return model.ObservedState(containers, nets, vols, observed_at=time.time())
+
+    def _container(self, o) -> model.ObservedContainer:
+        ctx = self.ctx
+        started = lifecycle.started_at(ctx.layout, o.id)
+        finished = o.exit.finished_at if o.exit else None
+        ran_for = (finished - started).total_seconds() if started and finished else 0.0
+        counts = context.read_json(ctx.container_dir(o.id) / context.RESTARTS)
+        limits = context.read_json(ctx.container_dir(o.id) / LIMITS)
+        health_state = context.health_of(ctx, o.id)
+        return model.ObservedContainer(
+            name=o.id, project=o.project, service=o.service, replica=o.replica,
+            config_hash=o.config_hash, image_id=o.image or None,
+            state=STATES.get(o.status, model.ContainerState.EXITED),
+            exit_code=o.exit.code if o.exit else None,
+            health=health_state.get("status") if health_state and o.status == "running" else None,
+            limits=model.Limits(**limits) if limits else model.Limits(),
+            ran_for=max(0.0, ran_for),
+            finished_at=finished.timestamp() if finished else None,
+            restart_count=int(counts.get("count", 0)),
+            restart_delay=float(counts.get("delay", 0.0)),
+            stopped_by_user=context.stopped_by_user(ctx, o.id))
+
+    # -- act ----------------------------------------------------------------------------
+    def functions(self, project: str) -> Mapping[plans.Action, executor.StepFunction]:
+        A = plans.Action
+
+        async def create(step: plans.Step) -> None:
+            kind = step.resource.split(":", 1)[0]
+            if kind == "network":
+                await self._ensure_network(project, step.desired)
+            elif kind == "volume":
+                await self._ensure_volume(project, step.desired)
+            else:
+                await self._create_container(project, step.desired)
+
+        async def recreate(step: plans.Step) -> None:
+            kind = step.resource.split(":", 1)[0]
+            if kind == "network":
+                await networks.remove(self.ctx, step.desired.name)
+                await self._ensure_network(project, step.desired)
+            elif kind == "volume":
+                await self._ensure_volume(project, step.desired)
+            else:
+                await services.remove_container(self.ctx, step.observed.name)
+                await self._create_container(project, step.desired)
+
+        async def update(step: plans.Step) -> None:
+            target = step.desired.service.limits
+            stack, _ = self._stack(project)
+            svc = stack.services[step.desired.service.name]
+            from controllers import service_config
+            await lifecycle.update(self.ctx.layout, step.observed.name, service_config.resources(svc))
+            _write_limits(self.ctx, step.observed.name, target)
+
+        async def start(step: plans.Step) -> None:
+            cid = step.observed.name
+            observed = step.observed
+            if step.reason.startswith(("restart policy", "exited")):
+                delay = restarts.next_delay(observed.restart_delay, observed.ran_for)
+                counts = {"count": observed.restart_count + 1, "delay": delay}
+            else:
+                counts = {"count": 0, "delay": 0.0}
+            context.write_json(self.ctx.container_dir(cid) / context.RESTARTS, counts)
+            await services.start_container(self.ctx, cid)
+
+        async def unpause(step: plans.Step) -> None:
+            await lifecycle.unpause(self.ctx.layout, step.observed.name)
+
+        async def restart(step: plans.Step) -> None:
+            await lifecycle.stop(self.ctx.layout, step.observed.name)
+            await services.start_container(self.ctx, step.observed.name)
+
+        async def remove(step: plans.Step) -> None:
+            kind = step.resource.split(":", 1)[0]
+            if kind == "network":
+                await networks.remove(self.ctx, step.observed.name)
+            elif kind == "volume":
+                await volumes.remove(self.ctx, step.observed.name)
+            else:
+                record = self.store.get(project)
+                wipe = bool(record and record.options.remove_volumes)
+                await services.remove_container(self.ctx, step.observed.name,
+                                                remove_anonymous=wipe)
+            await self._refresh_dns()
+
+        async def require(step: plans.Step) -> None:
+            kind = step.resource.split(":", 1)[0]
+            try:
+                if kind == "network":
+                    await networks.require(self.ctx, step.desired.name)
+                else:
+                    await volumes.require(self.ctx, step.desired.name)
+            except Exception as err:
+                raise errors.PermanentError(str(err)) from None
+
+        async def await_(step: plans.Step) -> None:
+            await self._await(project, step)
+
+        return {A.CREATE: create, A.RECREATE: recreate, A.UPDATE: update, A.START: start,
+                A.UNPAUSE: unpause, A.RESTART: restart, A.REMOVE: remove, A.REQUIRE: require,
+                A.AWAIT: await_}
+
+    async def _ensure_network(self, project: str, want: model.DesiredNetwork) -> None:
+        stack, _ = self._stack(project)
+        try:
+            await networks.ensure(self.ctx, project, want.key, want.name,
+                                  stack.networks[want.key], want.config_hash)
+        except networks.NetworkControllerError as err:
+            raise errors.PermanentError(str(err)) from None
+        await self._refresh_dns()
+
+    async def _ensure_volume(self, project: str, want: model.DesiredVolume) -> None:
+        stack, _ = self._stack(project)
+        try:
+            await volumes.ensure(self.ctx, project, want.key, want.name,
+                                 stack.volumes[want.key], want.config_hash)
+        except volumes.volumes.VolumeError as err:
+            raise errors.PermanentError(str(err)) from None
+
+    async def _create_container(self, project: str, want: model.DesiredContainer) -> None:
+        stack, _ = self._stack(project)
+        svc = want.service
+        try:
+            cid = await services.run_container(
+                self.ctx, stack, project, svc.name, replica=want.replica, name=want.name,
+                config_hash=svc.config_hash)
+        except services.ServiceError as err:
+            raise errors.PermanentError(str(err)) from None
+        _write_limits(self.ctx, cid, svc.limits)
+        await self._refresh_dns()
+
+    async def _await(self, project: str, step: plans.Step) -> None:
+        target: model.DesiredService = step.desired
+        condition = "healthy" if step.reason == "healthy" else "completed"
+        deadline = time.monotonic() + AWAIT_PATIENCE
+        while True:
+            state = await self.observe(project)
+            mine = [c for c in state.containers if c.service == target.name]
+            if condition == "healthy":
+                bad = [c for c in mine if c.health == "unhealthy"]
+                if bad:
+                    raise errors.TemporaryError(f"container {bad[0].name} is unhealthy", 2.0)
+                if mine and all(c.health == "healthy" for c in mine):
+                    return
+                if mine and any(c.health is None and c.state is model.ContainerState.RUNNING
+                                for c in mine):
+                    raise errors.PermanentError(f"service {target.name} has no healthcheck")
+            else:
+                failed = [c for c in mine if c.state is model.ContainerState.EXITED
+                          and c.exit_code not in (0, None)]
+                if failed:
+                    raise errors.PermanentError(
+                        f"container {failed[0].name} exited ({failed[0].exit_code})")
+                if mine and all(c.state is model.ContainerState.EXITED and c.exit_code == 0
+                                for c in mine):
+                    return
+            if time.monotonic() > deadline:
+                raise errors.TemporaryError(
+                    f"waiting for {target.name} to be {condition}", 1.0)
+            await asyncio.sleep(AWAIT_POLL)
+
+    # -- beside the loop ----------------------------------------------------------------
+    async def _refresh_dns(self) -> None:
+        if self._dns is not None:
+            views = await asyncio.to_thread(bridge.dns_views, self.ctx.net_host)
+            await self._dns.update(views)
+
+    async def background(self, enqueue: Callable[[str], None]) -> None:
+        """The DNS server and the health checker, for as long as the agent runs."""
+        self.notify = enqueue
+        self._dns = dns.Server.for_host(self.ctx.net_host)
+        try:
+            await self._refresh_dns()
+            await health.monitor(self.ctx, enqueue)
+        finally:
+            await self._dns.close()
+            self._dns = None
+
+    def project_of_exit(self, path: Path) -> str | None:
+        doc = context.read_json(self.ctx.container_dir(path.name) / "config.json")
+        return (doc.get("annotations") or {}).get("io.pcompose.project")
+
+
+def _write_limits(ctx: context.Context, cid: str, limits: model.Limits) -> None:
+    import dataclasses
+    path = ctx.container_dir(cid) / LIMITS
+    if path.parent.is_dir():
+        context.write_json(path, dataclasses.asdict(limits))
+
+
+def runtime_for(ctx: context.Context):
+    """The daemon's Runtime over this machine."""
+    from reconciler.agent import daemon
+    machine = Machine(ctx)
+    return daemon.Runtime(translator=desired.Translator(), observer=machine, actuator=machine,
+                          exit_dirs=(ctx.layout.exit_dir,),
+                          project_of_exit=machine.project_of_exit,
+                          background=machine.background)
