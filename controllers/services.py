@@ -9,6 +9,7 @@ the health checker found.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import shutil
@@ -251,7 +252,10 @@ async def remove_container(ctx: context.Context, cid: str, *, remove_anonymous: 
     if remove_anonymous:
         anon = [v.name for v in volumes.list_all(ctx.root)
                 if v.label("io.pcompose.anonymous") and v.name.startswith(f"{cid}_anon_")]
+    seen = await observe.get(ctx.layout, cid)
     await lifecycle.remove(ctx.layout, cid)
+    if seen is not None and not await observe.list_containers(ctx.layout, seen.project):
+        await asyncio.to_thread(_remove_cgroups, ctx, seen.project)
     await asyncio.to_thread(bridge.detach, ctx.net_host, cid, netns.path(ctx.run_dir, cid))
     await asyncio.to_thread(rootfs.remove, ctx.root, cid)
     shutil.rmtree(_files_dir(ctx, cid), ignore_errors=True)
@@ -259,6 +263,16 @@ async def remove_container(ctx: context.Context, cid: str, *, remove_anonymous: 
     for name in anon:
         await asyncio.to_thread(volumes.remove, ctx.root, name)
     log.info("service.container_removed", container=cid)
+
+
+def _remove_cgroups(ctx: context.Context, project: str) -> None:
+    """The project's cgroup once its last container is gone, and the agent's own parent
+    when no project is left in it (rmdir only: a busy or shared dir stays)."""
+    if not lifecycle.remove_project_cgroup(ctx.layout, project):
+        return
+    for hierarchy in Path("/sys/fs/cgroup").iterdir():
+        with contextlib.suppress(OSError):
+            (hierarchy / ctx.cgroup_parent.strip("/")).rmdir()
 
 
 def _ports_of(ctx: context.Context) -> dict[str, tuple]:
