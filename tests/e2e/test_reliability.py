@@ -1,0 +1,149 @@
+"""What must hold when things go wrong: the agent dies, a service is broken, two `up` race."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from controllers import context
+from tests.e2e.conftest import REPO
+
+
+def containers(stack) -> dict[str, dict]:
+    done = stack.pc("ps", "-a", "--format", "json")
+    rows = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+    return {row["Name"]: row for row in rows}
+
+
+def pids(stack) -> dict[str, int]:
+    """Each container's main PID, read from runc itself."""
+    out = {}
+    runc_root = stack.run_dir / "runc"
+    for entry in sorted(runc_root.iterdir()):
+        state = subprocess.run(["runc", "--root", str(runc_root), "state", entry.name],
+                               capture_output=True, text=True, check=True)
+        out[entry.name] = json.loads(state.stdout)["pid"]
+    return out
+
+
+def wait_for(predicate, timeout: float = 60.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def sleeper(name: str, **extra: str) -> str:
+    lines = [f"  {name}:", "    image: busybox", '    command: ["sleep", "100000"]',
+             "    stop_signal: SIGKILL"]
+    lines += [f"    {k}: {v}" for k, v in extra.items()]
+    return "\n".join(lines) + "\n"
+
+
+def test_restarting_the_agent_restarts_no_container(stack):
+    stack.write("services:\n" + sleeper("a") + sleeper("b"))
+    stack.pc("up", "-d")
+    before = pids(stack)
+    agent = stack.agent_pid()
+    os.kill(agent, signal.SIGKILL)
+    wait_for(lambda: not Path(f"/proc/{agent}").exists()
+             or Path(f"/proc/{agent}/stat").read_text().split()[2] == "Z", what="agent gone")
+    stack.pc("up", "-d")  # starts a new agent, which adopts what runs
+    assert stack.agent_pid() not in (None, agent)
+    assert pids(stack) == before
+    assert {n: r["State"] for n, r in containers(stack).items()} == {
+        f"{stack.project}-a-1": "running", f"{stack.project}-b-1": "running"}
+
+
+def test_agent_killed_in_the_middle_of_up_converges_to_exactly_the_stack(stack):
+    count = 30
+    stack.write("services:\n" + "".join(sleeper(f"s{i:02d}") for i in range(count)))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("COMPOSE_", "PCOMPOSE_"))}
+    env["PYTHONPATH"] = str(REPO)
+    cmd = [sys.executable, "-m", "reconciler.cli", "--root", str(stack.root),
+           "--run-dir", str(stack.run_dir), "up", "-d"]
+    up = subprocess.Popen(cmd, cwd=stack.dir, env=env, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    try:
+        runc_root = stack.run_dir / "runc"
+        # Kill the agent once some containers exist and others do not yet.
+        wait_for(lambda: runc_root.exists() and len(list(runc_root.iterdir())) >= 5,
+                 what="the first containers")
+        made = len(list(runc_root.iterdir()))
+        os.kill(stack.agent_pid(), signal.SIGKILL)
+    finally:
+        up.kill()
+        up.wait()
+    assert made < count, "the stack was up before the agent could be killed halfway"
+    stack.pc("up", "-d")
+    rows = containers(stack)
+    assert sorted(rows) == sorted(f"{stack.project}-s{i:02d}-1" for i in range(count))
+    assert {r["State"] for r in rows.values()} == {"running"}
+    assert len(pids(stack)) == count  # none twice, none lost, none left over
+
+
+def test_a_broken_service_does_not_block_the_others(stack):
+    stack.write("services:\n" + sleeper("good")
+                + "  gone:\n    image: nosuchimage:1\n    pull_policy: never\n"
+                + '  fails:\n    image: busybox\n    command: ["sh", "-c", "exit 3"]\n')
+    done = stack.pc("up", "-d", check=False)
+    assert done.returncode != 0
+    assert "nosuchimage" in done.stdout + done.stderr
+    rows = containers(stack)
+    assert rows[f"{stack.project}-good-1"]["State"] == "running"
+    failed = rows[f"{stack.project}-fails-1"]
+    assert failed["State"] == "exited" and failed["ExitCode"] == 3
+    assert f"{stack.project}-gone-1" not in rows
+
+
+def test_restart_policy_restarts_a_failing_container_and_gives_up(stack):
+    stack.write("services:\n  flaky:\n    image: busybox\n"
+                '    command: ["sh", "-c", "echo run; exit 5"]\n    restart: "on-failure:2"\n')
+    stack.pc("up", "-d", check=False)
+    ctx = context.make(stack.root, stack.run_dir)
+    cid = f"{stack.project}-flaky-1"
+    counts = wait_for(lambda: (c := context.read_json(ctx.container_dir(cid) / context.RESTARTS))
+                      and c.get("count") == 2 and c, what="two restarts")
+    assert counts["count"] == 2
+    time.sleep(1.5)  # a third would come after ~0.4 s of backoff
+    assert context.read_json(ctx.container_dir(cid) / context.RESTARTS)["count"] == 2
+    assert containers(stack)[cid]["State"] == "exited"
+    logs = stack.pc("logs", "--no-log-prefix", "flaky").stdout
+    assert logs.count("run") == 3
+
+
+def test_a_limits_change_is_applied_in_place(stack):
+    stack.write("services:\n" + sleeper("app", mem_limit="64m"))
+    stack.pc("up", "-d")
+    before = pids(stack)
+    stack.write("services:\n" + sleeper("app", mem_limit="96m"))
+    stack.pc("up", "-d")
+    assert pids(stack) == before  # not recreated, not restarted
+    agent = context.make(stack.root, stack.run_dir)
+    limit = Path("/sys/fs/cgroup/memory") / agent.cgroup_parent.strip("/") / stack.project \
+        / f"{stack.project}-app-1" / "memory.limit_in_bytes"
+    assert int(limit.read_text()) == 96 * 1024 * 1024
+
+
+def test_two_ups_at_once_make_each_container_once(stack):
+    stack.write("services:\n" + sleeper("a") + sleeper("b", deploy="{replicas: 3}"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("COMPOSE_", "PCOMPOSE_"))}
+    env["PYTHONPATH"] = str(REPO)
+    cmd = [sys.executable, "-m", "reconciler.cli", "--root", str(stack.root),
+           "--run-dir", str(stack.run_dir), "up", "-d"]
+    ups = [subprocess.Popen(cmd, cwd=stack.dir, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    outputs = [p.communicate(timeout=120)[0] for p in ups]
+    assert [p.returncode for p in ups] == [0, 0], outputs
+    rows = containers(stack)
+    expected = {f"{stack.project}-a-1"} | {f"{stack.project}-b-{n}" for n in (1, 2, 3)}
+    assert set(rows) == expected
+    assert len(pids(stack)) == 4
