@@ -20,7 +20,7 @@ VERB_MODULES = {
 
 # Global options that take a value as the next word (common.add_global_options).
 _VALUED = {"-f", "--file", "-p", "--project-name", "--profile", "--env-file",
-           "--project-directory", "--root", "--run-dir"}
+           "--project-directory", "--root", "--run-dir", "--host-netns"}
 
 
 def _verb_of(argv: list[str]) -> str | None:

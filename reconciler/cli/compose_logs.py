@@ -50,6 +50,13 @@ class Printer:
         self.colour, self.prefix, self.timestamps = colour, prefix, timestamps
         self.prefixes = render.log_prefixes(names, colour)
 
+    def add(self, names) -> None:
+        """Containers known now: every prefix padded to the longest name among them."""
+        names = set(names)
+        if names - set(self.prefixes):
+            self.prefixes = render.log_prefixes(sorted(set(self.prefixes) | set(names)),
+                                                self.colour)
+
     def write(self, name: str, line: oci_logs.LogLine) -> None:
         head = render.prefix_for(name, self.prefixes, self.colour) if self.prefix else ""
         stream = sys.stderr if line.stream == "stderr" else sys.stdout
@@ -117,6 +124,7 @@ async def follow_project(args, ctx, name: str, services: list[str], *, tail: int
             views = await compose_base.containers(ctx, name, services)
             running.clear()
             running.update(v.name for v in views if v.state in ("running", "paused", "created"))
+            printer.add(v.name for v in views)
             for view in views:
                 task = tasks.get(view.name)
                 if task is None or task.done() and view.name in running:

@@ -58,7 +58,8 @@ def up(args: argparse.Namespace) -> int:
 
 async def ensure_agent(args: argparse.Namespace) -> None:
     try:
-        await launcher.ensure_agent(Path(args.root), Path(args.run_dir))
+        await launcher.ensure_agent(Path(args.root), Path(args.run_dir),
+                                    host_netns=compose_base.host_netns(args))
     except client.AgentUnavailable as error:
         raise common.UserFacingError(str(error)) from None
 

@@ -100,16 +100,30 @@ def _stop_agent(stack: Stack) -> None:
 
 
 def leftovers(stack: Stack) -> list[str]:
-    """What a removed stack must not leave: containers' processes, mounts, netns, cgroups."""
+    """What a removed stack must not leave: conmon, mounts, netns, cgroups, links, nft table,
+    volume dirs."""
+    from controllers import context
+    from runtime.net import names
+
+    ctx = context.make(stack.root, stack.run_dir)
     found = []
     root = str(stack.root)
-    found += [line for line in Path("/proc/mounts").read_text().splitlines() if root in line]
-    netns = Path("/run/netns")
-    if netns.exists():
-        found += [f"netns {n.name}" for n in netns.iterdir() if stack.project in n.name]
+    found += [line for line in Path("/proc/mounts").read_text().splitlines()
+              if root in line or str(stack.run_dir) in line]
+    netns_dir = stack.run_dir / "netns"
+    found += [f"netns {p.name}" for p in netns_dir.glob("*")] if netns_dir.exists() else []
     for controller in ("memory", "pids", "cpu,cpuacct", "freezer"):
-        base = Path("/sys/fs/cgroup") / controller
-        found += [str(p) for p in base.glob(f"pcompose-*/{stack.project}")]
+        found += [str(p) for p in (Path("/sys/fs/cgroup") / controller).glob(
+            f"{ctx.cgroup_parent.strip('/')}/{stack.project}")]
+    links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
+    bridge = names.bridge(ctx.agent, f"{stack.project}_default")
+    found += [f"link {bridge}"] if f" {bridge}:" in links else []
+    found += [f"link {line.split()[1]}" for line in links.splitlines()
+              if f"pcompose {ctx.agent}" in line]
+    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    found += [f"nft {names.table(ctx.agent)}"] if names.table(ctx.agent) in tables.split() else []
+    volumes = stack.root / "volumes"
+    found += [f"volume {p.name}" for p in volumes.glob(f"{stack.project}_*")]
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
             try:

@@ -15,11 +15,13 @@ STACK = """\
 services:
   web:
     image: busybox
+    stop_signal: SIGKILL  # sleep as PID 1 ignores SIGTERM: no grace period to wait out
     command: ["sh", "-c", "echo hello from web; echo oops >&2; exec sleep 1000"]
     environment:
       GREETING: hi
   worker:
     image: busybox
+    stop_signal: SIGKILL
     command: ["sh", "-c", "echo worker ready; exec sleep 1000"]
     volumes:
       - data:/data
@@ -80,8 +82,12 @@ def test_ps_json_lines_carry_docker_keys(up_stack):
 
 def test_logs_show_what_the_containers_printed(up_stack):
     p = up_stack.project
-    out = wait_for(lambda: (text := up_stack.pc("logs").stdout) if "worker ready" in text
-                   else "")
+
+    def logs_once_both_printed() -> str:
+        text = up_stack.pc("logs").stdout
+        return text if "worker ready" in text and "hello from web" in text else ""
+
+    out = wait_for(logs_once_both_printed)
     assert f"{p}-web-1     | hello from web" in out
     assert f"{p}-worker-1  | worker ready" in out
     web = up_stack.pc("logs", "--no-log-prefix", "web")
@@ -130,7 +136,7 @@ def test_a_bad_stack_file_fails_with_its_place_and_submits_nothing(up_stack):
                    "broken.yaml")
     done = up_stack.pc("-f", "broken.yaml", "-p", up_stack.project, "up", "-d", check=False)
     assert done.returncode == 1
-    assert done.stderr.startswith(f"pcompose: error: {up_stack.dir}/broken.yaml:8:")
+    assert done.stderr.startswith(f"pcompose: error: {up_stack.dir}/broken.yaml:8:13: ")
     assert "services.web.ports[0]" in done.stderr
     after = up_stack.agent_call("GET", f"/v1/projects/{up_stack.project}")[1]["generation"]
     assert after == before
@@ -140,11 +146,11 @@ def test_down_v_leaves_nothing(stack):
     stack.write(STACK)
     up = stack.pc("up", "-d")
     assert f"Container {stack.project}-web-1  Started" in up.stderr
-    volumes = stack.root / "volumes"
+    assert (stack.root / "volumes" / f"{stack.project}_data").exists()
+    assert conftest.leftovers(stack) != []  # the check sees what a stack makes
     down = stack.pc("down", "-v")
     assert f"Container {stack.project}-web-1  Removed" in down.stderr
+    assert f"Network {stack.project}_default  Removed" in down.stderr
     assert f"Volume {stack.project}_data  Removed" in down.stderr
     assert stack.pc("ps", "-a").stdout.splitlines()[1:] == []
     assert conftest.leftovers(stack) == []
-    assert not any(p.name.startswith(stack.project) for p in volumes.glob("*")) \
-        if volumes.exists() else True
