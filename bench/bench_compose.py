@@ -379,15 +379,30 @@ def wait_running(tool: Tool, project: str, count: int, ended: float, timeout: fl
         time.sleep(0.05)
 
 
+def wait_gone(tool: Tool, project: str, ended: float, timeout: float) -> float:
+    """Poll until the project has no container left; the seconds waited, as in wait_running."""
+    deadline = time.monotonic() + timeout
+    looks = 0
+    while True:
+        left = tool.containers(project)
+        looks += 1
+        if not left:
+            return 0.0 if looks == 1 else time.monotonic() - ended
+        if time.monotonic() > deadline:
+            raise PhaseFailed(f"{len(left)} containers left {timeout:.0f}s after `down`")
+        time.sleep(0.05)
+
+
 def changed(before: dict[str, str], after: dict[str, str]) -> list[str]:
     return sorted(s for s in set(before) | set(after) if before.get(s) != after.get(s))
 
 
-def run_once(tool: Tool, count: int, workdir: Path, outcome: Outcome) -> None:
-    """The four phases on a fresh project; whatever happens, its leftovers are removed."""
+def run_once(tool: Tool, count: int, workdir: Path, outcome: Outcome) -> bool:
+    """The four phases on a fresh project, False if one failed; its leftovers are removed."""
     project = f"pcb{uuid.uuid4().hex[:6]}n{count}"
     stack = compose_stack.write_stack(workdir / f"{project}.yaml", count)
-    timeout = 60 + 2.0 * count
+    # The wait after a call, not the call itself: a tool whose `up -d` returns early gets this long.
+    timeout = 30 + 1.0 * count
     try:
         seconds, ended = timed(tool, project, stack, ["up", "-d"])
         first, waited = wait_running(tool, project, count, ended, timeout)
@@ -407,15 +422,14 @@ def run_once(tool: Tool, count: int, workdir: Path, outcome: Outcome) -> None:
             outcome.problems.append(f"changing {target} recreated {', '.join(changed(first, after))}")
         outcome.seconds["change"].append(seconds + waited)
 
-        seconds, _ = timed(tool, project, stack, ["down"])
-        left = tool.containers(project)
-        if left:
-            outcome.problems.append(f"down left {len(left)} containers")
-        outcome.seconds["down"].append(seconds)
+        seconds, ended = timed(tool, project, stack, ["down"])
+        outcome.seconds["down"].append(seconds + wait_gone(tool, project, ended, timeout))
     except PhaseFailed as failure:
         outcome.problems.append(f"N={count}: {failure}")
+        return False
     finally:
         tool.cleanup(project, stack)
+    return True
 
 
 def fmt(value: float | None) -> str:
@@ -465,10 +479,14 @@ def goals(outcomes: list[Outcome]) -> list[str]:
     return lines
 
 
-def machine() -> str:
-    load = " ".join(f"{x:.1f}" for x in os.getloadavg())
-    return (f"{os.cpu_count()} cores, kernel {platform.release()}, load average {load} "
-            f"(the machine is shared with other work: expect noise)")
+def load() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def machine(load_before: str) -> str:
+    return (f"{os.cpu_count()} cores, kernel {platform.release()}, load average {load_before} "
+            f"before and {load()} after (1, 5, 15 min; the machine is shared with other work, "
+            f"so figures under load are slower than on an idle machine)")
 
 
 def record(section: list[str]) -> None:
@@ -491,47 +509,50 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def run_all(tool: Tool, outcomes: list[Outcome], repeat: int, workdir: Path) -> None:
+    """Each N `repeat` times. The first failed run ends it: larger stacks would only fail slower."""
+    for outcome in outcomes:
+        for _ in range(repeat):
+            if not run_once(tool, outcome.count, workdir, outcome):
+                return
+            print(f"N={outcome.count}: " + ", ".join(f"{TITLES[p]} {outcome.seconds[p][-1]:.2f} s"
+                                                     for p in PHASES), file=sys.stderr, flush=True)
+
+
+def emit(section: list[str], keep: bool) -> None:
+    if keep:
+        record(section)
+    else:
+        print("\n".join(section))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     command = "bench/bench_compose.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     tool = make(args.tool)
-    started = dt.datetime.now(dt.timezone.utc)
+    started, load_before = dt.datetime.now(dt.timezone.utc), load()
     header = [f"## {tool.label}, {started:%Y-%m-%d %H:%M} UTC",
               "", f"Command (as root, from the repository root): `.venv/bin/python {command}`", ""]
     reason = tool.unavailable()
     if reason:
-        section = header + [f"{tool.label}: not yet runnable ({reason})"]
-        if not args.no_record:
-            record(section)
-        else:
-            print("\n".join(section))
+        emit(header + [f"{tool.label}: not yet runnable ({reason})"], not args.no_record)
         return 0
     outcomes = [Outcome(n) for n in args.services]
     with tempfile.TemporaryDirectory(prefix="pcompose-bench-compose-") as tmp:
-        workdir = Path(tmp)
-        tool.prepare(workdir)
         try:
-            for outcome in outcomes:
-                for _ in range(args.repeat):
-                    run_once(tool, outcome.count, workdir, outcome)
-                    print(f"N={outcome.count}: " + ", ".join(
-                        f"{p} {fmt(outcome.seconds[p][-1] if outcome.seconds[p] else None)}"
-                        for p in PHASES), file=sys.stderr, flush=True)
+            tool.prepare(Path(tmp))
+            run_all(tool, outcomes, args.repeat, Path(tmp))
         finally:
             leftovers = tool.finish()
-    section = header + [f"- versions: {tool.versions()}", f"- machine: {machine()}",
+    section = header + [f"- versions: {tool.versions()}", f"- machine: {machine(load_before)}",
                         f"- repetitions per N: {args.repeat}", "", table(tool, outcomes, args.repeat), ""]
     section += spread(outcomes)
     problems = [p for o in outcomes for p in o.problems] + leftovers
     section += [f"- problem: {p}" for p in problems]
-    if args.tool == "pcompose":
+    if isinstance(tool, Pcompose):
         section += [""] + goals(outcomes)
-    if args.no_record:
-        print("\n".join(section))
-    else:
-        record(section)
+    emit(section, not args.no_record)
     return 1 if problems else 0
-
 
 if __name__ == "__main__":
     sys.exit(main())
