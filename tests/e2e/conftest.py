@@ -31,11 +31,13 @@ class Stack:
     run_dir: Path
     dir: Path
     project: str
+    host_netns: str = ""  # the simulated host the agent runs its bridges and rules in
 
     def pc(self, *args: str, check: bool = True, timeout: float = 120,
            input: str | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+        netns = ["--host-netns", f"/run/netns/{self.host_netns}"] if self.host_netns else []
         cmd = [sys.executable, "-m", "reconciler.cli", "--root", str(self.root),
-               "--run-dir", str(self.run_dir), *args]
+               "--run-dir", str(self.run_dir), *netns, *args]
         env = {k: v for k, v in os.environ.items() if not k.startswith(("COMPOSE_", "PCOMPOSE_"))}
         env["PYTHONPATH"] = str(REPO)
         done = subprocess.run(cmd, cwd=cwd or self.dir, capture_output=True, text=True,
@@ -106,6 +108,8 @@ def leftovers(stack: Stack) -> list[str]:
     from runtime.net import names
 
     ctx = context.make(stack.root, stack.run_dir)
+    if stack.host_netns and not Path(f"/run/netns/{stack.host_netns}").exists():
+        return ["the simulated host's netns is gone: nothing could be checked in it"]
     found = []
     root = str(stack.root)
     found += [line for line in Path("/proc/mounts").read_text().splitlines()
@@ -115,12 +119,15 @@ def leftovers(stack: Stack) -> list[str]:
     for controller in ("memory", "pids", "cpu,cpuacct", "freezer"):
         found += [str(p) for p in (Path("/sys/fs/cgroup") / controller).glob(
             f"{ctx.cgroup_parent.strip('/')}/{stack.project}")]
-    links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
+    netns = ["ip", "-n", stack.host_netns] if stack.host_netns else ["ip"]
+    links = subprocess.run([*netns, "-o", "link", "show"], capture_output=True, text=True).stdout
     bridge = names.bridge(ctx.agent, f"{stack.project}_default")
     found += [f"link {bridge}"] if f" {bridge}:" in links else []
     found += [f"link {line.split()[1]}" for line in links.splitlines()
               if f"pcompose {ctx.agent}" in line]
-    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    in_host = ["ip", "netns", "exec", stack.host_netns] if stack.host_netns else []
+    tables = subprocess.run([*in_host, "nft", "list", "tables"], capture_output=True,
+                            text=True).stdout
     found += [f"nft {names.table(ctx.agent)}"] if names.table(ctx.agent) in tables.split() else []
     volumes = stack.root / "volumes"
     found += [f"volume {p.name}" for p in volumes.glob(f"{stack.project}_*")]
@@ -142,8 +149,15 @@ def make_stack(busybox_archive: Path, project: str) -> Stack:
     stack_dir = root.parent / f"{project}-stack" / project
     for path in (root, run_dir, stack_dir):
         path.mkdir(parents=True)
-    stack = Stack(root, run_dir, stack_dir, project)
-    stack.pc("image", "load", "-q", "-i", str(busybox_archive))
+    host = f"pce2e{project}"
+    subprocess.run(["ip", "netns", "add", host], check=True)
+    subprocess.run(["ip", "-n", host, "link", "set", "lo", "up"], check=True)
+    stack = Stack(root, run_dir, stack_dir, project, host)
+    try:
+        stack.pc("image", "load", "-q", "-i", str(busybox_archive))
+    except BaseException:
+        remove_stack(stack)
+        raise
     return stack
 
 
@@ -155,6 +169,8 @@ def remove_stack(stack: Stack) -> None:
         _stop_agent(stack)
         for path in (stack.dir.parent, stack.root, stack.run_dir):
             shutil.rmtree(path, ignore_errors=True)
+        if stack.host_netns:
+            subprocess.run(["ip", "netns", "delete", stack.host_netns], check=False)
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ start, a bad file, down -v. One stack serves the tests that only look at it."""
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 import uuid
 
@@ -22,7 +23,9 @@ services:
   worker:
     image: busybox
     stop_signal: SIGKILL
-    command: ["sh", "-c", "echo worker ready; exec sleep 1000"]
+    command: ["sh", "-c", "echo worker ready; echo served > /tmp/index.html; exec httpd -f -p 80 -h /tmp"]
+    ports:
+      - "8080:80"
     volumes:
       - data:/data
 volumes:
@@ -128,6 +131,16 @@ def test_stop_then_start(up_stack):
     started = up_stack.pc("start", "worker")
     assert f"Container {p}-worker-1  Started" in started.stderr
     assert up_stack.pc("ps", "--services").stdout == "web\nworker\n"
+
+
+def test_port_names_the_published_port_and_it_answers(up_stack):
+    assert up_stack.pc("port", "worker", "80").stdout == "0.0.0.0:8080\n"
+    missing = up_stack.pc("port", "worker", "81", check=False)
+    assert missing.returncode == 1 and "no port 81/tcp" in missing.stderr
+    fetched = subprocess.run(["ip", "netns", "exec", up_stack.host_netns, "busybox", "wget",
+                              "-qO-", "http://127.0.0.1:8080/"], capture_output=True, text=True,
+                             timeout=20)
+    assert fetched.stdout == "served\n"
 
 
 def test_a_bad_stack_file_fails_with_its_place_and_submits_nothing(up_stack):
