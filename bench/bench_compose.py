@@ -38,8 +38,9 @@ sys.path.insert(0, str(BENCH))
 
 import compose_stack  # noqa: E402
 
+from controllers import context  # noqa: E402
 from reconciler.agent import client  # noqa: E402
-from runtime.oci import layout, observe  # noqa: E402
+from runtime.oci import observe  # noqa: E402
 
 RESULTS = BENCH / "RESULTS.md"
 PHASES = ("up", "noop", "change", "down")
@@ -118,7 +119,7 @@ class Tool:
         raise NotImplementedError
 
     def running(self, project: str) -> dict[str, str]:
-        """Container id by service, of the project's running containers."""
+        """An identity that changes on recreate, by service, of the project's running containers."""
         raise NotImplementedError
 
     def containers(self, project: str) -> list[str]:
@@ -209,7 +210,11 @@ class Podman(Tool):
 
 
 class Pcompose(Tool):
-    """This repository's pcompose, against a private state root and run dir with its own agent."""
+    """This repository's pcompose with its own agent, state root, run dir and host netns.
+
+    The agent's bridge, rules and DNS live in a network namespace made here (a simulated host,
+    as in the e2e tests): the same kernel work as on the host, and nothing of it can outlive
+    the benchmark or reach beyond the machine."""
     label = PCOMPOSE_LABEL
     binary = REPO / ".venv" / "bin" / "pcompose"
 
@@ -217,6 +222,8 @@ class Pcompose(Tool):
         tag = f"cmp{uuid.uuid4().hex[:7]}"
         self.root = Path("/var/lib/pcompose-bench") / tag
         self.run_dir = Path("/run/pcompose-bench") / tag
+        self.netns = Path("/run/netns") / f"pcbench-{tag}"
+        self.ctx = context.make(self.root, self.run_dir, netns=str(self.netns))
         self.projects: list[str] = []
         self.agent: subprocess.Popen | None = None
         self.agent_start = 0.0
@@ -230,11 +237,13 @@ class Pcompose(Tool):
         return None
 
     def _global(self) -> list[str]:
-        return [str(self.binary), "--root", str(self.root), "--run-dir", str(self.run_dir)]
+        return [str(self.binary), "--root", str(self.root), "--run-dir", str(self.run_dir),
+                "--host-netns", str(self.netns)]
 
     def prepare(self, workdir: Path) -> None:
         self.root.mkdir(parents=True)
         self.run_dir.mkdir(parents=True)
+        subprocess.run(["ip", "netns", "add", self.netns.name], check=True)
         archive = compose_stack.write_image_archive(workdir / "busybox.tar")
         subprocess.run([*self._global(), "image", "load", "-q", "-i", str(archive)],
                        check=True, capture_output=True)
@@ -259,12 +268,12 @@ class Pcompose(Tool):
             self.projects.append(project)
         return [*self._global(), "-p", project, "-f", str(stack), *verb]
 
-    def _observed(self, project: str) -> list:
-        lay = layout.Layout(self.root, self.run_dir)
-        return asyncio.run(observe.list_containers(lay, project))
+    def _observed(self, project: str) -> list[observe.Observed]:
+        return asyncio.run(observe.list_containers(self.ctx.layout, project))
 
     def running(self, project: str) -> dict[str, str]:
-        return {o.service: o.id for o in self._observed(project) if o.status == "running"}
+        # A recreated container keeps its name as runc id: its new process tells it apart.
+        return {o.service: f"{o.id}/{o.pid}" for o in self._observed(project) if o.status == "running"}
 
     def containers(self, project: str) -> list[str]:
         return [o.id for o in self._observed(project)]
@@ -285,8 +294,9 @@ class Pcompose(Tool):
                 self.agent.kill()
                 self.agent.wait()
         left += self._unmount_leftovers()
-        for project in self.projects:
-            left += remove_cgroup_tree(f"pcompose/{project}")
+        left += remove_cgroup_tree(self.ctx.cgroup_parent.strip("/"))
+        if self.netns.exists():
+            quiet(["ip", "netns", "del", self.netns.name])
         if not any(line.startswith("mount still") for line in left):
             shutil.rmtree(self.root, ignore_errors=True)
             shutil.rmtree(self.run_dir, ignore_errors=True)
