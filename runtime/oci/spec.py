@@ -309,4 +309,5 @@ def annotations(config: model.ContainerConfig, facts: HostFacts) -> dict[str, st
 
 
 def dumps(spec: dict[str, Any]) -> str:
-    return json.dumps(spec, indent=2, sort_keys=True)
+    # Compact: an indent makes json fall back to its pure-Python encoder (3 ms a container).
+    return json.dumps(spec, sort_keys=True, separators=(",", ":"))
