@@ -33,20 +33,32 @@ class Stack:
     project: str
     host_netns: str = ""  # the simulated host the agent runs its bridges and rules in
 
-    def pc(self, *args: str, check: bool = True, timeout: float = 120,
-           input: str | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    def argv(self, *args: str) -> list[str]:
         netns = ["--host-netns", f"/run/netns/{self.host_netns}"] if self.host_netns else []
-        cmd = [sys.executable, "-m", "reconciler.cli", "--root", str(self.root),
-               "--run-dir", str(self.run_dir), *netns, *args]
+        return [sys.executable, "-m", "reconciler.cli", "--root", str(self.root),
+                "--run-dir", str(self.run_dir), *netns, *args]
+
+    @staticmethod
+    def env() -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("COMPOSE_", "PCOMPOSE_"))}
         env["PYTHONPATH"] = str(REPO)
-        done = subprocess.run(cmd, cwd=cwd or self.dir, capture_output=True, text=True,
-                              timeout=timeout, env=env,
-                              input=input, stdin=None if input is not None else subprocess.DEVNULL)
+        return env
+
+    def pc(self, *args: str, check: bool = True, timeout: float = 120,
+           input: str | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+        done = subprocess.run(self.argv(*args), cwd=cwd or self.dir, capture_output=True,
+                              text=True, timeout=timeout, env=self.env(), input=input,
+                              stdin=None if input is not None else subprocess.DEVNULL)
         if check and done.returncode != 0:
             raise AssertionError(f"pcompose {' '.join(args)} exited {done.returncode}:\n"
                                  f"{done.stdout}\n{done.stderr}")
         return done
+
+    def start(self, *args: str, **kw) -> subprocess.Popen:
+        """pcompose in the background (an attached `up`); the caller waits for it."""
+        return subprocess.Popen(self.argv(*args), cwd=self.dir, env=self.env(),
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, **kw)
 
     def write(self, text: str, name: str = "compose.yaml") -> Path:
         path = self.dir / name

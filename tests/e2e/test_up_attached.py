@@ -1,0 +1,98 @@
+"""`up` without -d: progress, then every container's log lines with prefixes; Ctrl-C stops the
+stack (stop, not remove), as docker compose does. And `up --watch` resubmits valid changes only."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import threading
+import time
+
+STACK = """\
+services:
+  web:
+    image: busybox
+    stop_signal: SIGKILL
+    command: ["sh", "-c", "echo hello from web; exec sleep 1000"]
+  worker:
+    image: busybox
+    stop_signal: SIGKILL
+    command: ["sh", "-c", "echo worker ready; exec sleep 1000"]
+"""
+
+
+class Lines:
+    """A process's output read in the background, so a test can wait for a line."""
+
+    def __init__(self, stream) -> None:
+        self.lines: list[str] = []
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream) -> None:
+        for line in stream:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_for(self, text: str, timeout: float = 60.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(text in line for line in self.lines):
+                return True
+            time.sleep(0.1)
+        return False
+
+
+def stop(proc: subprocess.Popen) -> int:
+    """Ctrl-C, then wait; a process that does not end is killed (and the test fails)."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+    try:
+        return proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise
+
+
+def states(stack) -> dict[str, str]:
+    rows = stack.pc("-p", stack.project, "ps", "-a", "--format", "json").stdout.splitlines()
+    return {json.loads(r)["Name"]: json.loads(r)["State"] for r in rows}
+
+
+def test_attached_up_streams_logs_and_ctrl_c_stops_the_stack(stack):
+    stack.write(STACK)
+    p = stack.project
+    proc = stack.start("up")
+    try:
+        out, err = Lines(proc.stdout), Lines(proc.stderr)
+        assert out.wait_for(f"{p}-web-1     | hello from web"), (out.lines, err.lines)
+        assert out.wait_for(f"{p}-worker-1  | worker ready"), (out.lines, err.lines)
+        assert err.wait_for(f"Container {p}-web-1  Started")
+    finally:
+        code = stop(proc)
+    assert code == 0
+    assert err.wait_for("Gracefully stopping...")
+    assert err.wait_for(f"Container {p}-worker-1  Stopped")
+    assert states(stack) == {f"{p}-web-1": "exited", f"{p}-worker-1": "exited"}
+
+
+def test_watch_submits_valid_changes_and_keeps_the_stack_on_a_bad_one(stack):
+    stack.write(STACK)
+    p = stack.project
+    proc = stack.start("up", "-d", "--watch")
+    try:
+        err = Lines(proc.stderr)
+        assert err.wait_for("Watching"), err.lines
+        assert set(states(stack)) == {f"{p}-web-1", f"{p}-worker-1"}
+        stack.write(STACK + "    ports: [\"x\"]\n")
+        assert err.wait_for("(the running stack is left as it is)"), err.lines
+        assert err.wait_for("compose.yaml:10:"), err.lines
+        assert set(states(stack)) == {f"{p}-web-1", f"{p}-worker-1"}
+        stack.write(STACK.replace("  worker:", "  extra:\n    image: busybox\n"
+                                  "    stop_signal: SIGKILL\n"
+                                  "    command: [\"sleep\", \"1000\"]\n  worker:"))
+        assert err.wait_for(f"Container {p}-extra-1  Started"), err.lines
+    finally:
+        stop(proc)
+    assert states(stack)[f"{p}-extra-1"] == "running"  # -d: Ctrl-C leaves the stack running
