@@ -155,7 +155,7 @@ def write(results: dict[str, list[float]], n_layers: int, compressed: int, unpac
         "- Creating an inode on this machine's ext4 costs 0.5-1.2 ms of kernel time (GNU tar needs 1.5-2.7 s",
         "  for the 2,000-file layer alone), so the two layers of small files dominate every tool that unpacks.",
         "  pcompose creates small files and symlinks from 4 threads per layer and unpacks layers concurrently.",
-        "- The CLI row pays about 1 s of Python start-up and imports (aiohttp, structlog, the stack loader);",
+        "- The CLI row pays 0.7-1 s of Python start-up and imports (aiohttp, structlog) under this load;",
         "  the in-process row is what the agent pays.",
         "- skopeo into an OCI dir only stores the compressed blobs; it is the floor for the download part.",
         f"- Load average while measuring: {' '.join(f'{x:.2f}' for x in os.getloadavg())} (2 cores, shared with",
