@@ -318,7 +318,8 @@ class Pcompose(Tool):
     def versions(self) -> str:
         commit = quiet(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"]).stdout.strip()
         return (f"pcompose {commit}, {first_line(['runc', '--version'])}, "
-                f"agent started before the first phase in {self.agent_start:.2f} s")
+                f"agent started before the first phase in {self.agent_start:.2f} s, "
+                f"its bridge and rules in a network namespace of its own (a simulated host)")
 
 
 def make(name: str) -> Tool:
