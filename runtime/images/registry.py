@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import urllib.parse
 from typing import Callable
 
 import aiohttp
@@ -112,6 +113,10 @@ class Client:
         params = {k: v for k, v in (("service", challenge.get("service")),
                                     ("scope", challenge.get("scope") or
                                      f"repository:{self.ref.repository}:pull")) if v}
+        realm = urllib.parse.urlsplit(challenge.get("realm"))
+        if realm.scheme != "https" and self.options.scheme(realm.netloc.rpartition("@")[2]) != "http":
+            # credentials in clear text only where plain HTTP was allowed for the registry itself
+            raise RegistryError(f"{self.ref.registry}: token server {realm.geturl()} is not HTTPS")
         headers = {"Authorization": auth.basic_header(self.creds)} if self.creds else {}
         try:
             async with self.session.get(challenge.get("realm"), params=params, headers=headers) as resp:

@@ -54,3 +54,17 @@ def test_broken_config_is_a_clear_error(tmp_path):
     path.write_text("{not json")
     with pytest.raises(auth.AuthError, match=str(path)):
         auth.load("x", path)
+
+
+async def test_credentials_never_go_to_a_plain_http_token_server_elsewhere():
+    import aiohttp
+
+    from runtime.images import reference, registry
+    client = registry.Client(aiohttp.ClientSession(), reference.parse("127.0.0.1:5000/app"),
+                             auth.Credentials("u", "p"), registry.Options())
+    try:
+        challenge = auth.parse_challenge('Bearer realm="http://auth.example/token",service="x"')
+        with pytest.raises(registry.RegistryError, match="not HTTPS"):
+            await client._answer(challenge, "manifest")
+    finally:
+        await client.session.close()
