@@ -50,7 +50,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=image_load)
 
     p = image.add_parser("import", help="Make a one-layer image from a root filesystem tar")
-    p.add_argument("file", metavar="FILE")
+    p.add_argument("file", metavar="FILE", help="Root filesystem tar (plain or gzipped); - for stdin")
     p.add_argument("name", metavar="NAME[:TAG]")
     p.add_argument("--platform")
     p.set_defaults(handler=image_import)
@@ -313,8 +313,15 @@ def image_load(args: argparse.Namespace) -> int:
 
 
 def image_import(args: argparse.Namespace) -> int:
+    store = _store(args)
     try:
-        record = images.import_rootfs(_store(args), args.file, args.name, platform=_platform(args.platform))
+        if args.file == "-":
+            with tempfile.NamedTemporaryFile(prefix="pcompose-import-") as spool:
+                shutil.copyfileobj(sys.stdin.buffer, spool)
+                spool.flush()
+                record = images.import_rootfs(store, spool.name, args.name, platform=_platform(args.platform))
+        else:
+            record = images.import_rootfs(store, args.file, args.name, platform=_platform(args.platform))
     except _USER_ERRORS as err:
         raise common.UserFacingError(str(err)) from None
     print(record.id)
