@@ -48,7 +48,8 @@ def remove_image(store: store_mod.Store, text: str, force: bool = False) -> tupl
     last = set(doomed) >= set(record.references)
     if last and not force and record.chain_ids and record.chain_ids[-1] in store.layers_in_use():
         raise ImageInUse(f"image {text} is used by a container; remove the container first or use --force")
-    store.update_refs({k: None for k in doomed})
+    with store.shared():  # a collection must not sweep our refs.json temp file away
+        store.update_refs({k: None for k in doomed})
     log.info("image.untagged", refs=list(doomed), id=record.id)
     return doomed
 
@@ -99,6 +100,9 @@ def _sweep_leftovers(store: store_mod.Store) -> None:
             path.unlink()
     for path in store.layers_dir.glob(".tmp-*"):
         shutil.rmtree(path, ignore_errors=True)
+    for path in store.images_dir.glob(".refs.*"):
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
     links = store.layers_dir / "l"
     for link in links.iterdir():
         if not os.path.exists(link):
