@@ -85,7 +85,7 @@ def _reachable(store: store_mod.Store) -> tuple[set[str], set[str]]:
         try:
             record = store.record(entry.manifest)
         except (store_mod.StoreError, manifest.ManifestError) as err:
-            log.warning("images.unreadable_ref", manifest=entry.manifest, error=str(err))
+            log.warning("image.ref_skipped", manifest=entry.manifest, error=str(err))
             continue
         blobs.add(record.id)
         blobs.update(layer.digest for layer in record.layers)
