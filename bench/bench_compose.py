@@ -356,11 +356,14 @@ def recorded_medians(path: Path, label: str, count: int) -> dict[str, float]:
     return found
 
 
-def timed(tool: Tool, project: str, stack: Path, verb: list[str]) -> tuple[float, float]:
+def timed(tool: Tool, project: str, stack: Path, verb: list[str], limit: float) -> tuple[float, float]:
     """(seconds the call took, the monotonic time it ended); a failed call raises PhaseFailed."""
     argv = tool.compose(project, stack, verb)
     start = time.monotonic()
-    done = subprocess.run(argv, capture_output=True, text=True, cwd=stack.parent)
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, cwd=stack.parent, timeout=limit)
+    except subprocess.TimeoutExpired:
+        raise PhaseFailed(f"`{' '.join(verb)}` had not returned after {limit:.0f}s") from None
     end = time.monotonic()
     if done.returncode != 0:
         tail = " | ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
@@ -412,14 +415,14 @@ def run_once(tool: Tool, count: int, workdir: Path, outcome: Outcome) -> bool:
     """The four phases on a fresh project, False if one failed; its leftovers are removed."""
     project = f"pcb{uuid.uuid4().hex[:6]}n{count}"
     stack = compose_stack.write_stack(workdir / f"{project}.yaml", count)
-    # The wait after a call, not the call itself: a tool whose `up -d` returns early gets this long.
-    timeout = 30 + 1.0 * count
+    # How long a call may take, and how long after it the containers may take to get there.
+    limit, timeout = 60 + 3.0 * count, 30 + 1.0 * count
     try:
-        seconds, ended = timed(tool, project, stack, ["up", "-d"])
+        seconds, ended = timed(tool, project, stack, ["up", "-d"], limit)
         first, waited = wait_running(tool, project, count, ended, timeout)
         outcome.seconds["up"].append(seconds + waited)
 
-        seconds, ended = timed(tool, project, stack, ["up", "-d"])
+        seconds, ended = timed(tool, project, stack, ["up", "-d"], limit)
         again, waited = wait_running(tool, project, count, ended, timeout)
         if again != first:
             outcome.problems.append(f"no-op up -d recreated {', '.join(changed(first, again))}")
@@ -427,13 +430,13 @@ def run_once(tool: Tool, count: int, workdir: Path, outcome: Outcome) -> bool:
 
         target = compose_stack.service_name(0)
         compose_stack.write_stack(stack, count, {target: 2})
-        seconds, ended = timed(tool, project, stack, ["up", "-d"])
+        seconds, ended = timed(tool, project, stack, ["up", "-d"], limit)
         after, waited = wait_running(tool, project, count, ended, timeout, replaced=(target, first))
         if changed(first, after) != [target]:
             outcome.problems.append(f"changing {target} recreated {', '.join(changed(first, after))}")
         outcome.seconds["change"].append(seconds + waited)
 
-        seconds, ended = timed(tool, project, stack, ["down"])
+        seconds, ended = timed(tool, project, stack, ["down"], limit)
         outcome.seconds["down"].append(seconds + wait_gone(tool, project, ended, timeout))
     except PhaseFailed as failure:
         outcome.problems.append(f"N={count}: {failure}")
@@ -521,11 +524,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def run_all(tool: Tool, outcomes: list[Outcome], repeat: int, workdir: Path) -> None:
-    """Each N `repeat` times. The first failed run ends it: larger stacks would only fail slower."""
+    """Each N `repeat` times; a failed run ends that N's repetitions, the next N still runs."""
     for outcome in outcomes:
         for _ in range(repeat):
             if not run_once(tool, outcome.count, workdir, outcome):
-                return
+                break
             print(f"N={outcome.count}: " + ", ".join(f"{TITLES[p]} {outcome.seconds[p][-1]:.2f} s"
                                                      for p in PHASES), file=sys.stderr, flush=True)
 
