@@ -138,7 +138,7 @@ async def _finish_in_thread(fn, *args) -> None:
         raise
 
 
-POLICIES = ("always", "missing", "never", "if_not_present", "daily", "weekly")
+POLICIES = ("always", "missing", "never", "if_not_present", "daily", "weekly", "build")
 
 
 async def ensure(store: store_mod.Store, ref: str, pull_policy: str = "missing", **pull_args) -> store_mod.ImageRecord:
@@ -147,9 +147,10 @@ async def ensure(store: store_mod.Store, ref: str, pull_policy: str = "missing",
     if policy not in POLICIES and not policy.startswith("every_"):
         raise ValueError(f"unknown pull_policy {pull_policy!r}")
     local = store.resolve(ref)
-    if policy == "never":
+    if policy in ("never", "build"):
         if local is None:
-            raise store_mod.StoreError(f"image {ref} is not in the store and pull_policy is never")
+            raise store_mod.StoreError(f"image {ref} is not in the store and pull_policy is {policy}"
+                                       + (" (pcompose does not build images)" if policy == "build" else ""))
         return local
     if local is not None and policy in ("missing", "if_not_present"):
         return local

@@ -239,6 +239,10 @@ async def test_ensure_follows_the_pull_policy(store, live_registry, layout, busy
     ref = f"{live_registry.host}/{unique}/policy:v1"
     with pytest.raises(store_mod.StoreError, match="pull_policy is never"):
         await images.ensure(store, ref, "never")
+    with pytest.raises(store_mod.StoreError, match="does not build"):
+        await images.ensure(store, ref, "build")
+    with pytest.raises(ValueError, match="unknown pull_policy"):
+        await images.ensure(store, ref, "sometimes")
     with pytest.raises(registry_mod.NotFound):
         await images.ensure(store, ref, "missing")
     first = push(live_registry, layout, [busybox_layer, LayerBuilder().file("v", "1").build()], f"{unique}/policy")
