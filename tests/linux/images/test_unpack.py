@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import os
 import stat
+import tarfile
 
 import pytest
 
@@ -35,9 +37,6 @@ def test_metadata_is_preserved(store, add_layer):
 
 def test_xattrs_are_preserved(store, add_layer):
     b = LayerBuilder()
-    b.tar.pax_headers = {}
-    import io
-    import tarfile
     info = tarfile.TarInfo("cap-file")
     info.size = 2
     info.pax_headers = {"SCHILY.xattr.user.origin": "layer", "SCHILY.xattr.trusted.overlay.opaque": "y"}
