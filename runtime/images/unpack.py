@@ -269,6 +269,8 @@ class _Extractor:
             return  # aufs bookkeeping (.wh..wh.plnk and the like), meaningless to overlay
         if base.startswith(WHITEOUT_PREFIX):
             name = base[len(WHITEOUT_PREFIX):]
+            if name in ("", ".", ".."):
+                raise UnsafeLayer(f"entry {m.name!r}: whiteout of {name!r}")
             self._wait_for(parent_parts + (name,))
             self._clear(parent, name, parent_parts + (name,), keep_dir=False)
             os.mknod(name, stat.S_IFCHR | 0o000, os.makedev(0, 0), dir_fd=parent)

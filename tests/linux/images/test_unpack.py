@@ -78,6 +78,8 @@ def test_a_layer_is_unpacked_once(store, add_layer):
     (lambda b: b.hardlink("passwd", "../../../../etc/passwd"), "'..'"),
     (lambda b: b.hardlink("passwd", "/etc/passwd"), "not in this layer"),
     (lambda b: b.symlink("evil", "/etc").hardlink("pw", "evil/passwd"), "symlink"),
+    (lambda b: b.dir("d").file("d/.wh...", ""), "whiteout of '..'"),
+    (lambda b: b.file(".wh..", ""), "whiteout of '.'"),
 ])
 def test_hostile_layers_are_refused_and_leave_nothing(store, build, fault):
     layer = build(LayerBuilder()).build()
