@@ -89,7 +89,7 @@ def _mount(store: store_mod.Store, chain_ids: tuple[str, ...], mounts: Mounts) -
     if chain_ids:
         cwd = store.layers_dir / "l"
         for c in chain_ids:
-            unpack._ensure_link(store, c)
+            unpack.ensure_link(store, c)
         lower = ":".join(unpack.short_name(c) for c in reversed(chain_ids))
     else:
         cwd, lower = Path(mounts.merged_dir).parent, "empty"

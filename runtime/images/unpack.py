@@ -55,7 +55,7 @@ def ensure_layer(store: store_mod.Store, chain_id: str, diff_id: str, blob: Path
     """Unpack `blob` into layers/<chainid>/ unless it is there already; returns the layer dir."""
     final = store.layer_dir(chain_id)
     if store.has_layer(chain_id):
-        _ensure_link(store, chain_id)
+        ensure_link(store, chain_id)
         return final
     tmp = Path(tempfile.mkdtemp(dir=store.layers_dir, prefix=".tmp-"))
     try:
@@ -83,7 +83,7 @@ def ensure_layer(store: store_mod.Store, chain_id: str, diff_id: str, blob: Path
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _ensure_link(store, chain_id)
+    ensure_link(store, chain_id)
     return final
 
 
@@ -96,7 +96,8 @@ def _syncfs(path: Path) -> None:
         os.close(fd)
 
 
-def _ensure_link(store: store_mod.Store, chain_id: str) -> None:
+def ensure_link(store: store_mod.Store, chain_id: str) -> None:
+    """layers/l/<short> -> ../<chainid>/diff: the name a mount uses for this layer."""
     link = store.layers_dir / "l" / short_name(chain_id)
     target = f"../{chain_id.split(':', 1)[1]}/diff"
     try:
