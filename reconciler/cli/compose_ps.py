@@ -233,7 +233,7 @@ def _stats_row(view, sample, before) -> dict:
         cpu = max(0, st.cpu_usage_ns - old.cpu_usage_ns) / 1e9 / max(when - then, 1e-6) * 100
     limit = st.memory_limit or _mem_total()
     return {"BlockIO": "0B / 0B", "CPUPerc": f"{cpu:.2f}%", "Container": view.id,
-            "ID": view.id[:12], "MemPerc": f"{st.memory_usage / limit * 100 if limit else 0:.2f}%",
+            "ID": view.id, "MemPerc": f"{st.memory_usage / limit * 100 if limit else 0:.2f}%",
             "MemUsage": f"{render.size(st.memory_usage)} / {render.size(limit)}",
             "Name": view.name, "NetIO": f"{render.size(rx)} / {render.size(tx)}",
             "PIDs": str(st.pids_current)}
@@ -249,9 +249,12 @@ def events(args: argparse.Namespace) -> int:
 
 async def _events(args, name: str) -> int:
     from reconciler.agent import client
+    from reconciler.cli import compose_up
 
+    await compose_up.ensure_agent(args)
     try:
         async with client.AgentClient(Path(args.run_dir), timeout=10.0) as agent:
+            print(f"Listening for events of {name}", file=sys.stderr, flush=True)
             async for event in agent.events(name):
                 service = event.resource.split(":")[1] if event.resource.startswith(
                     "service:") else ""

@@ -4,7 +4,10 @@ start, a bad file, down -v. One stack serves the tests that only look at it."""
 from __future__ import annotations
 
 import json
+import os
+import pty
 import subprocess
+import sys
 import time
 import uuid
 
@@ -141,6 +144,76 @@ def test_port_names_the_published_port_and_it_answers(up_stack):
                               "-qO-", "http://127.0.0.1:8080/"], capture_output=True, text=True,
                              timeout=20)
     assert fetched.stdout == "served\n"
+
+
+def worker_state(stack) -> dict:
+    return json.loads(stack.pc("ps", "-a", "--format", "json", "worker").stdout)
+
+
+def test_pause_unpause_kill_restart(up_stack):
+    p = up_stack.project
+    assert "Paused" in up_stack.pc("pause", "worker").stderr
+    state = worker_state(up_stack)
+    assert state["State"] == "paused" and state["Status"].endswith("(Paused)")
+    assert f"Container {p}-worker-1  Unpaused" in up_stack.pc("unpause", "worker").stderr
+    assert worker_state(up_stack)["State"] == "running"
+    assert f"Container {p}-worker-1  Killed" in up_stack.pc("kill", "worker").stderr
+    state = wait_for(lambda: (s := worker_state(up_stack))["State"] == "exited" and s)
+    assert state["ExitCode"] == 137 and state["Status"].startswith("Exited (137)")
+    assert f"Container {p}-worker-1  Started" in up_stack.pc("restart", "worker").stderr
+    assert worker_state(up_stack)["State"] == "running"
+
+
+def test_top_stats_ls(up_stack):
+    top = up_stack.pc("top", "web").stdout.splitlines()
+    assert top[0] == f"{up_stack.project}-web-1"
+    assert top[1].split() == ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"]
+    assert top[2].split()[0] == "root" and top[2].endswith("sleep 1000")
+    stats = [json.loads(line) for line in
+             up_stack.pc("stats", "--no-stream", "--format", "json").stdout.splitlines()]
+    assert [s["Name"] for s in stats] == [f"{up_stack.project}-web-1",
+                                          f"{up_stack.project}-worker-1"]
+    assert all(s["PIDs"] == "1" and s["MemUsage"].endswith("iB") for s in stats)
+    listed = json.loads(up_stack.pc("ls", "--format", "json").stdout)
+    assert {"Name": up_stack.project, "Status": "running(2)",
+            "ConfigFiles": str(up_stack.dir / "compose.yaml")} in listed
+
+
+def test_exec_it_runs_on_a_terminal(up_stack):
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: pcompose on a terminal, as a user types it
+        try:
+            os.chdir(up_stack.dir)
+            os.execve(sys.executable, up_stack.argv("exec", "-it", "web", "sh", "-c",
+                                                    "tty; exit 5"), up_stack.env())
+        finally:
+            os._exit(127)
+    out = b""
+    while True:
+        try:
+            data = os.read(fd, 1024)
+        except OSError:  # EIO: the child is gone
+            break
+        if not data:
+            break
+        out += data
+    os.close(fd)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 5
+    assert b"/dev/pts/" in out
+
+
+def test_events_stream_what_the_agent_does(up_stack):
+    proc = up_stack.start("events", "--json")
+    try:
+        assert proc.stderr.readline().startswith("Listening for events")
+        up_stack.pc("up", "-d")
+        event = json.loads(proc.stdout.readline())
+        assert event["type"] == "project" and event["project"] == up_stack.project
+        assert event["status"] == "submitted"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 def test_a_bad_stack_file_fails_with_its_place_and_submits_nothing(up_stack):
