@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import os
 import platform
 import shutil
 import sys
@@ -127,6 +128,7 @@ async def main() -> None:
     run_id = uuid.uuid4().hex[:6]
     base, run_base = Path("/var/lib/pcompose-bench") / run_id, Path("/run/pcompose-bench") / run_id
     rootfs = busybox.make_rootfs(base / "rootfs")
+    args.load_before = os.getloadavg()
     results: dict[str, list[dict]] = {"sequential": [], "concurrent": []}
     try:
         for n in range(args.rounds):
@@ -135,6 +137,7 @@ async def main() -> None:
     finally:
         shutil.rmtree(base, ignore_errors=True)
         shutil.rmtree(run_base, ignore_errors=True)
+    args.load = os.getloadavg()
     report = render(results, args)
     print(report)
     if not args.no_write:
@@ -147,11 +150,13 @@ def render(results: dict[str, list[dict]], args: argparse.Namespace) -> str:
         "",
         f"Command: `.venv/bin/python bench/bench_containers.py --count {args.count} --rounds {args.rounds}` (as root)",
         "",
-        f"Machine: {platform.node()}, kernel {platform.release()}, {__import__('os').cpu_count()} cores, cgroup v1 hybrid;",
+        f"Machine: {platform.node()}, kernel {platform.release()}, {os.cpu_count()} cores, cgroup v1 hybrid;",
         "runc 1.1.5, conmon 2.1.6. Each container: busybox `sleep`, its own cgroup and namespaces.",
         "pcompose = `lifecycle.run`: write bundle + /etc files, conmon launch and handshake (runc create), runc start.",
         "bare runc = `runc run -d` of the same bundle (config.json and /etc files), stdio to /dev/null, no monitor.",
         "Rounds alternate which tool goes first (the second finds the first's containers running).",
+        f"Load average (1/5/15 min) before: {'/'.join(f'{x:.1f}' for x in args.load_before)}, "
+        f"after: {'/'.join(f'{x:.1f}' for x in args.load)} (a shared machine: other work runs alongside).",
         "",
         "| mode | round | first | pcompose (s) | runc run -d (s) | ratio | per container pcompose / runc (ms) |",
         "|---|---|---|---|---|---|---|",
