@@ -172,7 +172,10 @@ async def _wait_healthy(ctx, name: str, services: list[str], progress, timeout: 
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         views = await compose_base.containers(ctx, name, services)
-        bad = [v for v in views if v.state != "running" or v.health == "unhealthy"]
+        # A one-shot job that finished well (exit 0) is done, as docker compose counts it.
+        done = [v for v in views if v.state == "exited" and v.exit_code == 0]
+        bad = [v for v in views if v not in done
+               and (v.state != "running" or v.health == "unhealthy")]
         waiting = [v for v in views if v.health == "starting"]
         if any(v.health == "unhealthy" or v.state == "exited" and v.exit_code for v in bad):
             for v in bad:
@@ -180,6 +183,9 @@ async def _wait_healthy(ctx, name: str, services: list[str], progress, timeout: 
             return 1
         if not bad and not waiting:
             for v in views:
+                if v in done:
+                    progress.line(f"Container {v.name}  Exited")
+                    continue
                 progress.line(f"Container {v.name}  {'Healthy' if v.health else 'Running'}")
             return 0
         if asyncio.get_running_loop().time() > deadline:
