@@ -24,6 +24,7 @@ from runtime import rootfs, volumes
 from runtime import images
 from runtime.net import bridge, netns, records, resolvconf
 from runtime.oci import lifecycle, observe, runc
+from runtime.oci import spec as oci_spec
 
 log = structlog.get_logger(__name__)
 
@@ -313,7 +314,11 @@ def _view(ctx: context.Context, o: observe.Observed, net: tuple) -> ContainerVie
 
 def _command(lay, cid: str) -> tuple[str, ...]:
     doc = context.read_json(lay.bundle(cid) / "config.json")
-    return tuple(doc.get("process", {}).get("args", ()))
+    args = tuple(doc.get("process", {}).get("args", ()))
+    # With `init: true` the init is PID 1; users know the command they wrote, as docker shows it.
+    if args[:1] == (oci_spec.INIT_PATH,):
+        args = args[2:] if args[1:2] == ("--",) else args[1:]
+    return args
 
 
 async def observed_raw(ctx: context.Context, project: str) -> list[observe.Observed]:
