@@ -107,6 +107,7 @@ def remove_cgroup_tree(relative: str) -> list[str]:
 class Tool:
     """What the benchmark needs of a compose tool."""
     label = ""
+    failed = False  # a phase failed: finish() keeps what helps to see why
 
     def unavailable(self) -> str | None:
         """Why this tool cannot run here, or None."""
@@ -295,6 +296,11 @@ class Pcompose(Tool):
                 self.agent.wait()
         left += self._unmount_leftovers()
         left += remove_cgroup_tree(self.ctx.cgroup_parent.strip("/"))
+        log = self.root / "bench-agent.log"
+        if (left or self.failed) and log.exists():
+            kept = Path(tempfile.gettempdir()) / f"pcompose-bench-agent-{self.root.name}.log"
+            shutil.copyfile(log, kept)
+            left.append(f"the agent's log is kept in {kept}")
         if self.netns.exists():
             quiet(["ip", "netns", "del", self.netns.name])
         if not any(line.startswith("mount still") for line in left):
@@ -440,6 +446,7 @@ def run_once(tool: Tool, count: int, workdir: Path, outcome: Outcome) -> bool:
         outcome.seconds["down"].append(seconds + wait_gone(tool, project, ended, timeout))
     except PhaseFailed as failure:
         outcome.problems.append(f"N={count}: {failure}")
+        tool.failed = True
         return False
     finally:
         tool.cleanup(project, stack)
