@@ -15,6 +15,7 @@ from reconciler.cli import common, compose_base, compose_cache, compose_logs, re
 
 # How long `up` waits for the agent to converge when --wait-timeout is not given.
 UP_TIMEOUT = 600.0
+DOWN_TIMEOUT = 300.0
 
 
 def _scale(args: argparse.Namespace, project) -> dict[str, int]:
@@ -239,7 +240,12 @@ async def _down(args: argparse.Namespace, name: str) -> int:
     views = await compose_base.containers(ctx, name, oneoff=None)
     if args.timeout is not None:
         await asyncio.gather(*(services.stop_container(ctx, v.id, args.timeout) for v in views))
-    async with client.AgentClient(Path(args.run_dir), timeout=UP_TIMEOUT) as agent:
+    # One-off containers (`run` without --rm) are not the agent's: they go first, or their
+    # endpoints would keep the project's networks in use.
+    for view in views:
+        if view.oneoff:
+            await services.remove_container(ctx, view.id, remove_anonymous=True)
+    async with client.AgentClient(Path(args.run_dir), timeout=DOWN_TIMEOUT) as agent:
         try:
             info, stack = await agent.project(name)
         except client.ApiError as error:
@@ -248,14 +254,9 @@ async def _down(args: argparse.Namespace, name: str) -> int:
             raise common.UserFacingError(str(error)) from None
         await agent.delete_project(name, volumes=args.volumes)
         try:
-            await agent.wait_applied(name, info.generation + 1, timeout=UP_TIMEOUT)
+            await agent.wait_applied(name, info.generation + 1, timeout=DOWN_TIMEOUT)
         except (client.ApiError, TimeoutError) as error:
             raise common.UserFacingError(f"project {name}: {error}") from None
-    from controllers import services
-
-    # The agent removes the service containers; one-off ones (`run` without --rm) go here.
-    for view in await compose_base.containers(ctx, name, oneoff=None):
-        await services.remove_container(ctx, view.id, remove_anonymous=True)
     for view in views:
         progress.line(f"Container {view.name}  Removed")
     for key, net in sorted((stack.get("networks") or {}).items()):

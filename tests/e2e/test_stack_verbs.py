@@ -234,8 +234,11 @@ def test_down_v_leaves_nothing(stack):
     assert f"Container {stack.project}-web-1  Started" in up.stderr
     assert (stack.root / "volumes" / f"{stack.project}_data").exists()
     assert conftest.leftovers(stack) != []  # the check sees what a stack makes
+    oneoff = stack.pc("run", "-d", "web", "echo", "detached").stdout.strip()
+    assert oneoff.startswith(f"{stack.project}-web-run-")
     down = stack.pc("down", "-v")
     assert f"Container {stack.project}-web-1  Removed" in down.stderr
+    assert f"Container {oneoff}  Removed" in down.stderr
     assert f"Network {stack.project}_default  Removed" in down.stderr
     assert f"Volume {stack.project}_data  Removed" in down.stderr
     assert stack.pc("ps", "-a").stdout.splitlines()[1:] == []
