@@ -8,6 +8,7 @@ import asyncio
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 from reconciler.agent import client, desired, launcher
@@ -116,6 +117,7 @@ async def submit(args, ctx, name: str, body: dict, progress: render.Progress) ->
     """PUT the desired state, print progress until the agent applied it; 1 if it failed."""
     timeout = args.wait_timeout or UP_TIMEOUT
     printed: set[str] = set()
+    began = time.time()
     async with client.AgentClient(Path(args.run_dir), timeout=timeout) as agent:
         follower = asyncio.ensure_future(_print_steps(agent, name, progress, printed))
         try:
@@ -124,6 +126,11 @@ async def submit(args, ctx, name: str, body: dict, progress: render.Progress) ->
                                            working_dir=body["working_dir"],
                                            options=body["options"], hashes=body["hashes"])
             await agent.wait_applied(name, info.generation, timeout=timeout)
+            follower.cancel()
+            # The stream may have started after the first steps, or lag behind the end.
+            for event in (await agent.project_steps(name)).values():
+                if event.time >= began and event.status in ("done", "failed"):
+                    _print_once(name, event, progress, printed)
         except client.ApiError as error:
             follower.cancel()
             await _print_failures(agent, name, progress, printed)
@@ -149,11 +156,18 @@ async def submit(args, ctx, name: str, body: dict, progress: render.Progress) ->
 async def _print_steps(agent, name: str, progress: render.Progress, printed: set) -> None:
     try:
         async for event in agent.events(name):
-            for line in render.step_lines(name, event, {}):
-                progress.line(line)
-                printed.add(line.rpartition("  ")[0])
+            _print_once(name, event, progress, printed)
     except client.AgentUnavailable:
         pass
+
+
+def _print_once(name: str, event, progress: render.Progress, printed: set) -> None:
+    """A step's progress lines, each once (the stream and the final steps may both have it)."""
+    for line in render.step_lines(name, event, {}):
+        if line not in printed:
+            progress.line(line)
+            printed.add(line)
+            printed.add(line.rpartition("  ")[0])
 
 
 async def _print_failures(agent, name: str, progress: render.Progress, printed: set) -> None:
@@ -164,8 +178,7 @@ async def _print_failures(agent, name: str, progress: render.Progress, printed: 
         return
     for event in steps.values():
         if event.status == "failed":
-            for line in render.step_lines(name, event, {}):
-                progress.line(line)
+            _print_once(name, event, progress, printed)
 
 
 async def _wait_healthy(ctx, name: str, services: list[str], progress, timeout: float) -> int:
