@@ -1,0 +1,120 @@
+"""Compose features end to end through `pcompose up`: what a user of the stack would check."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+
+def rows(stack) -> dict[str, dict]:
+    done = stack.pc("ps", "-a", "--format", "json")
+    return {r["Name"]: r for r in map(json.loads, filter(str.strip, done.stdout.splitlines()))}
+
+
+def sh(stack, service: str, script: str) -> str:
+    return stack.pc("exec", "-T", service, "sh", "-c", script).stdout
+
+
+def test_secrets_and_configs_are_mounted_read_only_at_their_targets(stack):
+    (stack.dir / "token.txt").write_text("s3cret\n")
+    stack.write("""
+services:
+  app:
+    image: busybox
+    command: ["sleep", "100000"]
+    stop_signal: SIGKILL
+    secrets: [token]
+    configs:
+      - source: motd
+        target: /etc/motd
+secrets:
+  token:
+    file: ./token.txt
+configs:
+  motd:
+    content: "welcome"
+""")
+    stack.pc("up", "-d")
+    assert sh(stack, "app", "cat /run/secrets/token") == "s3cret\n"
+    assert sh(stack, "app", "cat /etc/motd") == "welcome"
+    denied = stack.pc("exec", "-T", "app", "sh", "-c", "echo x > /run/secrets/token", check=False)
+    assert denied.returncode != 0 and "Read-only" in denied.stderr + denied.stdout
+
+
+def test_a_dependant_starts_only_once_its_dependency_is_healthy(stack):
+    stack.write("""
+services:
+  db:
+    image: busybox
+    command: ["sh", "-c", "sleep 2; touch /tmp/ready; exec sleep 100000"]
+    stop_signal: SIGKILL
+    healthcheck:
+      test: ["CMD", "test", "-f", "/tmp/ready"]
+      interval: 1s
+      retries: 30
+  api:
+    image: busybox
+    command: ["sleep", "100000"]
+    stop_signal: SIGKILL
+    depends_on:
+      db:
+        condition: service_healthy
+""")
+    stack.pc("up", "-d")
+    found = rows(stack)
+    db, api = found[f"{stack.project}-db-1"], found[f"{stack.project}-api-1"]
+    assert db["Health"] == "healthy" and api["State"] == "running"
+    ready = sh(stack, "db", "stat -c %Y /tmp/ready").strip()
+    api_start = stack.pc("exec", "-T", "api", "sh", "-c", "stat -c %Y /proc/1").stdout.strip()
+    assert int(api_start) >= int(ready)
+
+
+def test_named_volume_data_survives_a_recreate_and_down_v_removes_it(stack):
+    body = """
+services:
+  app:
+    image: busybox
+    command: ["sh", "-c", "{cmd}; exec sleep 100000"]
+    stop_signal: SIGKILL
+    volumes: [data:/data]
+volumes:
+  data: {{}}
+"""
+    stack.write(body.format(cmd="echo first >> /data/log"))
+    stack.pc("up", "-d")
+    stack.write(body.format(cmd="echo second >> /data/log"))
+    assert f"Container {stack.project}-app-1  Recreated" in stack.pc("up", "-d").stderr
+    assert sh(stack, "app", "cat /data/log") == "first\nsecond\n"
+    stack.pc("down", "-v")
+    assert not (stack.root / "volumes" / f"{stack.project}_data").exists()
+
+
+def test_services_reach_each_other_by_name_only_over_shared_networks(stack):
+    stack.write("""
+services:
+  web:
+    image: busybox
+    command: ["sh", "-c", "mkdir -p /srv; echo hello > /srv/index.html; exec httpd -f -p 80 -h /srv"]
+    networks: [front]
+  client:
+    image: busybox
+    command: ["sleep", "100000"]
+    stop_signal: SIGKILL
+    networks: [front]
+  outsider:
+    image: busybox
+    command: ["sleep", "100000"]
+    stop_signal: SIGKILL
+    networks: [back]
+networks:
+  front: {}
+  back: {}
+""")
+    stack.pc("up", "-d")
+    assert sh(stack, "client", "timeout 5 wget -q -O - http://web/") == "hello\n"
+    web_ip = sh(stack, "client", "nslookup web | awk '/^Address/ {a=$2} END {print a}'").strip()
+    assert web_ip.count(".") == 3
+    # The outsider does not know the name, and the address does not answer it either.
+    refused = stack.pc("exec", "-T", "outsider", "sh", "-c",
+                       f"nslookup web; timeout 3 wget -q -O - http://{web_ip}/", check=False)
+    assert refused.returncode != 0 and "hello" not in refused.stdout
