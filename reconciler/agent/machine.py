@@ -9,6 +9,7 @@ health checker.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 from collections.abc import Callable, Mapping
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import structlog
 
-from controllers import context, health, networks, services, volumes
+from controllers import context, health, networks, service_config, services, volumes
 from reconciler.agent import desired, store
 from reconciler.engine import errors, executor
 from reconciler.plan import model, plans, restarts
@@ -37,21 +38,22 @@ class Machine:
     def __init__(self, ctx: context.Context) -> None:
         self.ctx = ctx
         self.store = store.Store(ctx.root)
-        self._stacks: dict[str, tuple[int, spec_model.Stack, dict[str, str]]] = {}
+        self._stacks: dict[str, tuple[int, spec_model.Stack]] = {}
         self._dns: dns.Server | None = None
         self.notify: Callable[[str], None] = lambda project: None
 
     # -- desired ------------------------------------------------------------------------
-    def _stack(self, project: str) -> tuple[spec_model.Stack, dict[str, str]]:
+    def _stack(self, project: str) -> spec_model.Stack:
+        """The submitted stack of `project`, parsed once per generation."""
         record = self.store.get(project)
         if record is None:
             raise errors.PermanentError(f"project {project} is not known")
         cached = self._stacks.get(project)
         if cached is None or cached[0] != record.generation:
             stack = spec_model.Stack.model_validate(json.loads(record.stack))
-            cached = (record.generation, stack, dict(record.hashes))
+            cached = (record.generation, stack)
             self._stacks[project] = cached
-        return cached[1], cached[2]
+        return cached[1]
 
     # -- observe ------------------------------------------------------------------------
     async def observe(self, project: str) -> model.ObservedState:
@@ -111,9 +113,8 @@ class Machine:
 
         async def update(step: plans.Step) -> None:
             target = step.desired.service.limits
-            stack, _ = self._stack(project)
+            stack = self._stack(project)
             svc = stack.services[step.desired.service.name]
-            from controllers import service_config
             await lifecycle.update(self.ctx.layout, step.observed.name, service_config.resources(svc))
             _write_limits(self.ctx, step.observed.name, target)
 
@@ -166,7 +167,7 @@ class Machine:
                 A.AWAIT: await_}
 
     async def _ensure_network(self, project: str, want: model.DesiredNetwork) -> None:
-        stack, _ = self._stack(project)
+        stack = self._stack(project)
         try:
             await networks.ensure(self.ctx, project, want.key, want.name,
                                   stack.networks[want.key], want.config_hash)
@@ -175,7 +176,7 @@ class Machine:
         await self._refresh_dns()
 
     async def _ensure_volume(self, project: str, want: model.DesiredVolume) -> None:
-        stack, _ = self._stack(project)
+        stack = self._stack(project)
         try:
             await volumes.ensure(self.ctx, project, want.key, want.name,
                                  stack.volumes[want.key], want.config_hash)
@@ -183,7 +184,7 @@ class Machine:
             raise errors.PermanentError(str(err)) from None
 
     async def _create_container(self, project: str, want: model.DesiredContainer) -> None:
-        stack, _ = self._stack(project)
+        stack = self._stack(project)
         svc = want.service
         try:
             cid = await services.run_container(
@@ -247,7 +248,6 @@ class Machine:
 
 
 def _write_limits(ctx: context.Context, cid: str, limits: model.Limits) -> None:
-    import dataclasses
     path = ctx.container_dir(cid) / LIMITS
     if path.parent.is_dir():
         context.write_json(path, dataclasses.asdict(limits))
