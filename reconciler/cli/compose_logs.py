@@ -99,9 +99,11 @@ def _colour(args) -> bool:
 
 async def follow_project(args, ctx, name: str, services: list[str], *, tail: int | None,
                          since: dt.datetime | None = None, printer: Printer | None = None,
-                         until_all_exited: bool = True, poll: float = 0.3) -> None:
+                         until_all_exited: bool = True, announce_exits: bool = False,
+                         poll: float = 0.3) -> None:
     """Follow every container of the project (new ones join, restarted ones go on where they
-    stopped) until none runs any more, or forever when `until_all_exited` is false."""
+    stopped) until none runs any more, or forever when `until_all_exited` is false.
+    `announce_exits` (attached `up`): say `name exited with code N` when one stops."""
     printer = printer or Printer([], colour=_colour(args),
                                  prefix=not getattr(args, "no_log_prefix", False),
                                  timestamps=getattr(args, "timestamps", False))
@@ -122,6 +124,12 @@ async def follow_project(args, ctx, name: str, services: list[str], *, tail: int
     try:
         while True:
             views = await compose_base.containers(ctx, name, services)
+            if announce_exits:
+                for view in views:
+                    if view.name in running and view.state == "exited":
+                        await asyncio.wait([tasks[view.name]], timeout=2.0)  # its last lines
+                        sys.stdout.write(f"{view.name} exited with code {view.exit_code}\n")
+                        sys.stdout.flush()
             running.clear()
             running.update(v.name for v in views if v.state in ("running", "paused", "created"))
             printer.add(v.name for v in views)

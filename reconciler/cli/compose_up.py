@@ -81,9 +81,11 @@ async def _up(args: argparse.Namespace, project, body: dict) -> int:
     if args.watch:
         tasks.append(asyncio.ensure_future(watch(args, ctx, project, progress)))
     if not args.detach:
+        views = await compose_base.containers(ctx, project.name, list(body["hashes"]))
+        print(f"Attaching to {', '.join(v.name for v in views)}", flush=True)
         tasks.append(asyncio.ensure_future(compose_logs.follow_project(
             args, ctx, project.name, list(body["hashes"]), tail=None,
-            until_all_exited=not args.watch)))
+            until_all_exited=not args.watch, announce_exits=True)))
     try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:

@@ -60,8 +60,15 @@ def states(stack) -> dict[str, str]:
     return {json.loads(r)["Name"]: json.loads(r)["State"] for r in rows}
 
 
+ONCE = """\
+  once:
+    image: busybox
+    command: ["sh", "-c", "sleep 1; echo once done; exit 3"]
+"""
+
+
 def test_attached_up_streams_logs_and_ctrl_c_stops_the_stack(stack):
-    stack.write(STACK)
+    stack.write(STACK + ONCE)
     p = stack.project
     proc = stack.start("up")
     try:
@@ -69,12 +76,16 @@ def test_attached_up_streams_logs_and_ctrl_c_stops_the_stack(stack):
         assert out.wait_for(f"{p}-web-1     | hello from web"), (out.lines, err.lines)
         assert out.wait_for(f"{p}-worker-1  | worker ready"), (out.lines, err.lines)
         assert err.wait_for(f"Container {p}-web-1  Started")
+        assert out.lines[0] == f"Attaching to {p}-once-1, {p}-web-1, {p}-worker-1"
+        assert out.wait_for(f"{p}-once-1    | once done"), out.lines
+        assert out.wait_for(f"{p}-once-1 exited with code 3"), out.lines
     finally:
         code = stop(proc)
     assert code == 0
     assert err.wait_for("Gracefully stopping...")
     assert err.wait_for(f"Container {p}-worker-1  Stopped")
-    assert states(stack) == {f"{p}-web-1": "exited", f"{p}-worker-1": "exited"}
+    assert states(stack) == {f"{p}-once-1": "exited", f"{p}-web-1": "exited",
+                             f"{p}-worker-1": "exited"}
 
 
 def test_watch_submits_valid_changes_and_keeps_the_stack_on_a_bad_one(stack):
