@@ -52,11 +52,12 @@ def bare_bundles(lay: layout.Layout, configs: list[model.ContainerConfig]) -> li
     return [lay.bundle(c.name) for c in configs]
 
 
-async def bare_run(r: runc.Runc, bundle: Path) -> None:
+async def bare_run(r: runc.Runc, bundle: Path, action: str = "run") -> None:
     # The container inherits runc's stdio: a pipe would stay open as long as it runs.
+    detach = ["-d"] if action == "run" else []
     with open(bundle / "runc.err", "wb") as err:
         proc = await asyncio.create_subprocess_exec(
-            *r.argv("run", "-d", "--bundle", str(bundle), bundle.name),
+            *r.argv(action, *detach, "--bundle", str(bundle), bundle.name),
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=err,
         )
     if await proc.wait():
@@ -119,6 +120,42 @@ async def one_round(base: Path, run_base: Path, rootfs: Path, count: int, concur
     return {"pcompose": pcompose_s, "runc": bare_s, "rss": rss, "pss": pss, "bare_first": bare_first}
 
 
+async def breakdown(base: Path, run_base: Path, rootfs: Path, count: int = 20) -> dict[str, float]:
+    """Median milliseconds of each step, sequentially: where pcompose's extra time goes."""
+    tag = uuid.uuid4().hex[:6]
+    lay = layout.Layout(root=base / tag, run_dir=run_base / tag, cgroup_parent=f"/pcompose-bench-{tag}")
+    bare = layout.Layout(root=base / f"{tag}-bare", run_dir=run_base / f"{tag}-bare", cgroup_parent=f"/pcompose-bench-{tag}-bare")
+    steps: dict[str, list[float]] = {k: [] for k in ("bundle", "conmon+create", "start", "runc create", "runc start", "runc run -d")}
+    driver = drivers.detect()
+
+    async def timed(name: str, coro) -> None:
+        began = time.perf_counter()
+        await coro
+        steps[name].append(1000 * (time.perf_counter() - began))
+
+    try:
+        lifecycle.ensure_dirs(lay)
+        lifecycle.ensure_dirs(bare)
+        for n in range(1, count + 1):
+            c = config(rootfs, f"b{tag}", n)
+            await timed("bundle", asyncio.to_thread(lifecycle.write_bundle, lay, c, driver))
+            await timed("conmon+create", lifecycle._launch(lay, c.name, False))
+            await timed("start", runc.start(lay.runc, c.name))
+            for suffix, action in (("-c", "create"), ("-r", "run")):
+                b = dataclasses.replace(c, name=c.name + suffix)
+                lifecycle.write_bundle(bare, b, driver)
+                if action == "create":
+                    await timed("runc create", bare_run(bare.runc, bare.bundle(b.name), "create"))
+                    await timed("runc start", runc.start(bare.runc, b.name))
+                else:
+                    await timed("runc run -d", bare_run(bare.runc, bare.bundle(b.name)))
+    finally:
+        await remove_everything(lay, bare)
+        for d in (base / tag, run_base / tag, base / f"{tag}-bare", run_base / f"{tag}-bare"):
+            shutil.rmtree(d, ignore_errors=True)
+    return {k: sorted(v)[len(v) // 2] for k, v in steps.items()}
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--count", type=int, default=100)
@@ -131,6 +168,7 @@ async def main() -> None:
     args.load_before = os.getloadavg()
     results: dict[str, list[dict]] = {"sequential": [], "concurrent": []}
     try:
+        args.steps = await breakdown(base, run_base, rootfs)
         for n in range(args.rounds):
             for mode in results:
                 results[mode].append(await one_round(base, run_base, rootfs, args.count, mode == "concurrent", n % 2 == 1))
@@ -170,6 +208,13 @@ def render(results: dict[str, list[dict]], args: argparse.Namespace) -> str:
     for mode, rounds in results.items():
         ratios = sorted(r["pcompose"] / r["runc"] for r in rounds)
         lines.append(f"- {mode}: {ratios[len(ratios) // 2]:.2f}")
+    steps = args.steps
+    lines += ["", "Where the time goes (median ms of 20 sequential starts, same machine, same moment):", "",
+              "| pcompose step | ms | bare runc step | ms |", "|---|---|---|---|",
+              f"| write bundle (thread) | {steps['bundle']:.1f} | | |",
+              f"| conmon + runc create | {steps['conmon+create']:.1f} | runc create | {steps['runc create']:.1f} |",
+              f"| runc start | {steps['start']:.1f} | runc start | {steps['runc start']:.1f} |",
+              f"| | | runc run -d | {steps['runc run -d']:.1f} |"]
     rss = [r["rss"] for rounds in results.values() for r in rounds]
     pss = [r["pss"] for rounds in results.values() for r in rounds]
     lines += ["", f"conmon memory per container: RSS {sum(rss) / len(rss) / 1024:.2f} MiB, "
