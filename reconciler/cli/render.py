@@ -126,7 +126,9 @@ def ps_json(view, now: dt.datetime, trunc: bool = True) -> dict:
         "Networks": ",".join(view.networks),
         "Ports": ports(view),
         "Project": view.project,
-        "Publishers": [{"URL": ip, "TargetPort": target, "PublishedPort": published or 0,
+        # A port published on every address shows 0.0.0.0, as docker's engine reports it.
+        "Publishers": [{"URL": ip or ("0.0.0.0" if published else ""), "TargetPort": target,
+                        "PublishedPort": published or 0,
                         "Protocol": protocol}
                        for ip, published, target, protocol in view.ports] or None,
         "RunningFor": ago(view.created, now),

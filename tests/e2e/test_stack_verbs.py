@@ -23,6 +23,9 @@ services:
     command: ["sh", "-c", "echo hello from web; echo oops >&2; exec sleep 1000"]
     environment:
       GREETING: hi
+    healthcheck:
+      test: ["CMD", "true"]
+      interval: 1s
   worker:
     image: busybox
     stop_signal: SIGKILL
@@ -46,7 +49,7 @@ def up_stack(busybox_archive):
     made = conftest.make_stack(busybox_archive, "t" + uuid.uuid4().hex[:7])
     try:
         made.write(STACK)
-        made.pc("up", "-d")
+        made.up = made.pc("up", "-d", "--wait")
         yield made
     finally:
         conftest.remove_stack(made)
@@ -63,12 +66,18 @@ def wait_for(check, timeout: float = 20.0):
 
 def test_up_prints_a_line_per_container_and_ps_shows_both_running(up_stack):
     p = up_stack.project
+    progress = up_stack.up.stderr.splitlines()
+    for line in (f"Network {p}_default  Created", f"Volume {p}_data  Created",
+                 f"Container {p}-web-1  Started", f"Container {p}-worker-1  Started",
+                 f"Container {p}-web-1  Healthy", f"Container {p}-worker-1  Running"):
+        assert line in progress, up_stack.up.stderr
     table = up_stack.pc("ps").stdout.splitlines()
     assert table[0].split() == ["NAME", "IMAGE", "COMMAND", "SERVICE", "CREATED", "STATUS",
                                 "PORTS"]
     rows = {line.split()[0]: line for line in table[1:]}
     assert set(rows) == {f"{p}-web-1", f"{p}-worker-1"}
     assert all(" Up " in row for row in rows.values())
+    assert "(healthy)" in rows[f"{p}-web-1"]
     assert '"sh -c echo hello fr…"' in rows[f"{p}-web-1"]
 
 
@@ -82,6 +91,9 @@ def test_ps_json_lines_carry_docker_keys(up_stack):
         assert obj["State"] == "running" and obj["Project"] == p
         assert obj["Status"].startswith("Up ") and obj["ExitCode"] == 0
     assert [o["Service"] for o in objs] == ["web", "worker"]
+    assert [o["Health"] for o in objs] == ["healthy", ""]
+    assert objs[1]["Publishers"] == [{"URL": "0.0.0.0", "TargetPort": 80, "PublishedPort": 8080,
+                                      "Protocol": "tcp"}]
     assert up_stack.pc("ps", "--services").stdout == "web\nworker\n"
     assert up_stack.pc("ps", "-q", "worker").stdout == f"{p}-worker-1\n"
 
