@@ -212,9 +212,10 @@ class Progress:
         self.stream = stream or sys.stderr
         self._console = None
         if self.stream.isatty():
-            from rich import console  # only a terminal pays for rich
+            from rich import console, markup  # only a terminal pays for rich
 
             self._console = console.Console(file=self.stream, highlight=False)
+            self._escape = markup.escape
 
     def line(self, text: str) -> None:
         if self._console is None:
@@ -223,6 +224,8 @@ class Progress:
         title, _, word = text.rpartition("  ")
         mark, style = ("✘", "red") if word.startswith("Error") else \
             ("✔", "green") if word[-1:] == "d" or word in ("Running", "Healthy") else ("⠿", "blue")
+        # Names and error messages may hold brackets: they are text, not rich markup.
+        title, word = self._escape(title), self._escape(word)
         self._console.print(f" [{style}]{mark}[/] {title}  [{style}]{word}[/]")
 
 

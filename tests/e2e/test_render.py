@@ -100,3 +100,22 @@ def test_log_prefixes_pad_to_the_longest_name():
 def test_sizes():
     assert [render.size(n) for n in (512, 1536, 10 * 1024 ** 2, 3 * 1024 ** 3)] == \
         ["512B", "1.5KiB", "10MiB", "3GiB"]
+
+
+def test_progress_on_a_terminal_marks_each_line():
+    import os
+    import pty
+
+    master, slave = pty.openpty()
+    try:
+        with os.fdopen(slave, "w", closefd=False) as stream:
+            progress = render.Progress(stream)
+            progress.line("Container shop-web-1  Started")
+            progress.line("Container shop-db-1  Error [Errno 2] no such file")
+            stream.flush()
+        text = os.read(master, 4096).decode()
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert "✔" in text and "Container shop-web-1" in text
+    assert "✘" in text and "[Errno 2] no such file" in text
