@@ -46,6 +46,17 @@ def runc_args(lay: layout.Layout, cid: str, argv: list[str], opts: ExecOptions, 
     return args + [cid, *argv]
 
 
+async def detach(lay: layout.Layout, cid: str, argv: list[str], opts: ExecOptions = ExecOptions()) -> None:
+    """`exec -d`: start the command and return; it runs on without us (output discarded)."""
+    args = runc_args(lay, cid, argv, opts, terminal=False)
+    args.insert(args.index("exec") + 1, "--detach")
+    proc = await asyncio.create_subprocess_exec(
+        *args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )
+    if await proc.wait():
+        raise RuntimeError(f"exec -d in {cid}: runc exited {proc.returncode}")
+
+
 async def run(lay: layout.Layout, cid: str, argv: list[str], opts: ExecOptions = ExecOptions(), stdin: bytes | None = None) -> ExecResult:
     """Non-interactive exec: the command's stdout, stderr and exit code (runc passes it through)."""
     proc = await asyncio.create_subprocess_exec(

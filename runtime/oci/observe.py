@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import AsyncIterator, Mapping
+
+import watchfiles
 
 from runtime.cgroups import drivers, model as cgroups_model
 from runtime.oci import layout, lifecycle, runc, spec, timefmt
@@ -86,3 +88,13 @@ async def stats(lay: layout.Layout, cid: str, driver: drivers.Driver | None = No
 async def top(lay: layout.Layout, cid: str) -> list[int]:
     """PIDs (host's view) of every process in the container."""
     return await runc.ps(lay.runc, cid)
+
+
+async def watch_exits(lay: layout.Layout, stop: asyncio.Event | None = None) -> AsyncIterator[str]:
+    """Yield the id of each container whose exit code conmon writes (a key to look at again)."""
+    lay.exit_dir.mkdir(parents=True, exist_ok=True)
+    async for changes in watchfiles.awatch(lay.exit_dir, stop_event=stop, debounce=50, step=20, recursive=False):
+        for change, path in sorted(changes, key=lambda c: c[1]):
+            name = path.rsplit("/", 1)[-1]
+            if change != watchfiles.Change.deleted and not name.startswith(".") and lay.exit_file(name).exists():
+                yield name

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 
-from runtime.oci import lifecycle, model, observe
+from runtime.oci import exec as oci_exec, lifecycle, model, observe
 from tests.linux.oci import helpers
 
 
@@ -30,3 +31,35 @@ async def test_list_by_project_and_service_with_status(lay, make, unique):
     assert lifecycle.remove_project_cgroup(lay, f"{unique}x") is False  # busy: kept
     await lifecycle.remove(lay, foreign.name)
     assert lifecycle.remove_project_cgroup(lay, f"{unique}x") is True
+
+
+async def test_exits_are_reported_as_container_ids(lay, make):
+    config = make(command=("sleep", "1000"))
+    await lifecycle.run(lay, config)
+    stop = asyncio.Event()
+    seen: list[str] = []
+
+    async def watch() -> None:
+        async for cid in observe.watch_exits(lay, stop):
+            seen.append(cid)
+            stop.set()
+
+    watcher = asyncio.create_task(watch())
+    await asyncio.sleep(0.3)  # the watch is set up
+    await lifecycle.kill(lay, config.name)
+    await asyncio.wait_for(watcher, 10)
+    assert seen == [config.name]
+    assert lifecycle.exit_status(lay, config.name).code == 137
+
+
+async def test_exec_detached_runs_on(lay, make):
+    config = make(command=("sleep", "1000"))
+    await lifecycle.run(lay, config)
+    await oci_exec.detach(lay, config.name, ["sh", "-c", "sleep 0.2; echo done > /tmp/flag; sleep 1000"])
+    for _ in range(100):
+        result = await oci_exec.run(lay, config.name, ["cat", "/tmp/flag"])
+        if result.exit_code == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert result.stdout == b"done\n"
+    assert len(await observe.top(lay, config.name)) == 2  # the main process and the detached one
