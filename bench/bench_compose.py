@@ -555,7 +555,11 @@ def main(argv: list[str] | None = None) -> int:
     header = [f"## {tool.label}, {started:%Y-%m-%d %H:%M} UTC",
               "", f"Command (as root, from the repository root): `.venv/bin/python {command}`", ""]
     reason = tool.unavailable()
+    if reason and isinstance(tool, Podman):
+        print(f"bench_compose: {reason}", file=sys.stderr)
+        return 2
     if reason:
+        # pcompose's own verbs may still be missing: that is a result worth recording.
         emit(header + [f"{tool.label}: not yet runnable ({reason})"], not args.no_record)
         return 0
     outcomes = [Outcome(n) for n in args.services]
