@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
 from pathlib import Path
 
 from runtime.oci import exec as oci_exec, lifecycle, model, observe, runc
@@ -118,8 +119,6 @@ async def test_sysctls_and_ulimits(lay, make):
     config = make(command=("sh", "-c", script), sysctls={"net.ipv4.ip_forward": "1"},
                   ulimits=(model.Ulimit("nofile", 1024, 500000), model.Ulimit("core", 0, 0)))
     code, out, _ = await _run(lay, config)
-    import resource
-
     host_hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     assert out.splitlines() == ["1", "1024", str(min(500000, host_hard)), "0"]
 

@@ -73,7 +73,7 @@ async def test_pause_freezes_and_unpause_thaws(lay, make):
 async def test_container_outlives_the_process_that_started_it(lay, make, state_root):
     config = make(command=("sleep", "1000"))
     launcher = state_root / "launcher.py"
-    launcher.write_text(textwrap.dedent(f"""
+    launcher.write_text(textwrap.dedent("""
         import asyncio, pickle, sys, time
         from runtime.oci import lifecycle
         lay, config = pickle.loads(bytes.fromhex(sys.argv[1]))
