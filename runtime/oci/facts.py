@@ -25,7 +25,7 @@ def gather(lay: layout.Layout, config: model.ContainerConfig, driver: drivers.Dr
         cgroups_path=lay.cgroups_path(config.identity.project, config.name),
         etc_dir=str(lay.etc_dir(config.name)),
         env_file_env=tuple(line for path in config.env_files for line in read_env_file(path)),
-        devices=tuple(device_node(d) for d in config.devices),
+        devices=tuple(device_node(d) for d in config.devices) + (host_devices() if config.privileged else ()),
         init_binary=init_binary(),
         blkio_weight=blkio,
         capability_bound=capability_bound(),
@@ -106,3 +106,22 @@ def capability_bound() -> tuple[str, ...]:
         if line.startswith("CapBnd:"):
             return caps.from_mask(int(line.split()[1], 16))
     return caps.ALL
+
+
+_NOT_PASSED = ("/dev/pts", "/dev/shm", "/dev/mqueue", "/dev/console", "/dev/ptmx", "/dev/fd")
+
+
+def host_devices() -> tuple[spec.DeviceNode, ...]:
+    """Every device node of the host's /dev, as docker gives a privileged container."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk("/dev"):
+        dirnames[:] = [d for d in dirnames if os.path.join(dirpath, d) not in _NOT_PASSED]
+        for name in sorted(filenames):
+            path = os.path.join(dirpath, name)
+            if path in _NOT_PASSED or os.path.islink(path):
+                continue
+            try:
+                found.append(device_node(model.Device(path)))
+            except (spec.SpecError, OSError):
+                continue  # not a device, or gone meanwhile
+    return tuple(found)

@@ -49,9 +49,11 @@ async def test_dropped_net_raw_is_really_missing(lay, make):
 async def test_cap_add_and_privileged(lay, make):
     probe = ("grep", "CapEff", "/proc/self/status")
     _, added, _ = await _run(lay, make(service="add", command=probe, cap_add=("NET_ADMIN",)))
-    _, full, _ = await _run(lay, make(service="priv", command=probe, privileged=True))
+    _, full, _ = await _run(lay, make(service="priv", command=("sh", "-c", "grep CapEff /proc/self/status; ls /dev"), privileged=True))
     assert int(added.split()[-1], 16) & (1 << 12)  # CAP_NET_ADMIN
-    assert int(full.split()[-1], 16) == int(_own_caps(), 16)  # everything this host can grant
+    assert int(full.splitlines()[0].split()[-1], 16) == int(_own_caps(), 16)  # everything this host can grant
+    host_devices = {p.name for p in Path("/dev").iterdir() if p.is_char_device() and not p.is_symlink()} - {"console", "ptmx"}
+    assert host_devices <= set(full.split())  # a privileged container sees the host's devices
 
 
 async def test_no_new_privileges(lay, make):
