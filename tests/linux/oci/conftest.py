@@ -31,6 +31,8 @@ async def remove_all(lay: layout.Layout) -> None:
     if (lay.run_dir / "runc").exists():
         for state in await runc.list_all(lay.runc):
             await lifecycle.remove(lay, state["id"])
+    for leftover in (lay.root / "containers").glob("*"):  # half-made: runc never knew it
+        await lifecycle.remove(lay, leftover.name)
     drivers.detect().remove(lay.cgroup_parent)
 
 
