@@ -24,10 +24,10 @@ _hooked = False
 
 
 def _audit(event: str, args: tuple) -> None:
-    if _recording and event == "open" and isinstance(args[0], str):
+    if _recording and event == "open" and isinstance(args[0], (str, os.PathLike)):
         mode = args[1] or "r"
         if isinstance(mode, str) and "r" in mode and "+" not in mode:
-            _recording[-1].add(os.path.abspath(args[0]))
+            _recording[-1].add(os.path.abspath(os.fspath(args[0])))
 
 
 @contextlib.contextmanager
@@ -88,10 +88,16 @@ def _listing(directory: str) -> str | None:
         return None
 
 
+def inputs(opened: set[str]) -> set[str]:
+    """Of the files opened while loading, those the stack came from (not Python's own)."""
+    return {p for p in opened if not p.startswith((sys.prefix, sys.base_prefix, "/proc/",
+                                                   "/sys/", "/dev/"))
+            and "/site-packages/" not in p and not p.endswith((".py", ".pyc", ".so"))}
+
+
 def store(args, opened: set[str], name: str, body: dict) -> None:
     """Remember what this `up` read and sent; a later identical `up -d` may reuse it."""
-    files = {p: _digest(p) for p in sorted(opened) if not p.startswith(sys.prefix)
-             and "/site-packages/" not in p and not p.endswith((".py", ".pyc"))}
+    files = {p: _digest(p) for p in sorted(inputs(opened))}
     dirs = {d: _listing(d) for d in sorted({os.getcwd(), body["working_dir"],
                                             *(os.path.dirname(p) for p in files)})}
     entry = {"name": name, "body": body, "files": files, "dirs": dirs, "containers": []}

@@ -55,7 +55,7 @@ def up(args: argparse.Namespace) -> int:
         project = compose_base.load(args)
     body = submission(args, project)
     compose_cache.store(args, opened, project.name, body)
-    return compose_base.run(_up(args, project, body)) or 0
+    return compose_base.run(_up(args, project, body, opened)) or 0
 
 
 async def ensure_agent(args: argparse.Namespace) -> None:
@@ -66,7 +66,7 @@ async def ensure_agent(args: argparse.Namespace) -> None:
         raise common.UserFacingError(str(error)) from None
 
 
-async def _up(args: argparse.Namespace, project, body: dict) -> int:
+async def _up(args: argparse.Namespace, project, body: dict, opened: set[str]) -> int:
     await ensure_agent(args)
     ctx = compose_base.context(args)
     progress = render.Progress()
@@ -79,7 +79,7 @@ async def _up(args: argparse.Namespace, project, body: dict) -> int:
         loop.add_signal_handler(sig, interrupted.set)
     tasks = [asyncio.ensure_future(interrupted.wait())]
     if args.watch:
-        tasks.append(asyncio.ensure_future(watch(args, ctx, project, progress)))
+        tasks.append(asyncio.ensure_future(watch(args, ctx, project, progress, opened)))
     if not args.detach:
         views = await compose_base.containers(ctx, project.name, list(body["hashes"]))
         print(f"Attaching to {', '.join(v.name for v in views)}", flush=True)
@@ -215,28 +215,49 @@ def _now():
     return dt.datetime.now(dt.timezone.utc)
 
 
-async def watch(args, ctx, project, progress: render.Progress) -> None:
-    """Reload on every change of the stack files or .env; an invalid file is reported and
+def _watched(args, project, opened: set[str]) -> set[str]:
+    """The files a reload depends on: every file the loader read (includes, extends, env
+    files), the stack files and .env even before they exist."""
+    return compose_cache.inputs(opened) | {
+        *project.config_files, os.path.join(project.working_dir, ".env"),
+        *map(os.path.abspath, args.env_files)}
+
+
+async def watch(args, ctx, project, progress: render.Progress, opened: set[str]) -> None:
+    """Reload on every change of a file the stack came from; an invalid file is reported and
     the running stack left as it is, a valid change is submitted."""
     import watchfiles
 
-    paths = [*project.config_files, os.path.join(project.working_dir, ".env"),
-             *map(os.path.abspath, args.env_files)]
-    dirs = sorted({os.path.dirname(p) for p in paths})
-    print(f"Watching {', '.join(project.config_files)}", file=sys.stderr, flush=True)
-    async for changes in watchfiles.awatch(*dirs):
-        if not any(path in paths for _, path in changes):
-            continue
-        try:
-            reloaded = compose_base.load(args)
-            body = submission(args, reloaded)
-        except common.UserFacingError as error:
-            common.print_error(f"{error} (the running stack is left as it is)")
-            continue
-        try:
-            await submit(args, ctx, reloaded.name, body, progress)
-        except common.UserFacingError as error:
-            common.print_error(str(error))
+    paths = _watched(args, project, opened)
+    while True:
+        dirs = sorted({d for d in map(os.path.dirname, paths) if os.path.isdir(d)})
+        ready = False
+        # yield_on_timeout: a first (empty) batch tells that the watcher runs.
+        async for changes in watchfiles.awatch(
+                *dirs, watch_filter=lambda _, path: path in paths, recursive=False,
+                debounce=300, rust_timeout=200, yield_on_timeout=True):
+            if not ready:
+                ready = True
+                shown = ", ".join(sorted(p for p in paths if os.path.exists(p)))
+                print(f"Watching {shown}", file=sys.stderr, flush=True)
+            if not changes:
+                continue
+            with compose_cache.recording() as seen:
+                try:
+                    reloaded = compose_base.load(args)
+                    body = submission(args, reloaded)
+                except common.UserFacingError as error:
+                    common.print_error(f"{error} (the running stack is left as it is)")
+                    continue
+            try:
+                await submit(args, ctx, reloaded.name, body, progress)
+            except common.UserFacingError as error:
+                common.print_error(str(error))
+            if _watched(args, reloaded, seen) != paths:
+                paths = _watched(args, reloaded, seen)
+                break  # watch the directories of the files the stack reads now
+        else:
+            return
 
 
 # -- down

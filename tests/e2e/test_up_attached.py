@@ -100,10 +100,18 @@ def test_watch_submits_valid_changes_and_keeps_the_stack_on_a_bad_one(stack):
         assert err.wait_for("(the running stack is left as it is)"), err.lines
         assert err.wait_for("compose.yaml:10:"), err.lines
         assert set(states(stack)) == {f"{p}-web-1", f"{p}-worker-1"}
-        stack.write(STACK.replace("  worker:", "  extra:\n    image: busybox\n"
-                                  "    stop_signal: SIGKILL\n"
-                                  "    command: [\"sleep\", \"1000\"]\n  worker:"))
+        stack.write(STACK.replace("  worker:", "  extra:\n    extends:\n      file: extra.yaml\n"
+                                  "      service: base\n  worker:"))
+        assert err.wait_for("extra.yaml: "), err.lines  # not there yet: reported, stack kept
+        stack.write("services:\n  base:\n    image: busybox\n    stop_signal: SIGKILL\n"
+                    "    command: [\"sleep\", \"1000\"]\n", "extra.yaml")
+        stack.write(stack.dir.joinpath("compose.yaml").read_text() + "\n")
         assert err.wait_for(f"Container {p}-extra-1  Started"), err.lines
+        # Watched from now on: the loader read it.
+        assert err.wait_for(f"Watching {stack.dir}/compose.yaml, {stack.dir}/extra.yaml")
+        stack.write("services:\n  base:\n    image: busybox\n    stop_signal: SIGKILL\n"
+                    "    command: [\"sleep\", \"2000\"]\n", "extra.yaml")
+        assert err.wait_for(f"Container {p}-extra-1  Recreate"), err.lines  # a file it reads
     finally:
         stop(proc)
     assert states(stack)[f"{p}-extra-1"] == "running"  # -d: Ctrl-C leaves the stack running
