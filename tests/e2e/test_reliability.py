@@ -6,12 +6,10 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 from controllers import context
-from tests.e2e.conftest import REPO
 
 
 def containers(stack) -> dict[str, dict]:
@@ -66,10 +64,7 @@ def test_restarting_the_agent_restarts_no_container(stack):
 def test_agent_killed_in_the_middle_of_up_converges_to_exactly_the_stack(stack):
     count = 30
     stack.write("services:\n" + "".join(sleeper(f"s{i:02d}") for i in range(count)))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("COMPOSE_", "PCOMPOSE_"))}
-    env["PYTHONPATH"] = str(REPO)
-    cmd = [sys.executable, "-m", "reconciler.cli", "--root", str(stack.root),
-           "--run-dir", str(stack.run_dir), "up", "-d"]
+    cmd, env = stack.argv("up", "-d"), stack.env()
     up = subprocess.Popen(cmd, cwd=stack.dir, env=env, stdout=subprocess.DEVNULL,
                           stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
     try:
@@ -135,10 +130,7 @@ def test_a_limits_change_is_applied_in_place(stack):
 
 def test_two_ups_at_once_make_each_container_once(stack):
     stack.write("services:\n" + sleeper("a") + sleeper("b", deploy="{replicas: 3}"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("COMPOSE_", "PCOMPOSE_"))}
-    env["PYTHONPATH"] = str(REPO)
-    cmd = [sys.executable, "-m", "reconciler.cli", "--root", str(stack.root),
-           "--run-dir", str(stack.run_dir), "up", "-d"]
+    cmd, env = stack.argv("up", "-d"), stack.env()
     ups = [subprocess.Popen(cmd, cwd=stack.dir, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True) for _ in range(2)]
     outputs = [p.communicate(timeout=120)[0] for p in ups]
