@@ -196,7 +196,8 @@ def resubmit(args, entry: dict, timeout: float = 600.0) -> int | None:
                             if p["name"] == name), None)
             if project and project["applied_generation"] >= generation:
                 break
-            if project and project["status"] == "failed" and project["generation"] == generation:
+            if project and project["generation"] == generation and _gave_up(
+                    conn, name, project, began):
                 raise common.UserFacingError(f"project {name}: {project['reason']}")
             if time.monotonic() > deadline:
                 raise common.UserFacingError(f"project {name} did not converge within "
@@ -219,6 +220,17 @@ def resubmit(args, entry: dict, timeout: float = 600.0) -> int | None:
         if f"Container {container}" not in printed:
             progress.line(f"Container {container}  Running")
     return 0
+
+
+def _gave_up(conn, name: str, project: dict, began: float) -> bool:
+    """Failed for good, or a step of this submission failed and the agent will retry later
+    (compose_up._wait_applied's rule)."""
+    if project["status"] == "failed":
+        return True
+    if project["status"] != "retrying":
+        return False
+    steps = _call(conn, "GET", f"/v1/projects/{name}")["steps"].values()
+    return any(e.get("status") == "failed" and e.get("time", 0) >= began for e in steps)
 
 
 class _Event:

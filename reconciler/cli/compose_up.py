@@ -127,7 +127,7 @@ async def submit(args, ctx, name: str, body: dict, progress: render.Progress) ->
                                            config_files=body["config_files"],
                                            working_dir=body["working_dir"],
                                            options=body["options"], hashes=body["hashes"])
-            await agent.wait_applied(name, info.generation, timeout=timeout)
+            await _wait_applied(agent, name, info.generation, began, timeout)
             follower.cancel()
             # The stream may have started after the first steps, or lag behind the end.
             for event in (await agent.project_steps(name)).values():
@@ -153,6 +153,28 @@ async def submit(args, ctx, name: str, body: dict, progress: render.Progress) ->
         return await _wait_healthy(ctx, name, list(body["hashes"]), progress,
                                    args.wait_timeout or UP_TIMEOUT)
     return 0
+
+
+async def _wait_applied(agent, name: str, generation: int, began: float,
+                        timeout: float) -> None:
+    """Until the agent applied `generation`. It gives up (failed), or fails a step and will
+    try again later (retrying): `up` then reports, as docker compose does, while the agent
+    goes on converging in the background."""
+    deadline = time.monotonic() + timeout
+    while True:
+        project = next((p for p in await agent.projects() if p.name == name), None)
+        if project is None or project.applied_generation >= generation:
+            return
+        if project.generation == generation and project.status == "failed":
+            raise client.ApiError(409, project.reason or "the agent gave up on this project")
+        if project.generation == generation and project.status == "retrying":
+            steps = (await agent.project_steps(name)).values()
+            if any(e.status == "failed" and e.time >= began for e in steps):
+                raise client.ApiError(409, f"{project.reason} (the agent keeps trying)")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"project {name} did not converge within {timeout:g}s "
+                               f"(status {project.status}: {project.reason})")
+        await asyncio.sleep(0.1)
 
 
 async def _print_steps(agent, name: str, progress: render.Progress, printed: set) -> None:

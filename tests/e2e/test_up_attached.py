@@ -115,3 +115,32 @@ def test_watch_submits_valid_changes_and_keeps_the_stack_on_a_bad_one(stack):
     finally:
         stop(proc)
     assert states(stack)[f"{p}-extra-1"] == "running"  # -d: Ctrl-C leaves the stack running
+
+
+def test_up_shows_which_resource_failed_and_why(stack):
+    stack.write("""\
+services:
+  db:
+    image: busybox
+    stop_signal: SIGKILL
+    command: ["sleep", "1000"]
+    healthcheck:
+      test: ["CMD", "false"]
+      interval: 1s
+      retries: 1
+  web:
+    image: busybox
+    stop_signal: SIGKILL
+    command: ["sleep", "1000"]
+    depends_on:
+      db:
+        condition: service_healthy
+""")
+    p = stack.project
+    done = stack.pc("up", "-d", check=False)
+    assert done.returncode == 1
+    assert f"Container {p}-db-1  Error container {p}-db-1 is unhealthy" in done.stderr
+    assert done.stderr.splitlines()[-1] == (
+        f"pcompose: error: project {p}: service:db await: container {p}-db-1 is unhealthy "
+        "(the agent keeps trying)")
+    assert f"{p}-web-1" not in states(stack)  # it waits for a healthy db
