@@ -127,10 +127,10 @@ def test_exec_returns_output_and_exit_code(up_stack):
 
 
 def test_run_rm_prints_and_leaves_no_container(up_stack):
-    done = up_stack.pc("run", "--rm", "-T", "web", "sh", "-c", "echo one-off $GREETING; exit 4",
-                       check=False)
+    done = up_stack.pc("run", "--rm", "-T", "-e", "EXTRA=yes", "--entrypoint", "sh -c",
+                       "web", "echo one-off $GREETING $EXTRA; exit 4", check=False)
     assert done.returncode == 4
-    assert "one-off hi" in done.stdout
+    assert done.stdout == "one-off hi yes\n"
     names = [json.loads(line)["Name"]
              for line in up_stack.pc("ps", "-a", "--format", "json").stdout.splitlines()]
     assert names == [f"{up_stack.project}-web-1", f"{up_stack.project}-worker-1"]
