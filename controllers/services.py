@@ -255,14 +255,14 @@ async def remove_container(ctx: context.Context, cid: str, *, remove_anonymous: 
                 if v.label("io.pcompose.anonymous") and v.name.startswith(f"{cid}_anon_")]
     seen = await observe.get(ctx.layout, cid)
     await lifecycle.remove(ctx.layout, cid)
-    if seen is not None and not await observe.list_containers(ctx.layout, seen.project):
-        await asyncio.to_thread(_remove_cgroups, ctx, seen.project)
     await asyncio.to_thread(bridge.detach, ctx.net_host, cid, netns.path(ctx.run_dir, cid))
     await asyncio.to_thread(rootfs.remove, ctx.root, cid)
     shutil.rmtree(_files_dir(ctx, cid), ignore_errors=True)
     shutil.rmtree(ctx.container_dir(cid), ignore_errors=True)
     for name in anon:
         await asyncio.to_thread(volumes.remove, ctx.root, name)
+    if seen is not None and not await observe.list_containers(ctx.layout, seen.project):
+        await asyncio.to_thread(_remove_cgroups, ctx, seen.project)
     log.info("service.container_removed", container=cid)
 
 

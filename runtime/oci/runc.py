@@ -52,8 +52,17 @@ async def state(r: Runc, cid: str) -> dict[str, Any] | None:
         return None
 
 
-async def list_all(r: Runc) -> list[dict[str, Any]]:
-    return json.loads(await call(r, "list", "--format", "json") or b"null") or []
+async def list_all(r: Runc, attempts: int = 5) -> list[dict[str, Any]]:
+    """`runc list`. It fails when a container's state dir goes away while it reads (a delete
+    running beside it): that race passes, so a failed list is tried again a few times."""
+    for attempt in range(attempts):
+        try:
+            return json.loads(await call(r, "list", "--format", "json") or b"null") or []
+        except RuncError:
+            if attempt == attempts - 1:
+                raise
+            await asyncio.sleep(0.02 * (attempt + 1))
+    return []
 
 
 async def start(r: Runc, cid: str) -> None:
