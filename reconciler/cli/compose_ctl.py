@@ -146,13 +146,12 @@ async def _ensure_dependencies(args, project) -> None:
         except client.ApiError as error:
             if error.status != 404:
                 raise common.UserFacingError(str(error)) from None
-    deps = [s for s in project.with_dependencies([args.service]) if s != args.service]
+    # The service itself at scale 0: its networks and volumes are made, no container of it.
     ns = argparse.Namespace(**vars(args))
-    ns.services, ns.scale, ns.wait, ns.wait_timeout = deps, [], False, None
+    ns.services, ns.scale = [args.service], [f"{args.service}=0"]
+    ns.wait, ns.wait_timeout = False, None
     ns.force_recreate = ns.no_recreate = ns.remove_orphans = False
     body = compose_up.submission(ns, project)
-    body["hashes"] = {k: v for k, v in body["hashes"].items() if k in deps}
-    ns.services = deps
     await compose_up.submit(ns, compose_base.context(args), project.name, body,
                             render.Progress())
 

@@ -255,3 +255,21 @@ def test_down_v_leaves_nothing(stack):
     assert f"Volume {stack.project}_data  Removed" in down.stderr
     assert stack.pc("ps", "-a").stdout.splitlines()[1:] == []
     assert conftest.leftovers(stack) == []
+
+
+def test_run_before_up_starts_the_dependencies_and_not_the_service(stack):
+    stack.write("""\
+services:
+  db:
+    image: busybox
+    stop_signal: SIGKILL
+    command: ["sleep", "1000"]
+  web:
+    image: busybox
+    command: ["sleep", "1000"]
+    depends_on: [db]
+""")
+    done = stack.pc("run", "--rm", "web", "sh", "-c", "ping -c1 -W2 db >/dev/null && echo db ok")
+    assert done.stdout == "db ok\n"
+    assert f"Container {stack.project}-db-1  Started" in done.stderr
+    assert stack.pc("ps", "-a", "--services").stdout == "db\n"
