@@ -87,7 +87,9 @@ async def _up(args: argparse.Namespace, project, body: dict, opened: set[str]) -
             args, ctx, project.name, list(body["hashes"]), tail=None,
             until_all_exited=not args.watch, announce_exits=True)))
     try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            task.result()  # a watcher or follower that failed says why
     finally:
         for task in tasks:
             task.cancel()
