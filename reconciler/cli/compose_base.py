@@ -73,9 +73,21 @@ async def containers(ctx, project: str, services: list[str] = (), *, all: bool =
                   key=lambda v: v.name)
 
 
+# Errors of the layers below that describe what went wrong with the user's containers:
+# one line each, no traceback. Looked up only among modules the verb has loaded.
+_USER_ERRORS = (("controllers.services", "ServiceError"), ("runtime.oci.runc", "RuncError"),
+                ("controllers.networks", "NetworkControllerError"),
+                ("runtime.volumes", "VolumeError"), ("runtime.images.store", "StoreError"))
+
+
 def run(coro):
-    """asyncio.run, with Ctrl-C as exit 130 and no traceback."""
+    """asyncio.run, with Ctrl-C as exit 130 and the runtime's errors as one line."""
     try:
         return asyncio.run(coro)
     except KeyboardInterrupt:
         return 130
+    except Exception as error:
+        kinds = tuple(getattr(sys.modules[m], n) for m, n in _USER_ERRORS if m in sys.modules)
+        if kinds and isinstance(error, kinds):
+            raise common.UserFacingError(str(error).strip()) from None
+        raise

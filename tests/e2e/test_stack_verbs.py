@@ -268,8 +268,15 @@ services:
     image: busybox
     command: ["sleep", "1000"]
     depends_on: [db]
+  gone:
+    image: nosuchimage:1
+    pull_policy: never
 """)
     done = stack.pc("run", "--rm", "web", "sh", "-c", "ping -c1 -W2 db >/dev/null && echo db ok")
     assert done.stdout == "db ok\n"
     assert f"Container {stack.project}-db-1  Started" in done.stderr
     assert stack.pc("ps", "-a", "--services").stdout == "db\n"
+    missing = stack.pc("run", "--rm", "gone", "true", check=False)
+    assert missing.returncode == 1
+    assert missing.stderr.startswith("pcompose: error: image nosuchimage:1: ")
+    assert "Traceback" not in missing.stderr
