@@ -173,12 +173,37 @@ def make_stack(busybox_archive: Path, project: str) -> Stack:
     return stack
 
 
+def _sweep(stack: Stack) -> None:
+    """What `down -v` should have removed, removed by force when it did not (a failed test):
+    containers under this run dir, mounts under the root and run dir, the agent's cgroups."""
+    from controllers import context
+
+    runc_root = stack.run_dir / "runc"
+    if runc_root.exists():
+        for entry in runc_root.iterdir():
+            subprocess.run(["runc", "--root", str(runc_root), "delete", "--force", entry.name],
+                           capture_output=True, check=False)
+    mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
+    for point in reversed(mounts):
+        if point.startswith((f"{stack.root}/", f"{stack.run_dir}/")):
+            subprocess.run(["umount", "-l", point], capture_output=True, check=False)
+    parent = context.make(stack.root, stack.run_dir).cgroup_parent.strip("/")
+    for base in Path("/sys/fs/cgroup").iterdir():
+        top = base / parent
+        if top.is_dir() and not top.is_symlink():
+            for cgroup in sorted(top.rglob("*"), key=lambda p: -len(p.parts)):
+                if cgroup.is_dir():
+                    cgroup.rmdir()
+            top.rmdir()
+
+
 def remove_stack(stack: Stack) -> None:
     try:
         if stack.agent_pid() is not None:
             stack.pc("-p", stack.project, "down", "-v", check=False)
     finally:
         _stop_agent(stack)
+        _sweep(stack)
         for path in (stack.dir.parent, stack.root, stack.run_dir):
             shutil.rmtree(path, ignore_errors=True)
         if stack.host_netns:
