@@ -95,12 +95,14 @@ def inputs(opened: set[str]) -> set[str]:
             and "/site-packages/" not in p and not p.endswith((".py", ".pyc", ".so"))}
 
 
-def store(args, opened: set[str], name: str, body: dict) -> None:
-    """Remember what this `up` read and sent; a later identical `up -d` may reuse it."""
+def store(args, opened: set[str], name: str, body: dict, warnings=()) -> None:
+    """Remember what this `up` read, warned about and sent; a later identical `up -d` may
+    reuse it."""
     files = {p: _digest(p) for p in sorted(inputs(opened))}
     dirs = {d: _listing(d) for d in sorted({os.getcwd(), body["working_dir"],
                                             *(os.path.dirname(p) for p in files)})}
-    entry = {"name": name, "body": body, "files": files, "dirs": dirs, "containers": []}
+    entry = {"name": name, "body": body, "files": files, "dirs": dirs, "containers": [],
+             "warnings": [str(w) for w in warnings]}
     _write(args, _key(args), entry)
 
 
@@ -190,6 +192,8 @@ def resubmit(args, entry: dict, timeout: float = 600.0) -> int | None:
     try:
         began = time.time()
         info = _call(conn, "PUT", f"/v1/projects/{name}", body)
+        for warning in entry.get("warnings", ()):
+            common.print_warning(warning)  # the same files warn the same way every time
         generation, deadline = info["generation"], time.monotonic() + timeout
         while True:
             project = next((p for p in _call(conn, "GET", "/v1/projects")

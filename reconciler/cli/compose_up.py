@@ -54,7 +54,7 @@ def up(args: argparse.Namespace) -> int:
     with compose_cache.recording() as opened:
         project = compose_base.load(args)
     body = submission(args, project)
-    compose_cache.store(args, opened, project.name, body)
+    compose_cache.store(args, opened, project.name, body, project.warnings)
     return compose_base.run(_up(args, project, body, opened)) or 0
 
 

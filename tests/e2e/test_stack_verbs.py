@@ -228,6 +228,18 @@ def test_events_stream_what_the_agent_does(up_stack):
         proc.wait(timeout=30)
 
 
+def test_a_repeated_up_changes_nothing_but_starts_what_was_stopped(up_stack):
+    p = up_stack.project
+    again = up_stack.pc("up", "-d")
+    assert again.stderr.splitlines() == [f"Container {p}-web-1  Running",
+                                         f"Container {p}-worker-1  Running"]
+    up_stack.pc("stop", "worker")
+    again = up_stack.pc("up", "-d")
+    assert again.stderr.splitlines() == [f"Container {p}-worker-1  Started",
+                                         f"Container {p}-web-1  Running"]
+    assert worker_state(up_stack)["State"] == "running"
+
+
 def test_a_bad_stack_file_fails_with_its_place_and_submits_nothing(up_stack):
     before = up_stack.agent_call("GET", f"/v1/projects/{up_stack.project}")[1]["generation"]
     up_stack.write(STACK.replace('      GREETING: hi', '      GREETING: hi\n    ports: ["x:80"]'),
