@@ -1,7 +1,10 @@
 """The stack verbs of docker compose (up, down, ps, logs, exec, run, stop, ...): their flags.
 
-Registration imports nothing but argparse: each verb's module (compose_up, compose_ps,
-compose_ctl) is imported when that verb runs, so `pcompose up -d` pays only for what it uses.
+Registration imports nothing but argparse: each verb's module is imported when that verb
+runs, so `pcompose up -d` pays only for what it uses. compose_cache: the fast path of a
+repeated `up -d`; compose_up: up, down; compose_ps: ps, ls, port, top, stats, events;
+compose_logs: logs; compose_ctl: exec, run, stop, start, restart, kill, pause, unpause;
+render: what they print.
 """
 
 from __future__ import annotations
