@@ -67,6 +67,8 @@ def _register_inspect(verbs) -> None:
     p.add_argument("--status", action="append", default=[],
                    choices=("paused", "restarting", "removing", "running", "dead", "created",
                             "exited"))
+    p.add_argument("--filter", action="append", default=[], metavar="status=STATUS",
+                   help="Filter by a property (only status is supported, as in docker compose)")
     p.add_argument("--no-trunc", action="store_true")
     _services(p)
     p.set_defaults(handler=_handler("compose_ps", "ps"))

@@ -33,8 +33,14 @@ def ps(args: argparse.Namespace) -> int:
     compose_base.check_services(project, args.services)
     views = compose_base.run(compose_base.containers(
         compose_base.context(args), name, args.services, oneoff=None))
-    if args.status:
-        views = [v for v in views if v.state in args.status]
+    wanted = list(args.status)
+    for text in args.filter:
+        key, _, value = text.partition("=")
+        if key != "status" or not value:
+            raise common.UserFacingError(f"--filter {text}: only status=STATUS is supported")
+        wanted.append(value)
+    if wanted:
+        views = [v for v in views if v.state in wanted]
     elif not args.all:
         views = [v for v in views if v.state in ("running", "paused")]
     now, trunc = _now(), not args.no_trunc

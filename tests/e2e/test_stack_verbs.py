@@ -143,6 +143,7 @@ def test_stop_then_start(up_stack):
     assert up_stack.pc("ps", "--services").stdout == "web\n"
     state = json.loads(up_stack.pc("ps", "-a", "--format", "json", "worker").stdout)
     assert state["State"] == "exited"
+    assert up_stack.pc("ps", "--filter", "status=exited", "-q").stdout == f"{p}-worker-1\n"
     started = up_stack.pc("start", "worker")
     assert f"Container {p}-worker-1  Started" in started.stderr
     assert up_stack.pc("ps", "--services").stdout == "web\nworker\n"
