@@ -9,7 +9,10 @@ import pytest
 
 from reconciler import spec
 
-FIXTURES = Path("/work/shared/compose-fixtures")
+# The shared fixtures lie beside the checkout (../shared), wherever it was cloned.
+FIXTURES = next((p for p in (Path(__file__).resolve().parents[3] / "shared" / "compose-fixtures",
+                             Path("/work/shared/compose-fixtures")) if p.is_dir()),
+                Path("/work/shared/compose-fixtures"))
 VALID = sorted(p.name for p in (FIXTURES / "valid").glob("*.yaml"))
 
 # Variables the fixtures' notes name (or that a real user would have in .env).
