@@ -10,7 +10,7 @@ import pytest
 from reconciler import spec
 
 # The shared fixtures lie beside the checkout (../shared), wherever it was cloned.
-FIXTURES = next((p for p in (Path(__file__).resolve().parents[3] / "shared" / "compose-fixtures",
+FIXTURES = next((p for p in (Path(__file__).resolve().parents[4] / "shared" / "compose-fixtures",
                              Path("/work/shared/compose-fixtures")) if p.is_dir()),
                 Path("/work/shared/compose-fixtures"))
 VALID = sorted(p.name for p in (FIXTURES / "valid").glob("*.yaml"))

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from reconciler import spec
 
 # The shared fixtures lie beside the checkout (../shared), wherever it was cloned.
-FIXTURES = next((p for p in (Path(__file__).resolve().parents[3] / "shared" / "compose-fixtures",
+FIXTURES = next((p for p in (Path(__file__).resolve().parents[4] / "shared" / "compose-fixtures",
                              Path("/work/shared/compose-fixtures")) if p.is_dir()),
                 Path("/work/shared/compose-fixtures")) / "valid"
 SEEDS = [yaml.safe_load(p.read_text()) for p in sorted(FIXTURES.glob("*.yaml"))
