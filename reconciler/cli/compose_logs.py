@@ -44,21 +44,28 @@ def parse_tail(text: str) -> int | None:
 
 
 class Printer:
-    """Lines of many containers to stdout/stderr with `name  | ` prefixes."""
+    """Lines of many containers to stdout/stderr with `name  | ` prefixes, names without the
+    project as docker compose writes them."""
 
-    def __init__(self, names: list[str], *, colour: bool, prefix: bool, timestamps: bool) -> None:
+    def __init__(self, names: list[str], *, project: str = "", colour: bool, prefix: bool,
+                 timestamps: bool) -> None:
+        self.project = project
         self.colour, self.prefix, self.timestamps = colour, prefix, timestamps
-        self.prefixes = render.log_prefixes(names, colour)
+        self.prefixes = render.log_prefixes([self.label(n) for n in names], colour)
+
+    def label(self, name: str) -> str:
+        return render.short_name(self.project, name)
 
     def add(self, names) -> None:
         """Containers known now: every prefix padded to the longest name among them."""
-        names = set(names)
-        if names - set(self.prefixes):
-            self.prefixes = render.log_prefixes(sorted(set(self.prefixes) | set(names)),
+        labels = {self.label(n) for n in names}
+        if labels - set(self.prefixes):
+            self.prefixes = render.log_prefixes(sorted(set(self.prefixes) | labels),
                                                 self.colour)
 
     def write(self, name: str, line: oci_logs.LogLine) -> None:
-        head = render.prefix_for(name, self.prefixes, self.colour) if self.prefix else ""
+        head = render.prefix_for(self.label(name), self.prefixes, self.colour) \
+            if self.prefix else ""
         stream = sys.stderr if line.stream == "stderr" else sys.stdout
         stream.write(head + oci_logs.format_line(line, self.timestamps) + "\n")
         stream.flush()
@@ -78,8 +85,8 @@ async def _logs(args, name: str, tail: int | None, since) -> int:
     views = await compose_base.containers(ctx, name, args.services)
     if args.index is not None:
         views = [v for v in views if v.replica == args.index]
-    printer = Printer([v.name for v in views], colour=_colour(args), prefix=not args.no_log_prefix,
-                      timestamps=args.timestamps)
+    printer = Printer([v.name for v in views], project=name, colour=_colour(args),
+                      prefix=not args.no_log_prefix, timestamps=args.timestamps)
     if args.follow:
         await follow_project(args, ctx, name, args.services, tail=tail, since=since,
                              printer=printer, until_all_exited=True)
@@ -104,7 +111,7 @@ async def follow_project(args, ctx, name: str, services: list[str], *, tail: int
     """Follow every container of the project (new ones join, restarted ones go on where they
     stopped) until none runs any more, or forever when `until_all_exited` is false.
     `announce_exits` (attached `up`): say `name exited with code N` when one stops."""
-    printer = printer or Printer([], colour=_colour(args),
+    printer = printer or Printer([], project=name, colour=_colour(args),
                                  prefix=not getattr(args, "no_log_prefix", False),
                                  timestamps=getattr(args, "timestamps", False))
     running: set[str] = set()
@@ -128,7 +135,8 @@ async def follow_project(args, ctx, name: str, services: list[str], *, tail: int
                 for view in views:
                     if view.name in running and view.state == "exited":
                         await asyncio.wait([tasks[view.name]], timeout=2.0)  # its last lines
-                        sys.stdout.write(f"{view.name} exited with code {view.exit_code}\n")
+                        sys.stdout.write(
+                            f"{printer.label(view.name)} exited with code {view.exit_code}\n")
                         sys.stdout.flush()
             running.clear()
             running.update(v.name for v in views if v.state in ("running", "paused", "created"))

@@ -82,7 +82,8 @@ async def _up(args: argparse.Namespace, project, body: dict, opened: set[str]) -
         tasks.append(asyncio.ensure_future(watch(args, ctx, project, progress, opened)))
     if not args.detach:
         views = await compose_base.containers(ctx, project.name, list(body["hashes"]))
-        print(f"Attaching to {', '.join(v.name for v in views)}", flush=True)
+        names = (render.short_name(project.name, v.name) for v in views)
+        print(f"Attaching to {', '.join(names)}", flush=True)
         tasks.append(asyncio.ensure_future(compose_logs.follow_project(
             args, ctx, project.name, list(body["hashes"]), tail=None,
             until_all_exited=not args.watch, announce_exits=True)))

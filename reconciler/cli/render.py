@@ -230,6 +230,12 @@ class Progress:
 
 
 # -- log prefixes
+def short_name(project: str, name: str) -> str:
+    """`shop-web-1` -> `web-1`: docker compose names containers in log lines without the
+    project; a `container_name:` is kept as written."""
+    return name[len(project) + 1:] if project and name.startswith(f"{project}-") else name
+
+
 def log_prefixes(names: list[str], colour: bool) -> dict[str, str]:
     """`name  | ` for each container, padded to the longest name, coloured per service."""
     width = max((len(n) for n in names), default=0)

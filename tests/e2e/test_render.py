@@ -119,3 +119,8 @@ def test_progress_on_a_terminal_marks_each_line():
         os.close(slave)
     assert "✔" in text and "Container shop-web-1" in text
     assert "✘" in text and "[Errno 2] no such file" in text
+
+
+def test_log_names_leave_the_project_out():
+    assert render.short_name("shop", "shop-web-1") == "web-1"
+    assert render.short_name("shop", "my-proxy") == "my-proxy"  # a container_name

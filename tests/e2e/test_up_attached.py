@@ -73,12 +73,12 @@ def test_attached_up_streams_logs_and_ctrl_c_stops_the_stack(stack):
     proc = stack.start("up")
     try:
         out, err = Lines(proc.stdout), Lines(proc.stderr)
-        assert out.wait_for(f"{p}-web-1     | hello from web"), (out.lines, err.lines)
-        assert out.wait_for(f"{p}-worker-1  | worker ready"), (out.lines, err.lines)
+        assert out.wait_for("web-1     | hello from web"), (out.lines, err.lines)
+        assert out.wait_for("worker-1  | worker ready"), (out.lines, err.lines)
         assert err.wait_for(f"Container {p}-web-1  Started")
-        assert out.lines[0] == f"Attaching to {p}-once-1, {p}-web-1, {p}-worker-1"
-        assert out.wait_for(f"{p}-once-1    | once done"), out.lines
-        assert out.wait_for(f"{p}-once-1 exited with code 3"), out.lines
+        assert out.lines[0] == "Attaching to once-1, web-1, worker-1"
+        assert out.wait_for("once-1    | once done"), out.lines
+        assert out.wait_for("once-1 exited with code 3"), out.lines
     finally:
         code = stop(proc)
     assert code == 0
