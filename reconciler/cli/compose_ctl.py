@@ -32,14 +32,14 @@ def _command(words: list[str]) -> list[str]:
     return words[1:] if words[:1] == ["--"] else list(words)
 
 
-def _stdin() -> bytes | None:
-    """What was piped into us: read only from a pipe or a file, never from a terminal or
+def _piped() -> bool:
+    """Input comes from a pipe or a file: pass it on. Never a terminal without -t or
     /dev/null, so that a command run without input does not wait for any."""
     try:
         mode = os.fstat(sys.stdin.fileno()).st_mode
     except (OSError, ValueError):
-        return None
-    return sys.stdin.buffer.read() if stat.S_ISFIFO(mode) or stat.S_ISREG(mode) else None
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISREG(mode)
 
 
 def _tty(args) -> bool:
@@ -76,14 +76,13 @@ async def _exec(args, name: str, argv: list[str]) -> int:
         if _tty(args):
             terminal = await oci_exec.open_terminal(ctx.layout, view.id, argv, opts)
             return await oci_exec.attach(terminal)
-        result = await oci_exec.run(ctx.layout, view.id, argv, opts, stdin=_stdin())
+        # Our own stdout and stderr go to runc as they are: output streams as it comes.
+        proc = await asyncio.create_subprocess_exec(
+            *oci_exec.runc_args(ctx.layout, view.id, argv, opts, terminal=False),
+            stdin=None if _piped() else asyncio.subprocess.DEVNULL)
+        return await proc.wait()
     except LookupError as error:  # -u names a user the container does not have
         raise common.UserFacingError(str(error)) from None
-    sys.stdout.buffer.write(result.stdout)
-    sys.stdout.flush()
-    sys.stderr.buffer.write(result.stderr)
-    sys.stderr.flush()
-    return result.exit_code
 
 
 # -- run

@@ -122,6 +122,8 @@ def test_exec_returns_output_and_exit_code(up_stack):
     who = up_stack.pc("exec", "-T", "-u", "nobody", "-w", "/tmp", "-e", "X=1", "web",
                       "sh", "-c", "echo $(id -un) $(pwd) $X")
     assert who.stdout == "nobody /tmp 1\n"
+    piped = up_stack.pc("exec", "-T", "web", "sh", "-c", "tr a-z A-Z", input="piped in\n")
+    assert piped.stdout == "PIPED IN\n"
     missing = up_stack.pc("exec", "-T", "nosuch", "true", check=False)
     assert missing.returncode == 1 and "no such service: nosuch" in missing.stderr
 
