@@ -151,7 +151,10 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
                 break
             event = getting.result()
             if project is None or event.project == project:
-                await response.write(event.to_json().encode() + b"\n")
+                try:
+                    await response.write(event.to_json().encode() + b"\n")
+                except (ConnectionResetError, ConnectionError):
+                    break  # the follower went away (the CLI returned or was stopped)
         stopping.cancel()
     finally:
         agent.bus.unsubscribe(queue)
