@@ -54,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help(sys.stderr)
         return 2
+    if args.verb != "agent":
+        common.quiet_logs()
     try:
         return int(args.handler(args) or 0)
     except common.UserFacingError as err:

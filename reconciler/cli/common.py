@@ -48,3 +48,15 @@ def print_error(message: str) -> None:
 
 def print_warning(message: str) -> None:
     print(f"WARN[0000] {message}", file=sys.stderr)
+
+
+def quiet_logs() -> None:
+    """The runtime's info events would mix with a verb's own output: only warnings, on stderr.
+    (The agent configures its own logging.)"""
+    import logging
+
+    import structlog
+
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr))

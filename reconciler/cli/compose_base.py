@@ -4,19 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 
-import structlog
 
 from reconciler.cli import common
-
-
-def quiet_logs() -> None:
-    """The runtime's info events would mix with the verb's own output: only warnings, on stderr."""
-    structlog.configure(
-        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr))
 
 
 def load(args: argparse.Namespace):

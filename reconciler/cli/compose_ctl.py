@@ -48,7 +48,6 @@ def _tty(args) -> bool:
 
 # -- exec
 def exec_(args: argparse.Namespace) -> int:
-    compose_base.quiet_logs()
     argv = _command(args.command)
     if not argv:
         raise common.UserFacingError("exec: requires SERVICE and COMMAND")
@@ -87,7 +86,6 @@ async def _exec(args, name: str, argv: list[str]) -> int:
 
 # -- run
 def run(args: argparse.Namespace) -> int:
-    compose_base.quiet_logs()
     project = compose_base.load(args)
     compose_base.check_services(project, [args.service])
     return compose_base.run(_run(args, project))
@@ -157,7 +155,6 @@ async def _ensure_dependencies(args, project) -> None:
 
 # -- stop, start, restart, kill, pause, unpause
 def _each(args, states: tuple[str, ...], action, before: str, after: str) -> int:
-    compose_base.quiet_logs()
     name, project = compose_base.project_name(args)
     compose_base.check_services(project, args.services)
 

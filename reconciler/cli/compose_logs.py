@@ -72,7 +72,6 @@ class Printer:
 
 
 def logs(args: argparse.Namespace) -> int:
-    compose_base.quiet_logs()
     name, project = compose_base.project_name(args)
     compose_base.check_services(project, args.services)
     tail = parse_tail(args.tail)

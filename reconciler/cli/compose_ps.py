@@ -27,7 +27,6 @@ def _format(text: str) -> str:
 
 # -- ps
 def ps(args: argparse.Namespace) -> int:
-    compose_base.quiet_logs()
     fmt = _format(args.format)
     name, project = compose_base.project_name(args)
     compose_base.check_services(project, args.services)
@@ -59,7 +58,6 @@ def ps(args: argparse.Namespace) -> int:
 
 # -- ls
 def ls(args: argparse.Namespace) -> int:
-    compose_base.quiet_logs()
     fmt = _format(args.format)
     rows = compose_base.run(_projects(args))
     if not args.all:
@@ -95,7 +93,6 @@ async def _projects(args) -> list[dict]:
 
 # -- port
 def port(args: argparse.Namespace) -> int:
-    compose_base.quiet_logs()
     target, _, proto = args.private_port.partition("/")
     proto = proto or args.protocol
     if not target.isdigit():
@@ -117,7 +114,6 @@ def port(args: argparse.Namespace) -> int:
 
 # -- top
 def top(args: argparse.Namespace) -> int:
-    compose_base.quiet_logs()
     name, project = compose_base.project_name(args)
     compose_base.check_services(project, args.services)
     compose_base.run(_top(args, name))
@@ -164,7 +160,6 @@ def _process_row(pid: int) -> list[str] | None:
 
 # -- stats
 def stats(args: argparse.Namespace) -> int:
-    compose_base.quiet_logs()
     fmt = _format(args.format)
     name, project = compose_base.project_name(args)
     compose_base.check_services(project, args.services)
@@ -247,7 +242,6 @@ def _stats_row(view, sample, before) -> dict:
 
 # -- events
 def events(args: argparse.Namespace) -> int:
-    compose_base.quiet_logs()
     name, project = compose_base.project_name(args)
     compose_base.check_services(project, args.services)
     return compose_base.run(_events(args, name)) or 0

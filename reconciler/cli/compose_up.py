@@ -48,7 +48,6 @@ def submission(args: argparse.Namespace, project) -> dict:
 
 
 def up(args: argparse.Namespace) -> int:
-    compose_base.quiet_logs()
     if args.force_recreate and args.no_recreate:
         raise common.UserFacingError("--force-recreate and --no-recreate are incompatible")
     with compose_cache.recording() as opened:
@@ -287,7 +286,6 @@ async def watch(args, ctx, project, progress: render.Progress, opened: set[str])
 
 # -- down
 def down(args: argparse.Namespace) -> int:
-    compose_base.quiet_logs()
     name, _ = compose_base.project_name(args)
     return compose_base.run(_down(args, name)) or 0
 

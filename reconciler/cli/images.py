@@ -7,14 +7,12 @@ import asyncio
 import datetime
 import getpass
 import json
-import logging
 import os
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
-import structlog
 
 from runtime import images
 from runtime.images import reference, registry
@@ -77,18 +75,10 @@ def _list_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _store(args: argparse.Namespace) -> images.Store:
-    _quiet_logs()
     try:
         return images.Store(args.root)
     except OSError as err:
         raise common.UserFacingError(f"state root {args.root}: {err.strerror}") from None
-
-
-def _quiet_logs() -> None:
-    """The runtime's info events would mix with the verb's own output: only warnings, on stderr."""
-    structlog.configure(
-        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr))
 
 
 def _platform(text: str | None) -> images.Platform | None:
@@ -349,7 +339,6 @@ def login(args: argparse.Namespace) -> int:
     if not username or not password:
         raise common.UserFacingError("login needs a username and a password")
     try:
-        _quiet_logs()
         path = asyncio.run(images.login(args.server, images.Credentials(username, password)))
     except _USER_ERRORS as err:
         raise common.UserFacingError(str(err)) from None
