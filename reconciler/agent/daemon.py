@@ -15,7 +15,7 @@ from typing import Protocol
 
 import structlog
 
-from reconciler.agent import api, events, metrics, server, store
+from reconciler.agent import api, events, launcher, metrics, server, store
 from reconciler.engine import controller, errors, executor, loop, sources
 from reconciler.plan import model, plans
 
@@ -28,7 +28,7 @@ class AlreadyRunning(Exception):
 
 # The exit code of an agent that found another one on its run dir: a launcher that raced
 # another caller waits for the winner instead of reporting a failure.
-EXIT_ALREADY_RUNNING = 3
+EXIT_ALREADY_RUNNING = launcher.EXIT_ALREADY_RUNNING
 
 
 class Translator(Protocol):

@@ -7,7 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from reconciler.agent import client, daemon
+from reconciler.agent import client
+
+
+# The exit code of an agent that found another on its run dir (daemon uses it too); it lives
+# here so that the CLI can start an agent without importing the whole agent.
+EXIT_ALREADY_RUNNING = 3
 
 
 def agent_command(root: Path, run_dir: Path, host_netns: str | None = None) -> list[str]:
@@ -53,7 +58,7 @@ async def ensure_agent(root: Path, run_dir: Path, *, timeout: float = 15.0,
             await _reap(process, deadline - asyncio.get_running_loop().time())
             return None
         code = process.poll()
-        if code is not None and code != daemon.EXIT_ALREADY_RUNNING:
+        if code is not None and code != EXIT_ALREADY_RUNNING:
             raise client.AgentUnavailable(
                 f"the agent exited with code {code}; see {log_path(root)}: "
                 f"{_tail(log_path(root))}")
