@@ -45,22 +45,23 @@ def container_name(project: str, service: str, svc: spec_model.Service, replica:
     return svc.container_name or f"{project}-{service}-{replica}"
 
 
-def network_name(project: str, stack: spec_model.Stack, key: str) -> str:
-    net = stack.networks.get(key)
-    if net is not None and net.name:
-        return net.name
-    if net is not None and net.external:
+def _real_name(project: str, declared, key: str) -> str:
+    """docker compose's name for a network or volume: `name:` as given, an external one's key,
+    else `<project>_<key>`."""
+    found = declared.get(key)
+    if found is not None and found.name:
+        return found.name
+    if found is not None and found.external:
         return key
     return f"{project}_{key}"
+
+
+def network_name(project: str, stack: spec_model.Stack, key: str) -> str:
+    return _real_name(project, stack.networks, key)
 
 
 def volume_name(project: str, stack: spec_model.Stack, key: str) -> str:
-    vol = stack.volumes.get(key)
-    if vol is not None and vol.name:
-        return vol.name
-    if vol is not None and vol.external:
-        return key
-    return f"{project}_{key}"
+    return _real_name(project, stack.volumes, key)
 
 
 def anonymous_volume_name(cname: str, target: str) -> str:
