@@ -163,6 +163,11 @@ async def run_container(ctx: context.Context, stack: spec_model.Stack, project: 
     if svc is None:
         raise ServiceError(f"no such service: {service}")
     cname = name or service_config.container_name(project, service, svc, replica)
+    existing = await observe.get(ctx.layout, cname)
+    if existing is not None and existing.config_hash != config_hash:
+        # Never clean up after a failure here: the name is another container's.
+        raise ServiceError(f'the container name "{cname}" is already in use by another '
+                           "container; remove it or choose another name")
     ref = svc.image or f"{project}-{service}"
     try:
         record = await images.ensure(ctx.images, ref, svc.pull_policy or "missing")
