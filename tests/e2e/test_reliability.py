@@ -139,3 +139,14 @@ def test_two_ups_at_once_make_each_container_once(stack):
     expected = {f"{stack.project}-a-1"} | {f"{stack.project}-b-{n}" for n in (1, 2, 3)}
     assert set(rows) == expected
     assert len(pids(stack)) == 4
+
+
+def test_a_name_already_in_use_is_refused_and_the_container_keeps_running(stack):
+    stack.write("services:\n" + sleeper("a"))
+    stack.pc("up", "-d")
+    before = pids(stack)
+    taken = f"{stack.project}-a-1"
+    done = stack.pc("run", "-d", "--name", taken, "a", "true", check=False)
+    assert done.returncode != 0 and "already in use" in done.stdout + done.stderr
+    assert pids(stack) == before
+    assert containers(stack)[taken]["State"] == "running"
