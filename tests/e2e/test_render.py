@@ -105,6 +105,7 @@ def test_sizes():
 def test_progress_on_a_terminal_marks_each_line():
     import os
     import pty
+    import select
 
     master, slave = pty.openpty()
     try:
@@ -113,7 +114,11 @@ def test_progress_on_a_terminal_marks_each_line():
             progress.line("Container shop-web-1  Started")
             progress.line("Container shop-db-1  Error [Errno 2] no such file")
             stream.flush()
-        text = os.read(master, 4096).decode()
+        # A pty hands over what was written in pieces: read until the reader would wait.
+        chunks = []
+        while select.select([master], [], [], 0.5)[0]:
+            chunks.append(os.read(master, 4096))
+        text = b"".join(chunks).decode()
     finally:
         os.close(master)
         os.close(slave)
