@@ -6,16 +6,19 @@ from reconciler.spec import errors, model
 
 NOT_APPLIED = "parsed but not applied by pcompose yet"
 
-# Service attributes of tiers L (later) and W (platform/Swarm specific).
+# Service attributes of tiers L (later) and W (platform/Swarm specific), and those the
+# runtime does not apply yet (image builds, logging drivers, stdin of the main process).
 SERVICE_ATTRIBUTES = (
-    "annotations", "attach", "blkio_config", "cgroup", "cgroup_parent", "cpu_count",
-    "cpu_percent", "cpu_period", "cpu_quota", "cpu_rt_period", "cpu_rt_runtime", "cpu_shares",
-    "cpuset", "credential_spec", "develop", "device_cgroup_rules", "external_links", "ipc",
-    "isolation", "mac_address", "mem_swappiness", "models", "oom_kill_disable",
-    "oom_score_adj", "pid", "post_start", "pre_start", "pre_stop", "provider", "pull_refresh_after",
-    "storage_opt", "use_api_socket", "userns_mode", "uts", "volumes_from",
+    "annotations", "attach", "build", "cgroup", "cgroup_parent", "cpu_count",
+    "cpu_percent", "cpu_period", "cpu_quota", "cpu_rt_period", "cpu_rt_runtime",
+    "credential_spec", "develop", "device_cgroup_rules", "external_links", "gpus", "group_add",
+    "isolation", "logging", "mem_swappiness", "models", "oom_kill_disable",
+    "oom_score_adj", "platform", "post_start", "pre_start", "pre_stop", "provider",
+    "pull_refresh_after", "runtime", "stdin_open", "storage_opt", "use_api_socket", "userns_mode",
+    "volumes_from",
 )
-DEPLOY_ATTRIBUTES = ("update_config", "rollback_config", "endpoint_mode")
+DEPLOY_ATTRIBUTES = ("update_config", "rollback_config", "endpoint_mode", "placement",
+                     "restart_policy")
 BUILD_ATTRIBUTES = ("entitlements", "ssh", "cache_from", "cache_to", "no_cache_filter",
                     "additional_contexts", "provenance", "sbom", "isolation", "tags",
                     "platforms", "secrets", "privileged", "ulimits")

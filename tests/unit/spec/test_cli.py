@@ -108,11 +108,11 @@ def test_missing_required_variable_names_it(tmp_path, capsys, monkeypatch):
 
 
 def test_warnings_go_to_stderr(tmp_path, capsys):
-    path = write(tmp_path, "stack.yaml", 'version: "3"\nservices:\n  web: {image: x, ipc: host}\n')
+    path = write(tmp_path, "stack.yaml", 'version: "3"\nservices:\n  web: {image: x, group_add: [audio]}\n')
     code, out, err = run(capsys, "-f", str(path), "config", "-q")
     assert code == 0 and out == ""
     assert f"WARN[0000] {path}:1:1: version: the attribute \"version\" is obsolete" in err
-    assert f"WARN[0000] {path}:3:19: services.web.ipc: parsed but not applied by pcompose yet" in err
+    assert f"WARN[0000] {path}:3:19: services.web.group_add: parsed but not applied by pcompose yet" in err
 
 
 def test_version(capsys):

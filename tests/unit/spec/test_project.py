@@ -222,12 +222,12 @@ def test_not_applied_features_and_obsolete_version_warn(tmp_path):
           web:
             image: x
             develop: {watch: [{path: ., action: rebuild}]}
-            cpu_shares: 512
+            oom_score_adj: 100
         """)
     texts = [str(w) for w in project.warnings]
     assert any("version" in t and "obsolete" in t and ":1:1:" in t for t in texts)
     assert any("services.web.develop: parsed but not applied" in t for t in texts)
-    assert any("services.web.cpu_shares: parsed but not applied" in t for t in texts)
+    assert any("services.web.oom_score_adj: parsed but not applied" in t for t in texts)
 
 
 @pytest.mark.parametrize("body, words, path", [
