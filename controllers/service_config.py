@@ -12,6 +12,7 @@ from pathlib import Path, PurePosixPath
 
 from reconciler.spec import model as spec_model
 from reconciler.spec import units
+from runtime.cgroups import compose as cgroups_compose
 from runtime.cgroups import model as cgroups_model
 from runtime.net import model as net_model
 from runtime.net import ports as net_ports
@@ -97,21 +98,19 @@ def _secret_target(s: spec_model.mb.ServiceSecret) -> str:
 
 
 def resources(svc: spec_model.Service) -> cgroups_model.Resources:
+    """deploy.resources and the legacy keys merged as docker does (cgroups.compose)."""
     res = svc.deploy.resources if svc.deploy and svc.deploy.resources else None
     hard = res.limits if res and res.limits else None
     soft = res.reservations if res and res.reservations else None
-    swap = svc.memswap_limit
-    return cgroups_model.Resources(
-        memory_limit=hard.memory if hard and hard.memory is not None else svc.mem_limit,
-        memory_reservation=(svc.mem_reservation if svc.mem_reservation is not None
-                            else soft.memory if soft else None),
-        memory_swap=swap,
-        cpus=hard.cpus if hard and hard.cpus is not None else svc.cpus,
-        cpu_shares=svc.cpu_shares,
-        cpuset_cpus=svc.cpuset,
-        pids_limit=hard.pids if hard and hard.pids is not None else svc.pids_limit,
-        blkio_weight=svc.blkio_config.weight if svc.blkio_config else None,
-    )
+    return cgroups_compose.from_compose(
+        limits_memory=hard.memory if hard else None,
+        reservations_memory=soft.memory if soft else None,
+        limits_cpus=hard.cpus if hard else None, limits_pids=hard.pids if hard else None,
+        mem_limit=svc.mem_limit, mem_reservation=svc.mem_reservation,
+        memswap_limit=svc.memswap_limit, cpus=svc.cpus, cpu_shares=svc.cpu_shares,
+        cpu_period=svc.cpu_period, cpu_quota=svc.cpu_quota, cpuset=svc.cpuset,
+        pids_limit=svc.pids_limit,
+        blkio_weight=svc.blkio_config.weight if svc.blkio_config else None)
 
 
 def _mounts(svc: spec_model.Service, volume_dirs: dict[str, str],

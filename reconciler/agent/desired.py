@@ -6,58 +6,31 @@ from __future__ import annotations
 import hashlib
 import json
 
+from controllers import service_config
 from reconciler.agent import store
 from reconciler.plan import model
 from reconciler.spec import hashing
 from reconciler.spec import model as spec_model
 from reconciler.spec import project as spec_project
 
-# Keys a running container takes in place (runc update); they stay out of the hash the plan
-# compares so that changing them updates rather than recreates. They are model.Limits.
-LIMIT_KEYS = ("mem_limit", "mem_reservation", "memswap_limit", "cpus", "cpu_shares",
-              "cpuset", "pids_limit")
-
 
 def config_hash(service: spec_model.Service, stack: spec_model.Stack, environ) -> str:
-    """The spec's canonical service without the in-place limits, as sha256 hex."""
-    data = hashing.canonical(service, stack, environ)
-    for key in LIMIT_KEYS:
-        data.pop(key, None)
-    deploy = data.get("deploy") or {}
-    resources = deploy.get("resources") or {}
-    resources.pop("limits", None)
-    reservations = resources.get("reservations") or {}
-    reservations.pop("memory", None)
-    # Emptied containers go too: adding a first limit must not look like a new config.
-    for parent, key, child in ((resources, "reservations", reservations),
-                               (deploy, "resources", resources), (data, "deploy", deploy)):
-        if key in parent and not child:
-            del parent[key]
-    text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode()).hexdigest()
+    """The spec's hash without the limits a running container takes in place (runc update):
+    changing only those updates the container rather than recreating it."""
+    return hashing.config_hash(service, stack, environ, live=False)
 
 
 def hashes(project: spec_project.Project) -> dict[str, str]:
     """Config hashes of the enabled services, computed where the files and environment are."""
-    return {name: config_hash(project.stack.services[name], project.stack, project.environ)
-            for name in project.services_enabled}
+    return {name: project.recreate_hash(name) for name in project.services_enabled}
 
 
 def limits(service: spec_model.Service) -> model.Limits:
-    """deploy.resources first, then the legacy keys, as docker compose merges them."""
-    resources = service.deploy.resources if service.deploy and service.deploy.resources \
-        else None
-    hard = resources.limits if resources and resources.limits else None
-    soft = resources.reservations if resources and resources.reservations else None
-    swap = service.memswap_limit
-    return model.Limits(
-        memory=(hard.memory if hard and hard.memory is not None else service.mem_limit),
-        memory_reservation=(service.mem_reservation if service.mem_reservation is not None
-                            else soft.memory if soft else None),
-        memory_swap=int(swap) if isinstance(swap, int | float) else None,
-        cpus=(hard.cpus if hard and hard.cpus is not None else service.cpus),
-        cpu_shares=service.cpu_shares, cpuset=service.cpuset,
-        pids=(hard.pids if hard and hard.pids is not None else service.pids_limit))
+    """The limits the container runs with, as plan values (one rule: service_config.resources)."""
+    r = service_config.resources(service)
+    return model.Limits(memory=r.memory_limit, memory_reservation=r.memory_reservation,
+                        memory_swap=r.memory_swap, cpus=r.cpus, cpu_shares=r.cpu_shares,
+                        cpuset=r.cpuset_cpus, pids=r.pids_limit)
 
 
 def from_record(record: store.ProjectRecord) -> model.DesiredState:

@@ -10,7 +10,7 @@ NOT_APPLIED = "parsed but not applied by pcompose yet"
 # runtime does not apply yet (image builds, logging drivers, stdin of the main process).
 SERVICE_ATTRIBUTES = (
     "annotations", "attach", "build", "cgroup", "cgroup_parent", "cpu_count",
-    "cpu_percent", "cpu_period", "cpu_quota", "cpu_rt_period", "cpu_rt_runtime",
+    "cpu_percent", "cpu_rt_period", "cpu_rt_runtime",
     "credential_spec", "develop", "device_cgroup_rules", "external_links", "gpus", "group_add",
     "isolation", "logging", "mem_swappiness", "models", "oom_kill_disable",
     "oom_score_adj", "platform", "post_start", "pre_start", "pre_stop", "provider",

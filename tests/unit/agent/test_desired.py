@@ -55,7 +55,8 @@ def test_a_loaded_stack_becomes_plan_values(tmp_path: Path):
     assert (web.replicas, web.networks, web.volumes) == (2, ("default",), ("data",))
     assert web.depends_on == (model.Dependency("db", model.Condition.HEALTHY),)
     assert web.restart == model.RestartPolicy("on-failure", 3)
-    assert web.limits == model.Limits(memory=64 << 20, pids=50)
+    # docker gives as much swap as memory when only the memory limit is set
+    assert web.limits == model.Limits(memory=64 << 20, memory_swap=128 << 20, pids=50)
     assert state.service("db").has_healthcheck and not web.has_healthcheck
     assert [(n.key, n.name) for n in state.networks] == [("back", "shop_back"),
                                                          ("default", "shop_default")]
