@@ -23,7 +23,7 @@ from reconciler.spec import model as spec_model
 from runtime import rootfs, volumes
 from runtime import images
 from runtime.net import bridge, netns, records, resolvconf
-from runtime.oci import lifecycle, observe, runc
+from runtime.oci import lifecycle, observe
 from runtime.oci import spec as oci_spec
 
 log = structlog.get_logger(__name__)
@@ -143,21 +143,21 @@ async def _namespaces(ctx: context.Context, project: str, svc: spec_model.Servic
     return out
 
 
-def _nameservers(ctx: context.Context, cname: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(nameservers, own addresses) from what the network runtime wrote for the container."""
+def _nameservers(ctx: context.Context, cname: str) -> tuple[str, ...]:
+    """The resolvers the network runtime chose for the container (its networks' DNS)."""
     resolv = resolvconf.directory(ctx.run_dir, cname) / "resolv.conf"
     servers = []
     if resolv.exists():
         servers = [line.split()[1] for line in resolv.read_text().splitlines()
                    if line.startswith("nameserver ") and len(line.split()) > 1]
-    return tuple(servers), ()
+    return tuple(servers)
 
 
 async def run_container(ctx: context.Context, stack: spec_model.Stack, project: str, service: str, *,
                         replica: int = 1, name: str | None = None, config_hash: str = "",
                         command: list[str] | None = None, entrypoint: list[str] | None = None,
                         environment: dict[str, str] | None = None, oneoff: bool = False,
-                        tty: bool | None = None, start: bool = True, **_ignored) -> str:
+                        tty: bool | None = None, start: bool = True) -> str:
     """Make (and start) one container of `service`; returns its id (= its name)."""
     svc = stack.services.get(service)
     if svc is None:
@@ -179,7 +179,7 @@ async def run_container(ctx: context.Context, stack: spec_model.Stack, project: 
         dirs = await asyncio.to_thread(_prepare_volumes, ctx, project, stack, svc, cname, mounts.merged_dir)
         files = _write_files(ctx, stack, svc, cname)
         network, addresses = await _attach(ctx, project, stack, service, svc, cname, oneoff)
-        nameservers, _ = _nameservers(ctx, cname)
+        nameservers = _nameservers(ctx, cname)
         namespaces = await _namespaces(ctx, project, svc)
         image = service_config.image_config(record.config)
         config = service_config.container_config(
@@ -329,6 +329,3 @@ def _command(lay, cid: str) -> tuple[str, ...]:
 async def observed_raw(ctx: context.Context, project: str) -> list[observe.Observed]:
     return await observe.list_containers(ctx.layout, project)
 
-
-def is_not_found(err: Exception) -> bool:
-    return isinstance(err, runc.NotFound)

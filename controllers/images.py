@@ -1,1 +1,0 @@
-"""Controller for images: observe, diff, apply."""

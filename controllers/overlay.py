@@ -1,1 +1,0 @@
-"""Controller for overlay: observe, diff, apply."""
