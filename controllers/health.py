@@ -78,34 +78,35 @@ async def monitor(ctx: context.Context, notify: Callable[[str], None], tick: flo
     due: dict[str, float] = {}
     running: dict[str, asyncio.Task] = {}
     while True:
-        now = time.time()
+        await asyncio.sleep(tick)
+        for cid in [k for k, t in running.items() if t.done()]:
+            running.pop(cid)
+        # Only containers with a check cost a look at runc: most stacks have few or none.
+        checked = {p.parent.name for p in (ctx.root / "containers").glob(f"*/{context.HEALTH}")}
+        if not checked:
+            due.clear()
+            continue
         try:
-            containers = await observe.list_containers(ctx.layout)
+            containers = [c for c in await observe.list_containers(ctx.layout)
+                          if c.id in checked and c.status == "running"]
         except Exception as err:
             log.warning("health.observe_failed", error=str(err))
-            containers = []
-        alive = set()
+            continue
+        now = time.time()
+        for cid in set(due) - {c.id for c in containers}:
+            due.pop(cid)  # stopped: its schedule starts afresh when it runs again
         for c in containers:
-            if c.status != "running" or c.id in running:
-                alive.add(c.id)
+            if c.id in running:
                 continue
             state = context.health_of(ctx, c.id)
             if not state.get("check"):
                 continue
-            alive.add(c.id)
             began = lifecycle.started_at(ctx.layout, c.id)
             started = began.timestamp() if began else now
-            if c.id not in due:
-                due[c.id] = now + interval(state, now, started)
-            if now >= due[c.id]:
+            if now >= due.setdefault(c.id, now + interval(state, now, started)):
                 running[c.id] = asyncio.ensure_future(
                     _probe_and_notify(ctx, c.id, c.project, started, state.get("status"), notify))
                 due[c.id] = now + interval(state, now, started)
-        for cid in [k for k, t in running.items() if t.done()]:
-            running.pop(cid)
-        for cid in set(due) - alive:
-            due.pop(cid)
-        await asyncio.sleep(tick)
 
 
 async def _probe_and_notify(ctx, cid, project, started, before, notify) -> None:

@@ -40,7 +40,6 @@ class Machine:
         self.store = store.Store(ctx.root)
         self._stacks: dict[str, tuple[int, spec_model.Stack]] = {}
         self._dns: dns.Server | None = None
-        self.notify: Callable[[str], None] = lambda project: None
 
     # -- desired ------------------------------------------------------------------------
     def _stack(self, project: str) -> spec_model.Stack:
@@ -233,7 +232,6 @@ class Machine:
 
     async def background(self, enqueue: Callable[[str], None]) -> None:
         """The DNS server and the health checker, for as long as the agent runs."""
-        self.notify = enqueue
         self._dns = dns.Server.for_host(self.ctx.net_host)
         try:
             await self._refresh_dns()
