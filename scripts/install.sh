@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# With their recommends, as on the machines the suite was run on.
 PACKAGES=(runc conmon busybox-static nftables iproute2 skopeo docker-registry tini catatonit
           etcd-server etcd-client apache2-utils)
 
@@ -14,7 +15,7 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
     echo "installing Debian packages: ${missing[*]}"
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 # docker-registry's package starts a system service on :5000; tests run their own on free ports.
 if systemctl is-active --quiet docker-registry 2>/dev/null; then systemctl stop docker-registry || true; fi
