@@ -15,6 +15,7 @@ from pathlib import Path
 
 import structlog
 
+from runtime import mounts as mount_table
 from runtime.images import store as store_mod
 from runtime.images import unpack
 
@@ -73,12 +74,12 @@ def prepare(root: str | os.PathLike, container_id: str, chain_ids: tuple[str, ..
             raise RootfsError(f"container {container_id}: layer {missing[0]} is not unpacked")
         mounts = plan(root, container_id, chain_ids)
         recorded = _recorded(base)
-        if recorded is not None and recorded != chain_ids and is_mounted(mounts.merged_dir):
+        if recorded is not None and recorded != chain_ids and mount_table.is_mounted(mounts.merged_dir):
             raise RootfsError(f"container {container_id}: root is mounted over other layers; remove it first")
         for d in ("upper", "work", "merged") + (("empty",) if not chain_ids else ()):
             (base / d).mkdir(parents=True, exist_ok=True)
         _write_lowers(base, chain_ids)
-    if not is_mounted(mounts.merged_dir):
+    if not mount_table.is_mounted(mounts.merged_dir):
         _mount(store, chain_ids, mounts)
         log.info("rootfs.mounted", container=container_id, layers=len(chain_ids), merged=mounts.merged_dir)
     return mounts
@@ -161,7 +162,7 @@ def remove(root: str | os.PathLike, container_id: str) -> None:
     """Unmount and delete the container's root; a root that is not there is success."""
     base = rootfs_dir(root, container_id)
     merged = str(base / "merged")
-    while is_mounted(merged):
+    while mount_table.is_mounted(merged):
         if _libc.umount2(merged.encode(), 0) != 0:
             err = ctypes.get_errno()
             if err == errno.EBUSY:
@@ -171,19 +172,6 @@ def remove(root: str | os.PathLike, container_id: str) -> None:
     if base.exists():
         shutil.rmtree(base)
         log.info("rootfs.removed", container=container_id)
-
-
-def is_mounted(path: str) -> bool:
-    path = os.path.realpath(path)
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            if _unescape(line.split(" ", 5)[4]) == path:
-                return True
-    return False
-
-
-def _unescape(field: str) -> str:
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
 
 
 def _recorded(base: Path) -> tuple[str, ...] | None:

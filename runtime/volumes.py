@@ -16,6 +16,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from runtime import mounts
+
 META = "meta.json"
 DATA = "_data"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -84,18 +86,6 @@ def _mount_args(spec: VolumeSpec, target: Path) -> list[str] | None:
     return args + [device, str(target)]
 
 
-def _is_mounted(path: Path) -> bool:
-    # os.path.ismount misses a bind mount from the same filesystem (same st_dev): read the
-    # mount table, or removal would delete the bound host directory's content.
-    target = os.path.realpath(path)
-    with open("/proc/self/mountinfo") as table:
-        return any(_unescape(line.split()[4]) == target for line in table)
-
-
-def _unescape(field: str) -> str:
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
-
-
 def ensure(root: Path, spec: VolumeSpec) -> Volume:
     """Create the volume if missing and mount its driver_opts; an existing one is kept as it is.
 
@@ -121,7 +111,7 @@ def ensure(root: Path, spec: VolumeSpec) -> Volume:
         existing = _read(path)
     if existing.driver_opts != spec.driver_opts:
         args = _mount_args(existing_spec(existing), existing.mountpoint)
-    if args and not _is_mounted(existing.mountpoint):
+    if args and not mounts.is_mounted(existing.mountpoint):
         result = subprocess.run(args, capture_output=True, text=True)
         if result.returncode != 0:
             raise VolumeError(f"volume {spec.name}: {' '.join(args)}: {result.stderr.strip()}")
@@ -148,7 +138,7 @@ def remove(root: Path, name: str) -> bool:
     """Unmount and delete the volume and its data. A volume that is not there is success (False)."""
     path = _dir(root, name)
     data = path / DATA
-    if _is_mounted(data):
+    if mounts.is_mounted(data):
         result = subprocess.run(["umount", str(data)], capture_output=True, text=True)
         if result.returncode != 0:
             raise VolumeError(f"volume {name}: umount: {result.stderr.strip()} (in use?)")
