@@ -97,6 +97,9 @@ class Terminal:
 async def open_terminal(lay: layout.Layout, cid: str, argv: list[str], opts: ExecOptions = ExecOptions(), rows: int = 24, cols: int = 80) -> Terminal:
     master, slave = os.openpty()
     _set_size(master, rows, cols)
+    # The container's own terminal echoes and edits lines; ours only carries bytes. Raw from
+    # the start, so nothing typed before runc takes the pty over is echoed twice.
+    tty.setraw(slave)
     try:
         proc = await asyncio.create_subprocess_exec(
             *runc_args(lay, cid, argv, opts, terminal=True),

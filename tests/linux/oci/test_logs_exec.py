@@ -63,9 +63,11 @@ async def test_exec_with_a_terminal(lay, make):
     await lifecycle.run(lay, config)
     term = await oci_exec.open_terminal(lay, config.name, ["sh"], rows=33, cols=101)
     try:
-        os.write(term.master_fd, b"tty; stty size; [ -t 0 ] && echo is-a-tty; exit 5\n")
-        seen = b""
         loop = asyncio.get_running_loop()
+        seen = b""
+        while b"#" not in seen:  # type as a user does: once the shell's prompt is there
+            seen += await asyncio.wait_for(loop.run_in_executor(None, os.read, term.master_fd, 4096), 10)
+        os.write(term.master_fd, b"tty; stty size; [ -t 0 ] && echo is-a-tty; exit 5\n")
         while True:
             try:
                 chunk = await asyncio.wait_for(loop.run_in_executor(None, os.read, term.master_fd, 4096), 10)
