@@ -30,6 +30,7 @@ class Launch:
     runtime: str = "/usr/sbin/runc"
     binary: str = CONMON
     terminal: bool = False  # compose `tty: true`: conmon holds the pty and logs what it shows
+    stdin: bool = False  # what clients of the attach socket write goes to the process's input
 
     def argv(self) -> list[str]:
         return [
@@ -44,7 +45,15 @@ class Launch:
             "--runtime-arg", "--log", f"--runtime-arg={self.workdir / 'oci-log'}",
             "--runtime-arg", "--root", f"--runtime-arg={self.runc_root}",
             "--conmon-pidfile", str(self.workdir / "conmon.pid"),
-        ] + (["-t"] if self.terminal else [])
+        ] + (["-t"] if self.terminal else []) + self._stdin_args()
+
+    def _stdin_args(self) -> list[str]:
+        if not self.stdin:
+            return []
+        # Without a terminal, conmon closes the input pipe when the attached client goes away:
+        # that is how `echo hi | run -T svc cat` ends. On a terminal, EOF is the user's Ctrl-D,
+        # and a client that dies must not take the shell's input away from the next one.
+        return ["-i", "--leave-stdin-open"] if self.terminal else ["-i"]
 
 
 async def launch(spec: Launch, timeout: float = 30.0) -> int:

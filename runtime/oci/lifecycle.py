@@ -52,17 +52,17 @@ async def create(lay: layout.Layout, config: model.ContainerConfig, driver: driv
         raise ContainerExists(f"{config.name}: exists with another config; remove it first")
     driver = driver or drivers.detect()
     await asyncio.to_thread(write_bundle, lay, config, driver)
-    pid = await _launch(lay, config.name, config.tty)
+    pid = await _launch(lay, config.name, config.tty, config.stdin_open)
     log.info("container.created", container=config.name, pid=pid, project=config.identity.project)
     return pid
 
 
-async def _launch(lay: layout.Layout, cid: str, terminal: bool) -> int:
+async def _launch(lay: layout.Layout, cid: str, terminal: bool, stdin: bool = False) -> int:
     return await conmon.launch(conmon.Launch(
         cid=cid, bundle=lay.bundle(cid), workdir=lay.container_dir(cid),
         exit_dir=lay.exit_dir, persist_dir=lay.persist_dir(cid), log_path=lay.log_path(cid),
         runc_root=lay.runc.root, socket_dir=lay.socket_dir, log_size_max=lay.log_size_max,
-        runtime=lay.runc_binary, binary=lay.conmon_binary, terminal=terminal,
+        runtime=lay.runc_binary, binary=lay.conmon_binary, terminal=terminal, stdin=stdin,
     ))
 
 

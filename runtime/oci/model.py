@@ -108,3 +108,4 @@ class ContainerConfig:
     ipc: str = "private"
     uts: str = "private"
     tty: bool = False
+    stdin_open: bool = False  # conmon passes attached clients' input to the process (run -i)
