@@ -157,8 +157,9 @@ async def run_container(ctx: context.Context, stack: spec_model.Stack, project: 
                         replica: int = 1, name: str | None = None, config_hash: str = "",
                         command: list[str] | None = None, entrypoint: list[str] | None = None,
                         environment: dict[str, str] | None = None, oneoff: bool = False,
-                        tty: bool | None = None, start: bool = True) -> str:
-    """Make (and start) one container of `service`; returns its id (= its name)."""
+                        tty: bool | None = None, stdin: bool = False, start: bool = True) -> str:
+    """Make (and start) one container of `service`; returns its id (= its name). `stdin`: conmon
+    keeps the process's input open for an attached client (`run -i`)."""
     svc = stack.services.get(service)
     if svc is None:
         raise ServiceError(f"no such service: {service}")
@@ -188,7 +189,7 @@ async def run_container(ctx: context.Context, stack: spec_model.Stack, project: 
             volume_dirs=dirs, files=files, network=network, namespaces=namespaces,
             addresses=addresses, nameservers=nameservers, oneoff=oneoff, command=command,
             entrypoint=entrypoint, environment=environment, tty=tty)
-        config = _with_labels(config, {IMAGE_REF: ref})
+        config = dataclasses.replace(_with_labels(config, {IMAGE_REF: ref}), stdin_open=stdin)
         health = service_config.healthcheck(svc, tuple(record.config.healthcheck_test))
         await lifecycle.create(ctx.layout, config)
         _write_health_check(ctx, cname, health)
