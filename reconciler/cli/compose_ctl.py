@@ -93,8 +93,7 @@ def run(args: argparse.Namespace) -> int:
 
 async def _run(args, project) -> int:
     from controllers import services
-    from runtime.oci import lifecycle
-    from reconciler.cli import compose_logs, compose_up
+    from reconciler.cli import compose_up
 
     await compose_up.ensure_agent(args)
     await _ensure_dependencies(args, project)
@@ -102,32 +101,50 @@ async def _run(args, project) -> int:
     entrypoint = shlex.split(args.entrypoint) if args.entrypoint is not None else None
     # docker compose's one-off name; the service's own replicas keep theirs.
     cname = args.name or f"{project.name}-{args.service}-run-{uuid.uuid4().hex[:12]}"
+    terminal = not args.detach and _tty(args)
+    stdin = not args.detach and args.interactive and (terminal or _piped() or sys.stdin.isatty())
     cid = await services.run_container(
         ctx, project.stack, project.name, args.service, name=cname,
         command=_command(args.command) or None, entrypoint=entrypoint,
-        environment=_environment(args.env), oneoff=True, tty=False)
+        environment=_environment(args.env), oneoff=True, tty=terminal, stdin=stdin,
+        start=args.detach)
     if args.detach:
         print(cid)
         return 0
-    printer = compose_logs.Printer([], colour=False, prefix=False, timestamps=False)
-    done = asyncio.Event()
-    waiter = asyncio.ensure_future(lifecycle.wait(ctx.layout, cid))
-    waiter.add_done_callback(lambda _: done.set())
     try:
-        async for line in _follow(ctx, cid, done):
-            printer.write(cid, line)
-        status = await waiter
+        return await _attached(ctx, cid, terminal, stdin)
     finally:
-        waiter.cancel()
         if args.rm:
             await services.remove_container(ctx, cid, remove_anonymous=True)
-    return status.code if status else 1
 
 
-def _follow(ctx, cid: str, done: asyncio.Event):
-    from runtime.oci import logs as oci_logs
+async def _attached(ctx, cid: str, terminal: bool, stdin: bool) -> int:
+    """The one-off on the user's terminal or pipes until it ends; its exit code.
 
-    return oci_logs.follow(ctx.layout.log_path(cid), done=done.is_set)
+    We are a client of the container's conmon, as `podman attach` is, rather than the holder of
+    its terminal: if we die, the container runs on under conmon, and `ps`, `logs` and `down`
+    still reach it. We attach before it starts, so none of its output is missed.
+    """
+    from controllers import services
+    from runtime.oci import attach, lifecycle
+
+    try:
+        session = await attach.connect(ctx.layout.bundle(cid))
+    except attach.AttachError as error:
+        await services.remove_container(ctx, cid, remove_anonymous=True)  # it never ran
+        raise common.UserFacingError(str(error)) from None
+
+    async def exit_code() -> int:
+        return (await lifecycle.wait(ctx.layout, cid)).code
+
+    sys.stdout.flush()
+    try:
+        with attach.local_terminal(sys.stdin.fileno() if terminal else None, session):
+            await services.start_container(ctx, cid)
+            return await attach.relay(session, exit_code(),
+                                      stdin=sys.stdin.fileno() if stdin else None)
+    finally:
+        session.close()
 
 
 async def _ensure_dependencies(args, project) -> None:

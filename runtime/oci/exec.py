@@ -13,7 +13,7 @@ import tty
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from runtime.oci import layout, users
+from runtime.oci import attach as oci_attach, layout, users
 
 
 @dataclass(frozen=True)
@@ -70,14 +70,28 @@ async def run(lay: layout.Layout, cid: str, argv: list[str], opts: ExecOptions =
 
 @dataclass
 class Terminal:
-    """An interactive exec: read and write `master_fd`; `wait()` gives the exit code.
+    """An interactive exec, an attach.Stream: the master side of the pty; `wait()` gives the exit code.
 
-    runc runs in the foreground on a pty we own: it puts that pty in raw mode, relays it to the
-    container's own terminal and forwards window size changes (SIGWINCH).
+    runc runs in the foreground on a pty we own: it relays that pty to the container's own
+    terminal and forwards window size changes (SIGWINCH).
     """
 
     master_fd: int
     process: asyncio.subprocess.Process
+
+    async def receive(self) -> tuple[int, bytes] | None:
+        await oci_attach.readable(self.master_fd)
+        try:
+            data = os.read(self.master_fd, 65536)
+        except OSError:  # EIO: every writer of the pty is gone
+            return None
+        return (oci_attach.STDOUT, data) if data else None
+
+    async def send(self, data: bytes) -> None:
+        os.write(self.master_fd, data)
+
+    def end_input(self) -> None:
+        """A terminal's input has no end of its own: Ctrl-D is a key like any other."""
 
     def resize(self, rows: int, cols: int) -> None:
         _set_size(self.master_fd, rows, cols)
@@ -112,53 +126,12 @@ async def open_terminal(lay: layout.Layout, cid: str, argv: list[str], opts: Exe
 
 async def attach(terminal: Terminal, stdin_fd: int = 0, stdout_fd: int = 1) -> int:
     """Relay a local terminal to an exec terminal until the command ends; return its exit code."""
-    loop = asyncio.get_running_loop()
-    saved = termios.tcgetattr(stdin_fd) if os.isatty(stdin_fd) else None
-    if saved is not None:
-        tty.setraw(stdin_fd)
-        rows, cols = _get_size(stdin_fd)
-        terminal.resize(rows, cols)
-    output_done = loop.create_future()
-
-    def from_user() -> None:
-        data = os.read(stdin_fd, 4096)
-        if data:
-            os.write(terminal.master_fd, data)
-        else:
-            loop.remove_reader(stdin_fd)
-
-    def to_user() -> None:
-        try:
-            data = os.read(terminal.master_fd, 65536)
-        except OSError:  # EIO: every writer of the pty is gone
-            data = b""
-        if data:
-            os.write(stdout_fd, data)
-        else:
-            loop.remove_reader(terminal.master_fd)
-            if not output_done.done():
-                output_done.set_result(None)
-
-    loop.add_reader(stdin_fd, from_user)
-    loop.add_reader(terminal.master_fd, to_user)
     try:
-        code = await terminal.wait()
-        await asyncio.wait_for(output_done, 1.0)
-    except asyncio.TimeoutError:
-        pass
+        with oci_attach.local_terminal(stdin_fd, terminal):
+            return await oci_attach.relay(terminal, terminal.wait(), stdin=stdin_fd, stdout=stdout_fd)
     finally:
-        loop.remove_reader(stdin_fd)
-        loop.remove_reader(terminal.master_fd)
-        if saved is not None:
-            termios.tcsetattr(stdin_fd, termios.TCSADRAIN, saved)
         terminal.close()
-    return code
 
 
 def _set_size(fd: int, rows: int, cols: int) -> None:
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-
-
-def _get_size(fd: int) -> tuple[int, int]:
-    rows, cols, _, _ = struct.unpack("HHHH", fcntl.ioctl(fd, termios.TIOCGWINSZ, b"\0" * 8))
-    return rows, cols
