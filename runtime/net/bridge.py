@@ -9,7 +9,7 @@ from pathlib import Path
 
 import structlog
 
-from runtime.net import dns, ipam, links, model, names, netns, nft, ports, records, resolvconf
+from runtime.net import dns, flight, ipam, links, model, names, netns, nft, ports, records, resolvconf
 
 log = structlog.get_logger(__name__)
 
@@ -282,13 +282,19 @@ def desired_rules(host: model.Host) -> nft.Ruleset:
 
 
 def sync_rules(host: model.Host) -> None:
-    """Replace the agent's table from the records at once; no networks left means no table."""
-    with records.locked(host.state_root, "nft"):
-        desired = desired_rules(host)
-        if desired.networks:
-            nft.apply(host.netns, desired)
-        else:
-            nft.remove(host.netns, desired.table)
+    """Replace the agent's table from the records at once; no networks left means no table.
+    Returns once a replace that read the records after this call has run: concurrent callers
+    (attaches of a whole stack) share replaces instead of making one each."""
+
+    def replace() -> None:
+        with records.locked(host.state_root, "nft"):
+            desired = desired_rules(host)
+            if desired.networks:
+                nft.apply(host.netns, desired)
+            else:
+                nft.remove(host.netns, desired.table)
+
+    flight.run(("nft", str(host.state_root), str(host.netns)), replace)
 
 
 def dns_views(host: model.Host) -> dict[str, dns.View]:
