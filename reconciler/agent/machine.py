@@ -19,7 +19,7 @@ import structlog
 
 from controllers import context, health, networks, service_config, services, volumes
 from reconciler.agent import desired, store
-from reconciler.engine import errors, executor
+from reconciler.engine import coalesce, errors, executor
 from reconciler.plan import model, plans, restarts
 from reconciler.spec import model as spec_model
 from runtime.net import bridge, dns
@@ -40,6 +40,8 @@ class Machine:
         self.store = store.Store(ctx.root)
         self._stacks: dict[str, tuple[int, spec_model.Stack]] = {}
         self._dns: dns.Server | None = None
+        # Every create and remove asks for a DNS rebuild; concurrent steps share them.
+        self._refresh_dns = coalesce.Coalesced(self._rebuild_dns)
 
     # -- desired ------------------------------------------------------------------------
     def _stack(self, project: str) -> spec_model.Stack:
@@ -225,7 +227,7 @@ class Machine:
             await asyncio.sleep(AWAIT_POLL)
 
     # -- beside the loop ----------------------------------------------------------------
-    async def _refresh_dns(self) -> None:
+    async def _rebuild_dns(self) -> None:
         if self._dns is not None:
             views = await asyncio.to_thread(bridge.dns_views, self.ctx.net_host)
             await self._dns.update(views)
