@@ -195,7 +195,7 @@ async def run_container(ctx: context.Context, stack: spec_model.Stack, project: 
         _write_health_check(ctx, cname, health)
         context.mark_stopped_by_user(ctx, cname, False)
         if start:
-            await lifecycle.start(ctx.layout, cname)
+            await lifecycle.start(ctx.layout, cname, just_created=existing is None)
     except BaseException:
         await remove_container(ctx, cname)
         raise
@@ -259,17 +259,22 @@ async def remove_container(ctx: context.Context, cid: str, *, remove_anonymous: 
     if remove_anonymous:
         anon = [v.name for v in volumes.list_all(ctx.root)
                 if v.label("io.pcompose.anonymous") and v.name.startswith(f"{cid}_anon_")]
-    seen = await observe.get(ctx.layout, cid)
+    project = lifecycle.project_of(ctx.layout, cid)
     await lifecycle.remove(ctx.layout, cid)
-    await asyncio.to_thread(bridge.detach, ctx.net_host, cid, netns.path(ctx.run_dir, cid))
-    await asyncio.to_thread(rootfs.remove, ctx.root, cid)
+    await asyncio.to_thread(_release, ctx, cid, anon)
+    if project is not None:
+        await asyncio.to_thread(_remove_cgroups, ctx, project)
+    log.info("service.container_removed", container=cid)
+
+
+def _release(ctx: context.Context, cid: str, anon: list[str]) -> None:
+    """What a removed container held beside runc: network, root, files, anonymous volumes."""
+    bridge.detach(ctx.net_host, cid, netns.path(ctx.run_dir, cid))
+    rootfs.remove(ctx.root, cid)
     shutil.rmtree(_files_dir(ctx, cid), ignore_errors=True)
     shutil.rmtree(ctx.container_dir(cid), ignore_errors=True)
     for name in anon:
-        await asyncio.to_thread(volumes.remove, ctx.root, name)
-    if seen is not None and not await observe.list_containers(ctx.layout, seen.project):
-        await asyncio.to_thread(_remove_cgroups, ctx, seen.project)
-    log.info("service.container_removed", container=cid)
+        volumes.remove(ctx.root, name)
 
 
 def _remove_cgroups(ctx: context.Context, project: str) -> None:

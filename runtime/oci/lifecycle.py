@@ -43,9 +43,8 @@ async def create(lay: layout.Layout, config: model.ContainerConfig, driver: driv
 
     Idempotent: an existing container with the same config hash is kept.
     """
-    # runc keeps <root>/<id>/ per container: skip a runc call when there is none.
-    known = (lay.run_dir / "runc" / config.name).exists()
-    existing = await runc.state(lay.runc, config.name) if known else None
+    # Skip a runc call when runc has no state dir for it.
+    existing = await runc.state(lay.runc, config.name) if known(lay, config.name) else None
     if existing is not None:
         if existing.get("annotations", {}).get(spec.A_CONFIG_HASH) == config.identity.config_hash:
             return int(existing.get("pid") or 0)
@@ -85,8 +84,14 @@ def write_bundle(lay: layout.Layout, config: model.ContainerConfig, driver: driv
     (cdir / "config.json").write_text(spec.dumps(document))
 
 
-async def start(lay: layout.Layout, cid: str) -> None:
-    """Start a created or exited container (same bundle, same log); a running one is left alone."""
+async def start(lay: layout.Layout, cid: str, *, just_created: bool = False) -> None:
+    """Start a created or exited container (same bundle, same log); a running one is left alone.
+    `just_created`: the caller made it a moment ago, so its state is known (one runc call less)."""
+    if just_created:
+        began = _now()
+        await runc.start(lay.runc, cid)
+        _record_start(lay, cid, began)
+        return
     state = await runc.state(lay.runc, cid)
     if state is None:
         raise runc.NotFound(("start", cid), 1, f"container {cid} does not exist")
@@ -120,7 +125,7 @@ def _record_start(lay: layout.Layout, cid: str, began: dt.datetime) -> None:
 
 async def run(lay: layout.Layout, config: model.ContainerConfig, driver: drivers.Driver | None = None) -> int:
     """create + start; an existing container with the same config is started if it is not yet."""
-    fresh = not (lay.run_dir / "runc" / config.name).exists()
+    fresh = not known(lay, config.name)
     pid = await create(lay, config, driver)
     if fresh:
         began = _now()
@@ -188,15 +193,25 @@ async def update(lay: layout.Layout, cid: str, resources: cgroups_model.Resource
 
 
 async def remove(lay: layout.Layout, cid: str) -> None:
-    """Kill if needed, delete runc state and cgroup, remove the files; a missing container is fine."""
-    state = await runc.state(lay.runc, cid)
-    if state is not None:
-        if state["status"] in ("running", "paused"):
+    """Kill every process, delete runc state and cgroup, remove the files; a missing container
+    is fine."""
+    if known(lay, cid):
+        try:
             await _signal_quietly(lay, cid, "SIGKILL", all_processes=True)
+        except runc.NotFound:
+            pass
+        # Once conmon has seen the exit, runc finds the container stopped and deletes it at
+        # once; `delete --force` of a live one sleeps 100 ms before it looks again.
+        await _wait_conmon_gone(lay, cid)
         await runc.delete(lay.runc, cid, force=True)
     await _wait_conmon_gone(lay, cid)
     await asyncio.to_thread(_remove_files, lay, cid)
     log.info("container.removed", container=cid)
+
+
+def known(lay: layout.Layout, cid: str) -> bool:
+    """runc keeps a state dir per container: without one, runc does not know `cid`."""
+    return (lay.run_dir / "runc" / cid).exists()
 
 
 def _remove_files(lay: layout.Layout, cid: str) -> None:
@@ -208,7 +223,9 @@ def _remove_files(lay: layout.Layout, cid: str) -> None:
 
 def remove_project_cgroup(lay: layout.Layout, project: str, driver: drivers.Driver | None = None) -> bool:
     """Remove the project's cgroup dirs after its last container is gone; False (and nothing
-    removed below a busy dir) while a container still lives in it."""
+    removed) while a container, running or not, still has its cgroup in it."""
+    if _has_child_cgroups(lay.project_cgroup(project)):
+        return False
     try:
         (driver or drivers.detect()).remove(lay.project_cgroup(project))
     except OSError as err:
@@ -217,6 +234,30 @@ def remove_project_cgroup(lay: layout.Layout, project: str, driver: drivers.Driv
         log.info("cgroup.kept", project=project, reason="a container still runs in it")
         return False
     return True
+
+
+def _has_child_cgroups(path: str, root: Path = Path("/sys/fs/cgroup")) -> bool:
+    """A dir below `path` in any hierarchy (v1: one per controller; v2: the root itself):
+    runc deletes a container's cgroup only with the container."""
+    rel = path.strip("/")
+    hierarchies = [root, *(h for h in root.iterdir() if h.is_dir() and not h.is_symlink())]
+    for base in hierarchies:
+        try:
+            with os.scandir(base / rel) as entries:
+                if any(e.is_dir(follow_symlinks=False) for e in entries):
+                    return True
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+    return False
+
+
+def project_of(lay: layout.Layout, cid: str) -> str | None:
+    """The project annotation of the container's bundle; None without a bundle."""
+    try:
+        document = json.loads((lay.bundle(cid) / "config.json").read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    return (document.get("annotations") or {}).get(spec.A_PROJECT)
 
 
 async def _wait_conmon_gone(lay: layout.Layout, cid: str, timeout: float = 10.0) -> None:

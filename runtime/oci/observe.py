@@ -65,6 +65,8 @@ async def list_containers(lay: layout.Layout, project: str | None = None, servic
 
 
 async def get(lay: layout.Layout, cid: str) -> Observed | None:
+    if not lifecycle.known(lay, cid):
+        return None  # no runc call for a name runc has no state of
     state = await runc.state(lay.runc, cid)
     return None if state is None else await asyncio.to_thread(from_state, lay, state)
 
