@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import ipaddress
 from pathlib import Path
 
@@ -12,8 +13,6 @@ from pyroute2 import NetlinkError
 from runtime.net import netns
 
 log = structlog.get_logger(__name__)
-
-ENODEV = 19
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,7 +79,7 @@ def remove_link(ns: Path | None, name: str) -> None:
     try:
         ipr.link("del", index=index)
     except NetlinkError as exc:
-        if exc.code != ENODEV:
+        if exc.code != errno.ENODEV:
             raise
     log.info("link.removed", link=name)
 
@@ -101,44 +100,53 @@ def ensure_veth(
     """A veth from `bridge` into `container_ns` named `ifname` with one address, MAC and MTU;
     `label` goes into the host end's alias."""
     inner = netns.route(container_ns)
-    peer_there = _index(inner, ifname) is not None
     ipr = netns.route(host_ns)
-    index = _index(ipr, host_ifname)
-    if index is not None and not peer_there:
-        ipr.link("del", index=index)  # half a pair: start again
-        index = None
-    if index is None:
-        ipr.link(
-            "add",
-            ifname=host_ifname,
-            kind="veth",
-            mtu=mtu,
-            peer={"ifname": ifname, "net_ns_fd": str(container_ns), "mtu": mtu, "address": mac},
-        )
-        index = _index(ipr, host_ifname)
+    master = _index(ipr, bridge)
+    pair = dict(ifname=host_ifname, kind="veth", mtu=mtu, master=master, state="up",
+                peer={"ifname": ifname, "net_ns_fd": str(container_ns), "mtu": mtu, "address": mac})
+    # Nearly every call makes a new pair: ask for it at once and look closer only if one exists.
+    made = _add(ipr, pair)
+    if not made and _index(inner, ifname) is None:
+        ipr.link("del", ifname=host_ifname)  # half a pair: start again
+        made = _add(ipr, pair, exist_ok=False)
+    if made:
         log.info("veth.created", link=host_ifname, peer=ifname, netns=str(container_ns))
-    ipr.link("set", index=index, master=_index(ipr, bridge), mtu=mtu, state="up",
+    ipr.link("set", ifname=host_ifname, master=master, mtu=mtu, state="up",
              **({"ifalias": label} if label else {}))
     # br_netfilter DNATs bridged packets: a container reaching its own published port needs its
     # packet sent back out of the port it came in on.
-    ipr.brport("set", index=index, mode=1)
+    ipr.brport("set", ifname=host_ifname, mode=1)
     peer = _index(inner, ifname)
     inner.link("set", index=peer, address=mac, mtu=mtu, state="up")
-    _set_addresses(inner, peer, {f"{address}/{prefixlen}"})
+    if made:
+        inner.addr("add", index=peer, address=address, prefixlen=prefixlen)
+    else:
+        _set_addresses(inner, peer, {f"{address}/{prefixlen}"})
+
+
+def _add(ipr, link: dict, exist_ok: bool = True) -> bool:
+    """Add `link`; False if one of that name exists already (and `exist_ok`)."""
+    try:
+        ipr.link("add", **link)
+    except NetlinkError as exc:
+        if exc.code != errno.EEXIST or not exist_ok:
+            raise
+        return False
+    return True
 
 
 @netns.on_worker
 def ensure_default_route(ns: Path, gateway: str | None) -> None:
     """The namespace's default route goes via `gateway` (None: there is none)."""
     ipr = netns.route(ns)
-    current = [r for r in ipr.get_routes(family=2, table=254) if r["dst_len"] == 0]
-    have = current[0].get_attr("RTA_GATEWAY") if current else None
-    if have == gateway:
-        return
-    if current:
-        ipr.route("del", dst="0.0.0.0/0")
     if gateway:
-        ipr.route("add", dst="0.0.0.0/0", gateway=gateway)
+        ipr.route("replace", dst="0.0.0.0/0", gateway=gateway)
+        return
+    try:
+        ipr.route("del", dst="0.0.0.0/0")
+    except NetlinkError as exc:
+        if exc.code != errno.ESRCH:
+            raise
 
 
 @netns.on_worker

@@ -88,8 +88,7 @@ def ensure(ns: Path) -> Path:
 
 
 def _loopback_up(ns: Path) -> None:
-    ipr = route(ns)
-    ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
+    route(ns).link("set", ifname="lo", state="up")
 
 
 def remove(ns: Path) -> None:
