@@ -48,12 +48,14 @@ def _locked(state_root: Path):
     file.parent.mkdir(parents=True, exist_ok=True)
     with open(file.with_suffix(".lock"), "a+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        doc = json.loads(file.read_text()) if file.exists() else {"networks": {}}
-        before = json.dumps(doc, sort_keys=True)
+        before = file.read_text() if file.exists() else json.dumps({"networks": {}}, indent=1)
+        doc = json.loads(before)
         yield doc
-        if json.dumps(doc, sort_keys=True) != before:
+        # The file holds exactly this rendering, so one dump tells a change and is what we write.
+        after = json.dumps(doc, indent=1, sort_keys=True)
+        if after != before:
             tmp = file.with_suffix(".tmp")
-            tmp.write_text(json.dumps(doc, indent=1, sort_keys=True))
+            tmp.write_text(after)
             os.replace(tmp, file)
 
 

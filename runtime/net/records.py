@@ -30,15 +30,20 @@ _parsed: dict[Path, tuple[tuple[int, int, int], object]] = {}
 def _read_all(folder: Path, parse):
     """Every record in `folder`, parsed; a file unchanged since the last read is not parsed again
     (records are replaced by rename, so inode, mtime and size tell a change)."""
-    if not folder.is_dir():
+    try:
+        # scandir, not glob: every attach and sync reads the whole folder, so it is kept cheap
+        with os.scandir(folder) as entries:
+            files = sorted(e.path for e in entries if e.name.endswith(".json"))
+    except FileNotFoundError:
         return []
     out = []
-    for f in sorted(folder.glob("*.json")):
+    for name in files:
         try:
-            st = f.stat()
+            st = os.stat(name)
         except FileNotFoundError:
             continue  # removed while we looked
         key = (st.st_ino, st.st_mtime_ns, st.st_size)
+        f = Path(name)
         hit = _parsed.get(f)
         if hit is None or hit[0] != key:
             hit = _parsed[f] = (key, parse(json.loads(f.read_text())))
