@@ -76,10 +76,13 @@ def prepare(root: str | os.PathLike, container_id: str, chain_ids: tuple[str, ..
         recorded = _recorded(base)
         if recorded is not None and recorded != chain_ids and mount_table.is_mounted(mounts.merged_dir):
             raise RootfsError(f"container {container_id}: root is mounted over other layers; remove it first")
+        fresh = not (base / "merged").is_dir()
         for d in ("upper", "work", "merged") + (("empty",) if not chain_ids else ()):
             (base / d).mkdir(parents=True, exist_ok=True)
         _write_lowers(base, chain_ids)
-    if not mount_table.is_mounted(mounts.merged_dir):
+    # Nothing is mounted on a dir made just now: the mount table (long with many containers)
+    # is read only for a root that was there before.
+    if fresh or not mount_table.is_mounted(mounts.merged_dir):
         _mount(store, chain_ids, mounts)
         log.info("rootfs.mounted", container=container_id, layers=len(chain_ids), merged=mounts.merged_dir)
     return mounts
@@ -161,14 +164,18 @@ def describe(root: str | os.PathLike, container_id: str) -> Mounts | None:
 def remove(root: str | os.PathLike, container_id: str) -> None:
     """Unmount and delete the container's root; a root that is not there is success."""
     base = rootfs_dir(root, container_id)
-    merged = str(base / "merged")
-    while mount_table.is_mounted(merged):
-        if _libc.umount2(merged.encode(), 0) != 0:
-            err = ctypes.get_errno()
-            if err == errno.EBUSY:
-                _libc.umount2(merged.encode(), MNT_DETACH)
-            elif err not in (errno.EINVAL, errno.ENOENT):
-                raise RootfsError(f"unmounting {merged} failed: {os.strerror(err)}")
+    merged = str(base / "merged").encode()
+    # Unmount until the kernel says nothing is mounted there (EINVAL) or there is no dir
+    # (ENOENT): no read of the mount table, which is long with many containers.
+    while True:
+        if _libc.umount2(merged, 0) == 0:
+            continue  # mounts may be stacked
+        err = ctypes.get_errno()
+        if err == errno.EBUSY and _libc.umount2(merged, MNT_DETACH) == 0:
+            continue
+        if err in (errno.EINVAL, errno.ENOENT):
+            break
+        raise RootfsError(f"unmounting {merged.decode()} failed: {os.strerror(err)}")
     if base.exists():
         shutil.rmtree(base)
         log.info("rootfs.removed", container=container_id)
