@@ -137,12 +137,19 @@ async def _attached(ctx, cid: str, terminal: bool, stdin: bool) -> int:
     async def exit_code() -> int:
         return (await lifecycle.wait(ctx.layout, cid)).code
 
+    async def signal(name: str) -> None:
+        try:
+            await lifecycle.kill(ctx.layout, cid, name)
+        except RuntimeError:  # it has ended meanwhile: nothing left to signal
+            pass
+
     sys.stdout.flush()
     try:
         with attach.local_terminal(sys.stdin.fileno() if terminal else None, session):
             await services.start_container(ctx, cid)
-            return await attach.relay(session, exit_code(),
-                                      stdin=sys.stdin.fileno() if stdin else None)
+            with attach.signals_forwarded(signal):
+                return await attach.relay(session, exit_code(),
+                                          stdin=sys.stdin.fileno() if stdin else None)
     finally:
         session.close()
 

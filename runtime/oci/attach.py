@@ -14,11 +14,13 @@ import termios
 import tty
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Awaitable, Iterator, Protocol
+from typing import Awaitable, Callable, Iterator, Protocol
 
 STDOUT, STDERR = 2, 3  # conmon's stream ids: the first byte of each message on the attach socket
 CHUNK = 4096  # one message of input; conmon reads at most 32 KiB of a message and drops the rest
 OUTPUT_GRACE = 1.0  # seconds output may trail the process's end (a child may still hold it)
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT, signal.SIGHUP, signal.SIGUSR1,
+             signal.SIGUSR2)
 
 
 class AttachError(RuntimeError):
@@ -135,6 +137,27 @@ def local_terminal(fd: int | None, stream: Stream) -> Iterator[None]:
     finally:
         loop.remove_signal_handler(signal.SIGWINCH)
         termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+
+@contextlib.contextmanager
+def signals_forwarded(send: Callable[[str], Awaitable[None]]) -> Iterator[None]:
+    """While attached, the signals we get are the process's (docker's sig-proxy): Ctrl-C without
+    a terminal interrupts the process rather than our wait for it. `send` takes a signal name."""
+    loop = asyncio.get_running_loop()
+    pending: set[asyncio.Task] = set()
+
+    def forward(sig: signal.Signals) -> None:
+        task = loop.create_task(send(sig.name))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+
+    for sig in FORWARDED:
+        loop.add_signal_handler(sig, forward, sig)
+    try:
+        yield
+    finally:
+        for sig in FORWARDED:
+            loop.remove_signal_handler(sig)
 
 
 async def relay(stream: Stream, done: Awaitable[int], *, stdin: int | None = 0, stdout: int = 1,

@@ -186,3 +186,21 @@ def test_a_one_off_outlives_its_cli_and_down_removes_it(stack, terminal):
     down = stack.pc("down")
     assert f"Container {name}  Removed" in down.stderr
     assert oneoffs(stack) == {}
+
+
+def test_signals_to_run_go_to_the_one_off(stack):
+    stack.write(STACK)
+    script = "trap 'echo got-int; exit 9' INT; echo ready; while :; do sleep 1; done"
+    proc = stack.start("run", "--rm", "-T", "box", "sh", "-c", script)
+    try:
+        assert proc.stdout.readline() == "ready\n"
+        proc.send_signal(signal.SIGINT)  # Ctrl-C without a terminal: pcompose passes it on
+        assert proc.wait(timeout=60) == 9
+        assert proc.stdout.read() == "got-int\n"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+    assert oneoffs(stack) == {}
