@@ -115,16 +115,20 @@ def discover(directory: str) -> list[str]:
 
 def load(files=None, *, project_name: str | None = None, profiles=(), env_files=(),
          project_directory=None, environ: Mapping[str, str] | None = None,
-         interpolate: bool = True, consistency: bool = True) -> Project:
-    """Read, interpolate, merge, normalize and check a stack; raise SpecError if it is wrong."""
+         cwd: str | None = None, interpolate: bool = True, consistency: bool = True) -> Project:
+    """Read, interpolate, merge, normalize and check a stack; raise SpecError if it is wrong.
+
+    Relative paths given here are relative to `cwd` (the caller's working directory: the
+    agent loads stacks for CLIs that run elsewhere), by default this process's."""
     shell = dict(os.environ if environ is None else environ)
+    cwd = cwd or os.getcwd()
     if not files and shell.get("COMPOSE_FILE"):
         files = shell["COMPOSE_FILE"].split(os.pathsep)
-    start = str(project_directory) if project_directory else os.getcwd()
-    config_files = [os.path.abspath(str(f)) for f in files] if files else discover(start)
-    working_dir = os.path.abspath(str(project_directory)) if project_directory \
+    start = _absolute(project_directory, cwd) if project_directory else cwd
+    config_files = [_absolute(f, cwd) for f in files] if files else discover(start)
+    working_dir = _absolute(project_directory, cwd) if project_directory \
         else os.path.dirname(config_files[0])
-    env = _environment(shell, working_dir, env_files)
+    env = _environment(shell, working_dir, env_files, cwd)
     warnings: list[errors.Warning] = []
     places = _Places()
     loader = _Loader(env, interpolate, places, warnings, shell.get("HOME"))
@@ -157,12 +161,16 @@ def load(files=None, *, project_name: str | None = None, profiles=(), env_files=
 interpolate_document = interpolate.interpolate_document
 
 
-def _environment(shell: dict, working_dir: str, env_files) -> dict:
+def _absolute(path, cwd: str) -> str:
+    return os.path.normpath(os.path.join(cwd, os.fspath(path)))
+
+
+def _environment(shell: dict, working_dir: str, env_files, cwd: str) -> dict:
     """Variables for interpolation: the shell wins over `.env` / `--env-file`."""
     env: dict = {}
     if not env_files and shell.get("COMPOSE_ENV_FILES"):
         env_files = shell["COMPOSE_ENV_FILES"].split(",")
-    paths = [os.path.abspath(str(p)) for p in env_files] if env_files else []
+    paths = [_absolute(p, cwd) for p in env_files] if env_files else []
     if not paths and os.path.isfile(os.path.join(working_dir, ".env")):
         paths = [os.path.join(working_dir, ".env")]
     for path in paths:
@@ -270,7 +278,7 @@ class _Loader:
                     raise errors.SpecError("include cycle detected: " + " -> ".join(chain + (doc.file, p)), place)
             project_dir = os.path.normpath(os.path.join(here, project_dir or os.path.dirname(paths[0])))
             env_files = [os.path.join(here, f) for f in env_files]
-            sub_env = _environment(dict(self.env), project_dir, env_files)
+            sub_env = _environment(dict(self.env), project_dir, env_files, here)
             sub = _Loader(sub_env, self.do_interpolate, self.places, self.warnings, self.home)
             sub.cache = self.cache
             sub_docs = sub.read_files(paths, sub_env)
