@@ -7,7 +7,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-SOCKET_NAME = "agent.sock"
+from reconciler.agent import wire
+
+AgentUnavailable = wire.AgentUnavailable
+ApiError = wire.ApiError
+
+SOCKET_NAME = wire.SOCKET_NAME
 API_VERSION = "v1"
 
 # docker compose's rule for project names given explicitly.

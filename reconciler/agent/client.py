@@ -11,16 +11,9 @@ import aiohttp
 from reconciler.agent import api, events
 
 
-class AgentUnavailable(Exception):
-    """Nothing answers on the socket."""
-
-
-class ApiError(Exception):
-    """The agent refused a request; `message` says why."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
+# Defined with the wire format, so that the standard-library client raises the same ones.
+AgentUnavailable = api.AgentUnavailable
+ApiError = api.ApiError
 
 
 class AgentClient:

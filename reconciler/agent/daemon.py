@@ -49,6 +49,8 @@ class Runtime:
     # What runs beside the loop for the agent's life (DNS, health checks); it is given the
     # queue's `add`, to wake a project's reconcile when something it watches changes.
     background: Callable[[Callable[[str], None]], Awaitable[None]] | None = None
+    # The containers as verbs see them, and what `down` does outside the plan (ops.Ops).
+    ops: object | None = None
 
 
 class StoreSource:
@@ -108,7 +110,11 @@ def _reconcile_with_status(agent: server.Agent, reconcile: loop.ProjectReconcile
                                            message=outcome.reason))
             agent.metrics.inc("pcompose_reconciles_total", result="failed")
             raise
+        before = agent.store.get(project)
         agent.store.set_status(project, "converged")
+        if before is None or before.status != "converged":
+            # Wakes whoever follows this project (converge.py) as soon as it is applied.
+            agent.bus.publish(events.Event("reconcile", project, "converged"))
         agent.metrics.inc("pcompose_reconciles_total", result="ok")
         return result
     return run
@@ -164,7 +170,8 @@ async def run(root: Path, run_dir: Path, *, runtime: Runtime | None = None,
     stop = stop if stop is not None else _stop_on_signals()
     with run_dir_lock(run_dir):
         st = store.Store(root)
-        agent = server.Agent(st, events.EventBus(), metrics.Metrics(), root, run_dir)
+        agent = server.Agent(st, events.EventBus(), metrics.Metrics(), root, run_dir,
+                             ops=runtime.ops if runtime else None)
         tasks = _start_reconciling(agent, runtime, resync, workers) if runtime else []
         sock = api.socket_path(run_dir)
         runner = await server.serve(server.make_app(agent), sock)
@@ -186,10 +193,13 @@ def default_runtime(root: Path, run_dir: Path, host_netns: str | None = None) ->
     """The runtime `pcompose agent` reconciles with: the machine's containers, networks and
     volumes through the controllers. `host_netns` makes the agent a simulated host: its
     bridges, rules and DNS live in that network namespace."""
-    from controllers import context
-    from reconciler.agent import machine
+    import dataclasses
 
-    return machine.runtime_for(context.make(root, run_dir, netns=host_netns))
+    from controllers import context
+    from reconciler.agent import machine, ops
+
+    ctx = context.make(root, run_dir, netns=host_netns)
+    return dataclasses.replace(machine.runtime_for(ctx), ops=ops.Ops(ctx))
 
 
 def _stop_on_signals() -> asyncio.Event:

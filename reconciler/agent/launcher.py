@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import sys
+import time
 from pathlib import Path
 
-from reconciler.agent import client
+from reconciler.agent import plainclient, wire
 
 
 # The exit code of an agent that found another on its run dir (daemon uses it too); it lives
@@ -32,7 +32,7 @@ def spawn(root: Path, run_dir: Path, host_netns: str | None = None) -> subproces
         log.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         out = open(log, "ab")
     except OSError as error:
-        raise client.AgentUnavailable(f"cannot start the agent: {error}") from None
+        raise wire.AgentUnavailable(f"cannot start the agent: {error}") from None
     with out:
         return subprocess.Popen(agent_command(root, run_dir, host_netns), stdin=subprocess.DEVNULL,
                                 stdout=out, stderr=subprocess.STDOUT, cwd="/",
@@ -41,51 +41,57 @@ def spawn(root: Path, run_dir: Path, host_netns: str | None = None) -> subproces
 
 async def ensure_agent(root: Path, run_dir: Path, *, timeout: float = 15.0,
                        host_netns: str | None = None) -> subprocess.Popen | None:
+    """ensure(), for callers inside an event loop."""
+    import asyncio
+
+    return await asyncio.to_thread(ensure, root, run_dir, timeout=timeout,
+                                   host_netns=host_netns)
+
+
+def ensure(root: Path, run_dir: Path, *, timeout: float = 15.0,
+           host_netns: str | None = None) -> subprocess.Popen | None:
     """None if an agent already answers; else the one started here, once it answers.
 
     If two callers race, one agent wins the run dir's lock and the other exits; both
     callers then find the winner on the socket."""
-    if await _answers(run_dir):
+    if answering_pid(run_dir) is not None:
         return None
     process = spawn(Path(root), Path(run_dir), host_netns)
-    deadline = asyncio.get_running_loop().time() + timeout
-    while asyncio.get_running_loop().time() < deadline:
-        pid = await _answering_pid(run_dir)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pid = answering_pid(run_dir)
         if pid == process.pid:
             return process
         if pid is not None:
             # Another caller's agent won the run dir; ours gives up on the lock and exits.
-            await _reap(process, deadline - asyncio.get_running_loop().time())
+            _reap(process, deadline - time.monotonic())
             return None
         code = process.poll()
         if code is not None and code != EXIT_ALREADY_RUNNING:
-            raise client.AgentUnavailable(
+            raise wire.AgentUnavailable(
                 f"the agent exited with code {code}; see {log_path(root)}: "
                 f"{_tail(log_path(root))}")
-        await asyncio.sleep(0.05)
+        time.sleep(0.05)
     if process.poll() is None:
         process.kill()
         process.wait()
-    raise client.AgentUnavailable(
+    raise wire.AgentUnavailable(
         f"the agent did not answer on {run_dir} within {timeout:g}s; "
         f"see {log_path(root)}: {_tail(log_path(root))}")
 
 
-async def _answers(run_dir: Path) -> bool:
-    return await _answering_pid(run_dir) is not None
-
-
-async def _answering_pid(run_dir: Path) -> int | None:
-    async with client.AgentClient(run_dir, timeout=2.0) as agent:
+def answering_pid(run_dir: Path) -> int | None:
+    """The PID of the agent that answers on `run_dir`'s socket, if one does."""
+    with plainclient.PlainClient(Path(run_dir), timeout=2.0) as agent:
         try:
-            return (await agent.version()).pid
-        except (client.AgentUnavailable, client.ApiError):
+            return agent.version()["pid"]
+        except (wire.AgentUnavailable, wire.ApiError):
             return None
 
 
-async def _reap(process: subprocess.Popen, timeout: float) -> None:
+def _reap(process: subprocess.Popen, timeout: float) -> None:
     try:
-        await asyncio.to_thread(process.wait, max(timeout, 1.0))
+        process.wait(max(timeout, 1.0))
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()

@@ -12,6 +12,7 @@
     GET    /v1/events?project=x      JSON lines: {type, project, status, resource, action,
                                      message, time}, until the client or the agent goes
     GET    /metrics                  Prometheus text
+    POST   /v1/up, /v1/down          load, store and follow a stack (converge.py)
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class Agent:
     root: Path
     run_dir: Path
     on_change: Callable[[str], None] | None = None
+    ops: object | None = None  # converge.ContainerOps, when a runtime is plugged in
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     # project -> resource -> the last step event: why a container is not running, for `ps`.
     last_steps: dict[str, dict[str, events.Event]] = field(default_factory=dict)
@@ -66,7 +68,7 @@ def _info(record: store.ProjectRecord) -> api.ProjectInfo:
                            record.reason)
 
 
-def _bad_request(message: str) -> web.HTTPBadRequest:
+def bad_request(message: str) -> web.HTTPBadRequest:
     return web.HTTPBadRequest(text=json.dumps({"error": message}),
                               content_type="application/json")
 
@@ -100,14 +102,19 @@ async def get_project(request: web.Request) -> web.Response:
 @routes.put("/v1/projects/{name}")
 async def put_project(request: web.Request) -> web.Response:
     agent = request.app[AGENT]
-    record = _record_from_body(request.match_info["name"], await _json_body(request))
+    record = record_from_body(request.match_info["name"], await json_body(request))
+    return web.json_response(_info(accept(agent, record)).to_json())
+
+
+def accept(agent: Agent, record: store.ProjectRecord) -> store.ProjectRecord:
+    """Store a checked submission and wake its reconcile."""
     stored = agent.store.put(record)
     agent.bus.publish(events.Event("project", stored.name, "submitted",
                                    message=f"generation {stored.generation}"))
     if agent.on_change:
         agent.on_change(stored.name)
     log.info("project.submitted", project=stored.name, generation=stored.generation)
-    return web.json_response(_info(stored).to_json())
+    return stored
 
 
 @routes.delete("/v1/projects/{name}")
@@ -115,22 +122,30 @@ async def delete_project(request: web.Request) -> web.Response:
     agent = request.app[AGENT]
     name = request.match_info["name"]
     volumes = request.query.get("volumes", "false").lower() in ("1", "true", "yes")
+    if agent.store.get(name) is None:
+        raise web.HTTPNotFound(text=json.dumps({"error": f"no such project: {name}"}),
+                               content_type="application/json")
+    removing = remove(agent, name, volumes)
+    if removing is None:
+        return web.json_response({"name": name, "status": "removed"}, status=200)
+    return web.json_response(_info(removing).to_json(), status=202)
+
+
+def remove(agent: Agent, name: str, volumes: bool) -> store.ProjectRecord | None:
+    """Ask for a known project's removal: the record being removed, whose row stays until
+    the reconciler has taken everything down; None when no runtime reconciles (the row is
+    simply deleted)."""
     if agent.on_change:
-        # The row stays until the reconciler has taken everything down.
         removing = agent.store.mark_removing(name, remove_volumes=volumes)
-        if removing is None:
-            raise web.HTTPNotFound(text=json.dumps({"error": f"no such project: {name}"}),
-                                   content_type="application/json")
-        agent.on_change(name)
-        body, status = _info(removing).to_json(), 202
+        if removing is not None:
+            agent.on_change(name)
     else:
-        if not agent.store.delete(name):
-            raise web.HTTPNotFound(text=json.dumps({"error": f"no such project: {name}"}),
-                                   content_type="application/json")
-        body, status = {"name": name, "status": "removed"}, 200
-    agent.bus.publish(events.Event("project", name, body["status"]))
+        agent.store.delete(name)
+        removing = None
+    status = removing.status if removing else "removed"
+    agent.bus.publish(events.Event("project", name, status))
     log.info("project.removal_requested", project=name, volumes=volumes)
-    return web.json_response(body, status=status)
+    return removing
 
 
 @routes.get("/v1/events")
@@ -185,20 +200,24 @@ async def count_requests(request: web.Request, handler):
                                        route=path, code=str(status))
 
 
-async def _json_body(request: web.Request) -> dict:
+async def json_body(request: web.Request) -> dict:
     try:
         body = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise _bad_request(f"request body: invalid JSON: {error}") from None
+        raise bad_request(f"request body: invalid JSON: {error}") from None
     if not isinstance(body, dict):
-        raise _bad_request("request body: expected a JSON object")
+        raise bad_request("request body: expected a JSON object")
     return body
 
 
-def _record_from_body(name: str, body: dict) -> store.ProjectRecord:
+def check_name(name: str) -> None:
+    api.check_project_name(name)
+
+
+def record_from_body(name: str, body: dict) -> store.ProjectRecord:
     """Check everything before anything is stored: a bad request changes nothing."""
     try:
-        api.check_project_name(name)
+        check_name(name)
         unknown = sorted(set(body) - {"stack", "config_files", "working_dir", "options",
                                       "hashes"})
         if unknown:
@@ -221,7 +240,7 @@ def _record_from_body(name: str, body: dict) -> store.ProjectRecord:
                 isinstance(k, str) and isinstance(v, str) for k, v in hashes.items()):
             raise ValueError("hashes: expected a mapping of service name to config hash")
     except ValueError as error:
-        raise _bad_request(str(error)) from None
+        raise bad_request(str(error)) from None
     canonical = json.dumps(stack, sort_keys=True, separators=(",", ":"))
     return store.ProjectRecord(name, canonical, tuple(files), working_dir, diff_options,
                                hashes=tuple(sorted(hashes.items())))
@@ -245,6 +264,9 @@ def make_app(agent: Agent) -> web.Application:
     agent.metrics.gauge("pcompose_events_published_total", "Events published since start",
                         lambda: agent.bus.published, kind="counter")
     app.add_routes(routes)
+    from reconciler.agent import converge  # it builds on this module's helpers
+
+    app.add_routes(converge.routes)
 
     async def stop_streams(app: web.Application) -> None:
         app[AGENT].stopping.set()

@@ -23,6 +23,11 @@ _VALUED = {"-f", "--file", "-p", "--project-name", "--profile", "--env-file",
            "--project-directory", "--root", "--run-dir", "--host-netns"}
 
 
+# Verbs that set up logging themselves when they need it: the agent logs its own way, and the
+# quick verbs do not pay for importing structlog (compose_attach quiets it for attached `up`).
+_OWN_LOGGING = {"agent", "up", "down", "version"}
+
+
 def _verb_of(argv: list[str]) -> str | None:
     """The first word of argv that is not a global option or its value."""
     words = iter(argv)
@@ -54,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help(sys.stderr)
         return 2
-    if args.verb != "agent":
+    if args.verb not in _OWN_LOGGING:
         common.quiet_logs()
     try:
         return int(args.handler(args) or 0)

@@ -1,8 +1,8 @@
 """The stack verbs of docker compose (up, down, ps, logs, exec, run, stop, ...): their flags.
 
 Registration imports nothing but argparse: each verb's module is imported when that verb
-runs, so `pcompose up -d` pays only for what it uses. compose_cache: the fast path of a
-repeated `up -d`; compose_up: up, down; compose_ps: ps, ls, port, top, stats, events;
+runs, so `pcompose up -d` pays only for what it uses. compose_up: up, down (the agent loads
+and converges the stack); compose_attach: attached `up` and `--watch`; compose_ps: ps, ls, port, top, stats, events;
 compose_logs: logs; compose_ctl: exec, run, stop, start, restart, kill, pause, unpause;
 render: what they print.
 """
@@ -48,7 +48,7 @@ def _register_up_down(verbs) -> None:
     p.add_argument("-t", "--timeout", type=float, default=None, metavar="SECONDS",
                    help="Shutdown timeout on Ctrl-C")
     _services(p)
-    p.set_defaults(handler=_handler("compose_cache", "up"))
+    p.set_defaults(handler=_handler("compose_up", "up"))
 
     p = verbs.add_parser("down", help="Stop and remove containers, networks")
     p.add_argument("-v", "--volumes", action="store_true", help="Remove named volumes too")

@@ -172,9 +172,7 @@ async def _ensure_dependencies(args, project) -> None:
     ns.services, ns.scale = [args.service], [f"{args.service}=0"]
     ns.wait, ns.wait_timeout = False, None
     ns.force_recreate = ns.no_recreate = ns.remove_orphans = False
-    body = compose_up.submission(ns, project)
-    await compose_up.submit(ns, compose_base.context(args), project.name, body,
-                            render.Progress())
+    await asyncio.to_thread(compose_up.submit, ns, render.Progress())
 
 
 # -- stop, start, restart, kill, pause, unpause

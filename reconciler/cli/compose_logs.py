@@ -127,23 +127,31 @@ async def follow_project(args, ctx, name: str, services: list[str], *, tail: int
             last_seen[view.name] = line.time
             printer.write(view.name, line)
 
+    announced: set[str] = set()
+    first = True
     try:
         while True:
             views = await compose_base.containers(ctx, name, services)
-            if announce_exits:
-                for view in views:
-                    if view.name in running and view.state == "exited":
-                        await asyncio.wait([tasks[view.name]], timeout=2.0)  # its last lines
-                        sys.stdout.write(
-                            f"{printer.label(view.name)} exited with code {view.exit_code}\n")
-                        sys.stdout.flush()
+            was_running = set(running)
             running.clear()
             running.update(v.name for v in views if v.state in ("running", "paused", "created"))
+            announced -= running
             printer.add(v.name for v in views)
             for view in views:
                 task = tasks.get(view.name)
                 if task is None or task.done() and view.name in running:
                     tasks[view.name] = asyncio.ensure_future(follow(view, task is None))
+            if announce_exits:
+                # Also one that exited before the first look: it ran for this `up`.
+                for view in views:
+                    if view.state == "exited" and view.name not in announced and (
+                            first or view.name in was_running):
+                        await asyncio.wait([tasks[view.name]], timeout=2.0)  # its last lines
+                        sys.stdout.write(
+                            f"{printer.label(view.name)} exited with code {view.exit_code}\n")
+                        sys.stdout.flush()
+                        announced.add(view.name)
+            first = False
             if until_all_exited and not running and all(t.done() for t in tasks.values()):
                 return
             await asyncio.sleep(poll)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import json
 import sys
+from typing import TYPE_CHECKING
 
-from reconciler import spec
 from reconciler.cli import common
-from reconciler.spec import render
+
+if TYPE_CHECKING:
+    from reconciler import spec
 
 
 def register(verbs: argparse._SubParsersAction) -> None:
@@ -41,6 +42,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
 
 def load_project(args, *, interpolate: bool = True, consistency: bool = True) -> spec.Project:
     """Load the stack named by the global options; warnings go to stderr, errors are one line."""
+    from reconciler import spec  # not for `version`
+
     try:
         project = spec.load(args.files or None, project_name=args.project_name,
                             profiles=tuple(args.profiles), env_files=tuple(args.env_files),
@@ -76,6 +79,8 @@ def run_config(args) -> int:
     elif args.list_profiles:
         text = "".join(f"{name}\n" for name in project.all_profiles())
     else:
+        from reconciler.spec import render
+
         doc = render.document(project, selected)
         text = render.to_json(doc) + "\n" if args.format == "json" else render.to_yaml(doc)
     _write(text, args.output)
@@ -106,9 +111,11 @@ def _write(text: str, output: str | None) -> None:
 
 
 def run_version(args) -> int:
+    from importlib import metadata
+
     try:
-        version = importlib.metadata.version("pcompose")
-    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - running from a checkout
+        version = metadata.version("pcompose")
+    except metadata.PackageNotFoundError:  # pragma: no cover - running from a checkout
         version = "0.0.0+unknown"
     if args.short:
         print(version)

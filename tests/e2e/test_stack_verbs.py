@@ -238,7 +238,8 @@ def test_a_repeated_up_changes_nothing_but_starts_what_was_stopped(up_stack):
                                          f"Container {p}-worker-1  Running"]
     up_stack.pc("stop", "worker")
     again = up_stack.pc("up", "-d")
-    assert again.stderr.splitlines() == [f"Container {p}-worker-1  Started",
+    assert again.stderr.splitlines() == [f"Container {p}-worker-1  Starting",
+                                         f"Container {p}-worker-1  Started",
                                          f"Container {p}-web-1  Running"]
     assert worker_state(up_stack)["State"] == "running"
 
@@ -295,3 +296,20 @@ services:
     assert missing.returncode == 1
     assert missing.stderr.startswith("pcompose: error: image nosuchimage:1: ")
     assert "Traceback" not in missing.stderr
+
+
+def test_up_and_down_neither_load_the_stack_nor_import_the_heavy_libraries(up_stack):
+    """The agent loads the stack: a repeated `up -d` costs the CLI its start-up only."""
+    probe = ("import runpy, sys\n"
+             "sys.argv = ['pcompose', *sys.argv[1:]]\n"
+             "try:\n"
+             "    runpy.run_module('reconciler.cli', run_name='__main__')\n"
+             "except SystemExit as done:\n"
+             "    heavy = sorted({m.split('.')[0] for m in sys.modules} & {\n"
+             "        'pydantic', 'yaml', 'aiohttp', 'structlog', 'rich', 'pyroute2'})\n"
+             "    print('imported:', heavy, 'exit:', done.code, file=sys.stderr)\n")
+    argv = up_stack.argv("up", "-d")
+    done = subprocess.run([argv[0], "-c", probe, *argv[3:]], cwd=up_stack.dir,
+                          capture_output=True, text=True, env=up_stack.env(), timeout=120)
+    assert done.stderr.splitlines()[-1] == "imported: [] exit: 0", done.stderr
+    assert f"Container {up_stack.project}-web-1  Running" in done.stderr

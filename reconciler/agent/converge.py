@@ -1,0 +1,266 @@
+"""The agent's side of `up` and `down`: load the user's stack, store what it wants, and stream
+the steps as the loop runs them until the project converged (or was removed).
+
+    POST /v1/up    {load, options, wait?, timeout?}
+    POST /v1/down  {project | load, volumes?, timeout?}
+
+Both answer 400 {"error": "<where>: <what>"} before anything is stored when the request or the
+stack is wrong. Otherwise JSON lines: first {"type": "accepted", project, ...}, then the step
+events of the project ({"type": "step", ...}, as GET /v1/events has them), and last
+{"type": "result", "ok": bool, "error"?, ...}: what the CLI prints, without the CLI loading
+the stack or polling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Protocol
+
+from aiohttp import web
+
+from reconciler import spec
+from reconciler.agent import server, submit
+
+routes = web.RouteTableDef()
+
+DEFAULT_TIMEOUT = 600.0
+HEALTH_POLL = 0.2
+
+
+class ContainerOps(Protocol):
+    """ops.Ops, or nothing when the agent runs without a runtime."""
+
+    async def containers(self, project: str) -> list: ...
+    async def stop(self, ids: list[str], timeout: float | None) -> None: ...
+    async def remove(self, ids: list[str]) -> None: ...
+
+
+class _Stream:
+    """A JSON-lines response; a client that went away ends the writing, not the request."""
+
+    def __init__(self, request: web.Request) -> None:
+        self.request = request
+        self.response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+        self.gone = False
+
+    async def open(self) -> None:
+        await self.response.prepare(self.request)
+
+    async def send(self, line: dict) -> None:
+        if self.gone:
+            return
+        try:
+            await self.response.write(json.dumps(line, separators=(",", ":")).encode() + b"\n")
+        except (ConnectionResetError, ConnectionError):
+            self.gone = True
+
+
+def _float(body: dict, key: str, default: float | None) -> float | None:
+    value = body.get(key, default)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                              or value < 0):
+        raise ValueError(f"{key}: expected a number of seconds")
+    return value
+
+
+async def _load(request: submit.LoadRequest) -> spec.Project:
+    try:
+        return await asyncio.to_thread(submit.load, request)
+    except spec.SpecError as error:
+        raise server.bad_request(str(error)) from None
+
+
+@routes.post("/v1/up")
+async def up(request: web.Request) -> web.StreamResponse:
+    agent = request.app[server.AGENT]
+    body = await server.json_body(request)
+    try:
+        unknown = sorted(set(body) - {"load", "options", "wait", "timeout"})
+        if unknown:
+            raise ValueError(f"request body: unknown key(s) {', '.join(unknown)}")
+        load = submit.LoadRequest.from_json(body.get("load"))
+        options = submit.UpOptions.from_json(body.get("options", {}))
+        wait = body.get("wait", False)
+        if not isinstance(wait, bool):
+            raise ValueError("wait: expected true or false")
+        timeout = _float(body, "timeout", DEFAULT_TIMEOUT) or DEFAULT_TIMEOUT
+    except ValueError as error:
+        raise server.bad_request(str(error)) from None
+    project = await _load(load)
+    try:
+        submission = submit.submission(project, options)
+    except submit.Refused as error:
+        raise server.bad_request(str(error)) from None
+    record = server.record_from_body(project.name, submission)
+    began, deadline = time.time(), time.monotonic() + timeout
+    queue = agent.bus.subscribe()  # before storing: no step of this submission is missed
+    try:
+        stored = server.accept(agent, record)
+        stream = _Stream(request)
+        await stream.open()
+        await stream.send({"type": "accepted", "project": stored.name,
+                           "generation": stored.generation,
+                           "warnings": [str(w) for w in project.warnings],
+                           "services": list(submission["hashes"])})
+        error = await _follow(agent, queue, stream, stored.name, stored.generation, began,
+                              deadline)
+    finally:
+        agent.bus.unsubscribe(queue)
+    services = list(submission["hashes"])
+    if error is None and wait:
+        error = await _wait_healthy(agent, stored.name, services, deadline)
+    views = await _views(agent, stored.name)
+    await stream.send({"type": "result", "ok": error is None, "error": error,
+                       "containers": [v.to_json() for v in views
+                                      if not v.oneoff and v.service in services]})
+    return stream.response
+
+
+async def _follow(agent: server.Agent, queue: asyncio.Queue, stream: _Stream, name: str,
+                  generation: int, began: float, deadline: float) -> str | None:
+    """Steps of `name` to the stream until `generation` is applied (None) or why not: the
+    agent gave up, or a step of this submission failed and the agent will try again later
+    (`up` then reports it, as docker compose does, while the agent goes on converging)."""
+    while True:
+        outcome = _outcome(agent, name, generation, began, deadline)
+        if outcome is not None:
+            while not queue.empty():  # what happened before the verdict is shown first
+                await _send_step(stream, name, queue.get_nowait())
+            return outcome or None
+        try:
+            event = await asyncio.wait_for(queue.get(), 0.5)
+        except TimeoutError:
+            continue
+        await _send_step(stream, name, event)
+
+
+def _outcome(agent: server.Agent, name: str, generation: int, began: float,
+             deadline: float) -> str | None:
+    """"" when done, why it failed, or None while it goes on."""
+    record = agent.store.get(name)
+    if record is None or record.applied_generation >= generation or not agent.reconciling:
+        return ""
+    if record.generation == generation:
+        if record.status == "failed":
+            return record.reason or "the agent gave up on this project"
+        failed = [e for e in agent.last_steps.get(name, {}).values()
+                  if e.status == "failed" and e.time >= began]
+        if record.status == "retrying" and failed:
+            return f"{record.reason} (the agent keeps trying)"
+    if time.monotonic() > deadline:
+        return (f"project {name} did not converge in time (status {record.status}: "
+                f"{record.reason})")
+    return None
+
+
+async def _send_step(stream: _Stream, name: str, event) -> None:
+    if event.project == name and event.type == "step":
+        await stream.send({"type": "step", **json.loads(event.to_json())})
+
+
+async def _views(agent: server.Agent, name: str) -> list:
+    return await agent.ops.containers(name) if agent.ops else []
+
+
+async def _wait_healthy(agent: server.Agent, name: str, services: list[str],
+                        deadline: float) -> str | None:
+    """`up --wait`: every container running, and healthy where it has a check; a one-shot
+    job that finished well (exit 0) counts as done, as docker compose counts it."""
+    while True:
+        views = [v for v in await _views(agent, name) if v.service in services and not v.oneoff]
+        done = [v for v in views if v.state == "exited" and v.exit_code == 0]
+        bad = [v for v in views if v not in done
+               and (v.state != "running" or v.health == "unhealthy")]
+        waiting = [v for v in views if v.health == "starting"]
+        if any(v.health == "unhealthy" or v.state == "exited" and v.exit_code for v in bad):
+            return "; ".join(f"container {v.name} is {_failed_state(v)}" for v in bad)
+        if not bad and not waiting:
+            return None
+        if time.monotonic() > deadline:
+            return f"timeout waiting for {', '.join(v.name for v in bad + waiting)}"
+        await asyncio.sleep(HEALTH_POLL)
+
+
+def _failed_state(view) -> str:
+    if view.health == "unhealthy":
+        return "unhealthy"
+    if view.state == "exited":
+        return f"exited ({view.exit_code})"
+    return view.state
+
+
+@routes.post("/v1/down")
+async def down(request: web.Request) -> web.StreamResponse:
+    agent = request.app[server.AGENT]
+    body = await server.json_body(request)
+    try:
+        unknown = sorted(set(body) - {"project", "load", "volumes", "timeout"})
+        if unknown:
+            raise ValueError(f"request body: unknown key(s) {', '.join(unknown)}")
+        volumes = body.get("volumes", False)
+        if not isinstance(volumes, bool):
+            raise ValueError("volumes: expected true or false")
+        stop_timeout = _float(body, "timeout", None)
+        name = body.get("project")
+        if name is not None:
+            if not isinstance(name, str):
+                raise ValueError("project: expected a name")
+            server.check_name(name)
+        else:
+            load = submit.LoadRequest.from_json(body.get("load"))
+    except ValueError as error:
+        raise server.bad_request(str(error)) from None
+    if name is None:
+        name = (await _load(load)).name
+    views = await _views(agent, name)
+    if stop_timeout is not None and agent.ops:
+        await agent.ops.stop([v.id for v in views if v.state in ("running", "paused")],
+                             stop_timeout)
+    # One-off containers (`run` without --rm) are not the loop's: they go first, or their
+    # endpoints would keep the project's networks in use.
+    if agent.ops:
+        await agent.ops.remove([v.id for v in views if v.oneoff])
+    stream = _Stream(request)
+    record = agent.store.get(name)
+    if record is None:
+        await stream.open()
+        await stream.send({"type": "accepted", "project": name, "known": False})
+        if agent.ops:
+            await agent.ops.remove([v.id for v in views if not v.oneoff])
+        await stream.send({"type": "result", "ok": True, "error": None,
+                           "containers": [v.name for v in views], "networks": [],
+                           "volumes": []})
+        return stream.response
+    queue = agent.bus.subscribe()
+    try:
+        removing = server.remove(agent, name, volumes)
+        await stream.open()
+        await stream.send({"type": "accepted", "project": name, "known": True})
+        error = await _follow(agent, queue, stream, name, removing.generation, time.time(),
+                              time.monotonic() + DEFAULT_TIMEOUT) if removing else None
+    finally:
+        agent.bus.unsubscribe(queue)
+    stack = json.loads(record.stack)
+    await stream.send({"type": "result", "ok": error is None, "error": error,
+                       "containers": [v.name for v in views],
+                       "networks": _networks(name, stack),
+                       "volumes": _volumes(name, stack) if volumes else []})
+    return stream.response
+
+
+def _networks(project: str, stack: dict) -> list[str]:
+    """The project's own networks; a network exists only when a service joins it."""
+    services = (stack.get("services") or {}).values()
+    return [net.get("name") or f"{project}_{key}"
+            for key, net in sorted((stack.get("networks") or {}).items())
+            if not net.get("external") and any(key in (s.get("networks") or {})
+                                               for s in services)]
+
+
+def _volumes(project: str, stack: dict) -> list[str]:
+    return [vol.get("name") or f"{project}_{key}"
+            for key, vol in sorted((stack.get("volumes") or {}).items())
+            if not vol.get("external")]
+

@@ -1,0 +1,51 @@
+"""What the agent does to containers on a user's direct request, outside any plan: list them
+for a verb's output, stop them with the verb's timeout, remove one-off ones before `down`."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from dataclasses import dataclass
+
+from controllers import context, services
+
+
+@dataclass(frozen=True)
+class Brief:
+    """What `up` and `down` print of a container; cheaper to read than a ps view."""
+
+    name: str
+    id: str
+    service: str
+    state: str
+    exit_code: int | None
+    health: str
+    oneoff: bool
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+class Ops:
+    def __init__(self, ctx: context.Context) -> None:
+        self.ctx = ctx
+
+    async def containers(self, project: str) -> list[Brief]:
+        """The project's containers, by name."""
+        found = await services.observed_raw(self.ctx, project)
+        return sorted((Brief(o.id, o.id, o.service, o.status, o.exit.code if o.exit else None,
+                             self._health(o), o.oneoff) for o in found),
+                      key=lambda b: b.name)
+
+    def _health(self, o) -> str:
+        if o.status != "running":
+            return ""
+        return context.health_of(self.ctx, o.id).get("status", "")
+
+    async def stop(self, ids: list[str], timeout: float | None) -> None:
+        await asyncio.gather(*(services.stop_container(self.ctx, cid, timeout) for cid in ids))
+
+    async def remove(self, ids: list[str]) -> None:
+        """One after another: each removal may be the last of its project (cgroups)."""
+        for cid in ids:
+            await services.remove_container(self.ctx, cid, remove_anonymous=True)

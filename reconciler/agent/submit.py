@@ -1,0 +1,153 @@
+"""From a user's stack files to what the agent stores for an `up`.
+
+The agent loads the stack itself, with the calling user's working directory and environment:
+the CLI then needs neither the loader nor its model, and starts in tens of milliseconds. The
+same functions make the submission of a stack the CLI loaded itself (`up --watch`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from reconciler import spec
+from reconciler.agent import desired
+
+
+@dataclass(frozen=True)
+class LoadRequest:
+    """The global options of a stack verb, and where and with what environment it ran."""
+
+    cwd: str
+    environ: tuple[tuple[str, str], ...]
+    files: tuple[str, ...] = ()
+    project_name: str | None = None
+    profiles: tuple[str, ...] = ()
+    env_files: tuple[str, ...] = ()
+    project_directory: str | None = None
+
+    @classmethod
+    def from_json(cls, data: object) -> LoadRequest:
+        """Checked field by field; ValueError names the one that is wrong."""
+        if not isinstance(data, dict):
+            raise ValueError("load: expected a JSON object")
+        unknown = sorted(set(data) - {"cwd", "environ", "files", "project_name", "profiles",
+                                      "env_files", "project_directory"})
+        if unknown:
+            raise ValueError(f"load: unknown key(s) {', '.join(unknown)}")
+        cwd = data.get("cwd")
+        if not isinstance(cwd, str) or not cwd.startswith("/"):
+            raise ValueError("load.cwd: expected an absolute path")
+        environ = data.get("environ", {})
+        if not isinstance(environ, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in environ.items()):
+            raise ValueError("load.environ: expected a mapping of strings")
+        return cls(cwd=cwd, environ=tuple(sorted(environ.items())),
+                   files=_strings(data, "files"), project_name=_optional(data, "project_name"),
+                   profiles=_strings(data, "profiles"), env_files=_strings(data, "env_files"),
+                   project_directory=_optional(data, "project_directory"))
+
+    def to_json(self) -> dict:
+        return {"cwd": self.cwd, "environ": dict(self.environ), "files": list(self.files),
+                "project_name": self.project_name, "profiles": list(self.profiles),
+                "env_files": list(self.env_files), "project_directory": self.project_directory}
+
+
+def _strings(data: dict, key: str) -> tuple[str, ...]:
+    value = data.get(key) or []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"load.{key}: expected a list of strings")
+    return tuple(value)
+
+
+def _optional(data: dict, key: str) -> str | None:
+    value = data.get(key)
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"load.{key}: expected a string")
+    return value or None
+
+
+def load(request: LoadRequest) -> spec.Project:
+    """The stack as the user's own shell would load it; spec.SpecError if it is wrong."""
+    return spec.load(list(request.files) or None, project_name=request.project_name,
+                     profiles=request.profiles, env_files=request.env_files,
+                     project_directory=request.project_directory,
+                     environ=dict(request.environ), cwd=request.cwd)
+
+
+@dataclass(frozen=True)
+class UpOptions:
+    """The flags of `up` that change what the agent decides."""
+
+    services: tuple[str, ...] = ()
+    scale: tuple[str, ...] = ()  # SERVICE=NUM, as typed
+    force_recreate: bool = False
+    no_recreate: bool = False
+    remove_orphans: bool = False
+
+    @classmethod
+    def from_json(cls, data: object) -> UpOptions:
+        if not isinstance(data, dict):
+            raise ValueError("options: expected a JSON object")
+        unknown = sorted(set(data) - {"services", "scale", "force_recreate", "no_recreate",
+                                      "remove_orphans"})
+        if unknown:
+            raise ValueError(f"options: unknown key(s) {', '.join(unknown)}")
+        flags = {}
+        for key in ("force_recreate", "no_recreate", "remove_orphans"):
+            if not isinstance(data.get(key, False), bool):
+                raise ValueError(f"options.{key}: expected true or false")
+            flags[key] = data.get(key, False)
+        lists = {}
+        for key in ("services", "scale"):
+            value = data.get(key) or []
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ValueError(f"options.{key}: expected a list of strings")
+            lists[key] = tuple(value)
+        return cls(**lists, **flags)
+
+    def to_json(self) -> dict:
+        return {"services": list(self.services), "scale": list(self.scale),
+                "force_recreate": self.force_recreate, "no_recreate": self.no_recreate,
+                "remove_orphans": self.remove_orphans}
+
+
+class Refused(ValueError):
+    """The stack loaded but this `up` cannot run it (an unknown service, a bad --scale)."""
+
+
+def _check_services(project: spec.Project, names) -> None:
+    for name in names:
+        if name not in project.stack.services:
+            raise Refused(f"no such service: {name}")
+
+
+def _scale(project: spec.Project, texts) -> dict[str, int]:
+    out = {}
+    for text in texts:
+        service, _, number = text.partition("=")
+        if not number.isdigit():
+            raise Refused(f"--scale {text}: expected SERVICE=NUM")
+        _check_services(project, [service])
+        out[service] = int(number)
+    return out
+
+
+def submission(project: spec.Project, options: UpOptions) -> dict:
+    """The PUT body of this `up`: the normalized stack, where it came from, the flags that
+    change decisions and the hashes of the services to run (named ones and their
+    dependencies). Refused when the options do not fit the stack."""
+    if options.force_recreate and options.no_recreate:
+        raise Refused("--force-recreate and --no-recreate are incompatible")
+    _check_services(project, options.services)
+    wanted = project.with_dependencies(list(options.services)) if options.services \
+        else list(project.services_enabled)
+    stack = project.stack
+    diff_options = {"force_recreate": options.force_recreate,
+                    "no_recreate": options.no_recreate,
+                    "remove_orphans": options.remove_orphans,
+                    "scale": _scale(project, options.scale), "start_stopped": True}
+    return {"stack": stack.model_dump(mode="json", by_alias=True, exclude_none=True),
+            "config_files": list(project.config_files), "working_dir": project.working_dir,
+            "options": diff_options,
+            "hashes": {name: desired.config_hash(stack.services[name], stack, project.environ)
+                       for name in wanted}}
