@@ -88,7 +88,12 @@ def remove_network(host: model.Host, name: str, external: bool = False) -> None:
     if users:
         raise NetworkError(f"network {name}: still used by {', '.join(users)}")
     net = records.networks(host.state_root).get(name)
-    links.remove_link(host.netns, net.bridge if net else names.bridge(host.agent, name))
+    bridge = net.bridge if net else names.bridge(host.agent, name)
+    # Ends whose namespace was removed a moment ago may still wait for the kernel to take them.
+    for link in links.observe(host.netns).values():
+        if link.master == bridge:
+            links.remove_link(host.netns, link.ifname)
+    links.remove_link(host.netns, bridge)
     ipam.release_network(host.state_root, name)
     records.drop_network(host.state_root, name)
     sync_rules(host)
@@ -199,7 +204,9 @@ def attach(host: model.Host, c: model.ContainerNet, sync: bool = True) -> model.
     att = model.Attachment(c, tuple(made))
     records.save_attachment(host.state_root, att)
     write_files(host, att)
-    if sync:
+    # The table holds networks and published ports only: a container without ports (before
+    # and now) changes nothing in it, and its network's rules were in place before it came.
+    if sync and (c.ports or (previous and previous.container.ports)):
         sync_rules(host)
     log.info("container.attached", container=c.container, mode=c.mode,
              addresses=[f"{e.network}={e.ipv4}" for e in made])
@@ -231,18 +238,21 @@ def detach(host: model.Host, container: str, ns: Path | None = None, sync: bool 
     att = records.attachments(host.state_root).get(container)
     if att and att.container.mode in OWN_NETNS:
         ns = att.container.netns
-    if ns is not None and (att is None or att.container.mode in OWN_NETNS):
+    own_ns = ns is not None and (att is None or att.container.mode in OWN_NETNS)
+    if own_ns:
         netns.remove(ns)
-    ends = {ep.host_ifname for ep in att.endpoints} if att else {
-        names.host_veth(host.agent, container, n) for n in records.networks(host.state_root)}
+    if att is None:  # no record: the ends it may have had, by name
+        ends = {names.host_veth(host.agent, container, n) for n in records.networks(host.state_root)}
+    elif own_ns:
+        ends = set()  # each pair goes with the namespace that holds its peer: the kernel's work
+    else:
+        ends = {ep.host_ifname for ep in att.endpoints}
     for ifname in sorted(ends):
         links.remove_link(host.netns, ifname)
-    for pool in ipam.observe(host.state_root).values():
-        if any(lease.owner == container for lease in pool.leases):
-            ipam.release(host.state_root, pool.network, container)
+    ipam.release_all(host.state_root, container)
     resolvconf.remove(host.run_dir, container)
     records.drop_attachment(host.state_root, container)
-    if sync:
+    if sync and (att is None or att.container.ports):  # without ports the table has nothing of it
         sync_rules(host)
     log.info("container.detached", container=container)
 

@@ -195,6 +195,16 @@ def release(state_root: Path, network: str, owner: str) -> None:
                 del net["leases"][ip]
 
 
+def release_all(state_root: Path, owner: str) -> None:
+    """Give back every address `owner` holds, in any network."""
+    if not path(state_root).exists():
+        return
+    with _locked(state_root) as doc:
+        for net in doc["networks"].values():
+            for ip in [i for i, h in net["leases"].items() if h["owner"] == owner]:
+                del net["leases"][ip]
+
+
 def observe(state_root: Path) -> dict[str, Pool]:
     """Every reservation on disk, by network name."""
     file = path(state_root)

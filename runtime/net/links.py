@@ -72,15 +72,12 @@ def ensure_bridge(
 @netns.on_worker
 def remove_link(ns: Path | None, name: str) -> None:
     """Delete a link (a veth's peer goes with it); a missing one is success."""
-    ipr = netns.route(ns)
-    index = _index(ipr, name)
-    if index is None:
-        return
     try:
-        ipr.link("del", index=index)
+        netns.route(ns).link("del", ifname=name)
     except NetlinkError as exc:
         if exc.code != errno.ENODEV:
             raise
+        return
     log.info("link.removed", link=name)
 
 
