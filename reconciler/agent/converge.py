@@ -21,7 +21,7 @@ from typing import Protocol
 from aiohttp import web
 
 from reconciler import spec
-from reconciler.agent import server, submit
+from reconciler.agent import server, store, submit
 
 routes = web.RouteTableDef()
 
@@ -89,8 +89,11 @@ async def up(request: web.Request) -> web.StreamResponse:
     except ValueError as error:
         raise server.bad_request(str(error)) from None
     project = await _load(load)
+    before = agent.store.get(project.name)
+    previous = dict(before.hashes) if before and before.status != store.REMOVING else None
     try:
-        submission = submit.submission(project, options)
+        services = submit.wanted(project, options)
+        submission = submit.submission(project, options, previous)
     except submit.Refused as error:
         raise server.bad_request(str(error)) from None
     record = server.record_from_body(project.name, submission)
@@ -103,12 +106,11 @@ async def up(request: web.Request) -> web.StreamResponse:
         await stream.send({"type": "accepted", "project": stored.name,
                            "generation": stored.generation,
                            "warnings": [str(w) for w in project.warnings],
-                           "services": list(submission["hashes"])})
+                           "services": services})
         error = await _follow(agent, queue, stream, stored.name, stored.generation, began,
                               deadline)
     finally:
         agent.bus.unsubscribe(queue)
-    services = list(submission["hashes"])
     if error is None and wait:
         error = await _wait_healthy(agent, stored.name, services, deadline)
     views = await _views(agent, stored.name)

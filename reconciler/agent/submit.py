@@ -132,22 +132,32 @@ def _scale(project: spec.Project, texts) -> dict[str, int]:
     return out
 
 
-def submission(project: spec.Project, options: UpOptions) -> dict:
+def wanted(project: spec.Project, options: UpOptions) -> list[str]:
+    """The services this `up` runs: the named ones and their dependencies, else all enabled."""
+    _check_services(project, options.services)
+    return project.with_dependencies(list(options.services)) if options.services \
+        else list(project.services_enabled)
+
+
+def submission(project: spec.Project, options: UpOptions,
+               previous: dict[str, str] | None = None) -> dict:
     """The PUT body of this `up`: the normalized stack, where it came from, the flags that
-    change decisions and the hashes of the services to run (named ones and their
-    dependencies). Refused when the options do not fit the stack."""
+    change decisions and the hashes of the services to run. `up SERVICE...` leaves the
+    others as they were wanted before (`previous`: the stored hashes), as docker compose
+    leaves them alone. Refused when the options do not fit the stack."""
     if options.force_recreate and options.no_recreate:
         raise Refused("--force-recreate and --no-recreate are incompatible")
-    _check_services(project, options.services)
-    wanted = project.with_dependencies(list(options.services)) if options.services \
-        else list(project.services_enabled)
+    names = wanted(project, options)
     stack = project.stack
+    hashes = {name: desired.config_hash(stack.services[name], stack, project.environ)
+              for name in names}
+    if options.services and previous:
+        hashes = {name: h for name, h in previous.items()
+                  if name in stack.services and name not in hashes} | hashes
     diff_options = {"force_recreate": options.force_recreate,
                     "no_recreate": options.no_recreate,
                     "remove_orphans": options.remove_orphans,
                     "scale": _scale(project, options.scale), "start_stopped": True}
     return {"stack": stack.model_dump(mode="json", by_alias=True, exclude_none=True),
             "config_files": list(project.config_files), "working_dir": project.working_dir,
-            "options": diff_options,
-            "hashes": {name: desired.config_hash(stack.services[name], stack, project.environ)
-                       for name in wanted}}
+            "options": diff_options, "hashes": dict(sorted(hashes.items()))}

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from reconciler.agent import plainclient, wire
+from reconciler.agent import plainclient, store, wire
 from tests.unit.agent.test_api import agent, dirs, machine  # noqa: F401 (fixtures)
 
 STACK = """\
@@ -107,3 +107,24 @@ async def test_down_by_name_or_by_files_removes_the_project(agent, dirs, machine
     assert again[0]["known"] is False and again[-1]["ok"]
     with pytest.raises(wire.ApiError, match='invalid project name "Shop"'):
         await asyncio.to_thread(stream, dirs[1], "/v1/down", {"project": "Shop"})
+
+
+async def test_up_of_one_service_leaves_the_others_as_they_were(agent, dirs, project_dir):
+    def hashes() -> dict[str, str]:
+        db = store.Store(dirs[0])
+        try:
+            return dict(db.get("shop").hashes)
+        finally:
+            db.close()
+
+    await asyncio.to_thread(stream, dirs[1], "/v1/up",
+                            {"load": load(project_dir, profiles=["extra"])})
+    before = hashes()
+    (project_dir / "compose.yaml").write_text(STACK.replace('"httpd", ', '"httpd", "-v", '))
+    lines = await asyncio.to_thread(stream, dirs[1], "/v1/up", {
+        "load": load(project_dir, profiles=["extra"]), "options": {"services": ["worker"]}})
+    assert lines[0]["services"] == ["worker"] and lines[-1]["ok"]
+    assert hashes() == before  # web changed, but `up worker` leaves it as it was wanted
+    await asyncio.to_thread(stream, dirs[1], "/v1/up",
+                            {"load": load(project_dir, profiles=["extra"])})
+    assert hashes()["web"] != before["web"] and hashes()["worker"] == before["worker"]
