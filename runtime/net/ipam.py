@@ -48,11 +48,12 @@ def _locked(state_root: Path):
     file.parent.mkdir(parents=True, exist_ok=True)
     with open(file.with_suffix(".lock"), "a+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        before = file.read_text() if file.exists() else json.dumps({"networks": {}}, indent=1)
+        before = file.read_text() if file.exists() else json.dumps({"networks": {}})
         doc = json.loads(before)
         yield doc
-        # The file holds exactly this rendering, so one dump tells a change and is what we write.
-        after = json.dumps(doc, indent=1, sort_keys=True)
+        # The file holds exactly this rendering, so one dump tells a change and is what we write
+        # (no indent: that takes json's slow pure-Python encoder, and this runs per attach).
+        after = json.dumps(doc, sort_keys=True)
         if after != before:
             tmp = file.with_suffix(".tmp")
             tmp.write_text(after)

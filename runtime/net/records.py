@@ -20,11 +20,11 @@ def _dir(state_root: Path, kind: str) -> Path:
 def _write(file: Path, data: dict) -> None:
     file.parent.mkdir(parents=True, exist_ok=True)
     tmp = file.with_name(file.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+    tmp.write_text(json.dumps(data, sort_keys=True))  # no indent: that takes json's slow encoder
     os.replace(tmp, file)
 
 
-_parsed: dict[Path, tuple[tuple[int, int, int], object]] = {}
+_parsed: dict[str, tuple[tuple[int, int, int], object]] = {}
 
 
 def _read_all(folder: Path, parse):
@@ -43,10 +43,10 @@ def _read_all(folder: Path, parse):
         except FileNotFoundError:
             continue  # removed while we looked
         key = (st.st_ino, st.st_mtime_ns, st.st_size)
-        f = Path(name)
-        hit = _parsed.get(f)
+        hit = _parsed.get(name)
         if hit is None or hit[0] != key:
-            hit = _parsed[f] = (key, parse(json.loads(f.read_text())))
+            with open(name) as f:
+                hit = _parsed[name] = (key, parse(json.load(f)))
         out.append(hit[1])
     return out
 
@@ -61,7 +61,7 @@ def drop_network(state_root: Path, name: str) -> None:
 
 def _drop(file: Path) -> None:
     file.unlink(missing_ok=True)
-    _parsed.pop(file, None)
+    _parsed.pop(str(file), None)
 
 
 def networks(state_root: Path) -> dict[str, model.Network]:
