@@ -15,7 +15,7 @@ from typing import Protocol
 
 import structlog
 
-from reconciler.agent import api, events, launcher, metrics, server, store
+from reconciler.agent import api, container_events, events, launcher, metrics, server, store
 from reconciler.engine import controller, errors, executor, loop, sources
 from reconciler.plan import model, plans
 
@@ -126,6 +126,9 @@ def _step_listener(agent: server.Agent) -> Callable[[str, executor.StepResult], 
                              result.step.action.value, result.reason or result.step.reason)
         agent.record_step(event)
         agent.bus.publish(event)
+        if result.status is executor.Status.DONE:
+            for happened in container_events.for_step(project, result.step):
+                agent.bus.publish(happened)
         if result.status is not executor.Status.STARTED:
             agent.metrics.inc("pcompose_steps_total", action=result.step.action.value,
                               status=result.status.value)
@@ -155,11 +158,37 @@ def _start_reconciling(agent: server.Agent, runtime: Runtime, resync: float,
     if runtime.background is not None:
         tasks.append(asyncio.ensure_future(runtime.background(ctrl.queue.add)))
     if runtime.exit_dirs:
+        for directory in runtime.exit_dirs:
+            # A fresh run dir has none yet: watching a missing dir would watch nothing.
+            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         tasks.append(asyncio.ensure_future(sources.watch_paths(
-            runtime.exit_dirs,
-            lambda paths: {p for p in map(runtime.project_of_exit, paths) if p},
-            ctrl.queue)))
+            runtime.exit_dirs, _projects_of_exits(agent, runtime), ctrl.queue)))
+    for task in tasks:
+        task.add_done_callback(_report_end)
     return tasks
+
+
+def _report_end(task: asyncio.Task) -> None:
+    """A source or background task must run for the agent's life: say so if one ends."""
+    if not task.cancelled() and task.exception() is not None:
+        error = task.exception()
+        log.error("agent.task_failed", task=task.get_coro().__qualname__,
+                  error=f"{type(error).__name__}: {error}")
+
+
+def _projects_of_exits(agent: server.Agent, runtime: Runtime):
+    """The projects to look at again for a batch of exit files, publishing each `die`."""
+    def projects(paths: set[Path]) -> set[str]:
+        found = set()
+        for path in sorted(paths):
+            project = runtime.project_of_exit(path)
+            if project:
+                found.add(project)
+                died = container_events.for_exit(project, path)
+                if died is not None:
+                    agent.bus.publish(died)
+        return found
+    return projects
 
 
 async def run(root: Path, run_dir: Path, *, runtime: Runtime | None = None,
