@@ -112,13 +112,17 @@ class AgentClient:
     async def metrics(self) -> str:
         return await self._call("GET", "/metrics")
 
-    async def events(self, project: str | None = None) -> AsyncIterator[events.Event]:
-        """Events as they happen, until the agent stops or the caller breaks out."""
+    async def events(self, project: str | None = None,
+                     subscribed=None) -> AsyncIterator[events.Event]:
+        """Events as they happen, until the agent stops or the caller breaks out;
+        `subscribed()` is called once the agent sends every later event to this stream."""
         assert self._session, "use AgentClient inside `async with`"
         params = {"project": project} if project else {}
         try:
             async with self._session.get("/v1/events", params=params,
                                          timeout=aiohttp.ClientTimeout(total=None)) as response:
+                if subscribed is not None:
+                    subscribed()
                 async for line in response.content:
                     if line.strip():
                         yield events.Event.from_json(line)

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Event:
-    """One line of `GET /v1/events`: `type` is project/step/reconcile, `status` what happened."""
+    """One line of `GET /v1/events`: `type` is project/step/reconcile/container, `status` what
+    happened (for a container, docker's action: create, start, die, destroy, ...)."""
 
     type: str
     project: str
@@ -20,9 +21,13 @@ class Event:
     action: str = ""
     message: str = ""
     time: float = dataclasses.field(default_factory=time.time)
+    attributes: dict = dataclasses.field(default_factory=dict)  # container events: name, image, ...
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), separators=(",", ":"))
+        data = dataclasses.asdict(self)
+        if not self.attributes:
+            del data["attributes"]
+        return json.dumps(data, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, line: str | bytes) -> Event:

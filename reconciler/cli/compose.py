@@ -95,7 +95,7 @@ def _register_inspect(verbs) -> None:
     _services(p)
     p.set_defaults(handler=_handler("compose_ps", "stats"))
 
-    p = verbs.add_parser("events", help="Receive real time events from the agent")
+    p = verbs.add_parser("events", help="Receive real time events from containers")
     p.add_argument("--json", action="store_true", help="Output events as a stream of json objects")
     _services(p)
     p.set_defaults(handler=_handler("compose_ps", "events"))

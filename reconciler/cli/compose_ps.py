@@ -254,21 +254,15 @@ async def _events(args, name: str) -> int:
     await compose_up.ensure_agent(args)
     try:
         async with client.AgentClient(Path(args.run_dir), timeout=10.0) as agent:
-            print(f"Listening for events of {name}", file=sys.stderr, flush=True)
-            async for event in agent.events(name):
-                service = event.resource.split(":")[1] if event.resource.startswith(
-                    "service:") else ""
+            listening = f"Listening for events of {name}"
+            async for event in agent.events(name, subscribed=lambda: print(
+                    listening, file=sys.stderr, flush=True)):
+                if event.type != "container":
+                    continue  # the agent's own (submitted, step done) are on GET /v1/events
+                service = event.attributes.get("service", "")
                 if args.services and service not in args.services:
                     continue
-                if args.json:
-                    print(event.to_json(), flush=True)
-                else:
-                    when = dt.datetime.fromtimestamp(event.time).strftime("%Y-%m-%d %H:%M:%S.%f")
-                    what = " ".join(x for x in (event.type, event.status, event.resource) if x)
-                    detail = ", ".join(f"{k}={v}" for k, v in (
-                        ("project", event.project), ("action", event.action),
-                        ("message", event.message)) if v)
-                    print(f"{when} {what} ({detail})", flush=True)
+                print(render.container_event(event, service, args.json), flush=True)
     except client.AgentUnavailable as error:
         raise common.UserFacingError(str(error)) from None
     return 0

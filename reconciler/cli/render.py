@@ -229,6 +229,20 @@ class Progress:
         self._console.print(f" [{style}]{mark}[/] {title}  [{style}]{word}[/]")
 
 
+def container_event(event, service: str, as_json: bool) -> str:
+    """docker compose events' line for a container event: text, or its JSON object."""
+    when = dt.datetime.fromtimestamp(event.time, dt.timezone.utc)
+    if as_json:
+        return json.dumps({"action": event.status, "attributes": event.attributes,
+                           "id": event.resource, "service": service,
+                           "time": when.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                           "type": "container"}, sort_keys=True)
+    attributes = ", ".join(f"{k}={v}" for k, v in sorted(event.attributes.items())
+                           if k != "service")
+    local = dt.datetime.fromtimestamp(event.time).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return f"{local} container {event.status} {event.resource} ({attributes})"
+
+
 # -- log prefixes
 def short_name(project: str, name: str) -> str:
     """`shop-web-1` -> `web-1`: docker compose names containers in log lines without the

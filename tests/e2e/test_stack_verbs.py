@@ -218,17 +218,26 @@ def test_exec_it_runs_on_a_terminal(up_stack):
     assert b"/dev/pts/" in out
 
 
-def test_events_stream_what_the_agent_does(up_stack):
-    proc = up_stack.start("events", "--json")
+def test_events_stream_the_containers_events_as_docker_compose_does(up_stack):
+    p = up_stack.project
+    proc = up_stack.start("events", "--json", "worker")
     try:
         assert proc.stderr.readline().startswith("Listening for events")
+        up_stack.pc("stop", "worker")
         up_stack.pc("up", "-d")
-        event = json.loads(proc.stdout.readline())
-        assert event["type"] == "project" and event["project"] == up_stack.project
-        assert event["status"] == "submitted"
+        seen = []
+        while not seen or seen[-1]["action"] != "start":
+            seen.append(json.loads(proc.stdout.readline()))
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+    died, started = seen[0], seen[-1]
+    assert died["action"] == "die" and died["id"] == f"{p}-worker-1"
+    assert died["attributes"]["exitCode"] == "137" and died["service"] == "worker"
+    assert started["type"] == "container" and started["service"] == "worker"
+    assert started["attributes"] == {"image": "busybox", "name": f"{p}-worker-1",
+                                     "service": "worker"}
+    assert all(event["service"] == "worker" for event in seen)
 
 
 def test_a_repeated_up_changes_nothing_but_starts_what_was_stopped(up_stack):
