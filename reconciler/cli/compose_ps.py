@@ -233,7 +233,8 @@ def _stats_row(view, sample, before) -> dict:
         then, old, _ = before[1]
         cpu = max(0, st.cpu_usage_ns - old.cpu_usage_ns) / 1e9 / max(when - then, 1e-6) * 100
     limit = st.memory_limit or _mem_total()
-    return {"BlockIO": "0B / 0B", "CPUPerc": f"{cpu:.2f}%", "Container": view.id,
+    block = f"{render.size(st.io_read_bytes)} / {render.size(st.io_write_bytes)}"
+    return {"BlockIO": block, "CPUPerc": f"{cpu:.2f}%", "Container": view.id,
             "ID": view.id, "MemPerc": f"{st.memory_usage / limit * 100 if limit else 0:.2f}%",
             "MemUsage": f"{render.size(st.memory_usage)} / {render.size(limit)}",
             "Name": view.name, "NetIO": f"{render.size(rx)} / {render.size(tx)}",

@@ -16,6 +16,41 @@ def read_int(path: Path, default: int = 0) -> int:
         return default
 
 
+def read_io_v1(path: Path) -> tuple[int, int]:
+    """Bytes read and written from a v1 blkio *io_service_bytes* file ("8:0 Read 4096" lines
+    per device, then "Total"); (0, 0) when the kernel keeps no count there."""
+    read = written = 0
+    try:
+        lines = path.read_text().splitlines()
+    except (FileNotFoundError, OSError):
+        return 0, 0
+    for line in lines:
+        parts = line.split()
+        if len(parts) == 3 and parts[2].isdigit():
+            if parts[1] == "Read":
+                read += int(parts[2])
+            elif parts[1] == "Write":
+                written += int(parts[2])
+    return read, written
+
+
+def read_io_v2(path: Path) -> tuple[int, int]:
+    """Bytes read and written from v2 io.stat ("8:0 rbytes=4096 wbytes=0 ..." per device)."""
+    read = written = 0
+    try:
+        lines = path.read_text().splitlines()
+    except (FileNotFoundError, OSError):
+        return 0, 0
+    for line in lines:
+        for field in line.split()[1:]:
+            key, _, value = field.partition("=")
+            if key == "rbytes" and value.isdigit():
+                read += int(value)
+            elif key == "wbytes" and value.isdigit():
+                written += int(value)
+    return read, written
+
+
 def read_limit(path: Path) -> int | None:
     """A limit file holding a number or "max"; None means unlimited (or no such file)."""
     try:

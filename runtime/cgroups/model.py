@@ -43,3 +43,5 @@ class Stats:
     oom_kills: int
     pids_current: int
     pids_limit: int | None  # None when unlimited
+    io_read_bytes: int = 0  # block I/O, where the kernel counts it for the cgroup
+    io_write_bytes: int = 0

@@ -37,7 +37,16 @@ class V1Driver:
             oom_kills=oom.get("oom_kill", 0),
             pids_current=files.read_int(self.dir("pids", path) / "pids.current"),
             pids_limit=files.read_limit(self.dir("pids", path) / "pids.max"),
+            **dict(zip(("io_read_bytes", "io_write_bytes"), self._io(path))),
         )
+
+    def _io(self, path: str) -> tuple[int, int]:
+        """Throttle counters (kept only while some throttle rule is set on the device in recent
+        kernels), else those of the bfq scheduler; docker reads the same files."""
+        blkio = self.dir("blkio", path)
+        counted = files.read_io_v1(blkio / "blkio.throttle.io_service_bytes_recursive")
+        return counted if any(counted) else files.read_io_v1(
+            blkio / "blkio.bfq.io_service_bytes_recursive")
 
     def oom_kills(self, path: str) -> int:
         return files.read_keyed(self.dir("memory", path) / "memory.oom_control").get("oom_kill", 0)

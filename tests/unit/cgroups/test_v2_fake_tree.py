@@ -29,6 +29,8 @@ def fake_root(tmp_path: Path) -> Path:
     (d / "memory.events").write_text("low 0\nhigh 0\nmax 12\noom 2\noom_kill 1\noom_group_kill 0\n")
     (d / "pids.current").write_text("7\n")
     (d / "pids.max").write_text("max\n")
+    (d / "io.stat").write_text("254:0 rbytes=4096 wbytes=8192 rios=1 wios=2 dbytes=0 dios=0\n"
+                               "8:0 rbytes=1 wbytes=0 rios=1 wios=0 dbytes=0 dios=0\n")
     (d / "cgroup.procs").write_text("101\n102\n")
     (d / "cgroup.freeze").write_text("0\n")
     (d / "cgroup.events").write_text("populated 1\nfrozen 0\n")
@@ -46,6 +48,7 @@ def test_stats_read_the_documented_formats(fake_root):
     assert (stats.memory_usage, stats.memory_peak, stats.memory_limit) == (52428800, 67108864, 134217728)
     assert stats.oom_kills == 1
     assert (stats.pids_current, stats.pids_limit) == (7, None)
+    assert (stats.io_read_bytes, stats.io_write_bytes) == (4097, 8192)
 
 
 def test_unlimited_memory_and_no_peak_file(fake_root):
