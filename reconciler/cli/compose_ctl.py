@@ -150,6 +150,8 @@ async def _attached(ctx, cid: str, terminal: bool, stdin: bool) -> int:
             with attach.signals_forwarded(signal):
                 return await attach.relay(session, exit_code(),
                                           stdin=sys.stdin.fileno() if stdin else None)
+    except BrokenPipeError:  # whoever read our output has gone (`run ... | head`), as SIGPIPE
+        return 141
     finally:
         session.close()
 

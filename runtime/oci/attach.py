@@ -163,17 +163,22 @@ def signals_forwarded(send: Callable[[str], Awaitable[None]]) -> Iterator[None]:
 async def relay(stream: Stream, done: Awaitable[int], *, stdin: int | None = 0, stdout: int = 1,
                 stderr: int = 2) -> int:
     """Carry input from `stdin` (None: none) to the process and its output back until it ends;
-    return the exit code `done` gives."""
-    feed = asyncio.ensure_future(_feed(stream, stdin)) if stdin is not None else None
+    return the exit code `done` gives. If our output goes away (BrokenPipeError: `run ... | head`),
+    that error ends the relay while the process may still run."""
+    waiting = asyncio.ensure_future(done)
     drain = asyncio.ensure_future(_drain(stream, stdout, stderr))
+    feed = asyncio.ensure_future(_feed(stream, stdin)) if stdin is not None else None
+    tasks = [t for t in (waiting, drain, feed) if t is not None]
     try:
-        code = await done
+        await asyncio.wait([waiting, drain], return_when=asyncio.FIRST_COMPLETED)
+        if drain.done() and drain.exception() is not None:
+            raise drain.exception()
+        code = await waiting
         await asyncio.wait([drain], timeout=OUTPUT_GRACE)
     finally:
-        for task in (feed, drain):
-            if task is not None:
-                task.cancel()
-        await asyncio.gather(*(t for t in (feed, drain) if t is not None), return_exceptions=True)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
     return code
 
 

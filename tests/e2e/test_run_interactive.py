@@ -9,8 +9,10 @@ import json
 import os
 import pty
 import select
+import shlex
 import signal
 import struct
+import subprocess
 import sys
 import termios
 import time
@@ -129,31 +131,34 @@ def test_run_gives_a_shell_on_the_terminal(stack, terminal):
     stack.write(STACK)
     term = terminal(stack, "run", "--rm", "box", "sh")  # -it: stdin and stdout are a terminal
     term.expect(b"# ")
-    term.type(b"tty; stty size\r")
-    shown = term.expect(b"# ")
-    assert b"/dev/pts/0\r\n40 132\r\n" in shown  # typed once: the container's terminal echoes
+    term.type(b"echo on-$(tty) $(stty size)\r")
+    shown = term.expect(b"\r\non-")
+    assert shown.count(b"echo on-") == 1  # echoed by the container's terminal only: ours is raw
+    assert term.expect(b"\r\n") == b"/dev/pts/0 40 132\r\n"
 
-    term.resize(50, 100)
+    term.resize(50, 100)  # the shell redraws its prompt on the change: expect markers from here
     for _ in range(50):  # the new size travels through pcompose and conmon; ask until it is there
-        term.type(b"stty size\r")
-        if b"\r\n50 100\r\n" in term.expect(b"# "):
+        term.type(b"echo size-$(stty size)\r")
+        term.expect(b"\r\nsize-")  # the command's output, not its echo
+        if term.expect(b"\r\n") == b"50 100\r\n":
             break
     else:
         raise AssertionError("the container's terminal never took the window's size")
 
-    term.type(b"sleep 1001; echo after $?\r")
+    term.type(b"sleep 1001\r")
     sleeping = wait_for_process([b"sleep", b"1001"])
     term.type(b"\x03")  # Ctrl-C: SIGINT to the container's foreground, not to pcompose
-    term.expect(b"# ")
+    term.type(b"echo back-$((2+3))\r")  # the shell runs it once sleep is gone
+    term.expect(b"\r\nback-5\r\n")
     assert not os.path.exists(f"/proc/{sleeping}")
     # Type once the shell runs the line, as a user does: what the shell's line editor has not
     # handed back to the terminal yet would not be cat's.
     term.type(b"echo reading; cat > /tmp/typed\r")
     term.expect(b"\r\nreading\r\n")
     term.type(b"typed line\r\x04")  # Ctrl-D ends cat's input
-    term.expect(b"# ")
     term.type(b"cat /tmp/typed; exit 7\r")
-    term.expect(b"\r\ntyped line\r\n")
+    term.expect(b"typed line\r\n")  # echoed as typed
+    term.expect(b"typed line\r\n")  # shown by cat
     assert term.wait() == 7
     assert oneoffs(stack) == {}  # --rm
 
@@ -170,6 +175,11 @@ def test_run_T_passes_piped_input_and_keeps_stderr_apart(stack):
     text = "".join(f"line {n:06d}\n" for n in range(40000))
     done = stack.pc("run", "--rm", "-T", "box", "cat", input=text)
     assert done.stdout == text
+    # A reader that goes away ends run, and --rm still removes the one-off.
+    head = subprocess.run(f"{shlex.join(stack.argv('run', '--rm', '-T', 'box', 'yes'))} | head -1",
+                          shell=True, cwd=stack.dir, env=stack.env(), stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=120)
+    assert head.stdout == "y\n" and "Traceback" not in head.stderr
     assert oneoffs(stack) == {}
 
 

@@ -77,3 +77,19 @@ async def test_a_terminal_outlives_a_client_that_goes_away(lay, make):
 async def test_attaching_to_no_container_says_which(lay):
     with pytest.raises(attach.AttachError, match="^nosuch: cannot attach"):
         await attach.connect(Path(lay.root) / "containers" / "nosuch")
+
+
+async def test_output_that_nobody_reads_any_more_ends_the_relay(lay, make):
+    config = make(command=("yes",))
+    await lifecycle.create(lay, config)
+    session = await attach.connect(lay.bundle(config.name))
+    out_r, out_w = os.pipe()
+    os.close(out_r)  # `run ... | head`: the reader is gone
+    try:
+        await lifecycle.start(lay, config.name)
+        with pytest.raises(BrokenPipeError):
+            await asyncio.wait_for(attach.relay(session, exit_code(lay, config.name), stdin=None,
+                                                stdout=out_w), 30)
+    finally:
+        session.close()
+        os.close(out_w)
