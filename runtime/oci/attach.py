@@ -128,7 +128,7 @@ def local_terminal(fd: int | None, stream: Stream) -> Iterator[None]:
         if size:
             stream.resize(*size)
 
-    # TCSANOW keeps what the user typed ahead: it is sent once the process reads.
+    # TCSANOW, not setraw's default TCSAFLUSH: keys the user typed ahead are kept and passed on.
     tty.setraw(fd, termios.TCSANOW)
     follow()
     loop.add_signal_handler(signal.SIGWINCH, follow)
