@@ -22,6 +22,7 @@ import dataclasses
 import json
 import os
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -108,6 +109,8 @@ async def put_project(request: web.Request) -> web.Response:
 
 def accept(agent: Agent, record: store.ProjectRecord) -> store.ProjectRecord:
     """Store a checked submission and wake its reconcile."""
+    record = dataclasses.replace(record, options=dataclasses.replace(
+        record.options, submitted_at=time.time()))
     stored = agent.store.put(record)
     agent.bus.publish(events.Event("project", stored.name, "submitted",
                                    message=f"generation {stored.generation}"))

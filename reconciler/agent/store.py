@@ -160,8 +160,12 @@ def options_from_json(data: dict) -> model.DiffOptions:
     if not isinstance(scale, dict) or not all(
             isinstance(k, str) and isinstance(v, int) and v >= 0 for k, v in scale.items()):
         raise ValueError("options.scale: expected a mapping of service name to replicas >= 0")
+    submitted_at = values.pop("submitted_at", 0.0)
+    if isinstance(submitted_at, bool) or not isinstance(submitted_at, (int, float)):
+        raise ValueError("options.submitted_at: expected a time in seconds")
+    values["submitted_at"] = float(submitted_at)
     for key, value in values.items():
-        if not isinstance(value, bool):
+        if key != "submitted_at" and not isinstance(value, bool):
             raise ValueError(f"options.{key}: expected true or false, got {value!r}")
     return model.DiffOptions(scale=tuple(sorted(scale.items())), **values)
 

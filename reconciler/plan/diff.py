@@ -208,7 +208,9 @@ def _should_start(b: _Builder, service: model.DesiredService,
         return True, "created", 0.0
     if container.state is not model.ContainerState.EXITED:
         return False, "", 0.0
-    if b.options.start_stopped:
+    if b.options.start_stopped and not (
+            container.finished_at is not None and b.options.submitted_at
+            and container.finished_at >= b.options.submitted_at):
         return True, "stopped", 0.0
     decision = restarts.decide_for(container, service.restart)
     if not decision.restart:

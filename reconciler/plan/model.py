@@ -207,6 +207,9 @@ class DiffOptions:
     remove_volumes: bool = False  # with remove_orphans: `down -v`
     scale: tuple[tuple[str, int], ...] = ()  # (service, replicas) from --scale
     start_stopped: bool = False  # an explicit `up`: start what is stopped, whatever its policy
+    # When that `up` was submitted: a container that exited since has run for it already, and
+    # is left to its restart policy (a pass retried after a failure does not rerun a job).
+    submitted_at: float = 0.0
 
     def replicas(self, service: DesiredService) -> int:
         return dict(self.scale).get(service.name, service.replicas)

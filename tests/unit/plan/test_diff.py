@@ -202,6 +202,16 @@ def test_exited_container_follows_restart_policy():
                      start_stopped=True) == "#1 service:web:1 start (stopped)"
 
 
+def test_up_starts_what_stopped_before_it_not_what_ran_for_it():
+    never = svc("web", restart=model.RestartPolicy.parse("no"))
+    before = running(never, state=EXITED, exit_code=3, finished_at=90.0)
+    assert plan_text(state(never), before, start_stopped=True, submitted_at=100.0) == \
+        "#1 service:web:1 start (stopped)"
+    # It exited after the `up`: it ran for it; a pass retried after a failure leaves it.
+    since = dataclasses.replace(before, finished_at=101.0)
+    assert plan_text(state(never), since, start_stopped=True, submitted_at=100.0) == ""
+
+
 def test_created_container_is_started_and_paused_one_only_by_up():
     assert plan_text(state(WEB), running(WEB, state=model.ContainerState.CREATED)) == \
         "#1 service:web:1 start (created)"
