@@ -3,6 +3,7 @@ the steps as the loop runs them until the project converged (or was removed).
 
     POST /v1/up    {load, options, wait?, timeout?}
     POST /v1/down  {project | load, volumes?, timeout?}
+    POST /v1/ps    {project | load} -> {project, services, containers: [ps views]}
 
 Both answer 400 {"error": "<where>: <what>"} before anything is stored when the request or the
 stack is wrong. Otherwise JSON lines: first {"type": "accepted", project, ...}, then the step
@@ -21,7 +22,7 @@ from typing import Protocol
 from aiohttp import web
 
 from reconciler import spec
-from reconciler.agent import server, store, submit
+from reconciler.agent import ops, server, store, submit
 
 routes = web.RouteTableDef()
 
@@ -35,6 +36,7 @@ class ContainerOps(Protocol):
     async def containers(self, project: str) -> list: ...
     async def stop(self, ids: list[str], timeout: float | None) -> None: ...
     async def remove(self, ids: list[str]) -> None: ...
+    async def views(self, project: str) -> list: ...
 
 
 class _Stream:
@@ -198,24 +200,13 @@ async def down(request: web.Request) -> web.StreamResponse:
     agent = request.app[server.AGENT]
     body = await server.json_body(request)
     try:
-        unknown = sorted(set(body) - {"project", "load", "volumes", "timeout"})
-        if unknown:
-            raise ValueError(f"request body: unknown key(s) {', '.join(unknown)}")
         volumes = body.get("volumes", False)
         if not isinstance(volumes, bool):
             raise ValueError("volumes: expected true or false")
         stop_timeout = _float(body, "timeout", None)
-        name = body.get("project")
-        if name is not None:
-            if not isinstance(name, str):
-                raise ValueError("project: expected a name")
-            server.check_name(name)
-        else:
-            load = submit.LoadRequest.from_json(body.get("load"))
     except ValueError as error:
         raise server.bad_request(str(error)) from None
-    if name is None:
-        name = (await _load(load)).name
+    name, _ = await _project_of(request, body, {"project", "load", "volumes", "timeout"})
     views = await _views(agent, name)
     if stop_timeout is not None and agent.ops:
         await agent.ops.stop([v.id for v in views if v.state in ("running", "paused")],
@@ -250,6 +241,39 @@ async def down(request: web.Request) -> web.StreamResponse:
                        "networks": _networks(name, stack),
                        "volumes": _volumes(name, stack) if volumes else []})
     return stream.response
+
+
+@routes.post("/v1/ps")
+async def ps(request: web.Request) -> web.Response:
+    """The project's containers as `ps` shows them, and the stack's services when the
+    request named files (the CLI checks the services it was given against them)."""
+    agent = request.app[server.AGENT]
+    body = await server.json_body(request)
+    name, project = await _project_of(request, body, {"project", "load"})
+    views = await agent.ops.views(name) if agent.ops else []
+    return web.json_response({
+        "project": name, "services": sorted(project.stack.services) if project else None,
+        "containers": [ops.view_json(v) for v in views]})
+
+
+async def _project_of(request: web.Request, body: dict, allowed: set[str]):
+    """The project a request names: by `project`, or by loading `load`'s stack (then also
+    returned); 400 when the body is wrong."""
+    try:
+        unknown = sorted(set(body) - allowed)
+        if unknown:
+            raise ValueError(f"request body: unknown key(s) {', '.join(unknown)}")
+        name = body.get("project")
+        if name is not None:
+            if not isinstance(name, str):
+                raise ValueError("project: expected a name")
+            server.check_name(name)
+            return name, None
+        load = submit.LoadRequest.from_json(body.get("load"))
+    except ValueError as error:
+        raise server.bad_request(str(error)) from None
+    project = await _load(load)
+    return project.name, project
 
 
 def _networks(project: str, stack: dict) -> list[str]:

@@ -26,6 +26,14 @@ class Brief:
         return dataclasses.asdict(self)
 
 
+def view_json(view: services.ContainerView) -> dict:
+    """A ps view as JSON: times as ISO 8601 text (the CLI's render.ps_* read them back)."""
+    out = dataclasses.asdict(view)
+    for key in ("created", "started", "finished"):
+        out[key] = out[key].isoformat() if out[key] is not None else None
+    return out
+
+
 class Ops:
     def __init__(self, ctx: context.Context) -> None:
         self.ctx = ctx
@@ -41,6 +49,10 @@ class Ops:
         if o.status != "running":
             return ""
         return context.health_of(self.ctx, o.id).get("status", "")
+
+    async def views(self, project: str) -> list[services.ContainerView]:
+        """What `ps` shows of the project's containers."""
+        return await services.list_containers(self.ctx, project=project, all=True)
 
     async def stop(self, ids: list[str], timeout: float | None) -> None:
         await asyncio.gather(*(services.stop_container(self.ctx, cid, timeout) for cid in ids))

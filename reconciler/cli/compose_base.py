@@ -45,7 +45,10 @@ def host_netns(args: argparse.Namespace) -> str | None:
 
 
 def context(args: argparse.Namespace):
+    """The agent's context, for verbs that act on the machine in-process."""
     from controllers import context as ctx_mod
+
+    common.quiet_logs()
 
     return ctx_mod.make(args.root, args.run_dir, netns=host_netns(args))
 

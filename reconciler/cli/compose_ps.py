@@ -28,10 +28,7 @@ def _format(text: str) -> str:
 # -- ps
 def ps(args: argparse.Namespace) -> int:
     fmt = _format(args.format)
-    name, project = compose_base.project_name(args)
-    compose_base.check_services(project, args.services)
-    views = compose_base.run(compose_base.containers(
-        compose_base.context(args), name, args.services, oneoff=None))
+    views = _ps_views(args)
     wanted = list(args.status)
     for text in args.filter:
         key, _, value = text.partition("=")
@@ -54,6 +51,43 @@ def ps(args: argparse.Namespace) -> int:
         out = render.ps_table(views, now, trunc)
     sys.stdout.write(out)
     return 0
+
+
+def _ps_views(args: argparse.Namespace) -> list:
+    """The project's containers (one-off ones too) from the agent, which has the stack's
+    loader and the runtime warm; read here when no agent answers."""
+    from reconciler.agent import plainclient, wire
+    from reconciler.cli import compose_up
+
+    body = {"project": args.project_name} if args.project_name \
+        else {"load": compose_up.load_request(args)}
+    try:
+        with plainclient.PlainClient(Path(args.run_dir), timeout=60.0) as agent:
+            answer = agent.call("POST", "/v1/ps", body)
+    except wire.AgentUnavailable:
+        name, project = compose_base.project_name(args)
+        compose_base.check_services(project, args.services)
+        return compose_base.run(compose_base.containers(
+            compose_base.context(args), name, args.services, oneoff=None))
+    except wire.ApiError as error:
+        raise common.UserFacingError(str(error)) from None
+    for service in args.services:
+        if answer["services"] is not None and service not in answer["services"]:
+            raise common.UserFacingError(f"no such service: {service}")
+    views = (_view(v) for v in answer["containers"])
+    return sorted((v for v in views if not args.services or v.service in args.services),
+                  key=lambda v: v.name)
+
+
+def _view(data: dict):
+    """A container view as the agent sends it, with the attributes render.ps_* read."""
+    import types
+
+    times = {k: dt.datetime.fromisoformat(data[k]) if data[k] else None
+             for k in ("created", "started", "finished")}
+    return types.SimpleNamespace(**{**data, **times, "command": tuple(data["command"]),
+                                    "ports": tuple(map(tuple, data["ports"])),
+                                    "networks": tuple(data["networks"])})
 
 
 # -- ls

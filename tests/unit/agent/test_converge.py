@@ -128,3 +128,15 @@ async def test_up_of_one_service_leaves_the_others_as_they_were(agent, dirs, pro
     await asyncio.to_thread(stream, dirs[1], "/v1/up",
                             {"load": load(project_dir, profiles=["extra"])})
     assert hashes()["web"] != before["web"] and hashes()["worker"] == before["worker"]
+
+
+async def test_ps_names_the_project_and_its_services(agent, dirs, project_dir):
+    def ps(body):
+        with plainclient.PlainClient(dirs[1], timeout=10) as client:
+            return client.call("POST", "/v1/ps", body)
+
+    answer = await asyncio.to_thread(ps, {"load": load(project_dir)})
+    assert answer == {"project": "shop", "services": ["web", "worker"], "containers": []}
+    assert (await asyncio.to_thread(ps, {"project": "shop"}))["services"] is None
+    with pytest.raises(wire.ApiError, match="unknown key"):
+        await asyncio.to_thread(ps, {"project": "shop", "all": True})
