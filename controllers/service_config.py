@@ -110,7 +110,20 @@ def resources(svc: spec_model.Service) -> cgroups_model.Resources:
         memswap_limit=svc.memswap_limit, cpus=svc.cpus, cpu_shares=svc.cpu_shares,
         cpu_period=svc.cpu_period, cpu_quota=svc.cpu_quota, cpuset=svc.cpuset,
         pids_limit=svc.pids_limit,
-        blkio_weight=svc.blkio_config.weight if svc.blkio_config else None)
+        blkio_weight=svc.blkio_config.weight if svc.blkio_config else None,
+        blkio_devices=cgroups_compose.blkio_devices(_blkio_entries(svc.blkio_config)))
+
+
+def _blkio_entries(blkio: spec_model.BlkioConfig | None) -> list[tuple]:
+    """(where, kind, path, value) of each per-device entry of blkio_config."""
+    if blkio is None:
+        return []
+    out = [(f"blkio_config.device_{kind}[{i}]", kind, e.path, e.rate)
+           for kind in ("read_bps", "write_bps", "read_iops", "write_iops")
+           for i, e in enumerate(getattr(blkio, f"device_{kind}"))]
+    out += [(f"blkio_config.weight_device[{i}]", "weight", e.path, e.weight)
+            for i, e in enumerate(blkio.weight_device)]
+    return out
 
 
 def _mounts(svc: spec_model.Service, volume_dirs: dict[str, str],

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import stat
+from collections.abc import Sequence
 
 from runtime.cgroups import model
 
@@ -22,6 +25,40 @@ def parse_bytes(value: int | str | None, where: str) -> int | None:
     if not match or match.group(2).lower() not in _UNITS:
         raise ResourceError(f"{where}: {value!r} is not a size (e.g. 512m, 1g)")
     return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+
+
+def device_numbers(path: str, where: str) -> tuple[int, int]:
+    """(major, minor) of a block device on this host, as blkio limits name devices."""
+    try:
+        info = os.stat(path)
+    except OSError as error:
+        raise ResourceError(f"{where}: {path}: {error.strerror}") from None
+    if not stat.S_ISBLK(info.st_mode):
+        raise ResourceError(f"{where}: {path} is not a block device")
+    return os.major(info.st_rdev), os.minor(info.st_rdev)
+
+
+def blkio_devices(entries: Sequence[tuple[str, str, str, int | str | None]]
+                  ) -> tuple[model.DeviceLimit, ...]:
+    """blkio_config's per-device entries, (where, kind, path, value) each: rates in bytes
+    (`1mb`) or operations per second, weights in 10..1000."""
+    out = []
+    for where, kind, path, value in entries:
+        if not path or value is None:
+            raise ResourceError(f"{where}: expected a path and a {'weight' if kind == 'weight' else 'rate'}")
+        if kind == "weight":
+            number = int(value)
+            if not 10 <= number <= 1000:
+                raise ResourceError(f"{where}.weight: {number} is outside 10..1000")
+        elif kind.endswith("_bps"):
+            number = parse_bytes(value, f"{where}.rate")
+        else:
+            number = int(value)
+        if number is None or number < 0:
+            raise ResourceError(f"{where}: {value!r} must not be negative")
+        major, minor = device_numbers(path, f"{where}.path")
+        out.append(model.DeviceLimit(kind, major, minor, number))
+    return tuple(out)
 
 
 def _one(deploy, legacy, deploy_key: str, legacy_key: str):
@@ -47,6 +84,7 @@ def from_compose(
     cpuset: str | None = None,
     pids_limit: int | None = None,
     blkio_weight: int | None = None,
+    blkio_devices: tuple[model.DeviceLimit, ...] = (),
 ) -> model.Resources:
     memory = _one(parse_bytes(limits_memory, "deploy.resources.limits.memory"), parse_bytes(mem_limit, "mem_limit"),
                   "deploy.resources.limits.memory", "mem_limit")
@@ -68,5 +106,5 @@ def from_compose(
         memory_limit=memory, memory_reservation=reservation, memory_swap=swap,
         cpus=cpu_count, cpu_period=period, cpu_shares=cpu_shares, cpuset_cpus=cpuset,
         pids_limit=_one(limits_pids, pids_limit, "deploy.resources.limits.pids", "pids_limit"),
-        blkio_weight=blkio_weight,
+        blkio_weight=blkio_weight, blkio_devices=blkio_devices,
     )

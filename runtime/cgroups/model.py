@@ -8,6 +8,17 @@ DEFAULT_CPU_PERIOD = 100_000
 
 
 @dataclass(frozen=True)
+class DeviceLimit:
+    """A per-device block I/O limit: `kind` is read_bps, write_bps, read_iops, write_iops or
+    weight; the device by its numbers (major:minor), as the kernel takes it."""
+
+    kind: str
+    major: int
+    minor: int
+    value: int
+
+
+@dataclass(frozen=True)
 class Resources:
     """Limits of one container, in kernel units; None leaves the kernel's default."""
 
@@ -21,6 +32,7 @@ class Resources:
     cpuset_mems: str | None = None
     pids_limit: int | None = None  # -1 unlimited
     blkio_weight: int | None = None  # 10..1000
+    blkio_devices: tuple[DeviceLimit, ...] = ()
 
     @property
     def cpu_quota(self) -> int | None:

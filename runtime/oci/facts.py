@@ -20,6 +20,9 @@ def gather(lay: layout.Layout, config: model.ContainerConfig, driver: drivers.Dr
     blkio = driver.supports("blkio", "blkio.weight") or driver.supports("blkio", "blkio.bfq.weight")
     if config.resources.blkio_weight is not None and not blkio:
         warnings.append("blkio_config.weight: this host's I/O scheduler has no weight; ignored")
+    if any(d.kind == "weight" for d in config.resources.blkio_devices) and not blkio:
+        warnings.append("blkio_config.weight_device: this host's I/O scheduler has no weight; "
+                        "ignored")
     facts = spec.HostFacts(
         user=users.resolve_in_rootfs(config.user or config.image.user, config.rootfs),
         cgroups_path=lay.cgroups_path(config.identity.project, config.name),

@@ -175,9 +175,26 @@ def resources(res: cgroups_model.Resources, blkio_weight: bool = True) -> dict[s
         out["cpu"] = cpu
     if res.pids_limit is not None:
         out["pids"] = {"limit": res.pids_limit}
+    block: dict[str, Any] = {}
     if res.blkio_weight is not None and blkio_weight:
-        out["blockIO"] = {"weight": res.blkio_weight}
+        block["weight"] = res.blkio_weight
+    for kind, key in _THROTTLES.items():
+        rates = [{"major": d.major, "minor": d.minor, "rate": d.value}
+                 for d in res.blkio_devices if d.kind == kind]
+        if rates:
+            block[key] = rates
+    weights = [{"major": d.major, "minor": d.minor, "weight": d.value}
+               for d in res.blkio_devices if d.kind == "weight"]
+    if weights and blkio_weight:
+        block["weightDevice"] = weights
+    if block:
+        out["blockIO"] = block
     return out
+
+
+# blkio_config's per-device limits and their keys in the OCI spec's linux.resources.blockIO.
+_THROTTLES = {"read_bps": "throttleReadBpsDevice", "write_bps": "throttleWriteBpsDevice",
+              "read_iops": "throttleReadIOPSDevice", "write_iops": "throttleWriteIOPSDevice"}
 
 
 def namespaces(config: model.ContainerConfig) -> list[dict[str, str]]:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
 from pathlib import Path
 
-from runtime.cgroups import drivers, model as cgroups_model
+import pytest
+
+from runtime.cgroups import compose as cgroups_compose, drivers, model as cgroups_model
 from runtime.oci import exec as oci_exec, lifecycle, observe
 from tests.linux.oci import helpers
 
@@ -115,3 +119,37 @@ async def test_unsupported_blkio_weight_is_dropped_not_fatal(lay, make):
     weight = Path("/sys/fs/cgroup/blkio", cgroup, "blkio.weight")
     if driver.supports("blkio", "blkio.weight"):
         assert weight.read_text().strip() == "300"
+
+
+@pytest.fixture
+def loop_device(tmp_path):
+    """A block device of our own (a loop device over a file) to put per-device limits on."""
+    backing = tmp_path / "disk.img"
+    backing.write_bytes(b"\0" * (8 * MiB))
+    device = subprocess.run(["losetup", "--find", "--show", str(backing)], check=True,
+                            capture_output=True, text=True).stdout.strip()
+    try:
+        yield device
+    finally:
+        subprocess.run(["losetup", "--detach", device], check=False)
+
+
+async def test_per_device_block_io_limits_reach_the_kernel(lay, make, loop_device):
+    limits = cgroups_compose.blkio_devices([
+        ("blkio_config.device_write_bps[0]", "write_bps", loop_device, "1mb"),
+        ("blkio_config.device_read_iops[0]", "read_iops", loop_device, 100)])
+    config = make(command=("sleep", "1000"), resources=cgroups_model.Resources(blkio_devices=limits))
+    await lifecycle.run(lay, config)
+    cgroup = (await observe.get(lay, config.name)).cgroups_path.lstrip("/")
+    blkio = Path("/sys/fs/cgroup/blkio", cgroup)
+    info = os.stat(loop_device)
+    device = f"{os.major(info.st_rdev)}:{os.minor(info.st_rdev)}"
+    assert (blkio / "blkio.throttle.write_bps_device").read_text().split() == [device, str(MiB)]
+    assert (blkio / "blkio.throttle.read_iops_device").read_text().split() == [device, "100"]
+
+
+def test_a_per_device_limit_on_what_is_not_a_block_device_says_where():
+    with pytest.raises(cgroups_compose.ResourceError,
+                       match=r"blkio_config.device_read_bps\[0\].path: /dev/null is not a block device"):
+        cgroups_compose.blkio_devices([("blkio_config.device_read_bps[0]", "read_bps",
+                                        "/dev/null", "1mb")])

@@ -100,6 +100,20 @@ def test_resources_map_to_oci():
     assert spec.resources(cgroups_model.Resources()) == {}
 
 
+def test_per_device_block_io_limits_map_to_oci():
+    devices = (cgroups_model.DeviceLimit("read_bps", 7, 3, 1048576),
+               cgroups_model.DeviceLimit("write_iops", 7, 3, 100),
+               cgroups_model.DeviceLimit("weight", 7, 3, 200))
+    res = cgroups_model.Resources(blkio_devices=devices)
+    assert spec.resources(res) == {"blockIO": {
+        "throttleReadBpsDevice": [{"major": 7, "minor": 3, "rate": 1048576}],
+        "throttleWriteIOPSDevice": [{"major": 7, "minor": 3, "rate": 100}],
+        "weightDevice": [{"major": 7, "minor": 3, "weight": 200}]}}
+    # A host without a weight keeps the throttles.
+    assert list(spec.resources(res, blkio_weight=False)["blockIO"]) == [
+        "throttleReadBpsDevice", "throttleWriteIOPSDevice"]
+
+
 def test_ulimits_are_clamped_to_the_host_with_a_warning():
     limits, warnings = spec.clamp_ulimits((model.Ulimit("nofile", 65536, 65536), model.Ulimit("nproc", 10, 20)), {"nofile": 20000})
     assert limits == (model.Ulimit("nofile", 20000, 20000), model.Ulimit("nproc", 10, 20))
