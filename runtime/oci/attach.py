@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Awaitable, Callable, Iterator, Protocol
 
 STDOUT, STDERR = 2, 3  # conmon's stream ids: the first byte of each message on the attach socket
-CHUNK = 4096  # one message of input; conmon reads at most 32 KiB of a message and drops the rest
+CHUNK = 16384  # one message of input; conmon reads at most 32 KiB of a message and drops the rest
 OUTPUT_GRACE = 1.0  # seconds output may trail the process's end (a child may still hold it)
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT, signal.SIGHUP, signal.SIGUSR1,
              signal.SIGUSR2)
