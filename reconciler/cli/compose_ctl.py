@@ -102,7 +102,7 @@ async def _run(args, project) -> int:
     # docker compose's one-off name; the service's own replicas keep theirs.
     cname = args.name or f"{project.name}-{args.service}-run-{uuid.uuid4().hex[:12]}"
     terminal = not args.detach and _tty(args)
-    stdin = not args.detach and args.interactive and (terminal or _piped() or sys.stdin.isatty())
+    stdin = not args.detach and args.interactive and (terminal or _piped() or os.isatty(0))
     cid = await services.run_container(
         ctx, project.stack, project.name, args.service, name=cname,
         command=_command(args.command) or None, entrypoint=entrypoint,
@@ -134,6 +134,13 @@ async def _attached(ctx, cid: str, terminal: bool, stdin: bool) -> int:
         await services.remove_container(ctx, cid, remove_anonymous=True)  # it never ran
         raise common.UserFacingError(str(error)) from None
 
+    async def start() -> None:
+        try:
+            await services.start_container(ctx, cid)
+        except BaseException:
+            await services.remove_container(ctx, cid, remove_anonymous=True)  # it never ran
+            raise
+
     async def exit_code() -> int:
         return (await lifecycle.wait(ctx.layout, cid)).code
 
@@ -145,11 +152,10 @@ async def _attached(ctx, cid: str, terminal: bool, stdin: bool) -> int:
 
     sys.stdout.flush()
     try:
-        with attach.local_terminal(sys.stdin.fileno() if terminal else None, session):
-            await services.start_container(ctx, cid)
+        with attach.local_terminal(0 if terminal else None, session):
+            await start()
             with attach.signals_forwarded(signal):
-                return await attach.relay(session, exit_code(),
-                                          stdin=sys.stdin.fileno() if stdin else None)
+                return await attach.relay(session, exit_code(), stdin=0 if stdin else None)
     except BrokenPipeError:  # whoever read our output has gone (`run ... | head`), as SIGPIPE
         return 141
     finally:
