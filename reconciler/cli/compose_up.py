@@ -139,11 +139,14 @@ def down(args: argparse.Namespace) -> int:
         body["load"] = load_request(args)
     ensure_agent_now(args)
     progress, name, result = render.Progress(), args.project_name, None
+    printed: set[str] = set()
     with plainclient.PlainClient(Path(args.run_dir), timeout=None) as agent:
         try:
             for line in agent.stream("POST", "/v1/down", body):
                 if line["type"] == "accepted":
                     name = line["project"]
+                elif line["type"] == "step":
+                    _print_step(name, line, progress, printed)
                 elif line["type"] == "result":
                     result = line
         except (wire.ApiError, wire.AgentUnavailable) as error:
@@ -152,11 +155,10 @@ def down(args: argparse.Namespace) -> int:
         raise common.UserFacingError("the agent stopped before the project was removed")
     if not result["ok"]:
         raise common.UserFacingError(f"project {name}: {result['error']}")
-    for container in result["containers"]:
-        progress.line(f"Container {container}  Removed")
-    for network in result["networks"]:
-        progress.line(f"Network {network}  Removed")
-    for volume in result["volumes"]:
-        progress.line(f"Volume {volume}  Removed")
+    # What the steps did not show (one-off containers, a project the agent did not know).
+    for kind, names in (("Container", result["containers"]), ("Network", result["networks"]),
+                        ("Volume", result["volumes"])):
+        for removed in names:
+            _print_once(progress, printed, f"{kind} {removed}  Removed")
     return 0
 

@@ -274,6 +274,7 @@ def test_down_v_leaves_nothing(stack):
     oneoff = stack.pc("run", "-d", "web", "echo", "detached").stdout.strip()
     assert oneoff.startswith(f"{stack.project}-web-run-")
     down = stack.pc("down", "-v")
+    assert f"Container {stack.project}-web-1  Removing" in down.stderr
     assert f"Container {stack.project}-web-1  Removed" in down.stderr
     assert f"Container {oneoff}  Removed" in down.stderr
     assert f"Network {stack.project}_default  Removed" in down.stderr
