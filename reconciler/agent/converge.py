@@ -4,6 +4,7 @@ the steps as the loop runs them until the project converged (or was removed).
     POST /v1/up    {load, options, wait?, timeout?}
     POST /v1/down  {project | load, volumes?, timeout?}
     POST /v1/ps    {project | load} -> {project, services, containers: [ps views]}
+    GET  /v1/ls    [{name, states, config_files, status}]: every project, known or not
 
 Both answer 400 {"error": "<where>: <what>"} before anything is stored when the request or the
 stack is wrong. Otherwise JSON lines: first {"type": "accepted", project, ...}, then the step
@@ -37,6 +38,7 @@ class ContainerOps(Protocol):
     async def stop(self, ids: list[str], timeout: float | None) -> None: ...
     async def remove(self, ids: list[str]) -> None: ...
     async def views(self, project: str) -> list: ...
+    async def states(self) -> dict[str, list[str]]: ...
 
 
 class _Stream:
@@ -254,6 +256,19 @@ async def ps(request: web.Request) -> web.Response:
     return web.json_response({
         "project": name, "services": sorted(project.stack.services) if project else None,
         "containers": [ops.view_json(v) for v in views]})
+
+
+@routes.get("/v1/ls")
+async def ls(request: web.Request) -> web.Response:
+    """Projects the agent keeps and projects that only have containers (one-off ones left
+    after a `down` of another agent, say), with their containers' states."""
+    agent = request.app[server.AGENT]
+    states = await agent.ops.states() if agent.ops else {}
+    rows = [{"name": r.name, "status": r.status, "config_files": list(r.config_files),
+             "states": states.pop(r.name, [])} for r in agent.store.list()]
+    rows += [{"name": name, "status": "", "config_files": [], "states": found}
+             for name, found in states.items()]
+    return web.json_response(sorted(rows, key=lambda r: r["name"]))
 
 
 async def _project_of(request: web.Request, body: dict, allowed: set[str]):

@@ -8,6 +8,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from controllers import context, services
+from runtime.oci import observe
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,13 @@ class Ops:
         return sorted((Brief(o.id, o.id, o.service, o.status, o.exit.code if o.exit else None,
                              self._health(o), o.oneoff) for o in found),
                       key=lambda b: b.name)
+
+    async def states(self) -> dict[str, list[str]]:
+        """Every project's containers' states (created, running, paused, exited), for `ls`."""
+        out: dict[str, list[str]] = {}
+        for o in await observe.list_containers(self.ctx.layout):
+            out.setdefault(o.project, []).append(o.status)
+        return out
 
     def _health(self, o) -> str:
         if o.status != "running":

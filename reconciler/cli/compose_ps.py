@@ -93,7 +93,7 @@ def _view(data: dict):
 # -- ls
 def ls(args: argparse.Namespace) -> int:
     fmt = _format(args.format)
-    rows = compose_base.run(_projects(args))
+    rows = _projects(args)
     if not args.all:
         rows = [r for r in rows if "running" in r["Status"] or "paused" in r["Status"]]
     if args.quiet:
@@ -105,24 +105,30 @@ def ls(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _projects(args) -> list[dict]:
-    from controllers import services as svc
-    from reconciler.agent import client
+def _projects(args) -> list[dict]:
+    """`ls`'s rows from the agent; read here when no agent answers."""
+    from reconciler.agent import plainclient, wire
 
     try:
-        async with client.AgentClient(Path(args.run_dir), timeout=10.0) as agent:
-            projects = await agent.projects()
-    except client.AgentUnavailable:
-        projects = []
+        with plainclient.PlainClient(Path(args.run_dir), timeout=30.0) as agent:
+            found = agent.call("GET", "/v1/ls")
+    except wire.AgentUnavailable:
+        found = compose_base.run(_projects_here(args))
+    except wire.ApiError as error:
+        raise common.UserFacingError(str(error)) from None
+    return [{"Name": p["name"], "Status": render.project_status(p["states"]) or p["status"],
+             "ConfigFiles": ",".join(p["config_files"])} for p in found]
+
+
+async def _projects_here(args) -> list[dict]:
+    """The projects that have containers on this machine, as GET /v1/ls lists them."""
+    from controllers import services as svc
+
     states: dict[str, list[str]] = {}
     for view in await svc.list_containers(compose_base.context(args), project=None, all=True):
         states.setdefault(view.project, []).append(view.state)
-    rows = [{"Name": p.name, "Status": render.project_status(states.get(p.name, [])) or p.status,
-             "ConfigFiles": ",".join(p.config_files)} for p in projects]
-    known = {p.name for p in projects}
-    rows += [{"Name": n, "Status": render.project_status(s), "ConfigFiles": ""}
-             for n, s in states.items() if n not in known]
-    return sorted(rows, key=lambda r: r["Name"])
+    return [{"name": n, "status": "", "config_files": [], "states": s}
+            for n, s in sorted(states.items())]
 
 
 # -- port

@@ -140,3 +140,15 @@ async def test_ps_names_the_project_and_its_services(agent, dirs, project_dir):
     assert (await asyncio.to_thread(ps, {"project": "shop"}))["services"] is None
     with pytest.raises(wire.ApiError, match="unknown key"):
         await asyncio.to_thread(ps, {"project": "shop", "all": True})
+
+
+async def test_ls_lists_the_projects_the_agent_keeps(agent, dirs, project_dir):
+    await asyncio.to_thread(stream, dirs[1], "/v1/up", {"load": load(project_dir)})
+
+    def ls():
+        with plainclient.PlainClient(dirs[1], timeout=10) as client:
+            return client.call("GET", "/v1/ls")
+
+    assert await asyncio.to_thread(ls) == [{
+        "name": "shop", "status": "converged", "states": [],
+        "config_files": [str(project_dir / "compose.yaml")]}]
