@@ -16,15 +16,19 @@ def read_int(path: Path, default: int = 0) -> int:
         return default
 
 
+def _lines(path: Path) -> list[str]:
+    """A control file's lines; none when the kernel does not offer the file."""
+    try:
+        return path.read_text().splitlines()
+    except OSError:
+        return []
+
+
 def read_io_v1(path: Path) -> tuple[int, int]:
     """Bytes read and written from a v1 blkio *io_service_bytes* file ("8:0 Read 4096" lines
     per device, then "Total"); (0, 0) when the kernel keeps no count there."""
     read = written = 0
-    try:
-        lines = path.read_text().splitlines()
-    except (FileNotFoundError, OSError):
-        return 0, 0
-    for line in lines:
+    for line in _lines(path):
         parts = line.split()
         if len(parts) == 3 and parts[2].isdigit():
             if parts[1] == "Read":
@@ -37,11 +41,7 @@ def read_io_v1(path: Path) -> tuple[int, int]:
 def read_io_v2(path: Path) -> tuple[int, int]:
     """Bytes read and written from v2 io.stat ("8:0 rbytes=4096 wbytes=0 ..." per device)."""
     read = written = 0
-    try:
-        lines = path.read_text().splitlines()
-    except (FileNotFoundError, OSError):
-        return 0, 0
-    for line in lines:
+    for line in _lines(path):
         for field in line.split()[1:]:
             key, _, value = field.partition("=")
             if key == "rbytes" and value.isdigit():
