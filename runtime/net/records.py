@@ -40,13 +40,13 @@ def _read_all(folder: Path, parse):
     for name in files:
         try:
             st = os.stat(name)
+            key = (st.st_ino, st.st_mtime_ns, st.st_size)
+            hit = _parsed.get(name)
+            if hit is None or hit[0] != key:
+                with open(name) as f:
+                    hit = _parsed[name] = (key, parse(json.load(f)))
         except FileNotFoundError:
-            continue  # removed while we looked
-        key = (st.st_ino, st.st_mtime_ns, st.st_size)
-        hit = _parsed.get(name)
-        if hit is None or hit[0] != key:
-            with open(name) as f:
-                hit = _parsed[name] = (key, parse(json.load(f)))
+            continue  # removed while we looked (a detach beside us)
         out.append(hit[1])
     return out
 
