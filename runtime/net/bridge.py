@@ -182,6 +182,7 @@ def attach(host: model.Host, c: model.ContainerNet, sync: bool = True) -> model.
     previous = atts.get(c.container)
     c = _with_host_ports(c, previous, atts)
     _check_ports(c, atts)
+    fresh = c.mode in OWN_NETNS and not netns.exists(c.netns)
     if c.mode in OWN_NETNS:
         netns.ensure(c.netns)
     ordered = [ep for _, ep in sorted(enumerate(c.endpoints), key=lambda ie: (-ie[1].priority, ie[0]))]
@@ -200,7 +201,9 @@ def attach(host: model.Host, c: model.ContainerNet, sync: bool = True) -> model.
             ipam.release(host.state_root, old.network, c.container)
     if c.mode == "bridge":
         outward = [nets[ep.network] for ep in ordered if not nets[ep.network].internal]
-        links.ensure_default_route(c.netns, outward[0].gateway if outward else None)
+        gateway = outward[0].gateway if outward else None
+        if gateway or not fresh:  # a namespace made just now has no default route to remove
+            links.ensure_default_route(c.netns, gateway)
     att = model.Attachment(c, tuple(made))
     records.save_attachment(host.state_root, att)
     write_files(host, att)
