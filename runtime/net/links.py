@@ -108,11 +108,14 @@ def ensure_veth(
         made = _add(ipr, pair, exist_ok=False)
     if made:
         log.info("veth.created", link=host_ifname, peer=ifname, netns=str(container_ns))
-    ipr.link("set", ifname=host_ifname, master=master, mtu=mtu, state="up",
-             **({"ifalias": label} if label else {}))
+    alias = {"ifalias": label} if label else {}
     # br_netfilter DNATs bridged packets: a container reaching its own published port needs its
-    # packet sent back out of the port it came in on.
-    ipr.brport("set", ifname=host_ifname, mode=1)
+    # packet sent back out of the port it came in on (hairpin: bridge port mode 1).
+    if made:  # a bridge port from birth: its alias and hairpin go in one request
+        ipr.link("set", ifname=host_ifname, kind="bridge_slave", mode=1, **alias)
+    else:
+        ipr.link("set", ifname=host_ifname, master=master, mtu=mtu, state="up", **alias)
+        ipr.brport("set", ifname=host_ifname, mode=1)
     peer = _index(inner, ifname)
     inner.link("set", index=peer, address=mac, mtu=mtu, state="up")
     if made:
