@@ -5,6 +5,8 @@ the steps as the loop runs them until the project converged (or was removed).
     POST /v1/down  {project | load, volumes?, timeout?}
     POST /v1/ps    {project | load} -> {project, services, containers: [ps views]}
     GET  /v1/ls    [{name, states, config_files, status}]: every project, known or not
+    POST /v1/act   {project | load, verb, services?, timeout?, signal?}: stop, start,
+                   restart, kill, pause, unpause; lines {type: "progress", line} then result
 
 Both answer 400 {"error": "<where>: <what>"} before anything is stored when the request or the
 stack is wrong. Otherwise JSON lines: first {"type": "accepted", project, ...}, then the step
@@ -39,6 +41,8 @@ class ContainerOps(Protocol):
     async def remove(self, ids: list[str]) -> None: ...
     async def views(self, project: str) -> list: ...
     async def states(self) -> dict[str, list[str]]: ...
+    async def act(self, verb: str, cid: str, state: str, *, timeout: float | None,
+                  signal: str) -> None: ...
 
 
 class _Stream:
@@ -256,6 +260,52 @@ async def ps(request: web.Request) -> web.Response:
     return web.json_response({
         "project": name, "services": sorted(project.stack.services) if project else None,
         "containers": [ops.view_json(v) for v in views]})
+
+
+@routes.post("/v1/act")
+async def act(request: web.Request) -> web.StreamResponse:
+    """A lifecycle verb on the project's containers (of `services` if named), all at once,
+    a progress line before and after each; the result says which failed and why."""
+    agent = request.app[server.AGENT]
+    body = await server.json_body(request)
+    try:
+        verb = body.get("verb")
+        if verb not in ops.VERBS:
+            raise ValueError(f"verb: expected one of {', '.join(ops.VERBS)}")
+        services = body.get("services") or []
+        if not isinstance(services, list) or not all(isinstance(x, str) for x in services):
+            raise ValueError("services: expected a list of names")
+        timeout = _float(body, "timeout", None)
+        signal = body.get("signal", "SIGKILL")
+        if not isinstance(signal, str):
+            raise ValueError("signal: expected a name or a number")
+    except ValueError as error:
+        raise server.bad_request(str(error)) from None
+    name, project = await _project_of(request, body, {"project", "load", "verb", "services",
+                                                      "timeout", "signal"})
+    missing = [s for s in services if project and s not in project.stack.services]
+    if missing:
+        raise server.bad_request(f"no such service: {missing[0]}")
+    states, before, after = ops.VERBS[verb]
+    views = [v for v in await _views(agent, name)
+             if v.state in states and not v.oneoff and (not services or v.service in services)]
+    stream = _Stream(request)
+    await stream.open()
+    failures: list[str] = []
+
+    async def one(view) -> None:
+        await stream.send({"type": "progress", "line": f"Container {view.name}  {before}"})
+        try:
+            await agent.ops.act(verb, view.id, view.state, timeout=timeout, signal=signal)
+        except Exception as error:  # one container's failure does not stop the others
+            failures.append(f"container {view.name}: {error}".strip())
+            await stream.send({"type": "progress", "line": f"Container {view.name}  Error"})
+            return
+        await stream.send({"type": "progress", "line": f"Container {view.name}  {after}"})
+
+    await asyncio.gather(*(one(v) for v in views))
+    await stream.send({"type": "result", "ok": not failures, "error": "; ".join(failures) or None})
+    return stream.response
 
 
 @routes.get("/v1/ls")

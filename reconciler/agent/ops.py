@@ -1,5 +1,6 @@
 """What the agent does to containers on a user's direct request, outside any plan: list them
-for a verb's output, stop them with the verb's timeout, remove one-off ones before `down`."""
+for a verb's output, stop them with the verb's timeout, remove one-off ones before `down`,
+and the verbs stop, start, restart, kill, pause and unpause."""
 
 from __future__ import annotations
 
@@ -8,7 +9,17 @@ import dataclasses
 from dataclasses import dataclass
 
 from controllers import context, services
-from runtime.oci import observe
+from runtime.oci import lifecycle, observe
+
+# verb -> the states it acts on, and the words of its two progress lines (docker compose's).
+VERBS = {
+    "stop": (("running", "paused", "created"), "Stopping", "Stopped"),
+    "start": (("exited", "created"), "Starting", "Started"),
+    "restart": (("running", "paused", "exited", "created"), "Restarting", "Started"),
+    "kill": (("running", "paused"), "Killing", "Killed"),
+    "pause": (("running",), "Pausing", "Paused"),
+    "unpause": (("paused",), "Unpausing", "Unpaused"),
+}
 
 
 @dataclass(frozen=True)
@@ -52,6 +63,29 @@ class Ops:
         for o in await observe.list_containers(self.ctx.layout):
             out.setdefault(o.project, []).append(o.status)
         return out
+
+    async def act(self, verb: str, cid: str, state: str, *, timeout: float | None = None,
+                  signal: str = "SIGKILL") -> None:
+        """One of VERBS on one container, as a user asks for it: a stopped or killed
+        container stays so (its restart policy leaves it) until `start` or `up`."""
+        ctx = self.ctx
+        if verb == "stop":
+            await services.stop_container(ctx, cid, timeout)
+        elif verb == "start":
+            await services.start_container(ctx, cid)
+        elif verb == "restart":
+            if state in ("running", "paused"):
+                await services.stop_container(ctx, cid, timeout)
+            await services.start_container(ctx, cid)
+        elif verb == "kill":
+            context.mark_stopped_by_user(ctx, cid, True)
+            await lifecycle.kill(ctx.layout, cid, signal)
+        elif verb == "pause":
+            await lifecycle.pause(ctx.layout, cid)
+        elif verb == "unpause":
+            await lifecycle.unpause(ctx.layout, cid)
+        else:
+            raise ValueError(f"unknown verb {verb}")
 
     def _health(self, o) -> str:
         if o.status != "running":

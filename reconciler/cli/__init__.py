@@ -26,7 +26,8 @@ _VALUED = {"-f", "--file", "-p", "--project-name", "--profile", "--env-file",
 # Verbs that set up logging themselves when they need it: the agent logs its own way, and the
 # quick verbs do not pay for importing structlog (compose_base.context quiets it when they
 # act in-process after all: attached `up`, `ps` without an agent).
-_OWN_LOGGING = {"agent", "up", "down", "version", "ps", "ls"}
+_OWN_LOGGING = {"agent", "up", "down", "version", "ps", "ls", "stop", "start", "restart",
+                "kill", "pause", "unpause"}
 
 
 def _verb_of(argv: list[str]) -> str | None:

@@ -184,74 +184,53 @@ async def _ensure_dependencies(args, project) -> None:
 
 
 # -- stop, start, restart, kill, pause, unpause
-def _each(args, states: tuple[str, ...], action, before: str, after: str) -> int:
-    name, project = compose_base.project_name(args)
-    compose_base.check_services(project, args.services)
+def _act(args: argparse.Namespace, verb: str, **extra) -> int:
+    """The agent acts (ops.VERBS); this prints its progress lines."""
+    from reconciler.agent import plainclient, wire
+    from reconciler.cli import compose_up
 
-    async def main() -> int:
-        ctx = compose_base.context(args)
-        progress = render.Progress()
-        views = [v for v in await compose_base.containers(ctx, name, args.services)
-                 if v.state in states]
-
-        async def one(view) -> None:
-            progress.line(f"Container {view.name}  {before}")
-            await action(ctx, view)
-            progress.line(f"Container {view.name}  {after}")
-
-        await asyncio.gather(*(one(v) for v in views))
-        return 0
-
-    return compose_base.run(main())
+    body = {"verb": verb, "services": list(args.services), **extra}
+    if args.project_name:
+        body["project"] = args.project_name
+    else:
+        body["load"] = compose_up.load_request(args)
+    compose_up.ensure_agent_now(args)
+    progress, result = render.Progress(), None
+    with plainclient.PlainClient(Path(args.run_dir), timeout=None) as agent:
+        try:
+            for line in agent.stream("POST", "/v1/act", body):
+                if line["type"] == "progress":
+                    progress.line(line["line"])
+                elif line["type"] == "result":
+                    result = line
+        except (wire.ApiError, wire.AgentUnavailable) as error:
+            raise common.UserFacingError(str(error)) from None
+    if result is None:
+        raise common.UserFacingError(f"the agent stopped before {verb} ended")
+    if not result["ok"]:
+        raise common.UserFacingError(result["error"])
+    return 0
 
 
 def stop(args: argparse.Namespace) -> int:
-    from controllers import services
-
-    return _each(args, ("running", "paused", "created"),
-                 lambda ctx, v: services.stop_container(ctx, v.id, args.timeout),
-                 "Stopping", "Stopped")
+    return _act(args, "stop", timeout=args.timeout)
 
 
 def start(args: argparse.Namespace) -> int:
-    from controllers import services
-
-    return _each(args, ("exited", "created"),
-                 lambda ctx, v: services.start_container(ctx, v.id), "Starting", "Started")
+    return _act(args, "start")
 
 
 def restart(args: argparse.Namespace) -> int:
-    from controllers import services
-
-    async def again(ctx, view) -> None:
-        if view.state in ("running", "paused"):
-            await services.stop_container(ctx, view.id, args.timeout)
-        await services.start_container(ctx, view.id)
-
-    return _each(args, ("running", "paused", "exited", "created"), again,
-                 "Restarting", "Started")
+    return _act(args, "restart", timeout=args.timeout)
 
 
 def kill(args: argparse.Namespace) -> int:
-    from controllers import context as ctx_mod
-    from runtime.oci import lifecycle
-
-    async def signal(ctx, view) -> None:
-        ctx_mod.mark_stopped_by_user(ctx, view.id, True)  # restart policies leave it alone
-        await lifecycle.kill(ctx.layout, view.id, args.signal)
-
-    return _each(args, ("running", "paused"), signal, "Killing", "Killed")
+    return _act(args, "kill", signal=args.signal)
 
 
 def pause(args: argparse.Namespace) -> int:
-    from runtime.oci import lifecycle
-
-    return _each(args, ("running",), lambda ctx, v: lifecycle.pause(ctx.layout, v.id),
-                 "Pausing", "Paused")
+    return _act(args, "pause")
 
 
 def unpause(args: argparse.Namespace) -> int:
-    from runtime.oci import lifecycle
-
-    return _each(args, ("paused",), lambda ctx, v: lifecycle.unpause(ctx.layout, v.id),
-                 "Unpausing", "Unpaused")
+    return _act(args, "unpause")

@@ -152,3 +152,16 @@ async def test_ls_lists_the_projects_the_agent_keeps(agent, dirs, project_dir):
     assert await asyncio.to_thread(ls) == [{
         "name": "shop", "status": "converged", "states": [],
         "config_files": [str(project_dir / "compose.yaml")]}]
+
+
+@pytest.mark.parametrize("body, message", [
+    ({"verb": "explode"}, "verb: expected one of stop, start"),
+    ({"verb": "stop", "services": ["nope"], "load": "L"}, "no such service: nope"),
+    ({"verb": "stop", "timeout": "soon", "project": "shop"}, "timeout: expected a number"),
+    ({"verb": "kill", "project": "shop", "all": True}, "unknown key(s) all"),
+])
+async def test_a_bad_lifecycle_verb_says_why(agent, dirs, project_dir, body, message):
+    if body.get("load") == "L":
+        body = {**body, "load": load(project_dir)}
+    with pytest.raises(wire.ApiError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        await asyncio.to_thread(stream, dirs[1], "/v1/act", body)
