@@ -25,6 +25,11 @@ BUILD_ATTRIBUTES = ("entitlements", "ssh", "cache_from", "cache_to", "no_cache_f
 
 
 NETWORK_DRIVERS = ("bridge", "overlay", "host", "none")
+# Options of a service's attachment to a network that the runtime does not apply yet.
+ATTACHMENT_ATTRIBUTES = ("interface_name", "ipv6_address", "link_local_ips", "driver_opts",
+                         "gw_priority")
+# security_opt values that are applied; seccomp, apparmor and label options are not yet.
+SECURITY_OPTS = ("no-new-privileges", "no-new-privileges:true", "no-new-privileges=true")
 
 
 def warnings_for(stack: model.Stack, enabled: tuple[str, ...], place_of) -> list[errors.Warning]:
@@ -35,6 +40,15 @@ def warnings_for(stack: model.Stack, enabled: tuple[str, ...], place_of) -> list
         for attr in SERVICE_ATTRIBUTES:
             if _present(getattr(svc, attr)):
                 out.append(errors.Warning(NOT_APPLIED, place_of(base + (attr,))))
+        for key, attachment in svc.networks.items():
+            for attr in ATTACHMENT_ATTRIBUTES:
+                if attachment is not None and _present(getattr(attachment, attr)):
+                    out.append(errors.Warning(NOT_APPLIED,
+                                              place_of(base + ("networks", key, attr))))
+        for i, option in enumerate(svc.security_opt):
+            if option not in SECURITY_OPTS:
+                out.append(errors.Warning(f'"{option}" is {NOT_APPLIED}',
+                                          place_of(base + ("security_opt", i))))
         if svc.deploy is not None:
             for attr in DEPLOY_ATTRIBUTES:
                 if _present(getattr(svc.deploy, attr)):

@@ -230,6 +230,25 @@ def test_not_applied_features_and_obsolete_version_warn(tmp_path):
     assert any("services.web.oom_score_adj: parsed but not applied" in t for t in texts)
 
 
+def test_network_options_and_security_opts_that_are_not_applied_warn(tmp_path):
+    project = load(tmp_path, """
+        services:
+          web:
+            image: x
+            networks:
+              front: {interface_name: eth9, aliases: [w], priority: 10}
+            security_opt: [no-new-privileges:true, "seccomp:unconfined"]
+        networks:
+          front: {}
+        """)
+    texts = [str(w) for w in project.warnings]
+    assert any("services.web.networks.front.interface_name: parsed but not applied" in t
+               for t in texts)
+    assert any('services.web.security_opt[1]: "seccomp:unconfined" is parsed but not' in t
+               for t in texts)
+    assert not any("aliases" in t or "priority" in t or "security_opt[0]" in t for t in texts)
+
+
 @pytest.mark.parametrize("body, words, path", [
     ("  web: {image: x, depends_on: {db: {restart: true}}}\n  db: {image: x}\n",
      "'condition' is required", "services.web.depends_on.db"),
