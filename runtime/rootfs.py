@@ -101,6 +101,14 @@ def _mount(store: store_mod.Store, chain_ids: tuple[str, ...], mounts: Mounts) -
     if len(options) >= PAGE:
         _mount_by_fsconfig(mounts)
         return
+    # With absolute lower paths that still fit in a page, mount(2) itself: no process per root.
+    absolute = options.replace(f"lowerdir={lower}", "lowerdir=" + ":".join(
+        str(cwd / name) for name in lower.split(":")), 1)
+    if len(absolute) < PAGE:
+        if _libc.mount(b"overlay", mounts.merged_dir.encode(), b"overlay", 0, absolute.encode()) != 0:
+            raise RootfsError(f"mounting overlay on {mounts.merged_dir} failed: "
+                              f"{os.strerror(ctypes.get_errno())}")
+        return
     res = subprocess.run(["mount", "-t", "overlay", "overlay", "-o", options, mounts.merged_dir],
                          cwd=cwd, capture_output=True, text=True)
     if res.returncode != 0:
