@@ -104,7 +104,9 @@ def ensure_veth(
     # Nearly every call makes a new pair: ask for it at once and look closer only if one exists.
     made = _add(ipr, pair)
     if not made and _index(inner, ifname) is None:
-        ipr.link("del", ifname=host_ifname)  # half a pair: start again
+        # Half a pair (its peer elsewhere, maybe in a namespace the kernel is taking down):
+        # start again; a removal racing the kernel's is fine.
+        remove_link(host_ns, host_ifname)
         made = _add(ipr, pair, exist_ok=False)
     if made:
         log.info("veth.created", link=host_ifname, peer=ifname, netns=str(container_ns))
