@@ -1,5 +1,6 @@
-"""The agent's side of `up` and `down`: load the user's stack, store what it wants, and stream
-the steps as the loop runs them until the project converged (or was removed).
+"""The agent's side of the stack verbs: load the user's stack, store what it wants, and stream
+the steps as the loop runs them until the project converged (or was removed); list and act
+on the project's containers for ps, ls and the lifecycle verbs.
 
     POST /v1/up    {load, options, wait?, timeout?}
     POST /v1/down  {project | load, volumes?, timeout?}
@@ -8,11 +9,11 @@ the steps as the loop runs them until the project converged (or was removed).
     POST /v1/act   {project | load, verb, services?, timeout?, signal?}: stop, start,
                    restart, kill, pause, unpause; lines {type: "progress", line} then result
 
-Both answer 400 {"error": "<where>: <what>"} before anything is stored when the request or the
-stack is wrong. Otherwise JSON lines: first {"type": "accepted", project, ...}, then the step
-events of the project ({"type": "step", ...}, as GET /v1/events has them), and last
-{"type": "result", "ok": bool, "error"?, ...}: what the CLI prints, without the CLI loading
-the stack or polling.
+Each answers 400 {"error": "<where>: <what>"} before anything is stored or done when the
+request or the stack is wrong. up and down answer JSON lines: first {"type": "accepted",
+project, ...}, then the step events of the project ({"type": "step", ...}, as GET /v1/events
+has them), and last {"type": "result", "ok": bool, "error"?, ...}: what the CLI prints,
+without the CLI loading the stack or polling.
 """
 
 from __future__ import annotations
@@ -36,10 +37,11 @@ HEALTH_POLL = 0.2
 class ContainerOps(Protocol):
     """ops.Ops, or nothing when the agent runs without a runtime."""
 
-    async def containers(self, project: str) -> list: ...
+    async def containers(self, project: str) -> list: ...  # ops.Brief: name, state, health
+
     async def stop(self, ids: list[str], timeout: float | None) -> None: ...
     async def remove(self, ids: list[str]) -> None: ...
-    async def views(self, project: str) -> list: ...
+    async def views(self, project: str) -> list: ...  # what ps shows
     async def states(self) -> dict[str, list[str]]: ...
     async def act(self, verb: str, cid: str, state: str, *, timeout: float | None,
                   signal: str) -> None: ...
