@@ -38,7 +38,6 @@ class ContainerOps(Protocol):
     """ops.Ops, or nothing when the agent runs without a runtime."""
 
     async def containers(self, project: str) -> list: ...  # ops.Brief: name, state, health
-
     async def stop(self, ids: list[str], timeout: float | None) -> None: ...
     async def remove(self, ids: list[str]) -> None: ...
     async def views(self, project: str) -> list: ...  # what ps shows
