@@ -38,7 +38,7 @@ class Machine:
     def __init__(self, ctx: context.Context) -> None:
         self.ctx = ctx
         self.store = store.Store(ctx.root)
-        self._stacks: dict[str, tuple[int, spec_model.Stack]] = {}
+        self._stacks: dict[str, tuple[tuple, spec_model.Stack]] = {}
         self._dns: dns.Server | None = None
         # Every create and remove asks for a DNS rebuild; concurrent steps share them.
         self._refresh_dns = coalesce.Coalesced(self._rebuild_dns)
@@ -49,10 +49,12 @@ class Machine:
         record = self.store.get(project)
         if record is None:
             raise errors.PermanentError(f"project {project} is not known")
+        # Generations start again at 1 after a `down`: the submission time tells them apart.
+        key = (record.generation, record.updated_at)
         cached = self._stacks.get(project)
-        if cached is None or cached[0] != record.generation:
+        if cached is None or cached[0] != key:
             stack = spec_model.Stack.model_validate(json.loads(record.stack))
-            cached = (record.generation, stack)
+            cached = (key, stack)
             self._stacks[project] = cached
         return cached[1]
 

@@ -118,3 +118,43 @@ networks:
     refused = stack.pc("exec", "-T", "outsider", "sh", "-c",
                        f"nslookup web; timeout 3 wget -q -O - http://{web_ip}/", check=False)
     assert refused.returncode != 0 and "hello" not in refused.stdout
+
+
+def test_stdin_open_keeps_a_shell_service_waiting_for_input(stack):
+    stack.write("""
+services:
+  shell:
+    image: busybox
+    command: ["sh"]
+    stdin_open: true
+    stop_signal: SIGKILL
+  closed:
+    image: busybox
+    command: ["sh"]
+""")
+    done = stack.pc("up", "-d", "--wait", check=False)
+    found = rows(stack)
+    assert found[f"{stack.project}-shell-1"]["State"] == "running", done.stderr
+    # Without stdin_open the shell reads the end of its input at once, as with docker.
+    assert found[f"{stack.project}-closed-1"]["State"] == "exited"
+    assert "stdin_open" not in done.stderr  # applied now: no "not applied" warning
+
+
+def test_up_after_down_runs_the_stack_as_it_is_now(stack):
+    """A project's generations start again after `down`: nothing of the old stack is reused."""
+    app = """
+services:
+  app:
+    image: busybox
+    command: ["sleep", "100000"]
+    stop_signal: SIGKILL
+    environment:
+      COLOUR: {colour}
+"""
+    stack.write(app.format(colour="red"))
+    stack.pc("up", "-d")
+    assert sh(stack, "app", "echo $COLOUR") == "red\n"
+    stack.pc("down")
+    stack.write(app.format(colour="blue"))
+    stack.pc("up", "-d")
+    assert sh(stack, "app", "echo $COLOUR") == "blue\n"
