@@ -158,8 +158,9 @@ async def run_container(ctx: context.Context, stack: spec_model.Stack, project: 
                         command: list[str] | None = None, entrypoint: list[str] | None = None,
                         environment: dict[str, str] | None = None, oneoff: bool = False,
                         tty: bool | None = None, stdin: bool = False, start: bool = True) -> str:
-    """Make (and start) one container of `service`; returns its id (= its name). `stdin`: conmon
-    keeps the process's input open for an attached client (`run -i`)."""
+    """Make (and start) one container of `service`; returns its id (= its name). `stdin` (or
+    the service's `stdin_open`): conmon keeps the process's input open for an attached client
+    (`run -i`), so a shell's input does not end at once."""
     svc = stack.services.get(service)
     if svc is None:
         raise ServiceError(f"no such service: {service}")
@@ -189,7 +190,8 @@ async def run_container(ctx: context.Context, stack: spec_model.Stack, project: 
             volume_dirs=dirs, files=files, network=network, namespaces=namespaces,
             addresses=addresses, nameservers=nameservers, oneoff=oneoff, command=command,
             entrypoint=entrypoint, environment=environment, tty=tty)
-        config = dataclasses.replace(_with_labels(config, {IMAGE_REF: ref}), stdin_open=stdin)
+        config = dataclasses.replace(_with_labels(config, {IMAGE_REF: ref}),
+                                     stdin_open=stdin or bool(svc.stdin_open))
         health = service_config.healthcheck(svc, tuple(record.config.healthcheck_test))
         await lifecycle.create(ctx.layout, config)
         _write_health_check(ctx, cname, health)

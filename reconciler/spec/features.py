@@ -7,14 +7,14 @@ from reconciler.spec import errors, model
 NOT_APPLIED = "parsed but not applied by pcompose yet"
 
 # Service attributes of tiers L (later) and W (platform/Swarm specific), and those the
-# runtime does not apply yet (image builds, logging drivers, stdin of the main process).
+# runtime does not apply yet (image builds, logging drivers).
 SERVICE_ATTRIBUTES = (
     "annotations", "attach", "build", "cgroup", "cgroup_parent", "cpu_count",
     "cpu_percent", "cpu_rt_period", "cpu_rt_runtime",
     "credential_spec", "develop", "device_cgroup_rules", "external_links", "gpus", "group_add",
     "isolation", "logging", "mem_swappiness", "models", "oom_kill_disable",
     "oom_score_adj", "platform", "post_start", "pre_start", "pre_stop", "provider",
-    "pull_refresh_after", "runtime", "stdin_open", "storage_opt", "use_api_socket", "userns_mode",
+    "pull_refresh_after", "runtime", "storage_opt", "use_api_socket", "userns_mode",
     "volumes_from",
 )
 DEPLOY_ATTRIBUTES = ("update_config", "rollback_config", "endpoint_mode", "placement",
