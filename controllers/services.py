@@ -22,6 +22,7 @@ from controllers import context, service_config
 from reconciler.spec import model as spec_model
 from runtime import rootfs, volumes
 from runtime import images
+from runtime.images import registry
 from runtime.net import bridge, netns, records, resolvconf
 from runtime.oci import lifecycle, observe
 from runtime.oci import spec as oci_spec
@@ -34,6 +35,11 @@ COMMAND = "io.pcompose.command"
 
 class ServiceError(Exception):
     """A container of a service cannot be made as the stack asks; the message says why."""
+
+
+class RegistryUnreachable(ServiceError):
+    """The image's registry could not be reached or failed (not: the image does not exist):
+    worth trying again later."""
 
 
 @dataclass(frozen=True)
@@ -173,6 +179,10 @@ async def run_container(ctx: context.Context, stack: spec_model.Stack, project: 
     ref = svc.image or f"{project}-{service}"
     try:
         record = await images.ensure(ctx.images, ref, svc.pull_policy or "missing")
+    except registry.RegistryError as err:
+        if isinstance(err, (registry.NotFound, registry.Unauthorized)):
+            raise ServiceError(f"image {ref}: {err}") from None
+        raise RegistryUnreachable(f"image {ref}: {err}") from None
     except Exception as err:
         raise ServiceError(f"image {ref}: {err}") from None
     _bind_sources(svc)

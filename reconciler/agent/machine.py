@@ -31,7 +31,8 @@ STATES = {"created": model.ContainerState.CREATED, "running": model.ContainerSta
           "paused": model.ContainerState.PAUSED, "exited": model.ContainerState.EXITED}
 LIMITS = "limits.json"
 AWAIT_POLL = 0.2
-AWAIT_PATIENCE = 30.0  # then the step fails for now and the project is looked at again
+AWAIT_PATIENCE = 30.0
+REGISTRY_RETRY = 10.0  # a registry that failed is asked again this much later  # then the step fails for now and the project is looked at again
 
 
 class Machine:
@@ -193,6 +194,8 @@ class Machine:
             cid = await services.run_container(
                 self.ctx, stack, project, svc.name, replica=want.replica, name=want.name,
                 config_hash=svc.config_hash)
+        except services.RegistryUnreachable as err:
+            raise errors.TemporaryError(str(err), REGISTRY_RETRY) from None
         except services.ServiceError as err:
             raise errors.PermanentError(str(err)) from None
         _write_limits(self.ctx, cid, svc.limits)

@@ -150,3 +150,15 @@ def test_a_name_already_in_use_is_refused_and_the_container_keeps_running(stack)
     assert done.returncode != 0 and "already in use" in done.stdout + done.stderr
     assert pids(stack) == before
     assert containers(stack)[taken]["State"] == "running"
+
+
+def test_an_unreachable_registry_is_tried_again_while_a_missing_image_is_not(stack):
+    # Port 9 on loopback: nothing listens, the pull is refused at once.
+    stack.write("services:\n" + sleeper("good")
+                + "  far:\n    image: 127.0.0.1:9/busybox:1\n")
+    done = stack.pc("up", "-d", check=False)
+    assert done.returncode != 0
+    assert "127.0.0.1:9" in done.stderr and "(the agent keeps trying)" in done.stderr
+    status, project = stack.agent_call("GET", f"/v1/projects/{stack.project}")
+    assert status == 200 and project["status"] == "retrying"
+    assert containers(stack)[f"{stack.project}-good-1"]["State"] == "running"
