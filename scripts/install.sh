@@ -27,6 +27,9 @@ fi
 if ! .venv/bin/python -c 'import reconciler, pytest, hypothesis' 2>/dev/null \
    || [ pyproject.toml -nt .venv/.installed ]; then
     .venv/bin/pip install -q --upgrade pip
-    .venv/bin/pip install -q -e '.[test]'
+    # A path entry rather than setuptools' import finder: every pcompose command starts
+    # ~50 ms sooner. The mode is transitional in setuptools; without it, the default works.
+    .venv/bin/pip install -q -e '.[test]' --config-settings editable_mode=compat 2>/dev/null \
+        || .venv/bin/pip install -q -e '.[test]'
     touch .venv/.installed
 fi
