@@ -134,8 +134,9 @@ async def _follow(agent: server.Agent, queue: asyncio.Queue, stream: _Stream, na
     """Steps of `name` to the stream until `generation` is applied (None) or why not: the
     agent gave up, or a step of this submission failed and the agent will try again later
     (`up` then reports it, as docker compose does, while the agent goes on converging)."""
+    look = True
     while True:
-        outcome = _outcome(agent, name, generation, began, deadline)
+        outcome = _outcome(agent, name, generation, began, deadline) if look else None
         if outcome is not None:
             while not queue.empty():  # what happened before the verdict is shown first
                 await _send_step(stream, name, queue.get_nowait())
@@ -143,8 +144,13 @@ async def _follow(agent: server.Agent, queue: asyncio.Queue, stream: _Stream, na
         try:
             event = await asyncio.wait_for(queue.get(), 0.5)
         except TimeoutError:
+            look = True  # now and then, whatever happened: the deadline, a missed event
             continue
         await _send_step(stream, name, event)
+        # Only the end of a reconcile or a failed step can change the verdict: reading the
+        # store on every step of a large stack would cost the loop more than the steps.
+        look = event.project == name and (event.type in ("reconcile", "project")
+                                           or event.status == "failed")
 
 
 def _outcome(agent: server.Agent, name: str, generation: int, began: float,

@@ -47,13 +47,16 @@ class Machine:
     # -- desired ------------------------------------------------------------------------
     def _stack(self, project: str) -> spec_model.Stack:
         """The submitted stack of `project`, parsed once per generation."""
-        record = self.store.get(project)
-        if record is None:
-            raise errors.PermanentError(f"project {project} is not known")
         # Generations start again at 1 after a `down`: the submission time tells them apart.
-        key = (record.generation, record.updated_at)
+        key = self.store.version(project)
+        if key is None:
+            raise errors.PermanentError(f"project {project} is not known")
         cached = self._stacks.get(project)
         if cached is None or cached[0] != key:
+            record = self.store.get(project)
+            if record is None:
+                raise errors.PermanentError(f"project {project} is not known")
+            key = (record.generation, record.updated_at)
             stack = spec_model.Stack.model_validate(json.loads(record.stack))
             cached = (key, stack)
             self._stacks[project] = cached

@@ -96,6 +96,13 @@ class Store:
         row = self._db.execute("SELECT * FROM projects WHERE name = ?", (name,)).fetchone()
         return _record(row) if row else None
 
+    def version(self, name: str) -> tuple[int, float] | None:
+        """(generation, updated_at) of a project: which submission is stored, without
+        reading the stack itself."""
+        row = self._db.execute("SELECT generation, updated_at FROM projects WHERE name = ?",
+                               (name,)).fetchone()
+        return (row["generation"], row["updated_at"]) if row else None
+
     def list(self) -> list[ProjectRecord]:
         rows = self._db.execute("SELECT * FROM projects ORDER BY name").fetchall()
         return [_record(r) for r in rows]
