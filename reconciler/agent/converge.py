@@ -38,6 +38,7 @@ class ContainerOps(Protocol):
     """ops.Ops, or nothing when the agent runs without a runtime."""
 
     async def containers(self, project: str) -> list: ...  # ops.Brief: name, state, health
+    async def converged(self, project: str) -> list: ...  # the same, maybe from the loop
     async def stop(self, ids: list[str], timeout: float | None) -> None: ...
     async def remove(self, ids: list[str]) -> None: ...
     async def views(self, project: str) -> list: ...  # what ps shows
@@ -122,7 +123,8 @@ async def up(request: web.Request) -> web.StreamResponse:
         agent.bus.unsubscribe(queue)
     if error is None and wait:
         error = await _wait_healthy(agent, stored.name, services, deadline)
-    views = await _views(agent, stored.name)
+    views = await agent.ops.converged(stored.name) if agent.ops and error is None and not wait \
+        else await _views(agent, stored.name)
     await stream.send({"type": "result", "ok": error is None, "error": error,
                        "containers": [v.to_json() for v in views
                                       if not v.oneoff and v.service in services]})

@@ -228,7 +228,8 @@ def default_runtime(root: Path, run_dir: Path, host_netns: str | None = None) ->
     from reconciler.agent import machine, ops
 
     ctx = context.make(root, run_dir, netns=host_netns)
-    return dataclasses.replace(machine.runtime_for(ctx), ops=ops.Ops(ctx))
+    runtime = machine.runtime_for(ctx)
+    return dataclasses.replace(runtime, ops=ops.Ops(ctx, recent=runtime.observer.recent))
 
 
 def _stop_on_signals() -> asyncio.Event:

@@ -40,6 +40,9 @@ class Machine:
         self.ctx = ctx
         self.store = store.Store(ctx.root)
         self._stacks: dict[str, tuple[tuple, spec_model.Stack]] = {}
+        # project -> steps begun and ended, and the last observation with that count then.
+        self._acts: dict[str, int] = {}
+        self._seen: dict[str, tuple[int, model.ObservedState]] = {}
         self._dns: dns.Server | None = None
         # Every create and remove asks for a DNS rebuild; concurrent steps share them.
         self._refresh_dns = coalesce.Coalesced(self._rebuild_dns)
@@ -71,7 +74,18 @@ class Machine:
                      for name, key, h in networks.observe(self.ctx, project))
         vols = tuple(model.ObservedVolume(name, project, key, h)
                      for name, key, h in volumes.observe(self.ctx, project))
-        return model.ObservedState(containers, nets, vols, observed_at=time.time())
+        state = model.ObservedState(containers, nets, vols, observed_at=time.time())
+        self._seen[project] = (self._acts.get(project, 0), state)
+        return state
+
+    def recent(self, project: str) -> model.ObservedState | None:
+        """What the last look at `project` saw, if no step began or ended since (then it is
+        what a new look would see, short of a container exiting just now)."""
+        acts, state = self._seen.get(project, (-1, None))
+        return state if acts == self._acts.get(project, 0) else None
+
+    def _acted(self, project: str) -> None:
+        self._acts[project] = self._acts.get(project, 0) + 1
 
     def _container(self, o) -> model.ObservedContainer:
         ctx = self.ctx
@@ -169,9 +183,19 @@ class Machine:
         async def await_(step: plans.Step) -> None:
             await self._await(project, step)
 
-        return {A.CREATE: create, A.RECREATE: recreate, A.UPDATE: update, A.START: start,
-                A.UNPAUSE: unpause, A.RESTART: restart, A.REMOVE: remove, A.REQUIRE: require,
-                A.AWAIT: await_}
+        def counted(function: executor.StepFunction) -> executor.StepFunction:
+            async def run(step: plans.Step) -> None:
+                self._acted(project)
+                try:
+                    await function(step)
+                finally:
+                    self._acted(project)
+            return run
+
+        return {action: counted(function) for action, function in (
+            (A.CREATE, create), (A.RECREATE, recreate), (A.UPDATE, update), (A.START, start),
+            (A.UNPAUSE, unpause), (A.RESTART, restart), (A.REMOVE, remove),
+            (A.REQUIRE, require), (A.AWAIT, await_))}
 
     async def _ensure_network(self, project: str, want: model.DesiredNetwork) -> None:
         stack = self._stack(project)

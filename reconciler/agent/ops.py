@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from controllers import context, services
+from reconciler.plan import model
 from runtime.oci import lifecycle, observe
 
 # verb -> the states it acts on, and the words of its two progress lines (docker compose's).
@@ -47,11 +49,25 @@ def view_json(view: services.ContainerView) -> dict:
 
 
 class Ops:
-    def __init__(self, ctx: context.Context) -> None:
+    def __init__(self, ctx: context.Context,
+                 recent: Callable[[str], model.ObservedState | None] = lambda project: None
+                 ) -> None:
         self.ctx = ctx
+        self.recent = recent  # the loop's last look at a project, if nothing changed since
+
+    async def converged(self, project: str) -> list[Brief]:
+        """The service containers, right after the loop converged the project: what its last
+        look saw when no step ran since (an `up` that changed nothing asks runc once, not
+        twice), else containers()."""
+        seen = self.recent(project)
+        if seen is None:
+            return [b for b in await self.containers(project) if not b.oneoff]
+        return sorted((Brief(c.name, c.name, c.service, c.state.value, c.exit_code,
+                             c.health or "", False) for c in seen.containers),
+                      key=lambda b: b.name)
 
     async def containers(self, project: str) -> list[Brief]:
-        """The project's containers, by name."""
+        """The project's containers, one-off ones too, by name, as runc has them now."""
         found = await services.observed_raw(self.ctx, project)
         return sorted((Brief(o.id, o.id, o.service, o.status, o.exit.code if o.exit else None,
                              self._health(o), o.oneoff) for o in found),
