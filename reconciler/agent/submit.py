@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from reconciler import spec
-from reconciler.agent import desired
 
 
 @dataclass(frozen=True)
@@ -149,8 +148,7 @@ def submission(project: spec.Project, options: UpOptions,
         raise Refused("--force-recreate and --no-recreate are incompatible")
     names = wanted(project, options)
     stack = project.stack
-    hashes = {name: desired.config_hash(stack.services[name], stack, project.environ)
-              for name in names}
+    hashes = {name: project.recreate_hash(name) for name in names}  # as desired.hashes
     if options.services and previous:
         hashes = {name: h for name, h in previous.items()
                   if name in stack.services and name not in hashes} | hashes
