@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 # With their recommends, as on the machines the suite was run on.
 PACKAGES=(runc conmon busybox-static nftables iproute2 skopeo docker-registry tini catatonit
-          etcd-server etcd-client apache2-utils)
+          etcd-server etcd-client apache2-utils openssl mount)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
