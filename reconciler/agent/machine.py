@@ -275,8 +275,7 @@ class Machine:
             self._dns = None
 
     def project_of_exit(self, path: Path) -> str | None:
-        doc = context.read_json(self.ctx.container_dir(path.name) / "config.json")
-        return (doc.get("annotations") or {}).get("io.pcompose.project")
+        return lifecycle.project_of(self.ctx.layout, path.name)
 
 
 def _write_limits(ctx: context.Context, cid: str, limits: model.Limits) -> None:

@@ -251,13 +251,17 @@ def _has_child_cgroups(path: str, root: Path = Path("/sys/fs/cgroup")) -> bool:
     return False
 
 
+def _bundle_config(lay: layout.Layout, cid: str) -> dict:
+    """The container's OCI config.json; {} without a bundle."""
+    try:
+        return json.loads((lay.bundle(cid) / "config.json").read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+
+
 def project_of(lay: layout.Layout, cid: str) -> str | None:
     """The project annotation of the container's bundle; None without a bundle."""
-    try:
-        document = json.loads((lay.bundle(cid) / "config.json").read_text())
-    except (FileNotFoundError, ValueError):
-        return None
-    return (document.get("annotations") or {}).get(spec.A_PROJECT)
+    return (_bundle_config(lay, cid).get("annotations") or {}).get(spec.A_PROJECT)
 
 
 async def _wait_conmon_gone(lay: layout.Layout, cid: str, timeout: float = 10.0) -> None:
@@ -315,11 +319,7 @@ def started_at(lay: layout.Layout, cid: str) -> dt.datetime | None:
 
 
 def _cgroup_path(lay: layout.Layout, cid: str) -> str | None:
-    try:
-        document = json.loads((lay.bundle(cid) / "config.json").read_text())
-    except (FileNotFoundError, ValueError):
-        return None
-    return document.get("linux", {}).get("cgroupsPath")
+    return _bundle_config(lay, cid).get("linux", {}).get("cgroupsPath")
 
 
 def has_exited(lay: layout.Layout, cid: str) -> bool:
