@@ -6,8 +6,9 @@ on the project's containers for ps, ls and the lifecycle verbs.
     POST /v1/down  {project | load, volumes?, timeout?}
     POST /v1/ps    {project | load} -> {project, services, containers: [ps views]}
     GET  /v1/ls    [{name, states, config_files, status}]: every project, known or not
-    POST /v1/act   {project | load, verb, services?, timeout?, signal?}: stop, start,
-                   restart, kill, pause, unpause; lines {type: "progress", line} then result
+    POST /v1/act   {project | load, verb, services?, timeout?, signal?, remove_orphans?}:
+                   stop, start, restart, kill, pause, unpause; lines {type: "progress",
+                   line} then result
 
 Each answers 400 {"error": "<where>: <what>"} before anything is stored or done when the
 request or the stack is wrong. up and down answer JSON lines: first {"type": "accepted",
@@ -288,16 +289,24 @@ async def act(request: web.Request) -> web.StreamResponse:
         signal = body.get("signal", "SIGKILL")
         if not isinstance(signal, str):
             raise ValueError("signal: expected a name or a number")
+        remove_orphans = body.get("remove_orphans", False)
+        if not isinstance(remove_orphans, bool):
+            raise ValueError("remove_orphans: expected true or false")
     except ValueError as error:
         raise server.bad_request(str(error)) from None
     name, project = await _project_of(request, body, {"project", "load", "verb", "services",
-                                                      "timeout", "signal"})
+                                                      "timeout", "signal", "remove_orphans"})
     missing = [s for s in services if project and s not in project.stack.services]
     if missing:
         raise server.bad_request(f"no such service: {missing[0]}")
     states, before, after = ops.VERBS[verb]
-    views = [v for v in await _views(agent, name)
-             if v.state in states and not v.oneoff and (not services or v.service in services)]
+    found = [v for v in await _views(agent, name) if not v.oneoff]
+    views = [v for v in found if v.state in states and (not services or v.service in services)]
+    # `kill --remove-orphans`: containers of services the stack no longer has (the stored
+    # stack's services when the request named the project only).
+    defined = set(project.stack.services) if project else _stored_services(agent, name)
+    orphans = [v for v in found if v.service not in defined] if remove_orphans else []
+    views = [v for v in views if v not in orphans]
     stream = _Stream(request)
     await stream.open()
     failures: list[str] = []
@@ -313,8 +322,19 @@ async def act(request: web.Request) -> web.StreamResponse:
         await stream.send({"type": "progress", "line": f"Container {view.name}  {after}"})
 
     await asyncio.gather(*(one(v) for v in views))
+    if orphans:
+        agent.store.drop_services(name, {v.service for v in orphans})
+    for orphan in orphans:
+        await stream.send({"type": "progress", "line": f"Container {orphan.name}  Removing"})
+        await agent.ops.remove([orphan.id])
+        await stream.send({"type": "progress", "line": f"Container {orphan.name}  Removed"})
     await stream.send({"type": "result", "ok": not failures, "error": "; ".join(failures) or None})
     return stream.response
+
+
+def _stored_services(agent: server.Agent, name: str) -> set[str]:
+    record = agent.store.get(name)
+    return set(json.loads(record.stack).get("services") or {}) if record else set()
 
 
 @routes.get("/v1/ls")

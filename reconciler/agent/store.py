@@ -131,6 +131,17 @@ class Store:
             db.execute("UPDATE projects SET status = ?, reason = ? WHERE name = ? "
                        "AND status != ?", (status, reason, name, REMOVING))
 
+    def drop_services(self, name: str, services: set[str]) -> None:
+        """Want `services` no more (`kill --remove-orphans`: the stack file lost them), so
+        that the loop does not make again what the user had removed."""
+        with self._writing() as db:
+            row = db.execute("SELECT hashes FROM projects WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                return
+            hashes = {k: v for k, v in json.loads(row["hashes"]).items() if k not in services}
+            db.execute("UPDATE projects SET hashes = ? WHERE name = ?",
+                       (json.dumps(hashes), name))
+
     def set_applied(self, name: str, generation: int) -> None:
         """Record that `generation` converged once; never moves backwards."""
         with self._writing() as db:

@@ -225,7 +225,7 @@ def restart(args: argparse.Namespace) -> int:
 
 
 def kill(args: argparse.Namespace) -> int:
-    return _act(args, "kill", signal=args.signal)
+    return _act(args, "kill", signal=args.signal, remove_orphans=args.remove_orphans)
 
 
 def pause(args: argparse.Namespace) -> int:

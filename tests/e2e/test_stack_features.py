@@ -158,3 +158,21 @@ services:
     stack.write(app.format(colour="blue"))
     stack.pc("up", "-d")
     assert sh(stack, "app", "echo $COLOUR") == "blue\n"
+
+
+def test_kill_remove_orphans_kills_the_stack_and_removes_what_it_no_longer_has(stack):
+    service = """
+  {name}:
+    image: busybox
+    command: ["sleep", "100000"]
+    stop_signal: SIGKILL
+"""
+    stack.write("services:" + service.format(name="web") + service.format(name="old"))
+    stack.pc("up", "-d")
+    stack.write("services:" + service.format(name="web"))
+    done = stack.pc("kill", "--remove-orphans")
+    assert f"Container {stack.project}-old-1  Removed" in done.stderr
+    assert f"Container {stack.project}-web-1  Killed" in done.stderr
+    found = rows(stack)
+    assert f"{stack.project}-old-1" not in found
+    assert found[f"{stack.project}-web-1"]["State"] == "exited"
