@@ -34,11 +34,11 @@ def run_dir(unique: str) -> Path:
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests under tests/linux, tests/e2e and tests/cluster need root and the real primitives."""
+    """Tests under tests/linux, tests/e2e, tests/security and tests/cluster need root and the real primitives."""
     is_root = os.geteuid() == 0
     for item in items:
         parts = Path(str(item.fspath)).parts
-        if any(p in parts for p in ("linux", "e2e", "cluster")):
+        if any(p in parts for p in ("linux", "e2e", "cluster", "security")):
             item.add_marker(pytest.mark.linux)
             if not is_root:
                 item.add_marker(pytest.mark.skip(reason="needs root"))
