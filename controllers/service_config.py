@@ -176,6 +176,8 @@ def container_config(
         "com.docker.compose.container-number": str(replica),
         "com.docker.compose.oneoff": "True" if oneoff else "False",
     })
+    if config_hash:  # what `config --hash` prints, under docker compose's name for it
+        labels["com.docker.compose.config-hash"] = config_hash
     return oci_model.ContainerConfig(
         name=cname,
         identity=oci_model.Identity(project, service, replica, config_hash, image_ref, oneoff),

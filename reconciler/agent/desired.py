@@ -14,23 +14,19 @@ from reconciler.spec import model as spec_model
 from reconciler.spec import project as spec_project
 
 
-def config_hash(service: spec_model.Service, stack: spec_model.Stack, environ) -> str:
-    """The spec's hash without the limits a running container takes in place (runc update):
-    changing only those updates the container rather than recreating it."""
-    return hashing.config_hash(service, stack, environ, live=False)
-
-
 def hashes(project: spec_project.Project) -> dict[str, str]:
-    """Config hashes of the enabled services, computed where the files and environment are."""
-    return {name: project.recreate_hash(name) for name in project.services_enabled}
+    """Config hashes of the enabled services, computed where the files and environment are:
+    the ones `config --hash` prints and the containers are labelled with."""
+    return {name: project.config_hash(name) for name in project.services_enabled}
 
 
 def limits(service: spec_model.Service) -> model.Limits:
-    """The limits the container runs with, as plan values (one rule: service_config.resources)."""
+    """The limits the container runs with, as plan values (one rule: service_config.resources).
+    The config hash leaves these out: the plan compares them to update a container in place."""
     r = service_config.resources(service)
     return model.Limits(memory=r.memory_limit, memory_reservation=r.memory_reservation,
                         memory_swap=r.memory_swap, cpus=r.cpus, cpu_shares=r.cpu_shares,
-                        cpuset=r.cpuset_cpus, pids=r.pids_limit)
+                        cpuset=r.cpuset_cpus, pids=r.pids_limit, cpu_period=service.cpu_period)
 
 
 def from_record(record: store.ProjectRecord) -> model.DesiredState:
@@ -40,7 +36,7 @@ def from_record(record: store.ProjectRecord) -> model.DesiredState:
     except ValueError as error:
         raise ValueError(f"stored stack is not a normalized stack: {error}") from None
     wanted = dict(record.hashes) if record.hashes else {
-        name: config_hash(svc, stack, {}) for name, svc in stack.services.items()}
+        name: hashing.config_hash(svc, stack, {}) for name, svc in stack.services.items()}
     missing = sorted(set(wanted) - set(stack.services))
     if missing:
         raise ValueError(f"hashes: no service {', '.join(missing)} in the stack")

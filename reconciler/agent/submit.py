@@ -148,7 +148,7 @@ def submission(project: spec.Project, options: UpOptions,
         raise Refused("--force-recreate and --no-recreate are incompatible")
     names = wanted(project, options)
     stack = project.stack
-    hashes = {name: project.recreate_hash(name) for name in names}  # as desired.hashes
+    hashes = {name: project.config_hash(name) for name in names}  # as desired.hashes
     if options.services and previous:
         hashes = {name: h for name, h in previous.items()
                   if name in stack.services and name not in hashes} | hashes

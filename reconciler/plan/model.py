@@ -57,6 +57,7 @@ class Limits:
     cpu_shares: int | None = None
     cpuset: str | None = None
     pids: int | None = None
+    cpu_period: int | None = None  # microseconds, as written (None: the kernel's default)
 
     def __str__(self) -> str:
         parts = [f"{f.name}={getattr(self, f.name)}" for f in dataclasses.fields(self)
@@ -87,7 +88,8 @@ class DesiredVolume:
 @dataclass(frozen=True)
 class DesiredService:
     """A service as the reconciler needs it; `config_hash` already excludes scale, limits,
-    depends_on and the other keys that must not force a recreate."""
+    depends_on and the other keys that must not force a recreate. `limits` are compared to
+    the container's stored ones: a change of only those is applied in place."""
 
     project: str
     name: str

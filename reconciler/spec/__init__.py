@@ -10,8 +10,7 @@ The reconciler calls one function and catches one error:
     project.services_enabled    # the names the active profiles select, sorted
     project.services            # {name: model.Service} of those
     project.warnings            # [errors.Warning(message, place)]
-    project.config_hash("web")  # sha256 hex of the service as it must run, stable across runs
-    project.recreate_hash("web")  # the same without limits `runc update` can change in place
+    project.config_hash("web")  # sha256 hex of what recreates the container when it changes
     graph.start_order(project.stack, project.services_enabled)  # [["db"], ["api"], ["web"]]
     units.parse_duration("1m30s"), units.parse_bytes("1.5G")   # durations stay strings
 

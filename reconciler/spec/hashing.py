@@ -1,4 +1,9 @@
-"""The config hash of a service: what, when it changes, means the container must be recreated."""
+"""The config hash of a service: what, when it changes, means the container must be recreated.
+
+One rule: `config --hash` prints it and the container carries it (label and annotation). Resource
+limits that a running container takes in place (`runc update`) are not in it; the plan compares
+those limits themselves.
+"""
 
 from __future__ import annotations
 
@@ -14,22 +19,20 @@ EXCLUDED = {"scale", "depends_on", "profiles", "build", "pull_policy", "extensio
             "env_file", "label_file"}
 
 
-# What `runc update` changes on a running container: a change here alone needs no recreate.
+# What `runc update` changes on a running container: a change here alone needs no recreate,
+# so it stays out of the hash (reconciler.plan compares the limits).
 LIVE_UPDATABLE = {"cpus", "cpu_shares", "cpu_quota", "cpu_period", "cpuset", "mem_limit",
                   "mem_reservation", "memswap_limit", "pids_limit"}
 
 
-def canonical(service: model.Service, stack: model.Stack, environ: Mapping[str, str],
-              live: bool = True) -> dict:
-    """The normalized service as hashed: exclusions removed, secret/config contents added.
-
-    `live=False` also leaves out the resource limits a running container can take in place.
-    """
-    data = service.model_dump(mode="json", exclude=EXCLUDED if live else EXCLUDED | LIVE_UPDATABLE)
+def canonical(service: model.Service, stack: model.Stack, environ: Mapping[str, str]) -> dict:
+    """The normalized service as hashed: exclusions and live-updatable limits removed,
+    secret/config contents added."""
+    data = service.model_dump(mode="json", exclude=EXCLUDED | LIVE_UPDATABLE)
     if isinstance(data.get("deploy"), dict):
         data["deploy"].pop("replicas", None)
         resources = data["deploy"].get("resources")
-        if not live and isinstance(resources, dict):
+        if isinstance(resources, dict):
             resources.pop("limits", None)
             if isinstance(resources.get("reservations"), dict):
                 for key in ("cpus", "memory"):
@@ -50,9 +53,9 @@ def canonical(service: model.Service, stack: model.Stack, environ: Mapping[str, 
     return data
 
 
-def config_hash(service: model.Service, stack: model.Stack, environ: Mapping[str, str],
-                live: bool = True) -> str:
-    text = json.dumps(canonical(service, stack, environ, live), sort_keys=True,
+def config_hash(service: model.Service, stack: model.Stack, environ: Mapping[str, str]) -> str:
+    """sha256 hex of the canonical JSON: equal exactly when the container need not be recreated."""
+    text = json.dumps(canonical(service, stack, environ), sort_keys=True,
                       separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode()).hexdigest()
 

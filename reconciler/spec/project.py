@@ -36,20 +36,13 @@ class Project:
     _hashes: dict = dataclasses.field(default_factory=dict, repr=False)
 
     def config_hash(self, service_name: str) -> str:
-        """sha256 of the normalized service, without what must not cause a recreate."""
+        """sha256 of the normalized service, without what must not cause a recreate (limits
+        `runc update` applies in place among them): what `config --hash` prints and the
+        container is labelled with."""
         if service_name not in self._hashes:
             svc = self.stack.services[service_name]
             self._hashes[service_name] = hashing.config_hash(svc, self.stack, self.environ)
         return self._hashes[service_name]
-
-    def recreate_hash(self, service_name: str) -> str:
-        """config_hash without the resource limits `runc update` applies to a running container:
-        when only config_hash changes, update in place; when this changes, recreate."""
-        key = ("recreate", service_name)
-        if key not in self._hashes:
-            svc = self.stack.services[service_name]
-            self._hashes[key] = hashing.config_hash(svc, self.stack, self.environ, live=False)
-        return self._hashes[key]
 
     @property
     def services(self) -> dict[str, model.Service]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -82,6 +83,30 @@ def test_limits_do_not_change_the_hash_but_other_keys_do(tmp_path: Path):
         "image: busybox\n    ports", "image: busybox:2\n    ports")))
     assert base["web"] == more_memory["web"] == no_limits["web"]
     assert new_image["web"] != base["web"] and new_image["db"] == base["db"]
+
+
+def test_the_hashes_sent_are_the_ones_config_hash_prints(tmp_path: Path):
+    project = load(tmp_path)
+    assert desired.hashes(project) == {n: project.config_hash(n) for n in ("db", "web")}
+    stored = desired.from_record(record(project))
+    assert stored.service("web").config_hash == project.config_hash("web")
+    # A record without hashes (an older agent's) derives the same ones from its stack.
+    bare = store.ProjectRecord("shop", record(project).stack)
+    assert desired.from_record(bare).service("web").config_hash == project.config_hash("web")
+
+
+def test_a_cpu_period_change_alone_is_planned_in_place(tmp_path: Path):
+    text = STACK.replace("mem_limit: 64m", "mem_limit: 64m\n    cpus: 0.5")
+    before = desired.from_record(record(load(tmp_path, text)))
+    after = desired.from_record(record(load(tmp_path, text.replace(
+        "cpus: 0.5", "cpus: 0.5\n    cpu_period: 50000"))))
+    web = before.service("web")
+    assert after.service("web").limits == dataclasses.replace(web.limits, cpu_period=50000)
+    observed = model.ObservedState((model.ObservedContainer(
+        "shop-web-1", "shop", "web", 1, web.config_hash, None, model.ContainerState.RUNNING,
+        limits=web.limits),))
+    plan = str(diff.diff(after, observed)).splitlines()
+    assert "#6 service:web:1 update (limits changed) after #2, #3, #5" in plan
 
 
 def test_a_limits_only_change_is_planned_in_place(tmp_path: Path):

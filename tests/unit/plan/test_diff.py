@@ -107,6 +107,18 @@ def test_limits_only_change_updates_in_place():
     assert plan_text(state(limited), running(WEB)) == "#1 service:web:1 update (limits changed)"
 
 
+def test_limits_and_config_change_recreates_once_with_the_new_limits():
+    changed = dataclasses.replace(WEB, config_hash="h-web-2",
+                                  limits=model.Limits(memory=64 << 20))
+    assert plan_text(state(changed), running(WEB)) == "#1 service:web:1 recreate (config changed)"
+
+
+def test_limits_change_of_a_stopped_container_recreates_it_when_it_must_start():
+    limited = dataclasses.replace(WEB, limits=model.Limits(pids=10))
+    assert plan_text(state(limited), running(WEB, state=EXITED), start_stopped=True) == \
+        "#1 service:web:1 recreate (limits changed)"
+
+
 def test_force_and_no_recreate():
     assert plan_text(state(WEB), running(WEB), force_recreate=True) == \
         "#1 service:web:1 recreate (forced)"

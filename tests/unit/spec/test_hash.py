@@ -35,14 +35,14 @@ def test_hash_is_stable_across_loads(tmp_path):
 def test_what_must_not_recreate_leaves_the_hash_alone(tmp_path):
     base = web_hash(tmp_path)
     for extra in ("scale: 3", "deploy: {replicas: 2}", "profiles: [x, y]", "pull_policy: always",
-                  "build: {context: .}", "x-note: hello"):
+                  "build: {context: .}", "x-note: hello", "mem_limit: 1g",
+                  "deploy: {resources: {limits: {memory: 1g}}}"):
         assert web_hash(tmp_path, extra) == base, extra
 
 
 def test_what_must_recreate_changes_the_hash(tmp_path):
     base = web_hash(tmp_path)
-    for extra in ("user: nobody", "ports: ['80']", "deploy: {resources: {limits: {memory: 1g}}}",
-                  "read_only: true",
+    for extra in ("user: nobody", "ports: ['80']", "read_only: true", "shm_size: 1g",
                   "labels: {a: b}"):
         assert web_hash(tmp_path, extra) != base, extra
 
@@ -68,12 +68,23 @@ def test_networks_joined_are_part_of_the_hash(tmp_path):
     assert load(tmp_path, text % "a").config_hash("web") != load(tmp_path, text % "b").config_hash("web")
 
 
-def test_resource_limits_change_the_config_hash_but_not_the_recreate_hash(tmp_path):
+def test_limits_applied_in_place_are_not_in_the_config_hash(tmp_path):
+    """`runc update` takes them on a running container: the plan compares the limits."""
     text = "services:\n  web:\n    image: x\n    %s\n"
     small = load(tmp_path, text % "deploy: {resources: {limits: {memory: 64m, cpus: '0.5'}}}")
     big = load(tmp_path, text % "deploy: {resources: {limits: {memory: 1g, cpus: '2'}}}")
-    legacy = load(tmp_path, text % "mem_limit: 1g")
+    legacy = load(tmp_path, text % "mem_limit: 1g\n    cpus: 2\n    pids_limit: 9\n    cpu_period: 5000")
+    none = load(tmp_path, text % "user: root")
     user = load(tmp_path, text % "user: nobody")
-    assert small.config_hash("web") != big.config_hash("web")
-    assert small.recreate_hash("web") == big.recreate_hash("web") == legacy.recreate_hash("web")
-    assert user.recreate_hash("web") != small.recreate_hash("web")
+    assert small.config_hash("web") == big.config_hash("web") == legacy.config_hash("web") \
+        == load(tmp_path, "services:\n  web:\n    image: x\n").config_hash("web")
+    assert user.config_hash("web") != none.config_hash("web")
+
+
+def test_the_hash_of_a_service_with_limits_is_the_one_its_containers_were_labelled_with(tmp_path):
+    """Containers made before the hash had one rule carry the hash of the service without
+    its limits: a restarted agent must find them up to date, not recreate them all."""
+    project = load(tmp_path, "services:\n  web:\n    image: x\n    mem_limit: 64m\n"
+                             "    cpus: 0.5\n    command: [sleep, '1']\n")
+    assert project.config_hash("web") == \
+        "f9ee7c98c19bba64f719c32fc98070126c83c3c9573e7e7a5d8fc51a4e644b2f"
