@@ -8,6 +8,7 @@ import contextlib
 import fcntl
 import os
 import signal
+import sqlite3
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,12 +19,18 @@ import structlog
 from reconciler.agent import api, container_events, events, launcher, metrics, server, store
 from reconciler.engine import controller, errors, executor, loop, sources
 from reconciler.plan import model, plans
+from runtime import statefiles
 
 log = structlog.get_logger(__name__)
 
 
 class AlreadyRunning(Exception):
     """Another agent holds this run dir."""
+
+
+class TaskFailed(Exception):
+    """A task that must run for the agent's life ended: the agent stopped, and says which.
+    An agent that lives on without its resync or exit watch would look alive and do nothing."""
 
 
 # The exit code of an agent that found another one on its run dir: a launcher that raced
@@ -163,17 +170,43 @@ def _start_reconciling(agent: server.Agent, runtime: Runtime, resync: float,
             directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         tasks.append(asyncio.ensure_future(sources.watch_paths(
             runtime.exit_dirs, _projects_of_exits(agent, runtime), ctrl.queue)))
-    for task in tasks:
-        task.add_done_callback(_report_end)
     return tasks
 
 
-def _report_end(task: asyncio.Task) -> None:
-    """A source or background task must run for the agent's life: say so if one ends."""
-    if not task.cancelled() and task.exception() is not None:
+class _Lifelines:
+    """The tasks that must run for the agent's life. The first one that ends, by an error or
+    not, is logged (with its traceback) and ends the agent with TaskFailed."""
+
+    def __init__(self, tasks: list[asyncio.Task]) -> None:
+        self.ended = asyncio.Event()
+        self.failure: str | None = None
+        for task in tasks:
+            task.add_done_callback(self._report_end)
+
+    def _report_end(self, task: asyncio.Task) -> None:
+        if task.cancelled():  # the agent stopping cancels them
+            return
+        name = task.get_coro().__qualname__
         error = task.exception()
-        log.error("agent.task_failed", task=task.get_coro().__qualname__,
-                  error=f"{type(error).__name__}: {error}")
+        if error is None:
+            log.error("agent.task_failed", task=name, error="it returned")
+            failure = f"{name} ended"
+        else:
+            log.error("agent.task_failed", task=name, exc_info=error,
+                      error=f"{type(error).__name__}: {error}")
+            failure = f"{name} failed: {type(error).__name__}: {error}"
+        if self.failure is None:
+            self.failure = failure
+        self.ended.set()
+
+    async def wait(self, stop: asyncio.Event) -> None:
+        """Until `stop` is set or a task ended."""
+        waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self.ended.wait())]
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
 
 
 def _projects_of_exits(agent: server.Agent, runtime: Runtime):
@@ -194,20 +227,23 @@ def _projects_of_exits(agent: server.Agent, runtime: Runtime):
 async def run(root: Path, run_dir: Path, *, runtime: Runtime | None = None,
               resync: float = 30.0, workers: int = 4,
               stop: asyncio.Event | None = None) -> None:
-    """Serve until `stop` is set (or SIGTERM/SIGINT when it is not given)."""
-    run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    """Serve until `stop` is set (or SIGTERM/SIGINT when it is not given). Raises
+    store.Damaged without serving when the store fails its check, and TaskFailed after
+    stopping when a task that must run for the agent's life ended."""
+    tighten_dirs(root, run_dir)
     stop = stop if stop is not None else _stop_on_signals()
     with run_dir_lock(run_dir):
-        st = store.Store(root)
+        st = open_store(root)
         agent = server.Agent(st, events.EventBus(), metrics.Metrics(), root, run_dir,
                              ops=runtime.ops if runtime else None)
         tasks = _start_reconciling(agent, runtime, resync, workers) if runtime else []
         sock = api.socket_path(run_dir)
         runner = await server.serve(server.make_app(agent), sock)
+        lifelines = _Lifelines(tasks)
         log.info("agent.started", pid=os.getpid(), root=str(root), run_dir=str(run_dir),
                  reconciling=runtime is not None)
         try:
-            await stop.wait()
+            await lifelines.wait(stop)
         finally:
             for task in tasks:
                 task.cancel()
@@ -215,7 +251,43 @@ async def run(root: Path, run_dir: Path, *, runtime: Runtime | None = None,
             await runner.cleanup()
             sock.unlink(missing_ok=True)
             st.close()
-            log.info("agent.stopped", pid=os.getpid())
+            log.info("agent.stopped", pid=os.getpid(), failure=lifelines.failure)
+    if lifelines.failure is not None:
+        raise TaskFailed(lifelines.failure)
+
+
+def tighten_dirs(root: Path, run_dir: Path) -> None:
+    """The state root and run dir are root's only (0700), whoever made them and how: a
+    local user who could enter them would run the setuid files containers leave in their
+    roots, and read every stack's environment."""
+    for path in (root, run_dir):
+        before = statefiles.tighten(path)
+        if before is not None:
+            log.warning("state_dir.tightened", path=str(path), was=before, now="0700")
+
+
+def open_store(root: Path) -> store.Store:
+    """The store, checked page by page before the agent serves from it; a store that passes
+    is copied aside as the last good one (store.Damaged names that copy)."""
+    st = store.Store(root)
+    try:
+        st.check()
+        backup = st.back_up()
+    except BaseException:
+        st.close()
+        raise
+    log.info("store.checked", path=str(st.path), backup=str(backup))
+    return st
+
+
+def _back_up(st: store.Store) -> None:
+    """At a stop: the store as the last good copy, if it still passes its check."""
+    try:
+        st.check()
+        st.back_up()
+    except (store.Damaged, OSError, sqlite3.Error) as error:
+        log.error("store.not_backed_up", path=str(st.path), error=str(error))
+            _back_up(st)  # what this agent stored since it started is in the copy too
 
 
 def default_runtime(root: Path, run_dir: Path, host_netns: str | None = None) -> Runtime | None:

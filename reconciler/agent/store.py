@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime as dt
 import json
 import os
 import sqlite3
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler.plan import model
+from runtime import statefiles
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS projects (
@@ -52,23 +55,87 @@ class ProjectRecord:
     hashes: tuple[tuple[str, str], ...] = ()  # (service, config hash) of the enabled services
 
 
+DB = "desired.db"
+BACKUP = "desired.db.bak"  # the last store that passed its check, copied when an agent starts
+
+
+class Damaged(Exception):
+    """The store's file is damaged; the message names it and the last good copy."""
+
+    def __init__(self, path: Path, detail: str) -> None:
+        backup = path.with_name(BACKUP)
+        try:
+            made = dt.datetime.fromtimestamp(backup.stat().st_mtime).strftime("%Y-%m-%d %H:%M:%S")
+        except FileNotFoundError:
+            found = f"there is no copy to go back to ({backup} does not exist)"
+        else:
+            found = (f"the last good copy is {backup} (of {made}); to go back to it, with no "
+                     f"agent running: cp {backup} {path} && rm -f {path}-wal {path}-shm")
+        super().__init__(f"the desired-state store {path} is damaged ({detail}); the agent "
+                         f"will not start on it: {found}")
+        self.path, self.backup = path, backup
+
+
 class Store:
     """Each call is one short transaction; writers take the lock up front (BEGIN IMMEDIATE)
     so two agents or CLIs never interleave a read-modify-write."""
 
     def __init__(self, root: Path) -> None:
-        root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.path = root / "desired.db"
-        self._db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None,
-                                   check_same_thread=False)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(SCHEMA)
-        os.chmod(self.path, 0o600)
+        statefiles.private_dir(root)
+        self.path = root / DB
+        # Made 0600 before SQLite opens it: SQLite gives the -wal and -shm it makes the mode
+        # of the database file, and they hold the same stacks (environment values included).
+        os.close(statefiles.open_private(self.path, os.O_RDWR | os.O_CREAT))
+        try:
+            self._db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None,
+                                       check_same_thread=False)
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(SCHEMA)
+        except sqlite3.DatabaseError as error:
+            if isinstance(error, sqlite3.OperationalError):
+                raise  # locked, out of space: the file may well be sound
+            raise Damaged(self.path, str(error)) from None
+        for kept in ("-wal", "-shm"):  # made wider by an older version
+            statefiles.narrow(f"{self.path}{kept}")
 
     def close(self) -> None:
         self._db.close()
+
+    def check(self) -> None:
+        """Raise Damaged unless every page of the store reads back sound (quick_check)."""
+        try:
+            found = [row[0] for row in self._db.execute("PRAGMA quick_check").fetchall()]
+        except sqlite3.DatabaseError as error:
+            found = [str(error)]
+        if found != ["ok"]:
+            more = f" and {len(found) - 1} more" if len(found) > 1 else ""
+            raise Damaged(self.path, f"quick_check: {found[0] if found else 'no answer'}{more}")
+
+    def back_up(self) -> Path:
+        """Copy the store, as one consistent snapshot, to desired.db.bak (0600), replacing the
+        last copy only once the new one is whole."""
+        backup = self.path.with_name(BACKUP)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{BACKUP}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            target = sqlite3.connect(tmp)
+            try:
+                self._db.backup(target)
+            finally:
+                target.close()
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, backup)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        return backup
 
     @contextlib.contextmanager
     def _writing(self) -> Iterator[sqlite3.Connection]:

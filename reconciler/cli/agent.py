@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     if args.stop:
         return stop(Path(args.run_dir))
     # Imported here: every other verb would otherwise pay for the agent's imports at start.
-    from reconciler.agent import daemon, logs
+    from reconciler.agent import daemon, logs, store
 
     json_output = {"auto": None, "json": True, "console": False}[args.log_format]
     logs.configure(json_output=json_output, level=args.log_level)
@@ -73,6 +73,10 @@ def run(args: argparse.Namespace) -> int:
                                resync=args.resync))
     except daemon.AlreadyRunning as error:
         raise common.UserFacingError(str(error), daemon.EXIT_ALREADY_RUNNING) from None
+    except store.Damaged as error:
+        raise common.UserFacingError(str(error)) from None
+    except daemon.TaskFailed as error:  # logged with its traceback above
+        raise common.UserFacingError(f"the agent stopped: {error}") from None
     except OSError as error:
         raise common.UserFacingError(f"cannot start the agent: {error}") from None
     return 0

@@ -1,0 +1,86 @@
+"""Dirs and files of the state root and run dir: private to root, and replaced whole.
+
+The state root holds what containers left in their roots (a setuid binary in rootfs/<c>/merged
+runs as root for whoever reaches it) and every stack's environment values, so the root and
+the run dir are 0700 root whoever makes them first, and files that hold configuration are 0600.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+PRIVATE_DIR = 0o700
+PRIVATE_FILE = 0o600
+
+
+def private_dir(path: str | os.PathLike) -> Path:
+    """`path` as a dir, made 0700 if it is missing (its missing parents as the umask says);
+    an existing one is left as it is (the agent tightens the root and run dir: `tighten`)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.mkdir(path, PRIVATE_DIR)
+    except FileExistsError:
+        pass
+    return path
+
+
+def tighten(path: str | os.PathLike) -> str | None:
+    """Make `path` a dir of root's only (0700, owned by us), making it if missing; what it
+    was before ("0755 1000:1000") when it had to change, else None."""
+    path = private_dir(path)
+    st = os.stat(path)
+    owner = (os.geteuid(), os.getegid())
+    if st.st_mode & 0o7777 == PRIVATE_DIR and (st.st_uid, st.st_gid) == owner:
+        return None
+    if (st.st_uid, st.st_gid) != owner:
+        # Before the mode: the dir must not be another user's with 0700 even for a moment.
+        os.chmod(path, 0)
+        os.chown(path, *owner)
+    os.chmod(path, PRIVATE_DIR)
+    return f"{st.st_mode & 0o7777:04o} {st.st_uid}:{st.st_gid}"
+
+
+def write(path: str | os.PathLike, data: str | bytes, mode: int = PRIVATE_FILE) -> None:
+    """Replace `path` whole with `data` and the given mode: a reader sees the old file or the
+    new one, never half of one, and never the new content under a wider mode."""
+    path = Path(path)
+    # A name of our own (mkstemp makes it 0600): two writers of one file never share a temp.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            if mode != PRIVATE_FILE:
+                os.fchmod(out.fileno(), mode)
+            out.write(data.encode() if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def open_private(path: str | os.PathLike, flags: int = os.O_WRONLY | os.O_CREAT | os.O_APPEND):
+    """A file descriptor on `path`, made 0600 if new and narrowed to 0600 if it was wider
+    (a log kept from before)."""
+    fd = os.open(path, flags | os.O_CLOEXEC, PRIVATE_FILE)
+    try:
+        if os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, PRIVATE_FILE)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def narrow(path: str | os.PathLike, mode: int = PRIVATE_FILE) -> None:
+    """Take away from an existing file the permissions beyond `mode`; a missing file is fine."""
+    try:
+        current = os.stat(path).st_mode & 0o7777
+    except FileNotFoundError:
+        return
+    if current & ~mode:
+        os.chmod(path, current & mode)
