@@ -237,9 +237,9 @@ async def run(root: Path, run_dir: Path, *, runtime: Runtime | None = None,
         agent = server.Agent(st, events.EventBus(), metrics.Metrics(), root, run_dir,
                              ops=runtime.ops if runtime else None)
         tasks = _start_reconciling(agent, runtime, resync, workers) if runtime else []
+        lifelines = _Lifelines(tasks)
         sock = api.socket_path(run_dir)
         runner = await server.serve(server.make_app(agent), sock)
-        lifelines = _Lifelines(tasks)
         log.info("agent.started", pid=os.getpid(), root=str(root), run_dir=str(run_dir),
                  reconciling=runtime is not None)
         try:
@@ -250,6 +250,7 @@ async def run(root: Path, run_dir: Path, *, runtime: Runtime | None = None,
             await asyncio.gather(*tasks, return_exceptions=True)
             await runner.cleanup()
             sock.unlink(missing_ok=True)
+            _back_up(st)  # what this agent stored since it started is in the copy too
             st.close()
             log.info("agent.stopped", pid=os.getpid(), failure=lifelines.failure)
     if lifelines.failure is not None:
@@ -287,7 +288,6 @@ def _back_up(st: store.Store) -> None:
         st.back_up()
     except (store.Damaged, OSError, sqlite3.Error) as error:
         log.error("store.not_backed_up", path=str(st.path), error=str(error))
-            _back_up(st)  # what this agent stored since it started is in the copy too
 
 
 def default_runtime(root: Path, run_dir: Path, host_netns: str | None = None) -> Runtime | None:
