@@ -2,7 +2,8 @@
 
 YAML 1.2 scalars (`yes`, `on`, `20:30` stay strings; `0440` is octal as in Go), anchors and
 aliases expanded into independent copies, `<<:` merge keys, `!reset` / `!override` tags kept
-as markers for the merge step, string keys only, duplicate keys refused.
+as markers for the merge step, string keys only, duplicate keys refused, alias bombs refused
+as go-yaml refuses them (docker compose's parser).
 """
 
 from __future__ import annotations
@@ -32,8 +33,14 @@ SEQ = "tag:yaml.org,2002:seq"
 RESET_TAG = "!reset"
 OVERRIDE_TAG = "!override"
 
-# An expanded document larger than this is refused: alias bombs must not eat the machine.
+# A file larger than this once its aliases are expanded is refused, whatever its aliasing.
 MAX_NODES = 2_000_000
+# go-yaml's alias budget: of the nodes a file decodes, the share that may come from expanding
+# aliases is 99% up to ALIAS_RATIO_LOW nodes, then falls linearly to 10% at ALIAS_RATIO_HIGH,
+# so aliases add at most about 400,000 nodes to a file, and a classic bomb is refused within
+# a few thousand.
+ALIAS_RATIO_LOW = 400_000
+ALIAS_RATIO_HIGH = 4_000_000
 # No Compose attribute nests this deep; the later steps recurse, so refuse it at the door.
 MAX_DEPTH = 100
 
@@ -83,6 +90,28 @@ def place_in(file: str, positions: dict, path: tuple) -> errors.Place:
     return errors.Place(file, None, None, path)
 
 
+def allowed_alias_ratio(decoded: int) -> float:
+    """The share of `decoded` nodes that may come from aliases (go-yaml's allowedAliasRatio)."""
+    if decoded <= ALIAS_RATIO_LOW:
+        return 0.99
+    if decoded >= ALIAS_RATIO_HIGH:
+        return 0.10
+    return 0.99 - 0.89 * (decoded - ALIAS_RATIO_LOW) / (ALIAS_RATIO_HIGH - ALIAS_RATIO_LOW)
+
+
+class _Budget:
+    """Nodes decoded so far in one file, and how many of them an alias expanded: shared by the
+    file's documents, so three documents cannot each spend a whole budget."""
+
+    def __init__(self) -> None:
+        self.decoded = 0
+        self.aliased = 0
+
+    def excessive(self) -> bool:
+        return self.aliased > 100 and self.decoded > 1000 and \
+            self.aliased / self.decoded > allowed_alias_ratio(self.decoded)
+
+
 class _Resolver(yaml.resolver.BaseResolver):
     """The YAML 1.2 core schema with Go's integer forms, as yaml.v3 resolves plain scalars."""
 
@@ -125,11 +154,12 @@ def load_text(text: str, file: str) -> list[Document]:
     """Parse every document of `text`; raises SpecError with the place of a syntax error."""
     loader = _Loader(text)
     docs = []
+    budget = _Budget()
     try:
         while loader.check_node():
             node = loader.get_node()
             if node is not None:
-                docs.append(_to_document(node, file))
+                docs.append(_to_document(node, file, budget))
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         problem = err.problem or err.context or "invalid YAML"
@@ -153,8 +183,8 @@ def load_file(path: str) -> list[Document]:
     return load_text(text, path)
 
 
-def _to_document(node: ynodes.Node, file: str) -> Document:
-    conv = _Converter(file)
+def _to_document(node: ynodes.Node, file: str, budget: _Budget) -> Document:
+    conv = _Converter(file, budget)
     data = conv.value(node, ())
     if data is None:
         data = {}
@@ -171,20 +201,39 @@ def _mark_place(file: str, node: ynodes.Node, path: tuple) -> errors.Place:
 class _Converter:
     """Walks the node graph once; aliases become fresh copies, so later steps may mutate freely."""
 
-    def __init__(self, file: str) -> None:
+    def __init__(self, file: str, budget: _Budget) -> None:
         self.file = file
         self.positions: dict = {}
         self.active: set[int] = set()
-        self.count = 0
+        # PyYAML hands an alias over as the anchored node itself: a collection met a second
+        # time is an alias being expanded.
+        self.seen: set[int] = set()
+        self.budget = budget
+        self.alias_depth = 0
+        self.alias_use: tuple = ()  # the path of the outermost alias being expanded
+
+    def _tick(self, count: int, node: ynodes.Node, path: tuple) -> None:
+        budget = self.budget
+        budget.decoded += count
+        if self.alias_depth:
+            budget.aliased += count
+            if budget.excessive():
+                raise self._too_much(f"document contains excessive aliasing ({budget.aliased} "
+                                     f"of its first {budget.decoded} nodes come from aliases)")
+        if budget.decoded > MAX_NODES:
+            raise errors.SpecError(f"file too large: more than {MAX_NODES} nodes once "
+                                   "aliases are expanded", _mark_place(self.file, node, path))
+
+    def _too_much(self, message: str) -> errors.SpecError:
+        # The anchored nodes carry the anchor's marks; the alias was written in its parent.
+        place = place_in(self.file, self.positions, self.alias_use[:-1])
+        return errors.SpecError(message, dataclasses.replace(place, path=self.alias_use))
 
     def value(self, node: ynodes.Node, path: tuple):
-        self.count += 1
+        self._tick(1, node, path)
         if len(path) > MAX_DEPTH:
             raise errors.SpecError(f"nested deeper than {MAX_DEPTH} levels",
                                    _mark_place(self.file, node, path[:MAX_DEPTH]))
-        if self.count > MAX_NODES:
-            raise errors.SpecError("document too large after expanding aliases",
-                                   _mark_place(self.file, node, path))
         tag = node.tag
         if tag == RESET_TAG:
             return RESET
@@ -197,15 +246,25 @@ class _Converter:
         return self._collection(node, path)
 
     def _collection(self, node: ynodes.Node, path: tuple):
-        if id(node) in self.active:
+        key = id(node)
+        if key in self.active:
             raise errors.SpecError("recursive alias", _mark_place(self.file, node, path))
-        self.active.add(id(node))
+        aliased = key in self.seen
+        if aliased:
+            if not self.alias_depth:
+                self.alias_use = path
+            self.alias_depth += 1
+        else:
+            self.seen.add(key)
+        self.active.add(key)
         try:
             if isinstance(node, ynodes.SequenceNode):
                 return self._sequence(node, path)
             return self._mapping(node, path)
         finally:
-            self.active.discard(id(node))
+            self.active.discard(key)
+            if aliased:
+                self.alias_depth -= 1
 
     def _sequence(self, node: ynodes.SequenceNode, path: tuple) -> list:
         out = []
@@ -218,6 +277,7 @@ class _Converter:
     def _mapping(self, node: ynodes.MappingNode, path: tuple) -> dict:
         merged: dict = {}
         explicit: dict = {}
+        self._tick(len(node.value), node, path)  # the keys, as go-yaml counts them
         for key_node, value_node in node.value:
             if key_node.tag == MERGE:
                 self._merge_into(merged, value_node, path)
