@@ -18,7 +18,7 @@ class ServicePort(mb.Spec):
     mode: str = "ingress"
     host_ip: str | None = None
     target: mb.Port
-    published: Annotated[mb.PortString, StringConstraints(pattern=r"^[0-9]+(-[0-9]+)?$")] | None = None
+    published: mb.PublishedPort | None = None
     protocol: str = "tcp"
     app_protocol: str | None = None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field,
@@ -9,6 +10,8 @@ from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fi
 from pydantic_core import PydanticCustomError
 
 from reconciler.spec import units
+
+_PORT_RANGE = re.compile(r"^([0-9]+)(?:-([0-9]+))?$")
 
 NAME_PATTERN = r"^[a-zA-Z0-9._-]+$"
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
@@ -95,14 +98,29 @@ def _int_to_str(value):
     return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
-PortString = Annotated[str, BeforeValidator(_int_to_str)]
+def _port_number(value: int) -> int:
+    if not 1 <= value <= 65535:
+        raise PydanticCustomError("port", f"{value} is not a port in 1-65535")
+    return value
+
+
+def _port_range(value: str) -> str:
+    match = _PORT_RANGE.match(value)
+    if match:
+        first, last = int(match[1]), int(match[2] or match[1])
+        if 1 <= first <= last <= 65535:
+            return value
+    raise PydanticCustomError("port", f"{value!r} is not a port or range of ports in 1-65535")
+
+
+PublishedPort = Annotated[str, BeforeValidator(_int_to_str), AfterValidator(_port_range)]
 Duration = Annotated[str, AfterValidator(_check_duration)]
 Bytes = Annotated[int, BeforeValidator(_to_bytes)]
 BytesOrUnlimited = Annotated[int, BeforeValidator(_to_bytes_or_unlimited)]
 ScalarStr = Annotated[str | None, BeforeValidator(_scalar_to_str)]
 StrMap = dict[str, ScalarStr]
 FileMode = Annotated[int, BeforeValidator(_file_mode)]
-Port = Annotated[int, Field(ge=0, le=65535)]
+Port = Annotated[int, AfterValidator(_port_number)]
 
 
 class Ulimit(Spec):

@@ -64,7 +64,7 @@ def _port_range(text: str, what: str, full: str) -> tuple[int, int]:
         raise ShortSyntaxError(f'"{full}" is not a valid port mapping ({what} {text!r})')
     low = int(match.group(1))
     high = int(match.group(2) or low)
-    if high < low or high > 65535:
+    if low < 1 or high < low or high > 65535:
         raise ShortSyntaxError(f'"{full}" is not a valid port mapping (bad range {text!r})')
     return low, high
 

@@ -254,7 +254,7 @@ def test_network_options_and_security_opts_that_are_not_applied_warn(tmp_path):
      "'condition' is required", "services.web.depends_on.db"),
     ("  web: {image: x, deploy: {resources: {reservations: {devices: [{count: 1}]}}}}\n",
      "'capabilities' is required", "services.web.deploy.resources.reservations.devices[0]"),
-    ("  web: {image: x, ports: [{target: 80, published: http}]}\n", "does not match",
+    ("  web: {image: x, ports: [{target: 80, published: http}]}\n", "is not a port or range",
      "services.web.ports[0].published"),
     ("  web: {image: x, secrets: [{source: s, uid: 103}]}\nsecrets: {s: {file: ./s}}\n",
      "must be a string", "services.web.secrets[0].uid"),
