@@ -10,7 +10,7 @@ import stat
 from pathlib import Path
 
 from runtime.cgroups import drivers
-from runtime.oci import caps, layout, model, spec, users
+from runtime.oci import apparmor, caps, layout, model, seccomp, spec, users
 
 
 def gather(lay: layout.Layout, config: model.ContainerConfig, driver: drivers.Driver) -> tuple[model.ContainerConfig, spec.HostFacts, list[str]]:
@@ -32,11 +32,24 @@ def gather(lay: layout.Layout, config: model.ContainerConfig, driver: drivers.Dr
         init_binary=init_binary(),
         blkio_weight=blkio,
         capability_bound=capability_bound(),
+        **security_profiles(config),
     )
     missing = set(caps.effective(config.cap_add, config.cap_drop, False)) - set(facts.capability_bound)
     if missing:
         raise spec.SpecError(f"{config.name}: cap_add: this host cannot grant {', '.join(sorted(missing))}")
     return config, facts, warnings
+
+
+def security_profiles(config: model.ContainerConfig) -> dict:
+    """The seccomp filter and AppArmor profile of the container (HostFacts fields); the
+    filter depends on the capabilities the container ends up with."""
+    bound = capability_bound()
+    held = caps.effective(config.cap_add, config.cap_drop, config.privileged, bound)
+    try:
+        return {"seccomp": seccomp.for_container(config.seccomp, held, config.privileged),
+                "apparmor_profile": apparmor.profile_for(config.apparmor, config.privileged)}
+    except (seccomp.ProfileError, apparmor.ProfileNotLoaded) as err:
+        raise spec.SpecError(f"{config.name}: security_opt: {err}") from None
 
 
 @functools.cache

@@ -97,6 +97,10 @@ class ContainerConfig:
     cap_drop: tuple[str, ...] = ()
     privileged: bool = False
     no_new_privileges: bool = False
+    # security_opt seccomp: "" for the default profile, "unconfined", or a profile file's
+    # absolute path (docker's format); apparmor: "" for docker-default, "unconfined" or a name.
+    seccomp: str = ""
+    apparmor: str = ""
     devices: tuple[Device, ...] = ()
     init: bool = False
     stop_signal: str = ""  # empty: the image's, else SIGTERM

@@ -68,6 +68,10 @@ class HostFacts:
     blkio_weight: bool = True
     capability_bound: tuple[str, ...] = caps.ALL
     extra_annotations: Mapping[str, str] = field(default_factory=dict)
+    # linux.seccomp as seccomp.for_container made it (shared between containers: never
+    # changed here); None: no filter. apparmor_profile: "" for none.
+    seccomp: Mapping[str, Any] | None = None
+    apparmor_profile: str = ""
 
 
 def stop_signal(config: model.ContainerConfig) -> str:
@@ -266,6 +270,8 @@ def build(config: model.ContainerConfig, facts: HostFacts) -> dict[str, Any]:
         "capabilities": {"bounding": cap_set, "effective": cap_set, "permitted": cap_set},
         "noNewPrivileges": config.no_new_privileges,
     }
+    if facts.apparmor_profile:
+        process["apparmorProfile"] = facts.apparmor_profile
     if facts.user.additional_gids:
         process["user"]["additionalGids"] = list(facts.user.additional_gids)
     if config.ulimits:
@@ -286,6 +292,8 @@ def build(config: model.ContainerConfig, facts: HostFacts) -> dict[str, Any]:
     }
     if sysctl:
         linux["sysctl"] = sysctl
+    if facts.seccomp is not None:
+        linux["seccomp"] = facts.seccomp
     if not config.privileged:
         linux["maskedPaths"] = list(MASKED_PATHS)
         linux["readonlyPaths"] = list(READONLY_PATHS)
