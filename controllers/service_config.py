@@ -202,6 +202,8 @@ def container_config(
         privileged=bool(svc.privileged),
         no_new_privileges=any(o.replace("=", ":") in ("no-new-privileges", "no-new-privileges:true")
                               for o in svc.security_opt),
+        seccomp=security_option(svc.security_opt, "seccomp"),
+        apparmor=security_option(svc.security_opt, "apparmor"),
         devices=tuple(oci_model.Device(d.source, d.target or d.source, d.permissions or "rwm")
                       for d in svc.devices),
         init=bool(svc.init), stop_signal=svc.stop_signal or "", stop_grace_period=grace,
@@ -210,6 +212,19 @@ def container_config(
         uts=_namespace(svc.uts, namespaces, "uts"),
         tty=bool(svc.tty) if tty is None else tty,
     )
+
+
+def security_option(options: list[str], key: str) -> str:
+    """The value of `key=value` (or docker's older `key:value`) in security_opt; the last one
+    wins, as with docker; "" when it is not there."""
+    found = ""
+    for option in options:
+        name, sep, value = option.partition("=")
+        if not sep:
+            name, sep, value = option.partition(":")
+        if sep and name.strip() == key:
+            found = value.strip()
+    return found
 
 
 def network_mode(svc: spec_model.Service) -> str:
