@@ -28,8 +28,11 @@ NETWORK_DRIVERS = ("bridge", "overlay", "host", "none")
 # Options of a service's attachment to a network that the runtime does not apply yet.
 ATTACHMENT_ATTRIBUTES = ("interface_name", "ipv6_address", "link_local_ips", "driver_opts",
                          "gw_priority")
-# security_opt values that are applied; seccomp, apparmor and label options are not yet.
-SECURITY_OPTS = ("no-new-privileges", "no-new-privileges:true", "no-new-privileges=true")
+# security_opt keys that are applied (`key`, `key=value` or docker's older `key:value`):
+# seccomp (unconfined or a profile file), and apparmor where the host has AppArmor. SELinux
+# `label` and docker's `systempaths` are not.
+SECURITY_OPTS = ("no-new-privileges", "seccomp", "apparmor")
+APPARMOR_ENABLED = "/sys/module/apparmor/parameters/enabled"
 
 
 def warnings_for(stack: model.Stack, enabled: tuple[str, ...], place_of) -> list[errors.Warning]:
@@ -46,8 +49,9 @@ def warnings_for(stack: model.Stack, enabled: tuple[str, ...], place_of) -> list
                     out.append(errors.Warning(NOT_APPLIED,
                                               place_of(base + ("networks", key, attr))))
         for i, option in enumerate(svc.security_opt):
-            if option not in SECURITY_OPTS:
-                out.append(errors.Warning(f'"{option}" is {NOT_APPLIED}',
+            problem = _security_opt_problem(option)
+            if problem:
+                out.append(errors.Warning(f'"{option}" is {problem}',
                                           place_of(base + ("security_opt", i))))
         if svc.deploy is not None:
             for attr in DEPLOY_ATTRIBUTES:
@@ -68,6 +72,31 @@ def warnings_for(stack: model.Stack, enabled: tuple[str, ...], place_of) -> list
             out.append(errors.Warning(f'driver "{vol.driver}" is not supported by pcompose yet',
                                       place_of(("volumes", key, "driver"))))
     return out
+
+
+def _security_opt_problem(option: str) -> str | None:
+    """Why a security_opt value is not applied, or None when it is."""
+    key, sep, value = option.partition("=")
+    if not sep:
+        key, sep, value = option.partition(":")
+    key, value = key.strip(), value.strip()
+    if key not in SECURITY_OPTS:
+        return NOT_APPLIED
+    if key == "no-new-privileges":
+        return None if value in ("", "true", "false") else NOT_APPLIED
+    if not value:
+        return NOT_APPLIED
+    if key == "apparmor" and not _apparmor_enabled():
+        return "not applied: AppArmor is not enabled on this host"
+    return None
+
+
+def _apparmor_enabled() -> bool:
+    try:
+        with open(APPARMOR_ENABLED) as file:
+            return file.read().strip() == "Y"
+    except OSError:
+        return False
 
 
 def _present(value) -> bool:

@@ -94,6 +94,7 @@ def canonical_service(svc: dict, path: tuple, ctx: _Ctx) -> None:
         step(key, ss.string_or_list)
     step("label_file", lambda v: [ss.abs_path(p, ctx.base, ctx.home) if isinstance(p, str) else p
                                   for p in v] if isinstance(v, list) else v)
+    step("security_opt", lambda v: [_seccomp_path(o, ctx) for o in v] if isinstance(v, list) else v)
     step("command", ss.command)
     step("entrypoint", ss.command)
     step("env_file", lambda v: ss.env_files(v, ctx.base, ctx.home))
@@ -121,6 +122,20 @@ def canonical_service(svc: dict, path: tuple, ctx: _Ctx) -> None:
     step("pre_start", _hooks)
     step("pre_stop", _hooks)
     step("develop", _develop)
+
+
+def _seccomp_path(option, ctx: _Ctx):
+    """`seccomp=FILE` (or `seccomp:FILE`): the profile file, relative to the project
+    directory, made absolute like a bind source; `unconfined` and other options stay."""
+    if not isinstance(option, str):
+        return option
+    key, sep, value = option.partition("=")
+    if not sep:
+        key, sep, value = option.partition(":")
+    if key.strip() != "seccomp" or value.strip() in ("", "unconfined") \
+            or (ctx.lenient and "$" in value):
+        return option
+    return f"{key}{sep}{ss.abs_path(value.strip(), ctx.base, ctx.home)}"
 
 
 def _null_is_empty_string(value):

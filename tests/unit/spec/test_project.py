@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from reconciler import spec
+from reconciler.spec import features
 from tests.unit.spec.helpers import load, write
 
 
@@ -237,16 +238,49 @@ def test_network_options_and_security_opts_that_are_not_applied_warn(tmp_path):
             image: x
             networks:
               front: {interface_name: eth9, aliases: [w], priority: 10}
-            security_opt: [no-new-privileges:true, "seccomp:unconfined"]
+            security_opt: [no-new-privileges:true, "label=disable"]
         networks:
           front: {}
         """)
     texts = [str(w) for w in project.warnings]
     assert any("services.web.networks.front.interface_name: parsed but not applied" in t
                for t in texts)
-    assert any('services.web.security_opt[1]: "seccomp:unconfined" is parsed but not' in t
+    assert any('services.web.security_opt[1]: "label=disable" is parsed but not' in t
                for t in texts)
     assert not any("aliases" in t or "priority" in t or "security_opt[0]" in t for t in texts)
+
+
+SECURITY_OPTS = """
+    services:
+      web:
+        image: x
+        security_opt: ["seccomp=unconfined", "seccomp:./profiles/p.json",
+                       "seccomp=/etc/abs.json", "no-new-privileges=false",
+                       "apparmor=docker-default", "label:disable", "seccomp"]
+    """
+
+
+def security_opts_warned(project) -> set[str]:
+    return {str(w).split("security_opt[")[1][0] for w in project.warnings
+            if "security_opt" in str(w)}
+
+
+def test_seccomp_options_are_applied_and_a_profile_path_is_relative_to_the_project(
+        tmp_path, monkeypatch):
+    monkeypatch.setattr(features, "_apparmor_enabled", lambda: False)
+    project = load(tmp_path, SECURITY_OPTS)
+    svc = project.stack.services["web"]
+    assert svc.security_opt[:4] == ["seccomp=unconfined", f"seccomp:{tmp_path}/profiles/p.json",
+                                    "seccomp=/etc/abs.json", "no-new-privileges=false"]
+    # label is never applied, and "seccomp" without a value says nothing.
+    assert security_opts_warned(project) == {"4", "5", "6"}
+    assert any('"apparmor=docker-default" is not applied: AppArmor is not enabled' in str(w)
+               for w in project.warnings)
+
+
+def test_an_apparmor_option_is_applied_where_the_host_has_apparmor(tmp_path, monkeypatch):
+    monkeypatch.setattr(features, "_apparmor_enabled", lambda: True)
+    assert security_opts_warned(load(tmp_path, SECURITY_OPTS)) == {"5", "6"}
 
 
 @pytest.mark.parametrize("body, words, path", [
