@@ -105,6 +105,11 @@ def read(path: str, lookup: Mapping[str, str] | None = None,
         raise errors.SpecError("env file not found", errors.Place(path)) from None
     except (OSError, UnicodeDecodeError) as err:
         raise errors.SpecError(f"cannot read env file: {err}", errors.Place(path)) from None
+    nul = text.find("\0")
+    if nul >= 0:  # exec and the environment end a string there: what ran would differ
+        line = text.count("\n", 0, nul) + 1
+        column = nul - (text.rfind("\n", 0, nul) + 1) + 1
+        raise errors.SpecError("contains a NUL character", errors.Place(path, line, column))
     if fmt == "raw":
         return parse_raw(text)
     return parse(text, path, lookup)

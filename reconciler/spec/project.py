@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from reconciler.spec import (errors, envfile, features, hashing, interpolate, merge, model,
-                             normalize, schema, validate, yamlload)
+                             normalize, runnable, schema, unique, validate, yamlload)
 
 DEFAULT_FILES = ("compose.yaml", "compose.yml", "docker-compose.yml", "docker-compose.yaml")
 OVERRIDE_FILES = {"compose.yaml": ("compose.override.yaml", "compose.override.yml"),
@@ -129,15 +129,17 @@ def load(files=None, *, project_name: str | None = None, profiles=(), env_files=
     name = _project_name(project_name, env, docs, working_dir, interpolate)
     # Files may use ${COMPOSE_PROJECT_NAME}: known only now, so interpolate after naming.
     env.setdefault("COMPOSE_PROJECT_NAME", name)
-    if interpolate:
-        for doc in docs:
+    for doc in docs:
+        if interpolate:
             interpolate_document(doc, env, warnings)
+        unique.check(doc)
     data = loader.build(docs, working_dir, chain=())
     data = merge.strip_markers(data)
     data.pop("version", None)
     data.pop("include", None)
     data["name"] = name
     normalize.complete(data, name, env, places, working_dir)
+    runnable.check_strings(data, places)
     document = merge.strip_markers(_clone(data)) if not interpolate else None
     stack = schema.build_stack(data, places, lenient=not interpolate)
     active = _profiles(profiles, env)
@@ -145,6 +147,8 @@ def load(files=None, *, project_name: str | None = None, profiles=(), env_files=
                            if not s.profiles or "*" in active or set(s.profiles) & set(active)))
     if consistency and interpolate:
         warnings.extend(validate.check(stack, enabled, places))
+        warnings.extend(runnable.check(project_name=name, stack=stack, enabled=enabled,
+                                       place_of=places))
     warnings.extend(features.warnings_for(stack, enabled, places))
     return Project(name=name, working_dir=working_dir, config_files=tuple(config_files),
                    stack=stack, services_enabled=enabled, profiles=tuple(active),
@@ -214,6 +218,8 @@ class _Loader:
         self.cache: dict[str, list[yamlload.Document]] = {}
 
     def read_files(self, paths, env=None, interpolate_now=True) -> list[yamlload.Document]:
+        """Parse `paths`; with `interpolate_now`, each document is also interpolated and its
+        unique lists checked (else the caller does both once it knows the project name)."""
         docs = []
         for path in paths:
             for doc in yamlload.load_file(path):
@@ -222,8 +228,10 @@ class _Loader:
                     self.warnings.append(errors.Warning(
                         'the attribute "version" is obsolete, it will be ignored',
                         doc.place(("version",))))
-                if self.do_interpolate and interpolate_now:
-                    interpolate.interpolate_document(doc, env or self.env, self.warnings)
+                if interpolate_now:
+                    if self.do_interpolate:
+                        interpolate.interpolate_document(doc, env or self.env, self.warnings)
+                    unique.check(doc)
                 docs.append(doc)
         return docs
 
