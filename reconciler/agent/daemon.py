@@ -157,8 +157,10 @@ def _start_reconciling(agent: server.Agent, runtime: Runtime, resync: float,
     ctrl = controller.Controller("projects", _reconcile_with_status(agent, reconcile),
                                  workers=workers)
     agent.on_change = ctrl.queue.add
-    agent.metrics.counter("pcompose_reconciles_total", "Reconciles of a project by result")
-    agent.metrics.counter("pcompose_steps_total", "Plan steps run, by action and result")
+    agent.metrics.counter("pcompose_reconciles_total", "Reconciles of a project by result",
+                          ("result",))
+    agent.metrics.counter("pcompose_steps_total", "Plan steps run, by action and result",
+                          ("action", "status"))
     tasks = [asyncio.ensure_future(ctrl.run()),
              asyncio.ensure_future(sources.resync_every(
                  resync, lambda: [r.name for r in agent.store.list()], ctrl.queue))]

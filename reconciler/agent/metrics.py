@@ -1,69 +1,62 @@
-"""Counters and gauges of the agent, rendered in the Prometheus text format (version 0.0.4)."""
+"""The agent's counters and gauges, in a prometheus_client registry of its own, for `/metrics`."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
 
-Labels = tuple[tuple[str, str], ...]
+import prometheus_client
+from prometheus_client import core
 
+CONTENT_TYPE = prometheus_client.CONTENT_TYPE_LATEST
 
-@dataclass
-class _Family:
-    kind: str  # counter or gauge
-    help: str
-    values: dict[Labels, float] = field(default_factory=dict)
-    read: Callable[[], float] | None = None  # a gauge read when scraped
+# A `<name>_created` series beside every counter would add names to /metrics that no one
+# asked for: the agent's counters start with its process.
+prometheus_client.disable_created_metrics()
 
 
 class Metrics:
-    def __init__(self) -> None:
-        self._families: dict[str, _Family] = {}
+    """One agent's metrics; a registry per instance, so agents and tests in one process (and
+    prometheus_client's default process collectors) do not mix."""
 
-    def counter(self, name: str, help: str) -> None:
-        self._families.setdefault(name, _Family("counter", help))
+    def __init__(self) -> None:
+        self.registry = prometheus_client.CollectorRegistry()
+        self._counters: dict[str, prometheus_client.Counter] = {}
+        self._scraped = _ReadWhenScraped()
+        self.registry.register(self._scraped)
+
+    def counter(self, name: str, help: str, labels: tuple[str, ...] = ()) -> None:
+        """A total this process counts with `inc`; declaring it again keeps the first."""
+        if name not in self._counters:
+            self._counters[name] = prometheus_client.Counter(
+                name, help, labelnames=labels, registry=self.registry)
 
     def gauge(self, name: str, help: str, read: Callable[[], float],
               kind: str = "gauge") -> None:
         """A value read when scraped; `kind="counter"` for a total kept elsewhere."""
-        self._families[name] = _Family(kind, help, read=read)
+        self._scraped.values[name] = (kind, help, read)
 
     def inc(self, name: str, amount: float = 1.0, **labels: str) -> None:
-        family = self._families[name]
-        key = tuple(sorted(labels.items()))
-        family.values[key] = family.values.get(key, 0.0) + amount
+        counter = self._counters[name]
+        (counter.labels(**labels) if labels else counter).inc(amount)
 
     def value(self, name: str, **labels: str) -> float:
-        family = self._families[name]
-        if family.read:
-            return family.read()
-        return family.values.get(tuple(sorted(labels.items())), 0.0)
+        return self.registry.get_sample_value(name, labels) or 0.0
 
-    def render(self) -> str:
-        lines = []
-        for name, family in sorted(self._families.items()):
-            lines.append(f"# HELP {name} {_escape_help(family.help)}")
-            lines.append(f"# TYPE {name} {family.kind}")
-            values = {(): family.read()} if family.read else family.values
-            for labels, value in sorted(values.items()):
-                lines.append(f"{name}{_labels(labels)} {_number(value)}")
-        return "\n".join(lines) + "\n"
+    def render(self) -> bytes:
+        """The text exposition format, as CONTENT_TYPE says."""
+        return prometheus_client.generate_latest(self.registry)
 
 
-def _labels(labels: Labels) -> str:
-    if not labels:
-        return ""
-    inner = ",".join(f'{k}="{_escape_value(v)}"' for k, v in labels)
-    return "{" + inner + "}"
+class _ReadWhenScraped:
+    """A collector of values that live elsewhere (the store, the event bus), read at scrape."""
 
+    def __init__(self) -> None:
+        self.values: dict[str, tuple[str, str, Callable[[], float]]] = {}
 
-def _escape_help(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("\n", "\\n")
+    def describe(self) -> list:
+        return []  # nothing fixed to check for clashes; reading here would run every `read`
 
-
-def _escape_value(text: str) -> str:
-    return _escape_help(text).replace('"', '\\"')
-
-
-def _number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else repr(float(value))
+    def collect(self) -> Iterator[core.Metric]:
+        for name, (kind, help, read) in sorted(self.values.items()):
+            family = core.CounterMetricFamily if kind == "counter" else core.GaugeMetricFamily
+            yield family(name, help, value=read())

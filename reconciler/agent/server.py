@@ -181,9 +181,9 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
 
 @routes.get("/metrics")
 async def get_metrics(request: web.Request) -> web.Response:
-    return web.Response(text=request.app[AGENT].metrics.render(),
-                        content_type="text/plain", charset="utf-8",
-                        headers={"X-Content-Type-Options": "nosniff"})
+    return web.Response(body=request.app[AGENT].metrics.render(),
+                        headers={"Content-Type": metrics.CONTENT_TYPE,
+                                 "X-Content-Type-Options": "nosniff"})
 
 
 @web.middleware
@@ -259,7 +259,8 @@ def _version() -> str:
 def make_app(agent: Agent) -> web.Application:
     app = web.Application(middlewares=[count_requests])
     app[AGENT] = agent
-    agent.metrics.counter("pcompose_api_requests_total", "API requests by route and code")
+    agent.metrics.counter("pcompose_api_requests_total", "API requests by route and code",
+                          ("code", "method", "route"))
     agent.metrics.gauge("pcompose_projects", "Projects in the desired-state store",
                         lambda: len(agent.store.list()))
     agent.metrics.gauge("pcompose_event_subscribers", "Open event streams",

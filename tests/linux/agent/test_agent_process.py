@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from prometheus_client import parser
 
 from reconciler.agent import api, client, launcher
 
@@ -23,6 +24,15 @@ def started(state_root: Path, run_dir: Path):
         if process.poll() is None:
             process.kill()
         process.wait(10)
+
+
+async def subscribers(agent: client.AgentClient) -> float | None:
+    """Open event streams, as a Prometheus scraper reads the agent's /metrics."""
+    for family in parser.text_string_to_metric_families(await agent.metrics()):
+        for sample in family.samples:
+            if sample.name == "pcompose_event_subscribers":
+                return sample.value
+    return None
 
 
 STACK = {"services": {"web": {
@@ -107,7 +117,7 @@ async def test_events_stream_over_the_socket(state_root, run_dir, started):
         stream = agent.events()
         first = asyncio.ensure_future(stream.__anext__())
         for _ in range(100):
-            if "pcompose_event_subscribers 1" in await agent.metrics():
+            if await subscribers(agent) == 1:
                 break
             await asyncio.sleep(0.02)
         await agent.put_project("shop", {"services": {}})

@@ -11,7 +11,10 @@ import stat
 import tempfile
 from pathlib import Path
 
+import aiohttp
+import prometheus_client
 import pytest
+from prometheus_client import parser
 
 from reconciler.agent import api, client, daemon, store
 from reconciler.engine import errors
@@ -101,7 +104,7 @@ async def test_submit_converges_and_streams_step_events(agent, machine):
                 return
 
     follower = asyncio.ensure_future(follow())
-    await until(lambda: _text_has(agent, "pcompose_event_subscribers 1"))
+    await until(lambda: _sample_is(agent, ("pcompose_event_subscribers", ()), 1))
     info = await agent.put_project("shop", {"services": {"web": {"replicas": 2}}},
                                    config_files=["/srv/shop/compose.yaml"],
                                    working_dir="/srv/shop")
@@ -128,15 +131,20 @@ async def test_down_removes_everything_then_forgets_the_project(agent, machine):
     assert machine.containers == {} and machine.networks == {}
 
 
-async def test_metrics_count_requests_and_steps(agent, machine):
+async def test_metrics_count_requests_and_steps(agent, machine, dirs):
     await agent.put_project("shop", {"services": {"web": {}}})
     await until(lambda: _has(machine, "shop-web-1"))
     await agent.version()
-    text = await agent.metrics()
-    assert 'pcompose_api_requests_total{code="200",method="PUT",route="/v1/projects/{name}"} 1' \
-        in text
-    assert "pcompose_projects 1" in text
-    await until(lambda: _text_has(agent, 'pcompose_steps_total{action="create",status="done"} 2'))
+    found = await _samples(agent)
+    put = (("code", "200"), ("method", "PUT"), ("route", "/v1/projects/{name}"))
+    assert found[("pcompose_api_requests_total", put)] == 1
+    assert found[("pcompose_projects", ())] == 1
+    done = (("action", "create"), ("status", "done"))
+    await until(lambda: _sample_is(agent, ("pcompose_steps_total", done), 2))
+    connector = aiohttp.UnixConnector(path=str(dirs[1] / "agent.sock"))
+    async with aiohttp.ClientSession(connector=connector) as session:
+        async with session.get("http://agent/metrics") as response:
+            assert response.headers["Content-Type"] == prometheus_client.CONTENT_TYPE_LATEST
 
 
 async def test_a_second_agent_on_the_same_run_dir_refuses(agent, dirs):
@@ -149,8 +157,14 @@ async def _has(machine, name):
     return name in machine.containers
 
 
-async def _text_has(agent, line):
-    return line in await agent.metrics()
+async def _samples(agent) -> dict:
+    """(name, sorted labels) -> value of every sample of /metrics, as a scraper parses it."""
+    families = parser.text_string_to_metric_families(await agent.metrics())
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value for f in families for s in f.samples}
+
+
+async def _sample_is(agent, key, value) -> bool:
+    return (await _samples(agent)).get(key) == value
 
 
 async def test_a_failure_shows_in_the_project_status_with_its_reason(agent, machine):
@@ -187,7 +201,7 @@ async def test_a_container_exit_file_brings_a_reconcile_that_restarts_it(dirs, m
             await agent.put_project("shop", {"services": {"web": {"restart": "always"}}})
             # The pass that created it and the one that found nothing left to do; the next
             # would come only with the hourly resync.
-            await until(lambda: _text_has(agent, 'pcompose_reconciles_total{result="ok"} 2'))
+            await until(lambda: _sample_is(agent, ("pcompose_reconciles_total", (("result", "ok"),)), 2))
             machine.containers["shop-web-1"] = dataclasses.replace(
                 machine.containers["shop-web-1"], state=model.ContainerState.EXITED,
                 exit_code=1)
