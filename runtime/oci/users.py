@@ -5,6 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from runtime import safepath
+
+MAX_DB = 16 << 20  # a larger /etc/passwd is a hostile image's, not a user database
+
 
 @dataclass(frozen=True)
 class User:
@@ -62,15 +66,16 @@ def resolve(spec: str, passwd: str, group: str) -> User:
 
 
 def resolve_in_rootfs(spec: str, rootfs: str | Path) -> User:
-    rootfs = Path(rootfs)
-    return resolve(spec, _read(rootfs / "etc/passwd"), _read(rootfs / "etc/group"))
+    return resolve(spec, _read(rootfs, "/etc/passwd"), _read(rootfs, "/etc/group"))
 
 
-def _read(path: Path) -> str:
-    # A symlinked /etc/passwd would point outside the rootfs if followed from the host.
-    if path.is_symlink() or not path.is_file():
+def _read(rootfs: str | Path, path: str) -> str:
+    """The image's file as the container sees it: a symlinked /etc or /etc/passwd resolves
+    inside the root, never to the host's. Missing or not a regular file: empty, as docker."""
+    try:
+        return safepath.read_bytes(rootfs, path, limit=MAX_DB).decode(errors="replace")
+    except OSError:
         return ""
-    return path.read_text(errors="replace")
 
 
 def _find_user(part: str, users: list[tuple[str, int, int, str]]) -> tuple[str, int, int, str] | None:

@@ -35,3 +35,18 @@ def test_symlinked_passwd_is_not_followed_out_of_the_rootfs(tmp_path):
     with pytest.raises(users.UserError):
         users.resolve_in_rootfs("root", tmp_path)  # the host has root; the image has nothing
     assert users.resolve_in_rootfs("0", tmp_path).uid == 0
+
+
+def test_a_symlinked_etc_resolves_inside_the_rootfs_never_on_the_host(tmp_path):
+    host = tmp_path / "host-etc"
+    host.mkdir()
+    (host / "passwd").write_text("ghost:x:7:7::/home/ghost:/bin/sh\n")
+    root = tmp_path / "root"
+    (root / "real").mkdir(parents=True)
+    (root / "real" / "passwd").write_text("app:x:1000:1000::/home/app:/bin/sh\n")
+    (root / "etc").symlink_to(str(host))  # the host's path: the container has no such dir
+    with pytest.raises(users.UserError):
+        users.resolve_in_rootfs("ghost", root)
+    (root / "etc").unlink()
+    (root / "etc").symlink_to("/real")  # inside the image, as the container sees it
+    assert users.resolve_in_rootfs("app", root).uid == 1000
