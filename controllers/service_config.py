@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from reconciler.spec import model as spec_model
 from reconciler.spec import units
@@ -302,10 +302,3 @@ def healthcheck(svc: spec_model.Service, image_test: tuple[str, ...]) -> dict | 
         "start_period": seconds(h.start_period if h else None, 0.0),
         "start_interval": seconds(h.start_interval if h else None, 5.0),
     }
-
-
-def in_rootfs(rootfs: str, target: str) -> str:
-    """A container path inside its mounted root (no `..` can leave it: the path is normalized)."""
-    parts = PurePosixPath("/" + target.lstrip("/")).parts[1:]
-    clean = [p for p in parts if p not in ("", ".", "..")]
-    return str(PurePosixPath(rootfs, *clean))

@@ -12,6 +12,8 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
+import hashlib
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +22,7 @@ import structlog
 
 from controllers import context, service_config
 from reconciler.spec import model as spec_model
-from runtime import rootfs, volumes
+from runtime import rootfs, safepath, volumes
 from runtime import images
 from runtime.images import registry
 from runtime.net import bridge, netns, records, resolvconf
@@ -72,6 +74,19 @@ def _files_dir(ctx: context.Context, cname: str) -> Path:
     return ctx.run_dir / "files" / cname
 
 
+def _subpaths_dir(ctx: context.Context, cname: str) -> Path:
+    """Where a volume's subpath is bind-mounted for runc to take as the source. Apart from the
+    container's own dir and its files, which are deleted whole: a delete must never go
+    through a mount into the volume."""
+    return ctx.run_dir / "subpaths" / cname
+
+
+def _file_name(kind: str, key: str) -> str:
+    """A secret's or config's host file name; a key that is no plain file name is hashed."""
+    plain = key and "/" not in key and "\0" not in key and key not in (".", "..")
+    return f"{kind}-{key if plain else hashlib.sha256(key.encode()).hexdigest()[:16]}"
+
+
 def _write_files(ctx: context.Context, stack: spec_model.Stack, svc: spec_model.Service,
                  cname: str) -> dict[str, str]:
     """Secrets and configs as host files, by their target in the container."""
@@ -89,9 +104,10 @@ def _write_files(ctx: context.Context, stack: spec_model.Stack, svc: spec_model.
             if content is None:
                 raise ServiceError(f"{use.kind} {use.key}: only file and content sources are "
                                    "applied by pcompose yet")
-            source = _files_dir(ctx, cname) / f"{use.kind}-{use.key}"
-            source.parent.mkdir(parents=True, exist_ok=True)
-            source.write_text(content)
+            folder = _files_dir(ctx, cname)
+            folder.mkdir(parents=True, exist_ok=True)
+            source = folder / _file_name(use.kind, use.key)
+            safepath.write_bytes(folder, source.name, content.encode(), scope=safepath.BENEATH)
         out[use.target] = str(source)
     return out
 
@@ -99,7 +115,8 @@ def _write_files(ctx: context.Context, stack: spec_model.Stack, svc: spec_model.
 def _prepare_volumes(ctx: context.Context, project: str, stack: spec_model.Stack,
                      svc: spec_model.Service, cname: str, merged: str) -> dict[str, str]:
     """Named volumes exist already (the volumes controller made them); anonymous ones are
-    made here. A new, empty volume gets what the image has at its target, as in docker."""
+    made here. A new, empty volume gets what the image has at its target, as in docker; a
+    subpath is mounted as the dir it is now, pinned (see _pin_subpath)."""
     dirs: dict[str, str] = {}
     for use in service_config.volume_uses(project, stack, svc, cname):
         vol = volumes.get(ctx.root, use.name)
@@ -108,13 +125,55 @@ def _prepare_volumes(ctx: context.Context, project: str, stack: spec_model.Stack
                       ("com.docker.compose.volume", use.name),
                       ("io.pcompose.anonymous", "true"))
             vol = volumes.ensure(ctx.root, volumes.VolumeSpec(use.name, labels=labels))
-        source = vol.mountpoint / use.subpath if use.subpath else vol.mountpoint
+        if use.subpath:
+            dirs[use.target] = str(_pin_subpath(ctx, cname, vol, use))
+            continue  # a subpath must exist, so the volume is not new: nothing to copy
         if use.copy_image_content and volumes.is_empty(vol):
-            seed = Path(service_config.in_rootfs(merged, use.target))
-            if seed.is_dir():
-                shutil.copytree(seed, source, symlinks=True, dirs_exist_ok=True)
-        dirs[use.target] = str(source)
+            _copy_image_content(merged, use.target, vol)
+        dirs[use.target] = str(vol.mountpoint)
     return dirs
+
+
+def _pin_subpath(ctx: context.Context, cname: str, vol: volumes.Volume,
+                 use: service_config.VolumeUse) -> Path:
+    """The subpath resolved beneath the volume's root (a symlink or `..` that leads out of it
+    is refused, as docker does) and bind-mounted by its fd onto a dir of the container's own:
+    runc mounts that, so a symlink planted later in its place changes nothing."""
+    where = f"volume {vol.name}: subpath {use.subpath!r}"
+    try:
+        fd = safepath.open_at(vol.mountpoint, use.subpath or "", scope=safepath.BENEATH)
+    except safepath.Escape:
+        raise ServiceError(f"{where} leads outside the volume (through `..` or a symlink)") from None
+    except (FileNotFoundError, NotADirectoryError):
+        raise ServiceError(f"{where} does not exist in the volume") from None
+    except OSError as err:
+        raise ServiceError(f"{where}: {err.strerror}") from None
+    staging = _subpaths_dir(ctx, cname) / hashlib.sha256(use.target.encode()).hexdigest()[:16]
+    try:
+        safepath.bind(fd, staging)
+    finally:
+        os.close(fd)
+    return staging
+
+
+def _copy_image_content(merged: str, target: str, vol: volumes.Volume) -> None:
+    """What the image has at `target`, resolved inside its root as the container sees it (an
+    image's `/data -> /etc` is the image's /etc, never the host's), copied without following
+    a symlink."""
+    try:
+        src = safepath.open_at(merged, target, os.O_PATH | os.O_DIRECTORY)
+    except (FileNotFoundError, NotADirectoryError):
+        return  # nothing there in the image: the volume starts empty
+    except OSError as err:
+        raise ServiceError(f"volume {vol.name}: the image's {target}: {err.strerror}") from None
+    try:
+        dst = os.open(vol.mountpoint, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            safepath.copy_tree(src, dst)
+        finally:
+            os.close(dst)
+    finally:
+        os.close(src)
 
 
 def _bind_sources(svc: spec_model.Service) -> None:
@@ -283,10 +342,22 @@ def _release(ctx: context.Context, cid: str, anon: list[str]) -> None:
     """What a removed container held beside runc: network, root, files, anonymous volumes."""
     bridge.detach(ctx.net_host, cid, netns.path(ctx.run_dir, cid))
     rootfs.remove(ctx.root, cid)
+    _unpin_subpaths(ctx, cid)
     shutil.rmtree(_files_dir(ctx, cid), ignore_errors=True)
     shutil.rmtree(ctx.container_dir(cid), ignore_errors=True)
     for name in anon:
         volumes.remove(ctx.root, name)
+
+
+def _unpin_subpaths(ctx: context.Context, cid: str) -> None:
+    """Unmount the container's pinned subpaths and remove their empty dirs (never a delete
+    through them: that would delete the volume's data)."""
+    folder = _subpaths_dir(ctx, cid)
+    if not folder.is_dir():
+        return
+    for staging in folder.iterdir():
+        safepath.release(staging)
+    folder.rmdir()
 
 
 def _remove_cgroups(ctx: context.Context, project: str) -> None:
