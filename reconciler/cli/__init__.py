@@ -15,6 +15,8 @@ VERB_MODULES = {
                 "pause", "unpause", "top", "stats", "events", "port", "ls"),
     "stack": ("config", "version"),
     "images": ("pull", "images", "image", "login", "logout"),
+    "networks": ("network",),
+    "volumes": ("volume",),
     "agent": ("agent",),
 }
 

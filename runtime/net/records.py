@@ -51,8 +51,12 @@ def _read_all(folder: Path, parse):
     return out
 
 
+def network_file(state_root: Path, name: str) -> Path:
+    return _dir(state_root, "networks") / f"{name}.json"
+
+
 def save_network(state_root: Path, net: model.Network) -> None:
-    _write(_dir(state_root, "networks") / f"{net.name}.json", dataclasses.asdict(net))
+    _write(network_file(state_root, net.name), dataclasses.asdict(net))
 
 
 def drop_network(state_root: Path, name: str) -> None:
