@@ -21,8 +21,6 @@ DOMAINNAME_MAX = 64
 # resolved on the stack's networks, and container names are file names in the state root.
 LABEL_MAX = 63
 NAME_MAX = 253
-# A `configs.x.content` is written to a file, never passed to a process: NUL is data there.
-_FILE_CONTENT = ("configs", "*", "content")
 
 
 def _fail(message: str, place_of, path: tuple):
@@ -35,25 +33,33 @@ def _fail(message: str, place_of, path: tuple):
 def check_strings(data: dict, place_of) -> None:
     """Refuse a NUL character in any key or string: exec and the environment end a string at
     NUL, so what runs would differ from what the file says (or the runtime fails)."""
-    _walk_strings(data, (), place_of)
+    configs = data.get("configs")
+    if isinstance(configs, dict):
+        # A config's content is written to a file, never passed to a process: NUL is data there.
+        data = dict(data, configs={
+            name: {k: v for k, v in config.items() if k != "content"}
+            if isinstance(config, dict) else config for name, config in configs.items()})
+    found = _find_nul(data)
+    if found is not None:
+        path, text = found
+        _fail(f"contains a NUL character: {text!r}", place_of, path)
 
 
-def _walk_strings(node, path: tuple, place_of) -> None:
-    if isinstance(node, str):
-        if "\0" in node and not _is_file_content(path):
-            _fail(f"contains a NUL character: {node!r}", place_of, path)
-    elif isinstance(node, dict):
-        for key, value in node.items():
-            if isinstance(key, str) and "\0" in key:
-                _fail(f"the key {key!r} contains a NUL character", place_of, path + (key,))
-            _walk_strings(value, path + (key,), place_of)
-    elif isinstance(node, list):
-        for i, value in enumerate(node):
-            _walk_strings(value, path + (i,), place_of)
-
-
-def _is_file_content(path: tuple) -> bool:
-    return len(path) == 3 and path[0] == _FILE_CONTENT[0] and path[2] == _FILE_CONTENT[2]
+def _find_nul(node):
+    """(path, string) of the first key or string holding NUL, or None. The path is built only
+    on the way back from a find: this runs over every value of every stack."""
+    items = node.items() if isinstance(node, dict) else enumerate(node)
+    for key, value in items:
+        if isinstance(key, str) and "\0" in key:
+            return (key,), key
+        if isinstance(value, str):
+            if "\0" in value:
+                return (key,), value
+        elif isinstance(value, (dict, list)):
+            found = _find_nul(value)
+            if found is not None:
+                return (key,) + found[0], found[1]
+    return None
 
 
 # ---- after the model: the enabled services ---------------------------------------------------

@@ -98,10 +98,15 @@ def _walk(node, trie: dict, path: tuple, doc: yamlload.Document) -> None:
             for i, item in enumerate(node):
                 _walk(item, below, path + (i,), doc)
     elif isinstance(node, dict):
+        every = trie.get(ANY)
         for key, value in node.items():
-            for below in (trie.get(key), trie.get(ANY)):
-                if below:
-                    _walk(value, below, path + (key,), doc)
+            if not isinstance(value, (list, dict, yamlload.Override)):
+                continue
+            below = trie.get(key)
+            if below:
+                _walk(value, below, path + (key,), doc)
+            if every:
+                _walk(value, every, path + (key,), doc)
 
 
 def _unique(items: list, path: tuple, doc: yamlload.Document) -> None:

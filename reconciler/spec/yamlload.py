@@ -213,6 +213,8 @@ class _Converter:
         self.alias_use: tuple = ()  # the path of the outermost alias being expanded
 
     def _tick(self, count: int, node: ynodes.Node, path: tuple) -> None:
+        """Count the `count` nodes a collection holds before converting them, so a bomb is
+        refused before it is built."""
         budget = self.budget
         budget.decoded += count
         if self.alias_depth:
@@ -230,7 +232,6 @@ class _Converter:
         return errors.SpecError(message, dataclasses.replace(place, path=self.alias_use))
 
     def value(self, node: ynodes.Node, path: tuple):
-        self._tick(1, node, path)
         if len(path) > MAX_DEPTH:
             raise errors.SpecError(f"nested deeper than {MAX_DEPTH} levels",
                                    _mark_place(self.file, node, path[:MAX_DEPTH]))
@@ -267,6 +268,7 @@ class _Converter:
                 self.alias_depth -= 1
 
     def _sequence(self, node: ynodes.SequenceNode, path: tuple) -> list:
+        self._tick(len(node.value), node, path)
         out = []
         for i, item in enumerate(node.value):
             sub = path + (i,)
@@ -277,7 +279,7 @@ class _Converter:
     def _mapping(self, node: ynodes.MappingNode, path: tuple) -> dict:
         merged: dict = {}
         explicit: dict = {}
-        self._tick(len(node.value), node, path)  # the keys, as go-yaml counts them
+        self._tick(2 * len(node.value), node, path)  # keys count too, as in go-yaml
         for key_node, value_node in node.value:
             if key_node.tag == MERGE:
                 self._merge_into(merged, value_node, path)
