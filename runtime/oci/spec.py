@@ -335,4 +335,29 @@ def annotations(config: model.ContainerConfig, facts: HostFacts) -> dict[str, st
 
 def dumps(spec: dict[str, Any]) -> str:
     # Compact: an indent makes json fall back to its pure-Python encoder (3 ms a container).
-    return json.dumps(spec, sort_keys=True, separators=(",", ":"))
+    linux = spec.get("linux") or {}
+    if not linux.get("seccomp"):
+        return json.dumps(spec, sort_keys=True, separators=(",", ":"))
+    # The filter is most of the document and the same object for every container with the
+    # same capabilities (seccomp caches it): encoded once, put in place of a marker.
+    text = json.dumps({**spec, "linux": {**linux, "seccomp": _SECCOMP_MARK}},
+                      sort_keys=True, separators=(",", ":"))
+    mark = f'"{_SECCOMP_MARK}"'
+    if text.count(mark) != 1:  # a label or argument of that very text: no shortcut
+        return json.dumps(spec, sort_keys=True, separators=(",", ":"))
+    return text.replace(mark, _encoded_filter(linux["seccomp"]))
+
+
+_SECCOMP_MARK = "@pcompose-seccomp@"
+_encoded: dict[int, tuple[Mapping[str, Any], str]] = {}
+
+
+def _encoded_filter(profile: Mapping[str, Any]) -> str:
+    found = _encoded.get(id(profile))
+    if found is None or found[0] is not profile:
+        if len(_encoded) > 64:
+            _encoded.clear()
+        # The profile is kept with its text, so its id cannot be reused by another object.
+        found = _encoded[id(profile)] = (profile, json.dumps(profile, sort_keys=True,
+                                                             separators=(",", ":")))
+    return found[1]

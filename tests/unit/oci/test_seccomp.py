@@ -81,6 +81,24 @@ def test_the_host_arch_chooses_architectures_and_rules(packaged):
     assert "architectures" not in default(packaged, arch="riscv64")
 
 
+def test_an_arch_the_kernel_cannot_run_is_left_out_of_the_filter(packaged):
+    profile = seccomp.translate(seccomp.as_docker_default(packaged), frozenset(caps.DEFAULT),
+                                "amd64", KERNEL, frozenset({"SCMP_ARCH_X32"}))
+    assert profile["architectures"] == ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"]
+
+
+def test_x32_is_found_missing_where_the_kernel_was_built_without_it():
+    try:
+        import gzip
+        with gzip.open("/proc/config.gz", "rt") as file:
+            built = "CONFIG_X86_X32_ABI=y" in file.read()
+    except OSError:
+        pytest.skip("the kernel's config is not readable")
+    if seccomp.native_arch() != "amd64" or built:
+        pytest.skip("x32 is an amd64 ABI; where it is built in, the boot may still turn it off")
+    assert "SCMP_ARCH_X32" in seccomp.missing_arches()
+
+
 def test_min_kernel_errno_names_and_explicit_architectures():
     profile = {
         "defaultAction": "SCMP_ACT_ERRNO", "defaultErrno": "EPERM",
@@ -217,3 +235,14 @@ def test_apparmor_on_a_host_without_it_is_no_profile(tmp_path, monkeypatch):
         assert apparmor.profile_for("") == "" and apparmor.profile_for("mine") == ""
     finally:
         apparmor.enabled.cache_clear()
+
+
+def test_the_document_with_a_filter_is_the_same_json_whether_encoded_at_once_or_in_parts():
+    doc = spec.build(CONFIG, dataclasses.replace(FACTS, seccomp=seccomp.for_container("", caps.DEFAULT)))
+    whole = json.dumps(doc, sort_keys=True, separators=(",", ":"))
+    assert spec.dumps(doc) == whole
+    assert spec.dumps(doc) == whole  # the filter's text, now from the cache
+    # A label that is the very marker the encoder uses changes nothing.
+    tricky = spec.build(dataclasses.replace(CONFIG, labels={"x": spec._SECCOMP_MARK}),
+                        dataclasses.replace(FACTS, seccomp={"defaultAction": "SCMP_ACT_ALLOW"}))
+    assert json.loads(spec.dumps(tricky)) == tricky
