@@ -18,9 +18,12 @@ HOSTNAME_MAX = 63
 # A domain name: the kernel's limit (setdomainname), runc refuses longer ones.
 DOMAINNAME_MAX = 64
 # A DNS name: labels of at most 63 characters, 253 in all. Service and container names are
-# resolved on the stack's networks, and container names are file names in the state root.
+# resolved on the stack's networks.
 LABEL_MAX = 63
 NAME_MAX = 253
+# A container's name is its id in the runtime (runc's state, the rootfs and bundle dirs),
+# which takes at most 128 characters.
+CONTAINER_NAME_MAX = 128
 
 
 def _fail(message: str, place_of, path: tuple):
@@ -94,21 +97,27 @@ def dns_name_problem(name: str) -> str | None:
     return None
 
 
+def _id_problem(name: str) -> str | None:
+    if len(name) > CONTAINER_NAME_MAX:
+        return (f"is {len(name)} characters long, more than the {CONTAINER_NAME_MAX} of a "
+                "container id")
+    return None
+
+
 def _check_names(project: str, name: str, svc: model.Service, base: tuple, place_of) -> None:
     problem = dns_name_problem(name)
     if problem:
         _fail(f'service name "{_short(name)}" {problem}', place_of, base)
     if svc.container_name:
-        problem = dns_name_problem(svc.container_name)
+        problem = dns_name_problem(svc.container_name) or _id_problem(svc.container_name)
         if problem:
             _fail(f'container_name "{_short(svc.container_name)}" {problem}', place_of,
                   base + ("container_name",))
     else:
         longest = f"{project}-{name}-{max(svc.replicas, 1)}"
-        if len(longest) > NAME_MAX:
-            _fail(f'the container name "{_short(longest)}" is {len(longest)} characters long, '
-                  f"more than {NAME_MAX}: shorten the project or service name, or set "
-                  "container_name", place_of, base)
+        if _id_problem(longest):
+            _fail(f'the container name "{_short(longest)}" {_id_problem(longest)}: shorten '
+                  "the project or service name, or set container_name", place_of, base)
     if svc.hostname and len(svc.hostname) > HOSTNAME_MAX:
         _fail(f'hostname "{_short(svc.hostname)}" is {len(svc.hostname)} characters long, more '
               f"than the {HOSTNAME_MAX} a host name may have", place_of, base + ("hostname",))

@@ -343,10 +343,22 @@ def test_a_300_character_service_name_is_refused(tmp_path):
     assert "more than the 253 of a DNS name" in err.message
 
 
+def test_a_container_name_over_128_characters_is_refused(tmp_path):
+    name = ".".join(["c" * 60] * 3)  # a DNS name, but longer than the runtime's container ids
+    err = refused(tmp_path, f"services:\n  s:\n    image: busybox\n    container_name: {name}\n")
+    assert err.path == "services.s.container_name"
+    assert "182 characters long, more than the 128 of a container id" in err.message
+    assert load(tmp_path, f"services:\n  s:\n    image: busybox\n"
+                          f"    container_name: {name[:128]}\n")
+
+
 def test_a_service_name_whose_container_name_is_too_long(tmp_path):
-    name = ".".join(["s" * 49] * 5)  # 249 characters; with the project and replica over 253
+    name = ".".join(["s" * 61] * 2)  # 123 characters; with the project and replica over 128
     err = refused(tmp_path, f"name: shop\nservices:\n  {name}:\n    image: busybox\n")
     assert err.path == f"services.{name}" and "set container_name" in err.message
+    assert "more than the 128 of a container id" in err.message
+    assert load(tmp_path, f"name: shop\nservices:\n  {name}:\n    image: busybox\n"
+                          "    container_name: short\n")
 
 
 def test_hostname_and_domainname_longer_than_the_kernel_takes(tmp_path):
