@@ -1,7 +1,7 @@
 """What the agent could only refuse once it runs a container, refused at load time with its place.
 
 NUL bytes in strings that reach argv, env or a file name; names too long for a hostname, a DNS
-name or a file name; two services that would create the same container; mount targets that
+name or a container id; two services that would create the same container; mount targets that
 are relative, climb with `..` or hide the whole root; sub-paths that leave their volume; secret
 and config files that are directories. A missing secret or config file is only a warning, as
 docker compose loads such a stack and fails when it creates the container.
@@ -86,7 +86,7 @@ def check(*, project_name: str, stack: model.Stack, enabled: tuple[str, ...],
     return warnings
 
 
-def dns_name_problem(name: str) -> str | None:
+def _dns_name_problem(name: str) -> str | None:
     """Why `name` cannot be a DNS name (a label over 63 characters, over 253 in all), or None."""
     if len(name) > NAME_MAX:
         return f"is {len(name)} characters long, more than the {NAME_MAX} of a DNS name"
@@ -105,11 +105,11 @@ def _id_problem(name: str) -> str | None:
 
 
 def _check_names(project: str, name: str, svc: model.Service, base: tuple, place_of) -> None:
-    problem = dns_name_problem(name)
+    problem = _dns_name_problem(name)
     if problem:
         _fail(f'service name "{_short(name)}" {problem}', place_of, base)
     if svc.container_name:
-        problem = dns_name_problem(svc.container_name) or _id_problem(svc.container_name)
+        problem = _dns_name_problem(svc.container_name) or _id_problem(svc.container_name)
         if problem:
             _fail(f'container_name "{_short(svc.container_name)}" {problem}', place_of,
                   base + ("container_name",))
@@ -166,7 +166,7 @@ def _where(path: tuple, place_of) -> str:
 # ---- mount targets and sub-paths -------------------------------------------------------------
 
 
-def target_problem(target: str, relative_ok: bool = False) -> str | None:
+def _target_problem(target: str, relative_ok: bool = False) -> str | None:
     """Why a path inside the container cannot be a mount target, or None: it must be absolute
     (unless `relative_ok`), hold no `.` or `..` part, and not be `/` itself."""
     if not target.startswith("/") and not relative_ok:
@@ -179,10 +179,10 @@ def target_problem(target: str, relative_ok: bool = False) -> str | None:
     return None
 
 
-def subpath_problem(subpath: str) -> str | None:
+def _subpath_problem(subpath: str) -> str | None:
     """Why a sub-path cannot select a directory inside its volume or image, or None."""
     if subpath.startswith("/"):
-        return "must be relative to the volume"
+        return "must be a relative path"
     if any(p == ".." for p in subpath.split("/")):
         return 'must not contain ".." parts'
     return None
@@ -191,24 +191,24 @@ def subpath_problem(subpath: str) -> str | None:
 def _check_mounts(svc: model.Service, base: tuple, place_of) -> None:
     for i, vol in enumerate(svc.volumes):
         path = base + ("volumes", i)
-        problem = target_problem(vol.target) if vol.target else None
+        problem = _target_problem(vol.target) if vol.target else None
         if problem:
             _fail(f'mount target "{vol.target}" {problem}', place_of, path)
         for kind, options in (("volume", vol.volume), ("image", vol.image)):
             subpath = options.subpath if options is not None else None
-            problem = subpath_problem(subpath) if subpath else None
+            problem = _subpath_problem(subpath) if subpath else None
             if problem:
                 _fail(f'{kind}.subpath "{subpath}" {problem}', place_of,
                       path + (kind, "subpath"))
     for i, entry in enumerate(svc.tmpfs):
         target = entry.split(":", 1)[0]
-        problem = target_problem(target)
+        problem = _target_problem(target)
         if problem:
             _fail(f'tmpfs target "{target}" {problem}', place_of, base + ("tmpfs", i))
     for kind in ("secrets", "configs"):
         for i, ref in enumerate(getattr(svc, kind)):
             target = _file_target(kind, ref)
-            problem = target_problem(target, relative_ok=True)
+            problem = _target_problem(target, relative_ok=True)
             if problem:
                 shown = "target" if ref.target else f"target (from the {kind[:-1]}'s name)"
                 _fail(f'{shown} "{target}" {problem}', place_of, base + (kind, i))
