@@ -104,16 +104,87 @@ def digest_of(data: bytes) -> str:
 def _load(data: bytes, what: str) -> dict:
     try:
         doc = json.loads(data)
-    except ValueError as err:
+    except (ValueError, RecursionError) as err:
         raise ManifestError(f"{what} is not valid JSON: {err}") from None
     if not isinstance(doc, dict):
-        raise ManifestError(f"{what} is not a JSON object")
+        raise ManifestError(f"{what} is not a JSON object (found {json_kind(doc)})")
     return doc
+
+
+# -- shapes: every field read from a document is checked here, so that a hostile or broken one is a
+# ManifestError naming the field, never a TypeError further on. A null counts as absent, as in Go.
+def json_kind(value: object) -> str:
+    """How JSON names the type of a decoded value, for messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    return {str: "a string", int: "a number", float: "a number", list: "a list",
+            dict: "an object"}.get(type(value), type(value).__name__)
+
+
+def _wrong(where: str, expected: str, value: object) -> ManifestError:
+    return ManifestError(f"{where}: expected {expected}, found {json_kind(value)}")
+
+
+def obj(value: object, where: str) -> dict:
+    """An object, or {} for null or absent."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _wrong(where, "an object", value)
+    return value
+
+
+def string(value: object, where: str) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise _wrong(where, "a string", value)
+    return value
+
+
+def strings(value: object, where: str) -> tuple[str, ...]:
+    """A list of strings, or () for null or absent."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise _wrong(where, "a list of strings", value)
+    for i, item in enumerate(value):
+        if not isinstance(item, str):
+            raise _wrong(f"{where}[{i}]", "a string", item)
+    return tuple(value)
+
+
+def _command(value: object, where: str) -> tuple[str, ...]:
+    """Cmd and Entrypoint: a list of strings, or one string taken as a one-word command (docker's StrSlice)."""
+    return (value,) if isinstance(value, str) else strings(value, where)
+
+
+def _keys(value: object, where: str) -> tuple[str, ...]:
+    """ExposedPorts and Volumes: an object whose keys are the values."""
+    return tuple(sorted(obj(value, where)))
+
+
+def _string_map(value: object, where: str) -> tuple[tuple[str, str], ...]:
+    items = obj(value, where)
+    for key, item in items.items():
+        if not isinstance(item, str):
+            raise _wrong(f"{where}[{key!r}]", "a string", item)
+    return tuple(sorted(items.items()))
+
+
+def _size(value: object, where: str) -> int:
+    if value is None:
+        return -1
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise _wrong(where, "a size in bytes", value)
+    return value
 
 
 def media_type_of(data: bytes, header_type: str = "") -> str:
     doc = _load(data, "manifest")
-    found = doc.get("mediaType") or header_type
+    found = string(doc.get("mediaType"), "manifest.mediaType") or header_type
     if not found:
         found = OCI_INDEX if "manifests" in doc else OCI_MANIFEST if "layers" in doc else ""
     if doc.get("schemaVersion") == 1 or found.startswith(DOCKER_SCHEMA1.split("+")[0]):
@@ -124,42 +195,63 @@ def media_type_of(data: bytes, header_type: str = "") -> str:
     return found
 
 
-def _descriptor(raw: dict, where: str) -> Descriptor:
-    try:
-        plat = raw.get("platform")
-        return Descriptor(
-            media_type=str(raw.get("mediaType", "")),
-            digest=_checked_digest(raw["digest"], where),
-            size=int(raw.get("size", -1)),
-            platform=Platform(plat["os"], plat["architecture"], plat.get("variant", "")) if plat else None,
-        )
-    except (KeyError, TypeError) as err:
-        raise ManifestError(f"{where}: missing or malformed field {err}") from None
+def descriptor(raw: object, where: str) -> Descriptor:
+    """A content descriptor (mediaType, digest, size, platform) checked field by field."""
+    if not isinstance(raw, dict):
+        raise _wrong(where, "a descriptor object", raw)
+    if raw.get("digest") is None:
+        raise ManifestError(f"{where}: has no digest")
+    plat = raw.get("platform")
+    platform = None
+    if plat is not None:
+        plat = obj(plat, f"{where}.platform")
+        platform = Platform(string(plat.get("os"), f"{where}.platform.os"),
+                            string(plat.get("architecture"), f"{where}.platform.architecture"),
+                            string(plat.get("variant"), f"{where}.platform.variant"))
+    return Descriptor(
+        media_type=string(raw.get("mediaType"), f"{where}.mediaType"),
+        digest=_checked_digest(raw["digest"], f"{where}.digest"),
+        size=_size(raw.get("size"), f"{where}.size"),
+        platform=platform,
+    )
 
 
 def _checked_digest(value: object, where: str) -> str:
-    text = str(value)
-    hexpart = text.removeprefix("sha256:")
-    if not text.startswith("sha256:") or len(hexpart) != 64 or any(c not in "0123456789abcdef" for c in hexpart):
-        raise ManifestError(f"{where}: unsupported digest {text!r} (only sha256)")
-    return text
+    if not isinstance(value, str):
+        raise _wrong(where, "a digest string", value)
+    hexpart = value.removeprefix("sha256:")
+    if not value.startswith("sha256:") or len(hexpart) != 64 or any(c not in "0123456789abcdef" for c in hexpart):
+        raise ManifestError(f"{where}: unsupported digest {value[:80]!r} (only sha256)")
+    return value
+
+
+def _list(value: object, where: str) -> list:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise _wrong(where, "a list", value)
+    return value
 
 
 def parse_index(data: bytes) -> tuple[Descriptor, ...]:
     doc = _load(data, "index")
-    return tuple(_descriptor(m, f"index.manifests[{i}]") for i, m in enumerate(doc.get("manifests", [])))
+    return tuple(descriptor(m, f"index.manifests[{i}]")
+                 for i, m in enumerate(_list(doc.get("manifests"), "index.manifests")))
 
 
 def parse_manifest(data: bytes) -> Manifest:
     doc = _load(data, "manifest")
     media_type = media_type_of(data)
-    if "config" not in doc:
+    if media_type in INDEX_TYPES:
+        raise ManifestError(f"expected an image manifest, found an index ({media_type})")
+    if doc.get("config") is None:
         raise ManifestError("manifest has no config")
-    layers = tuple(_descriptor(layer, f"manifest.layers[{i}]") for i, layer in enumerate(doc.get("layers", [])))
+    layers = tuple(descriptor(layer, f"manifest.layers[{i}]")
+                   for i, layer in enumerate(_list(doc.get("layers"), "manifest.layers")))
     for i, layer in enumerate(layers):
         if layer.media_type not in GZIP_LAYERS + ZSTD_LAYERS + PLAIN_LAYERS:
             raise ManifestError(f"manifest.layers[{i}]: unsupported layer media type {layer.media_type!r}")
-    return Manifest(media_type, _descriptor(doc["config"], "manifest.config"), layers)
+    return Manifest(media_type, descriptor(doc["config"], "manifest.config"), layers)
 
 
 def choose(manifests: tuple[Descriptor, ...], want: Platform) -> Descriptor:
@@ -177,25 +269,26 @@ def choose(manifests: tuple[Descriptor, ...], want: Platform) -> Descriptor:
 
 def parse_config(data: bytes) -> ImageConfig:
     doc = _load(data, "image config")
-    cfg = doc.get("config") or {}
-    rootfs = doc.get("rootfs") or {}
+    cfg = obj(doc.get("config"), "config.config")
+    rootfs = obj(doc.get("rootfs"), "config.rootfs")
     diff_ids = tuple(_checked_digest(d, f"config.rootfs.diff_ids[{i}]")
-                     for i, d in enumerate(rootfs.get("diff_ids") or []))
-    health = cfg.get("Healthcheck") or {}
+                     for i, d in enumerate(_list(rootfs.get("diff_ids"), "config.rootfs.diff_ids")))
+    health = obj(cfg.get("Healthcheck"), "config.config.Healthcheck")
     return ImageConfig(
-        architecture=str(doc.get("architecture", "")),
-        os=str(doc.get("os", "")),
-        created=str(doc.get("created", "")),
-        entrypoint=tuple(cfg.get("Entrypoint") or ()),
-        cmd=tuple(cfg.get("Cmd") or ()),
-        env=tuple(cfg.get("Env") or ()),
-        working_dir=str(cfg.get("WorkingDir") or ""),
-        user=str(cfg.get("User") or ""),
-        exposed_ports=tuple(sorted(cfg.get("ExposedPorts") or {})),
-        volumes=tuple(sorted(cfg.get("Volumes") or {})),
-        labels=tuple(sorted((cfg.get("Labels") or {}).items())),
-        stop_signal=str(cfg.get("StopSignal") or ""),
-        healthcheck_test=tuple(health.get("Test") or ()),
+        architecture=string(doc.get("architecture"), "config.architecture"),
+        os=string(doc.get("os"), "config.os"),
+        created=string(doc.get("created"), "config.created"),
+        entrypoint=_command(cfg.get("Entrypoint"), "config.config.Entrypoint"),
+        cmd=_command(cfg.get("Cmd"), "config.config.Cmd"),
+        # docker refuses a string here too (Env is a []string): split, it would be one variable per letter
+        env=strings(cfg.get("Env"), "config.config.Env"),
+        working_dir=string(cfg.get("WorkingDir"), "config.config.WorkingDir"),
+        user=string(cfg.get("User"), "config.config.User"),
+        exposed_ports=_keys(cfg.get("ExposedPorts"), "config.config.ExposedPorts"),
+        volumes=_keys(cfg.get("Volumes"), "config.config.Volumes"),
+        labels=_string_map(cfg.get("Labels"), "config.config.Labels"),
+        stop_signal=string(cfg.get("StopSignal"), "config.config.StopSignal"),
+        healthcheck_test=strings(health.get("Test"), "config.config.Healthcheck.Test"),
         diff_ids=diff_ids,
     )
 

@@ -74,3 +74,66 @@ def test_host_platform_is_linux():
     assert manifest.parse_platform("linux/arm64/v8") == manifest.Platform("linux", "arm64", "v8")
     with pytest.raises(manifest.ManifestError):
         manifest.parse_platform("linux")
+
+
+def config_with(**fields) -> bytes:
+    return json.dumps({"architecture": "amd64", "os": "linux", "config": fields,
+                       "rootfs": {"type": "layers", "diff_ids": [D[1]]}}).encode()
+
+
+def test_a_string_cmd_or_entrypoint_is_one_word_as_docker_reads_it():
+    cfg = manifest.parse_config(config_with(Cmd="echo hi", Entrypoint="/init"))
+    assert cfg.cmd == ("echo hi",) and cfg.entrypoint == ("/init",)
+
+
+def test_null_is_absent_as_in_go():
+    cfg = manifest.parse_config(json.dumps({"config": None, "rootfs": {"diff_ids": None}, "os": None}).encode())
+    assert cfg == manifest.ImageConfig()
+    cfg = manifest.parse_config(config_with(Env=None, Cmd=None, Labels=None, ExposedPorts=None, Healthcheck=None))
+    assert cfg.env == () and cfg.cmd == () and cfg.labels == () and cfg.healthcheck_test == ()
+
+
+@pytest.mark.parametrize("fields, fault", [
+    ({"Env": "A=1"}, "config.config.Env: expected a list of strings, found a string"),
+    ({"Env": ["A=1", 2]}, r"Env\[1\]: expected a string, found a number"),
+    ({"Cmd": {"a": 1}}, "Cmd: expected a list of strings, found an object"),
+    ({"Entrypoint": True}, "Entrypoint: expected a list of strings, found a boolean"),
+    ({"WorkingDir": 1}, "WorkingDir: expected a string"),
+    ({"ExposedPorts": ["80"]}, "ExposedPorts: expected an object, found a list"),
+    ({"Labels": {"a": None}}, r"Labels\['a'\]: expected a string, found null"),
+    ({"Healthcheck": {"Test": "CMD true"}}, "Healthcheck.Test: expected a list"),
+])
+def test_config_fields_of_the_wrong_type_are_named(fields, fault):
+    with pytest.raises(manifest.ManifestError, match=fault):
+        manifest.parse_config(config_with(**fields))
+
+
+@pytest.mark.parametrize("doc, fault", [
+    (42, "not a JSON object"),
+    ({"schemaVersion": 2, "mediaType": manifest.OCI_MANIFEST, "config": [], "layers": []},
+     "manifest.config: expected a descriptor object"),
+    ({"schemaVersion": 2, "mediaType": manifest.OCI_MANIFEST, "config": {"digest": D[1], "size": True},
+      "layers": []}, "manifest.config.size: expected a size"),
+    ({"schemaVersion": 2, "mediaType": manifest.OCI_MANIFEST, "config": {"digest": D[1], "size": -1},
+      "layers": []}, "manifest.config.size: expected a size"),
+    ({"schemaVersion": 2, "mediaType": manifest.OCI_MANIFEST, "config": {"digest": D[1]}, "layers": "x"},
+     "manifest.layers: expected a list"),
+    ({"schemaVersion": 2, "mediaType": ["x"], "config": {"digest": D[1]}}, "mediaType: expected a string"),
+    ({"schemaVersion": 2, "mediaType": manifest.OCI_INDEX, "manifests": []}, "found an index"),
+])
+def test_manifests_of_the_wrong_shape_are_refused(doc, fault):
+    with pytest.raises(manifest.ManifestError, match=fault):
+        manifest.parse_manifest(json.dumps(doc).encode())
+
+
+@pytest.mark.parametrize("doc, fault", [
+    ([], "index is not a JSON object"),
+    ({"manifests": {}}, "index.manifests: expected a list"),
+    ({"manifests": [{"digest": D[1], "platform": "linux/amd64"}]}, "platform: expected an object"),
+    ({"manifests": [{"digest": D[1], "platform": {"os": "linux", "architecture": 64}}]},
+     "platform.architecture: expected a string"),
+    ({"manifests": [{"size": 1}]}, r"index.manifests\[0\]: has no digest"),
+])
+def test_indexes_of_the_wrong_shape_are_refused(doc, fault):
+    with pytest.raises(manifest.ManifestError, match=fault):
+        manifest.parse_index(json.dumps(doc).encode())
