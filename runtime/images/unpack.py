@@ -5,12 +5,14 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import ctypes
+import dataclasses
 import errno
 import gzip
 import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import stat
 import tarfile
@@ -37,6 +39,16 @@ WORKERS = 4
 INLINE_OVER = 1 << 20
 QUEUED_MAX = 64 << 20
 PENDING_MAX = 4096
+# As Go's archive/tar (docker, containerd): a long name or pax header is read whole into memory, and
+# no honest one comes near a megabyte.
+HEADER_MAX = 1 << 20
+# How far one layer may expand, by default: far beyond any honest image, short of filling a disk
+# from a small download. The environment of the process that unpacks (the agent, or the CLI for
+# `image load` and `image import`) may lower or raise them.
+MAX_SIZE_ENV = "PCOMPOSE_LAYER_MAX_SIZE"
+MAX_ENTRIES_ENV = "PCOMPOSE_LAYER_MAX_ENTRIES"
+DEFAULT_MAX_SIZE = 64 << 30
+DEFAULT_MAX_ENTRIES = 4_000_000
 
 
 class LayerError(store_mod.StoreError):
@@ -47,25 +59,89 @@ class UnsafeLayer(LayerError):
     """A layer entry that would write outside its layer directory; the whole layer is rejected."""
 
 
+class LayerTooLarge(LayerError):
+    """A layer that expands past the limits (a decompression or sparse-file bomb); nothing of it is kept."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """What one layer may expand to: bytes of its files (sparse holes counted, as they are written out)
+    and of its uncompressed tar, and the number of its entries."""
+    max_size: int = DEFAULT_MAX_SIZE
+    max_entries: int = DEFAULT_MAX_ENTRIES
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Limits:
+        env = os.environ if environ is None else environ
+        size, entries = env.get(MAX_SIZE_ENV, "").strip(), env.get(MAX_ENTRIES_ENV, "").strip()
+        return cls(parse_size(size, MAX_SIZE_ENV) if size else DEFAULT_MAX_SIZE,
+                   _positive(entries, MAX_ENTRIES_ENV) if entries else DEFAULT_MAX_ENTRIES)
+
+
+_SIZE = re.compile(r"(\d+)\s*([kmgt]?)(i?b)?", re.IGNORECASE)
+
+
+def parse_size(text: str, what: str) -> int:
+    """`512m`, `64g`, `1048576`: binary multiples, as docker's sizes."""
+    found = _SIZE.fullmatch(text.strip())
+    if not found or int(found[1]) <= 0:
+        raise LayerError(f"{what}={text!r}: expected a size such as 512m or 64g")
+    return int(found[1]) << (10 * " kmgt".index(found[2].lower() or " "))
+
+
+def _positive(text: str, what: str) -> int:
+    if not text.isdigit() or int(text) <= 0:
+        raise LayerError(f"{what}={text!r}: expected a positive whole number")
+    return int(text)
+
+
+def human_size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024:
+            return f"{n:g} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+class TarInfo(tarfile.TarInfo):
+    """tarfile's member, refusing a long name or pax header before tarfile reads it whole into memory."""
+
+    _EXTENDED = (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XHDTYPE, tarfile.XGLTYPE,
+                 tarfile.SOLARIS_XHDTYPE)
+
+    def _proc_member(self, tar):
+        if self.type in self._EXTENDED and self.size > HEADER_MAX:
+            raise LayerTooLarge(f"an extended tar header of {human_size(self.size)} "
+                                f"(at most {human_size(HEADER_MAX)})")
+        return super()._proc_member(tar)
+
+
 def short_name(chain_id: str) -> str:
     return chain_id.split(":", 1)[1][:SHORT_LEN]
 
 
-def ensure_layer(store: store_mod.Store, chain_id: str, diff_id: str, blob: Path) -> Path:
-    """Unpack `blob` into layers/<chainid>/ unless it is there already; returns the layer dir."""
+def ensure_layer(store: store_mod.Store, chain_id: str, diff_id: str, blob: Path,
+                 limits: Limits | None = None) -> Path:
+    """Unpack `blob` into layers/<chainid>/ unless it is there already; returns the layer dir.
+
+    `limits` (by default from the environment) bounds what the layer may expand to.
+    """
     final = store.layer_dir(chain_id)
     if store.has_layer(chain_id):
         ensure_link(store, chain_id)
         return final
+    limits = limits or Limits.from_env()
     tmp = Path(tempfile.mkdtemp(dir=store.layers_dir, prefix=".tmp-"))
     try:
         diff = tmp / "diff"
         diff.mkdir(mode=0o755)
         try:
             with open(blob, "rb") as raw:
-                got = unpack(_decompressed(raw, blob), diff)
+                got = unpack(_decompressed(raw, blob), diff, limits)
         except OSError as err:
             raise LayerError(f"layer {blob.name[:12]}: {err}") from None
+        except LayerTooLarge as err:
+            raise LayerTooLarge(f"layer {blob.name[:12]}: {err}") from None
         if got != diff_id:
             raise LayerError(f"layer {blob.name[:12]}: uncompressed content hashes to {got}, "
                              f"the image config says {diff_id}")
@@ -130,12 +206,19 @@ def _decompressed(raw: BinaryIO, blob: Path) -> BinaryIO:
 
 
 class _HashingReader:
-    def __init__(self, inner: BinaryIO) -> None:
+    """The uncompressed tar as it is read: hashed for the diff id, and counted against the size limit."""
+
+    def __init__(self, inner: BinaryIO, max_size: int) -> None:
         self.inner = inner
         self.hash = hashlib.sha256()
+        self.max_size = max_size
+        self.size = 0
 
     def read(self, n: int = -1) -> bytes:
-        data = self.inner.read(n)
+        data = self.inner.read(n if 0 <= n <= CHUNK else CHUNK)
+        self.size += len(data)
+        if self.size > self.max_size:
+            raise LayerTooLarge(f"its tar expands past {human_size(self.max_size)} (the limit, {MAX_SIZE_ENV})")
         self.hash.update(data)
         return data
 
@@ -145,13 +228,14 @@ class _HashingReader:
         return "sha256:" + self.hash.hexdigest()
 
 
-def unpack(stream: BinaryIO, dest: Path) -> str:
+def unpack(stream: BinaryIO, dest: Path, limits: Limits | None = None) -> str:
     """Extract a layer tar stream into `dest`; returns its diff id (sha256 of the tar)."""
-    reader = _HashingReader(stream)
-    extractor = _Extractor(dest)
+    limits = limits or Limits()
+    reader = _HashingReader(stream, limits.max_size)
+    extractor = _Extractor(dest, limits)
     try:
         try:
-            with tarfile.open(fileobj=reader, mode="r|") as tar:
+            with tarfile.open(fileobj=reader, mode="r|", tarinfo=TarInfo) as tar:
                 for member in tar:
                     extractor.add(tar, member)
             extractor.finish()
@@ -177,7 +261,10 @@ def clean_name(name: str) -> tuple[str, ...]:
 class _Extractor:
     """Writes entries through directory fds opened without following symlinks."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, limits: Limits) -> None:
+        self.limits = limits
+        self.entries = 0
+        self.file_bytes = 0
         self.root_fd = os.open(root, os.O_DIRECTORY | os.O_RDONLY)
         self.cached: tuple[tuple[str, ...], int] | None = None
         self.dir_meta: list[tuple[tuple[str, ...], int, float]] = []
@@ -253,7 +340,19 @@ class _Extractor:
         self.cached = (parts, fd)
         return fd
 
+    def _count(self, m: tarfile.TarInfo) -> None:
+        """Refuse the layer before writing what would take it past its limits."""
+        self.entries += 1
+        if self.entries > self.limits.max_entries:
+            raise LayerTooLarge(f"more than {self.limits.max_entries} entries (the limit, {MAX_ENTRIES_ENV})")
+        if m.isreg():  # a sparse file's size is its apparent size: its holes are written out as zeros
+            self.file_bytes += m.size
+            if self.file_bytes > self.limits.max_size:
+                raise LayerTooLarge(f"entry {m.name!r} takes its files past {human_size(self.limits.max_size)} "
+                                    f"(the limit, {MAX_SIZE_ENV})")
+
     def add(self, tar: tarfile.TarFile, m: tarfile.TarInfo) -> None:
+        self._count(m)
         parts = clean_name(m.name)
         if not parts:
             if m.isdir():

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import stat
+import subprocess
 import tarfile
 
 import pytest
 
 from runtime.images import manifest, unpack
+from tests.support import oci_image
 from tests.support.oci_image import LayerBuilder
 
 
@@ -106,4 +109,50 @@ def test_garbage_is_not_a_layer(store):
     chain = "sha256:" + "1" * 64
     with pytest.raises(unpack.LayerError):
         unpack.ensure_layer(store, chain, chain, store.blob_path(blob))
+    assert [p.name for p in store.layers_dir.iterdir()] == ["l"]
+
+
+def _sparse(tmp_path) -> bytes:
+    src = tmp_path / "src"
+    src.mkdir()
+    with open(src / "big", "wb") as f:
+        f.truncate(1 << 30)
+    subprocess.run(["tar", "--sparse", "-C", str(src), "-cf", str(tmp_path / "s.tar"), "big"], check=True)
+    return (tmp_path / "s.tar").read_bytes()
+
+
+def _long_header() -> bytes:
+    builder = LayerBuilder()
+    info = tarfile.TarInfo("f")
+    info.pax_headers = {"comment": "x" * (2 << 20)}
+    builder.tar.addfile(info)
+    return builder.build().tar
+
+
+@pytest.mark.parametrize("make, limits, fault", [
+    # 1 GiB of holes in a 10 KiB tar: the files' apparent size counts
+    (_sparse, unpack.Limits(max_size=16 << 20), "entry 'big' takes its files past 16.0 MiB"),
+    (lambda tmp: LayerBuilder().file("a", bytes(8 << 20)).build().tar, unpack.Limits(max_size=4 << 20),
+     "past 4.0 MiB"),
+    (lambda tmp: functools.reduce(lambda b, i: b.file(str(i), ""), range(50), LayerBuilder()).build().tar,
+     unpack.Limits(max_entries=40), "more than 40 entries"),
+    (lambda tmp: _long_header(), unpack.Limits(), "extended tar header of 2.0 MiB"),
+])
+def test_layers_past_their_limits_are_refused_and_leave_nothing(store, tmp_path, make, limits, fault):
+    tar = make(tmp_path)
+    diff_id = manifest.digest_of(tar)
+    blob = store.write_blob(oci_image.layer_from_tar(tar).blob)
+    with pytest.raises(unpack.LayerTooLarge, match=fault):
+        unpack.ensure_layer(store, diff_id, diff_id, store.blob_path(blob), limits)
+    assert [p.name for p in store.layers_dir.iterdir()] == ["l"]
+    assert list((store.layers_dir / "l").iterdir()) == []
+
+
+def test_the_stream_itself_is_bounded(store):
+    """Bytes past the end of the tar are hashed too: a gzip of endless zeros stops at the limit."""
+    tar = LayerBuilder().file("a", "1").build().tar + bytes(8 << 20)
+    diff_id = manifest.digest_of(tar)
+    blob = store.write_blob(oci_image.layer_from_tar(tar).blob)
+    with pytest.raises(unpack.LayerTooLarge, match="its tar expands past 4.0 MiB"):
+        unpack.ensure_layer(store, diff_id, diff_id, store.blob_path(blob), unpack.Limits(max_size=4 << 20))
     assert [p.name for p in store.layers_dir.iterdir()] == ["l"]
