@@ -50,6 +50,10 @@ def register(verbs: argparse._SubParsersAction) -> None:
     p = image.add_parser("import", help="Make a one-layer image from a root filesystem tar")
     p.add_argument("file", metavar="FILE", help="Root filesystem tar (plain or gzipped); - for stdin")
     p.add_argument("name", metavar="NAME[:TAG]")
+    p.add_argument("-c", "--change", action="append", default=[], metavar="INSTRUCTION",
+                   help="Apply a Dockerfile instruction to the image (CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, "
+                        "STOPSIGNAL, USER, VOLUME, WORKDIR); repeatable")
+    p.add_argument("-m", "--message", default="", help="Set the commit message (history comment)")
     p.add_argument("--platform")
     p.set_defaults(handler=image_import)
 
@@ -90,7 +94,7 @@ def _platform(text: str | None) -> images.Platform | None:
 
 # Errors a user can act on: one line each, no traceback.
 _USER_ERRORS = (reference.ReferenceError, registry.RegistryError, images.StoreError,
-                images.manifest.ManifestError, images.auth.AuthError)
+                images.manifest.ManifestError, images.auth.AuthError, images.changes.ChangeError)
 
 
 # -- pull
@@ -304,14 +308,17 @@ def image_load(args: argparse.Namespace) -> int:
 
 def image_import(args: argparse.Namespace) -> int:
     store = _store(args)
+    options = {"platform": _platform(args.platform), "changes": tuple(args.change), "message": args.message}
     try:
+        # a bad --change is refused before the tar is read, even from stdin
+        images.changes.apply({}, [images.changes.parse(change) for change in args.change])
         if args.file == "-":
             with tempfile.NamedTemporaryFile(prefix="pcompose-import-") as spool:
                 shutil.copyfileobj(sys.stdin.buffer, spool)
                 spool.flush()
-                record = images.import_rootfs(store, spool.name, args.name, platform=_platform(args.platform))
+                record = images.import_rootfs(store, spool.name, args.name, source="-", **options)
         else:
-            record = images.import_rootfs(store, args.file, args.name, platform=_platform(args.platform))
+            record = images.import_rootfs(store, args.file, args.name, **options)
     except _USER_ERRORS as err:
         raise common.UserFacingError(str(err)) from None
     print(record.id)

@@ -16,7 +16,7 @@ from typing import BinaryIO
 
 import structlog
 
-from runtime.images import manifest, reference, store as store_mod, unpack
+from runtime.images import changes as changes_mod, manifest, reference, store as store_mod, unpack
 
 log = structlog.get_logger(__name__)
 
@@ -278,12 +278,22 @@ def _oci_names(annotations: dict, where: str) -> tuple[str, ...]:
     return ()
 
 
+DEFAULT_ENV = ("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",)
+
+
 def import_rootfs(store: store_mod.Store, path: str | os.PathLike, name: str,
-                  platform: manifest.Platform | None = None) -> store_mod.ImageRecord:
-    """A one-layer image from a root filesystem tar (plain or gzipped), like `docker import`."""
+                  platform: manifest.Platform | None = None, changes: tuple[str, ...] = (),
+                  message: str = "", source: str | None = None) -> store_mod.ImageRecord:
+    """A one-layer image from a root filesystem tar (plain or gzipped), like `docker import`.
+
+    `changes` are Dockerfile instructions (CMD, ENTRYPOINT, ENV, ...) applied to its config, as
+    `docker import --change`; `message` is its history comment (default: where it came from).
+    """
     ref = reference.parse(name)
     path = Path(path)
     plat = platform or manifest.host()
+    # the changes are checked before the tar is copied in: a typo costs nothing
+    image_config = changes_mod.apply({"Env": list(DEFAULT_ENV)}, [changes_mod.parse(c) for c in changes])
     with store.shared():
         try:
             with open(path, "rb") as src:
@@ -293,9 +303,10 @@ def import_rootfs(store: store_mod.Store, path: str | os.PathLike, name: str,
         diff_id, gzipped = _diff_id(store.blob_path(layer_digest), path)
         now = datetime.datetime.now(datetime.timezone.utc).isoformat().replace("+00:00", "Z")
         config = {"architecture": plat.architecture, "os": plat.os, "created": now,
-                  "config": {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]},
+                  "config": image_config,
                   "rootfs": {"type": "layers", "diff_ids": [diff_id]},
-                  "history": [{"created": now, "created_by": "pcompose image import", "comment": str(path.name)}]}
+                  "history": [{"created": now, "created_by": "pcompose image import",
+                               "comment": message or f"Imported from {source or path.name}"}]}
         if plat.variant:
             config["variant"] = plat.variant
         config_digest = store.write_blob(json.dumps(config, separators=(",", ":")).encode())

@@ -52,6 +52,33 @@ def test_import_makes_a_one_layer_image(store, roots, tmp_path, busybox_layer):
     assert Path(m.merged_dir, "etc/passwd").read_text().startswith("root:")
 
 
+def test_import_applies_changes_and_keeps_the_message(store, tmp_path, busybox_layer):
+    import json
+
+    rootfs_tar = tmp_path / "rootfs.tar"
+    rootfs_tar.write_bytes(busybox_layer.tar)
+    record = images.import_rootfs(store, rootfs_tar, "imported/changed:v1", message="nightly",
+                                  changes=('ENTRYPOINT ["/bin/sh", "-c"]', "CMD echo $A", "ENV A=1 B=two",
+                                           "EXPOSE 8080", "WORKDIR /srv", "USER app", "LABEL tier=web"))
+    cfg = record.config
+    assert cfg.entrypoint == ("/bin/sh", "-c") and cfg.cmd == ("/bin/sh", "-c", "echo $A")
+    assert cfg.env[1:] == ("A=1", "B=two") and cfg.env[0].startswith("PATH=")
+    assert cfg.exposed_ports == ("8080/tcp",) and cfg.working_dir == "/srv" and cfg.user == "app"
+    assert cfg.labels == (("tier", "web"),)
+    [history] = json.loads(store.read_blob(record.id))["history"]
+    assert history["comment"] == "nightly"
+    plain = images.import_rootfs(store, rootfs_tar, "imported/plain:v1")
+    assert json.loads(store.read_blob(plain.id))["history"][0]["comment"] == "Imported from rootfs.tar"
+
+
+def test_import_refuses_a_bad_change_and_stores_nothing(store, tmp_path, busybox_layer):
+    rootfs_tar = tmp_path / "rootfs.tar"
+    rootfs_tar.write_bytes(busybox_layer.tar)
+    with pytest.raises(images.changes.ChangeError, match="EXPOSE"):
+        images.import_rootfs(store, rootfs_tar, "x:1", changes=("EXPOSE nope",))
+    assert store.read_refs() == {} and store.blob_digests() == set()
+
+
 @pytest.mark.parametrize("content, fault", [
     (b"not a tar at all", "not a readable tar"),
     (None, "neither a docker-archive"),
