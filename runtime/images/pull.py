@@ -24,6 +24,7 @@ class Progress:
 
 
 ProgressFn = Callable[[Progress], None]
+MAX_CONFIG = 16 << 20  # an image config is small; a huge one is an attack or a mistake
 
 
 async def pull(store: store_mod.Store, ref: str | reference.Reference, *,
@@ -81,6 +82,8 @@ async def _fetch_manifest(store: store_mod.Store, client: registry.Client, ref: 
 async def _fetch_image(store: store_mod.Store, client: registry.Client, manifest_digest: str,
                        options: registry.Options, report: ProgressFn) -> store_mod.ImageRecord:
     m = manifest.parse_manifest(store.read_blob(manifest_digest))
+    if m.config.size > MAX_CONFIG:  # it is read whole into memory, here and by every record of the image
+        raise manifest.ManifestError(f"image config of {m.config.size} bytes (at most {MAX_CONFIG})")
     if not store.has_blob(m.config.digest):
         await client.fetch_blob(store, m.config)
     record = store.record(manifest_digest)
