@@ -210,7 +210,11 @@ class _PullDisplay:
 # -- images / image ls
 def list_images(args: argparse.Namespace) -> int:
     rows = []
-    for record in _store(args).list_images():
+    try:
+        records = _store(args).list_images()
+    except _USER_ERRORS as err:  # a document in the store that cannot be read: say which
+        raise common.UserFacingError(str(err)) from None
+    for record in records:
         for ref in record.references:
             repo, tag = _repo_tag(ref)
             rows.append((repo, tag, record))
@@ -270,7 +274,7 @@ def image_rm(args: argparse.Namespace) -> int:
         try:
             for ref in images.remove_image(store, name, force=args.force):
                 print(f"Untagged: {_familiar_key(ref)}")
-        except images.StoreError as err:
+        except _USER_ERRORS as err:
             common.print_error(str(err))
             failed += 1
     report = images.collect(store)
