@@ -94,32 +94,163 @@ def natural_key(name: str) -> list:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
-# -- --format
-_FIELD = re.compile(r"\{\{\s*(json\s+)?\.([A-Za-z0-9_.]*)\s*\}\}")
+# -- --format: Go templates as docker runs them on its objects, without control structures
+# ({{if}}, {{range}}): fields, (parenthesised) pipelines and docker's functions.
+_ACTION = re.compile(r"\{\{(-\s)?(.*?)(\s-)?\}\}", re.S)
+_TOKEN = re.compile(r"""(?P<space>\s+)|(?P<field>(?:\.[A-Za-z0-9_-]+)+|\.)
+                        |(?P<string>"(?:[^"\\]|\\.)*"|`[^`]*`)|(?P<number>-?\d+)
+                        |(?P<name>[A-Za-z_]\w*)|(?P<punct>[()|])""", re.X)
+
+
+def _go_text(value) -> str:
+    """A value as Go's templates print it: `[a b]`, `map[k:v]`, true, <no value>."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "<no value>"
+    if isinstance(value, dict):
+        return "map[" + " ".join(f"{k}:{_go_text(v)}" for k, v in sorted(value.items())) + "]"
+    if isinstance(value, (list, tuple)):
+        return "[" + " ".join(_go_text(v) for v in value) + "]"
+    return str(value)
+
+
+def _go_json(value) -> str:
+    """docker's `json` function: Go's encoding, compact and with no HTML escapes."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _index(value, *keys):
+    for key in keys:
+        if isinstance(value, dict):
+            value = value.get(key, "")  # a missing key of a map: its zero value
+        elif isinstance(value, (list, tuple)) and isinstance(key, int) and 0 <= key < len(value):
+            value = value[key]
+        else:
+            raise ValueError(f"error calling index: cannot index {_go_text(value)} with {key!r}")
+    return value
+
+
+# docker's template functions (templates.basicFunctions) and Go's builtins that need no `if`.
+_FUNCTIONS = {
+    "json": _go_json, "index": _index, "len": len,
+    "join": lambda items, sep: sep.join(_go_text(i) for i in items or ()),
+    "split": lambda text, sep: text.split(sep),
+    "lower": lambda text: text.lower(), "upper": lambda text: text.upper(),
+    "title": lambda text: " ".join(w[:1].upper() + w[1:] for w in text.split(" ")),
+    "truncate": lambda text, n: text[:n],
+    "print": lambda *values: "".join(_go_text(v) for v in values),
+    "println": lambda *values: " ".join(_go_text(v) for v in values) + "\n",
+}
+_CONSTANTS = {"true": True, "false": False, "nil": None}
+
+
+class _Action:
+    """One {{...}} evaluated against `obj`: pipeline := command (| command)*."""
+
+    def __init__(self, source: str, obj) -> None:
+        self.source, self.obj = source, obj
+        self.tokens: list[tuple[str, str, bool]] = []  # (kind, text, space before it)
+        space = False
+        for match in _TOKEN.finditer(source):
+            if match.lastgroup == "space":
+                space = True
+                continue
+            self.tokens.append((match.lastgroup, match.group(), space))
+            space = False
+        if sum(len(m.group()) for m in _TOKEN.finditer(source)) != len(source):
+            self.fail("unexpected character")
+        self.at = 0
+
+    def fail(self, why: str):
+        raise common.UserFacingError(f"template: {{{{{self.source}}}}}: {why}")
+
+    def peek(self) -> tuple[str, str, bool] | None:
+        return self.tokens[self.at] if self.at < len(self.tokens) else None
+
+    def value(self):
+        out = self.pipeline()
+        if self.peek() is not None:
+            self.fail(f"unexpected {self.peek()[1]!r}")
+        return out
+
+    def pipeline(self):
+        out = self.command(piped=False)
+        while self.peek() and self.peek()[1] == "|":
+            self.at += 1
+            out = self.command(piped=True, value=out)
+        return out
+
+    def command(self, piped: bool, value=None):
+        head = self.peek()
+        if head is None or head[1] in ("|", ")"):
+            self.fail("missing value for command")
+        if head[0] == "name" and head[1] not in _CONSTANTS:
+            self.at += 1
+            function = _FUNCTIONS.get(head[1])
+            if function is None:
+                self.fail(f'function "{head[1]}" not defined')
+            args = []
+            while self.peek() and self.peek()[1] not in ("|", ")"):
+                args.append(self.operand())
+            try:
+                return function(*args, *([value] if piped else []))
+            except (TypeError, ValueError, AttributeError) as err:
+                self.fail(f"error calling {head[1]}: {err}")
+        if piped:
+            self.fail(f"can't give argument to non-function {head[1]}")
+        out = self.operand()
+        if self.peek() and self.peek()[1] not in ("|", ")"):
+            self.fail(f"can't give argument to non-function {head[1]}")
+        return out
+
+    def operand(self):
+        kind, text, _ = self.tokens[self.at]
+        self.at += 1
+        if kind == "field":
+            return self.field(self.obj, text)
+        if kind == "string":
+            return json.loads(text) if text[0] == '"' else text[1:-1]
+        if kind == "number":
+            return int(text)
+        if kind == "name" and text in _CONSTANTS:
+            return _CONSTANTS[text]
+        if text != "(":
+            self.fail(f"unexpected {text!r}")
+        out = self.pipeline()
+        if not self.peek() or self.peek()[1] != ")":
+            self.fail("unclosed left paren")
+        self.at += 1
+        after = self.peek()
+        if after and after[0] == "field" and not after[2] and after[1] != ".":
+            self.at += 1  # (index .X "y").Field: the field of what the parens gave
+            out = self.field(out, after[1])
+        return out
+
+    def field(self, value, path: str):
+        for part in filter(None, path.split(".")):
+            if not isinstance(value, dict) or part not in value:
+                self.fail(f"can't evaluate field {part}")
+            value = value[part]
+        return value
 
 
 def template(text: str, obj: dict) -> str:
-    """A Go template of docker's list and inspect verbs, as far as plain fields go:
-    `{{.Name}}`, `{{.IPAM.Driver}}`, `{{json .Labels}}`, `{{json .}}`; `\\t` and `\\n` as in docker."""
-
-    def field(match: re.Match) -> str:
-        value = obj
-        for part in filter(None, match.group(2).split(".")):
-            if not isinstance(value, dict) or part not in value:
-                raise common.UserFacingError(
-                    f"template: can't evaluate field {part} in {text!r}")
-            value = value[part]
-        if match.group(1):
-            return json.dumps(value, ensure_ascii=False)
-        if isinstance(value, bool):
-            return "true" if value else "false"
-        if value is None:
-            return "<no value>"
-        if isinstance(value, dict):
-            return "map[" + " ".join(f"{k}:{v}" for k, v in sorted(value.items())) + "]"
-        return str(value)
-
-    return _FIELD.sub(field, text.replace("\\t", "\t").replace("\\n", "\n"))
+    """A Go template of docker's list and inspect verbs: `{{.Name}}`, `{{.IPAM.Driver}}`,
+    `{{json .Labels}}`, `{{json .}}`, `{{index .Config.Labels "k"}}`,
+    `{{(index .NetworkSettings.Networks "n").IPAddress}}`, `{{join .Args " "}}`, `{{.Name |
+    upper}}`, `{{- ...}}` trimming; `\\t` and `\\n` as in docker."""
+    text = text.replace("\\t", "\t").replace("\\n", "\n")
+    out, at, trim = [], 0, False
+    for match in _ACTION.finditer(text):
+        before = text[at:match.start()]
+        before = before.lstrip() if trim else before
+        out.append(before.rstrip() if match.group(1) else before)
+        out.append(_go_text(_Action(match.group(2).strip(), obj).value()))
+        at, trim = match.end(), bool(match.group(3))
+    rest = text[at:]
+    out.append(rest.lstrip() if trim else rest)
+    return "".join(out)
 
 
 def write_list(fmt: str, rows: list[dict], headers: list[tuple[str, str]]) -> None:

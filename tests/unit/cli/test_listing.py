@@ -35,9 +35,32 @@ def test_filters_are_checked_and_labels_match_all_given():
 def test_templates_take_fields_nested_fields_and_json():
     obj = {"Name": "n", "IPAM": {"Driver": "default"}, "Labels": {"a": "b"}, "Internal": False}
     assert listing.template("{{.Name}}\\t{{.IPAM.Driver}} {{.Internal}}", obj) == "n\tdefault false"
-    assert listing.template("{{json .Labels}}", obj) == '{"a": "b"}'
+    assert listing.template("{{json .Labels}}", obj) == '{"a":"b"}'  # Go's compact encoding
     with pytest.raises(common.UserFacingError, match="can't evaluate field Nope"):
         listing.template("{{.Nope}}", obj)
+
+
+def test_templates_take_docker_functions_parens_pipes_and_print_values_as_go_does():
+    obj = {"Name": "/shop-web-1", "Args": ["-c", "sleep 1"], "Health": None, "Running": True,
+           "Config": {"Labels": {"b": "2", "a": "1"}},
+           "NetworkSettings": {"Networks": {"shop-front": {"IPAddress": "10.0.0.2"}}}}
+    assert listing.template("{{.Args}} {{.Config.Labels}} {{.Health}} {{.Running}}", obj) == \
+        "[-c sleep 1] map[a:1 b:2] <no value> true"
+    assert listing.template('{{index .Config.Labels "a"}}|{{index .Config.Labels "z"}}|',
+                            obj) == "1||"
+    assert listing.template('{{(index .NetworkSettings.Networks "shop-front").IPAddress}}',
+                            obj) == "10.0.0.2"
+    assert listing.template('{{join .Args " "}} {{len .Args}} {{.Name | upper}}', obj) == \
+        "-c sleep 1 2 /SHOP-WEB-1"
+    assert listing.template("a  {{- .Running -}}  b", obj) == "atrueb"
+    assert listing.template('{{json (index .NetworkSettings.Networks "shop-front")}}', obj) == \
+        '{"IPAddress":"10.0.0.2"}'
+    for bad, why in (("{{nope .Name}}", 'function "nope" not defined'),
+                     ("{{.Name .Args}}", "can't give argument to non-function"),
+                     ('{{(index .Config.Labels "a"}}', "unclosed left paren"),
+                     ("{{.Config.Labels.a.b}}", "can't evaluate field b")):
+        with pytest.raises(common.UserFacingError, match=why):
+            listing.template(bad, obj)
 
 
 def test_times_print_as_go_prints_them(monkeypatch):
