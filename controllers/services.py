@@ -68,6 +68,13 @@ class ContainerView:
     image_id: str = ""
     config_hash: str = ""
     oom_killed: bool = False
+    labels: tuple[tuple[str, str], ...] = ()  # docker's: the image's, the service's, compose's
+
+
+def container_labels(annotations) -> tuple[tuple[str, str], ...]:
+    """The container's labels among its annotations, sorted: io.pcompose.* are the runtime's
+    own notes (identity, cgroup, stop signal), not labels a user or docker compose set."""
+    return tuple(sorted((k, v) for k, v in annotations.items() if not k.startswith("io.pcompose.")))
 
 
 def _files_dir(ctx: context.Context, cname: str) -> Path:
@@ -403,7 +410,7 @@ def _view(ctx: context.Context, o: observe.Observed, net: tuple) -> ContainerVie
         created=o.created, started=started, finished=finished, pid=o.pid,
         ports=net[0], networks=net[1], oneoff=o.oneoff, image_id=o.image,
         config_hash=o.config_hash,
-        oom_killed=bool(o.exit and o.exit.oom_killed))
+        oom_killed=bool(o.exit and o.exit.oom_killed), labels=container_labels(o.annotations))
 
 
 def _command(lay, cid: str) -> tuple[str, ...]:

@@ -107,10 +107,13 @@ def ps_table(views, now: dt.datetime, trunc: bool = True) -> str:
 
 def ps_json(view, now: dt.datetime, trunc: bool = True) -> dict:
     """One line of `ps --format json`: docker's keys, in their (alphabetical) order and types."""
+    # Every label of the container; compose's own from the view's fields when the agent that
+    # sent it is older than labels in views.
     labels = {"com.docker.compose.project": view.project,
               "com.docker.compose.service": view.service,
               "com.docker.compose.container-number": str(view.replica),
-              "com.docker.compose.oneoff": "True" if view.oneoff else "False"}
+              "com.docker.compose.oneoff": "True" if view.oneoff else "False",
+              **dict(getattr(view, "labels", ()) or ())}
     return {
         "Command": command(view, trunc),
         "CreatedAt": created_at(view.created),
