@@ -17,6 +17,7 @@ VERB_MODULES = {
     "images": ("pull", "images", "image", "login", "logout"),
     "networks": ("network",),
     "volumes": ("volume",),
+    "inspect": ("inspect",),
     "agent": ("agent",),
 }
 
