@@ -13,6 +13,7 @@ from reconciler.cli import common
 VERB_MODULES = {
     "compose": ("up", "down", "ps", "logs", "exec", "run", "stop", "start", "restart", "kill",
                 "pause", "unpause", "top", "stats", "events", "port", "ls"),
+    "compose_cp": ("cp",),
     "stack": ("config", "version"),
     "images": ("pull", "images", "image", "login", "logout"),
     "networks": ("network",),
