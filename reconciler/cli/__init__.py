@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from reconciler.cli import common
@@ -34,6 +35,38 @@ _OWN_LOGGING = {"agent", "up", "down", "version", "ps", "ls", "stop", "start", "
                 "kill", "pause", "unpause"}
 
 
+# Verbs a user other than root may run: they read the stack file and print, nothing more.
+_WITHOUT_ROOT = {"config", "version"}
+
+# Why the others need root, by verb or else by the module that owns it: said in the one line
+# a user gets.
+_WHY_ROOT = {
+    "compose": "it drives the agent, whose socket and state are root's only",
+    "compose_cp": "it copies into and out of containers' roots and namespaces",
+    "images": "the image store under the state root is root's only",
+    "networks": "networks are bridges, nftables rules and records under the state root",
+    "volumes": "volumes live under the state root, which is root's only",
+    "inspect": "containers' bundles and records under the state root are root's only",
+    "agent": "the agent runs containers through runc, mounts, cgroups and network namespaces",
+    "login": "the agent, which runs as root, pulls with root's credentials",
+    "logout": "the agent, which runs as root, pulls with root's credentials",
+}
+
+
+def _root_refusal(argv: list[str], verb: str | None) -> str | None:
+    """The one line for a verb that needs root run by another user; None when it may run.
+    Decided before the verb's module is imported, so that no import error or traceback of
+    a half-working run comes first."""
+    if os.geteuid() == 0 or verb is None or verb in _WITHOUT_ROOT:
+        return None
+    owner = next((m for m, owned in VERB_MODULES.items() if verb in owned), None)
+    words = argv[:argv.index("--")] if "--" in argv else argv
+    if owner is None or "-h" in words or "--help" in words:
+        return None  # argparse says what is wrong with the words, or prints the help
+    why = _WHY_ROOT.get(verb) or _WHY_ROOT.get(owner) or "the state root is root's only"
+    return f"must be run as root ({verb}: {why})"
+
+
 def _verb_of(argv: list[str]) -> str | None:
     """The first word of argv that is not a global option or its value."""
     words = iter(argv)
@@ -60,7 +93,12 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = build_parser(_verb_of(argv))
+    verb = _verb_of(argv)
+    refusal = _root_refusal(argv, verb)
+    if refusal is not None:
+        common.print_error(refusal)
+        return 1
+    parser = build_parser(verb)
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
         parser.print_help(sys.stderr)
@@ -72,6 +110,12 @@ def main(argv: list[str] | None = None) -> int:
     except common.UserFacingError as err:
         common.print_error(str(err))
         return err.exit_code
+    except PermissionError as err:
+        if os.geteuid() == 0:
+            raise  # root refused: a fault worth its traceback
+        # A verb that runs without root (`config -o FILE`) denied a file by its mode.
+        common.print_error(f"permission denied: {err.filename or err.strerror}")
+        return 1
     except KeyboardInterrupt:
         return 130
 
