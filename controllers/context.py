@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from runtime import statefiles
 from runtime.images import store as image_store
 from runtime.net import model as net_model
 from runtime.oci import layout
@@ -68,7 +69,7 @@ def mark_stopped_by_user(ctx: Context, cid: str, stopped: bool) -> None:
     `start`, `restart` and `up` clear it (docker's unless-stopped semantics)."""
     marker = ctx.container_dir(cid) / STOPPED_BY_USER
     if stopped:
-        marker.parent.mkdir(parents=True, exist_ok=True)
+        statefiles.private_dir(marker.parent)
         marker.touch()
     else:
         marker.unlink(missing_ok=True)
@@ -86,10 +87,9 @@ def read_json(path: Path) -> dict:
 
 
 def write_json(path: Path, data: dict) -> None:
-    """Whole or not at all: a reader never sees half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)
+    """Whole or not at all: a reader never sees half a file. 0600: a health log or limits
+    are the container's business only."""
+    statefiles.write(path, json.dumps(data))
 
 
 def health_of(ctx: Context, cid: str) -> dict:

@@ -23,7 +23,8 @@ def private_dir(path: str | os.PathLike) -> Path:
     try:
         os.mkdir(path, PRIVATE_DIR)
     except FileExistsError:
-        pass
+        if not path.is_dir():
+            raise
     return path
 
 

@@ -16,7 +16,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from runtime import mounts
+from runtime import mounts, statefiles
 
 META = "meta.json"
 DATA = "_data"
@@ -105,9 +105,8 @@ def ensure(root: Path, spec: VolumeSpec) -> Volume:
             "labels": [list(kv) for kv in spec.labels],
             "created_at": os.stat(path).st_mtime,
         }
-        tmp = path / (META + ".tmp")
-        tmp.write_text(json.dumps(meta, indent=1))
-        os.replace(tmp, path / META)
+        # 0600: driver_opts may name a device and its mount options (a password for cifs).
+        statefiles.write(path / META, json.dumps(meta, indent=1))
         existing = _read(path)
     if existing.driver_opts != spec.driver_opts:
         args = _mount_args(existing_spec(existing), existing.mountpoint)

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from reconciler.agent import plainclient, wire
+from runtime import statefiles
 
 
 # The exit code of an agent that found another on its run dir (daemon uses it too); it lives
@@ -29,8 +30,9 @@ def spawn(root: Path, run_dir: Path, host_netns: str | None = None) -> subproces
     """The agent, detached: its own session, so a Ctrl-C of the CLI does not reach it."""
     log = log_path(root)
     try:
-        log.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        out = open(log, "ab")
+        # The root first: made here on a fresh machine, it must be root's only from the start.
+        statefiles.private_dir(statefiles.private_dir(root) / log.parent.name)
+        out = open(statefiles.open_private(log), "ab")
     except OSError as error:
         raise wire.AgentUnavailable(f"cannot start the agent: {error}") from None
     with out:

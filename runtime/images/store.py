@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+from runtime import statefiles
 from runtime.images import manifest, reference
 
 
@@ -67,6 +68,11 @@ class Store:
         self.refs_file = self.images_dir / "refs.json"
         self.layers_dir = self.root / "layers"
         self.snapshots_dir = self.root / "rootfs"  # container roots (runtime.rootfs); read here for GC
+        # The root first, 0700: `image load` often makes it, before any agent could tighten it.
+        # Layers hold the images' setuid files: their dirs are root's only too (overlayfs
+        # reaches them as the mounter, a container never through these paths).
+        for d in (self.root, self.images_dir, self.layers_dir):
+            statefiles.private_dir(d)
         for d in (self.blobs_dir, self.ingest_dir, self.layers_dir / "l"):
             d.mkdir(parents=True, exist_ok=True)
 
@@ -149,11 +155,16 @@ class Store:
 
     def layers_in_use(self) -> set[str]:
         """Chain ids that some container's root is built from."""
-        used: set[str] = set()
+        return {chain_id for chain_ids in self.container_roots().values() for chain_id in chain_ids}
+
+    def container_roots(self) -> dict[str, tuple[str, ...]]:
+        """Container id -> the chain ids its root is built from (bottom first), for every root
+        on disk, whatever runc knows of its container."""
+        roots = {}
         for lowers in self.snapshots_dir.glob(f"*/{LOWERS_FILE}"):
-            with contextlib.suppress(FileNotFoundError, ValueError):
-                used.update(json.loads(lowers.read_text()))
-        return used
+            with contextlib.suppress(FileNotFoundError, ValueError, TypeError):
+                roots[lowers.parent.name] = tuple(str(c) for c in json.loads(lowers.read_text()))
+        return roots
 
     # -- images
     def record(self, manifest_digest: str, repo_digest: str | None = None,

@@ -8,9 +8,9 @@ import dataclasses
 import fcntl
 import ipaddress
 import json
-import os
 from pathlib import Path
 
+from runtime import statefiles
 from runtime.net import names
 
 
@@ -55,9 +55,7 @@ def _locked(state_root: Path):
         # (no indent: that takes json's slow pure-Python encoder, and this runs per attach).
         after = json.dumps(doc, sort_keys=True)
         if after != before:
-            tmp = file.with_suffix(".tmp")
-            tmp.write_text(after)
-            os.replace(tmp, file)
+            statefiles.write(file, after)  # 0600, as the other network records
 
 
 def pick_subnet(

@@ -10,6 +10,7 @@ import json
 import os
 from pathlib import Path
 
+from runtime import statefiles
 from runtime.net import model
 
 
@@ -18,10 +19,9 @@ def _dir(state_root: Path, kind: str) -> Path:
 
 
 def _write(file: Path, data: dict) -> None:
-    file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = file.with_name(file.name + ".tmp")
-    tmp.write_text(json.dumps(data, sort_keys=True))  # no indent: that takes json's slow encoder
-    os.replace(tmp, file)
+    file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # 0600: a container's record carries its addresses, ports and aliases.
+    statefiles.write(file, json.dumps(data, sort_keys=True))  # no indent: json's slow encoder
 
 
 _parsed: dict[str, tuple[tuple[int, int, int], object]] = {}
@@ -90,7 +90,7 @@ def attachments(state_root: Path) -> dict[str, model.Attachment]:
 def locked(state_root: Path, what: str):
     """Hold an exclusive lock named `what` (read-then-act sequences that must not interleave)."""
     file = Path(state_root) / "net" / f"{what}.lock"
-    file.parent.mkdir(parents=True, exist_ok=True)
+    file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     with open(file, "a+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield

@@ -9,6 +9,8 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from runtime import statefiles
+
 CONMON = "/usr/bin/conmon"
 
 
@@ -65,7 +67,7 @@ async def launch(spec: Launch, timeout: float = 30.0) -> int:
     start_ours, start_theirs = socket.socketpair()
     env = dict(os.environ, _OCI_SYNCPIPE=str(sync_theirs.fileno()), _OCI_STARTPIPE=str(start_theirs.fileno()))
     try:
-        with open(spec.workdir / "conmon.err", "ab") as err:
+        with open(statefiles.open_private(spec.workdir / "conmon.err"), "ab") as err:
             proc = await asyncio.create_subprocess_exec(
                 *spec.argv(), cwd=spec.workdir, env=env, start_new_session=True,
                 pass_fds=(sync_theirs.fileno(), start_theirs.fileno()),

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import structlog
 
+from runtime import statefiles
 from runtime.cgroups import drivers, model as cgroups_model
 from runtime.oci import conmon, facts, layout, model, runc, spec
 
@@ -34,8 +35,10 @@ class ExitStatus:
 
 
 def ensure_dirs(lay: layout.Layout) -> None:
+    for d in (lay.run_dir, lay.root):  # made here first by tests and by in-process verbs
+        statefiles.private_dir(d)
     for d in (lay.run_dir / "runc", lay.exit_dir, lay.socket_dir, lay.root / "containers"):
-        d.mkdir(parents=True, exist_ok=True)
+        statefiles.private_dir(d)
 
 
 async def create(lay: layout.Layout, config: model.ContainerConfig, driver: drivers.Driver | None = None) -> int:
@@ -76,12 +79,16 @@ def write_bundle(lay: layout.Layout, config: model.ContainerConfig, driver: driv
     if cdir.exists():
         shutil.rmtree(cdir)  # leftovers of a container runc no longer knows
     lay.exit_file(config.name).unlink(missing_ok=True)
-    lay.etc_dir(config.name).mkdir(parents=True)
-    lay.persist_dir(config.name).mkdir()
+    statefiles.private_dir(cdir)
+    # 0755 and 0644 below: the container's own user (`user: "1000"`) reads /etc/hosts and
+    # friends through their bind mounts, which skip the private dirs above them.
+    lay.etc_dir(config.name).mkdir(mode=0o755)
+    lay.persist_dir(config.name).mkdir(mode=0o700)
     nameservers = facts.host_nameservers() if config.network == "host" else ()
     for name, text in spec.etc_files(config, nameservers).items():
-        (lay.etc_dir(config.name) / name).write_text(text)
-    (cdir / "config.json").write_text(spec.dumps(document))
+        statefiles.write(lay.etc_dir(config.name) / name, text, mode=0o644)
+    # The environment (secrets passed as variables among it): root's only.
+    statefiles.write(cdir / "config.json", spec.dumps(document))
 
 
 async def start(lay: layout.Layout, cid: str, *, just_created: bool = False) -> None:

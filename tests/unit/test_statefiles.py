@@ -65,3 +65,11 @@ def test_open_private_narrows_a_log_kept_from_before(tmp_path):
     with open(statefiles.open_private(log), "ab") as out:
         out.write(b"after\n")
     assert (log.read_text(), mode(log)) == ("before\nafter\n", 0o600)
+
+
+def test_a_file_in_the_place_of_a_dir_is_an_error_and_keeps_its_mode(tmp_path):
+    taken = tmp_path / "run"
+    taken.write_text("not a dir")
+    with pytest.raises(FileExistsError):
+        statefiles.tighten(taken)
+    assert mode(taken) == 0o644

@@ -99,7 +99,8 @@ async def test_sigterm_stops_it_cleanly_and_it_logged_json(state_root, run_dir, 
     lines = [json.loads(line) for line in launcher.log_path(state_root).read_text().splitlines()]
     assert [e["event"] for e in lines if e["event"].startswith("agent.")] == \
         ["agent.started", "agent.stopped"]
-    assert lines[0]["level"] == "info" and "timestamp" in lines[0]
+    began = next(e for e in lines if e["event"] == "agent.started")
+    assert began["level"] == "info" and "timestamp" in began
 
 
 async def test_an_agent_that_cannot_start_is_reported_with_its_log(state_root, run_dir, started):
