@@ -169,6 +169,8 @@ def _where(path: tuple, place_of) -> str:
 def _target_problem(target: str, relative_ok: bool = False) -> str | None:
     """Why a path inside the container cannot be a mount target, or None: it must be absolute
     (unless `relative_ok`), hold no `.` or `..` part, and not be `/` itself."""
+    if target[:1] == "/" and "/." not in target and target.strip("/"):
+        return None  # the common case, without splitting
     if not target.startswith("/") and not relative_ok:
         return "must be an absolute path"
     parts = [p for p in target.split("/") if p]

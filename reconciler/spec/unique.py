@@ -110,6 +110,8 @@ def _walk(node, trie: dict, path: tuple, doc: yamlload.Document) -> None:
 
 
 def _unique(items: list, path: tuple, doc: yamlload.Document) -> None:
+    if all(type(item) is str for item in items) and len(set(items)) == len(items):
+        return  # the common case, settled without building a key per item
     first: dict = {}
     for j, item in enumerate(items):
         if item is yamlload.RESET:
