@@ -50,7 +50,7 @@ def resolve(views: Sequence[services.ContainerView], ref: str) -> services.Conta
 class Process:
     """The container's process as config.json has it."""
 
-    args: tuple[str, ...]  # the command as the user knows it: an `init`'s own args left out
+    args: tuple[str, ...]  # the command as the user knows it (the view's: no `init` before it)
     init: bool
     env: tuple[str, ...]
     cwd: str
@@ -174,7 +174,7 @@ def _details(ctx: context.Context, view: services.ContainerView, att, nets: Mapp
     shm = next((m for m in mounts if m.get("destination") == "/dev/shm"
                 and (m.get("destination"), m.get("source")) in _SYSTEM_MOUNTS), {})
     return Details(
-        view=view, process=_process(doc.get("process") or {}),
+        view=view, process=_process(doc.get("process") or {}, view.command),
         hostname=doc.get("hostname", ""),
         stop_signal=(doc.get("annotations") or {}).get(oci_spec.A_STOP_SIGNAL, ""),
         read_only=bool((doc.get("root") or {}).get("readonly")),
@@ -195,14 +195,10 @@ def _details(ctx: context.Context, view: services.ContainerView, att, nets: Mapp
         image_entrypoint=entrypoint)
 
 
-def _process(process: Mapping) -> Process:
-    args = tuple(process.get("args") or ())
-    init = args[:1] == (oci_spec.INIT_PATH,)
-    if init:
-        args = args[2:] if args[1:2] == ("--",) else args[1:]
+def _process(process: Mapping, command: tuple[str, ...]) -> Process:
     user = process.get("user") or {}
     return Process(
-        args=args, init=init, env=tuple(process.get("env") or ()), cwd=process.get("cwd", ""),
+        args=command, init=(process.get("args") or [None])[0] == oci_spec.INIT_PATH, env=tuple(process.get("env") or ()), cwd=process.get("cwd", ""),
         uid=int(user.get("uid", 0)), gid=int(user.get("gid", 0)),
         terminal=bool(process.get("terminal")),
         capabilities=tuple((process.get("capabilities") or {}).get("bounding") or ()),

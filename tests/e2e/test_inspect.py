@@ -35,6 +35,7 @@ services:
     image: busybox
     command: ["sleep", "100000"]
     stop_signal: SIGKILL
+    init: true
 volumes:
   data: {}
 networks:
@@ -166,6 +167,11 @@ def test_inspect_formats_names_prefixes_and_unknown_names(stack):
     assert missing.stderr == "Error: No such object: nope\n"
     typed = stack.pc("inspect", "--type", "container", "nope", check=False)
     assert typed.returncode == 1 and typed.stderr == "Error: No such container: nope\n"
+
+    # An init runs first; the command is the one the stack gave, as docker shows it.
+    [running] = shown(stack, "inspect", worker)
+    assert (running["Path"], running["Args"]) == ("sleep", ["100000"])
+    assert running["HostConfig"]["Init"] is True and running["Config"]["Entrypoint"] is None
 
     # A stopped container: its exit as the machine recorded it.
     stack.pc("stop", "worker")
