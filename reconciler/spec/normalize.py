@@ -358,20 +358,25 @@ def _implicit_dependencies(svc: dict) -> None:
     if not isinstance(deps, dict):
         return
     wanted = []
-    for link in svc.get("links") or []:
+    for link in _list(svc.get("links")):
         if isinstance(link, str):
             wanted.append(link.split(":", 1)[0])
     for key in ("network_mode", "ipc", "pid", "uts"):
         val = svc.get(key)
         if isinstance(val, str) and val.startswith("service:"):
             wanted.append(val[len("service:"):])
-    for src in svc.get("volumes_from") or []:
+    for src in _list(svc.get("volumes_from")):
         if isinstance(src, str) and not src.startswith("container:"):
             wanted.append(src.split(":", 1)[0])
     for dep in wanted:
         deps.setdefault(dep, {"condition": "service_started", "restart": True, "required": True})
     if deps:
         svc["depends_on"] = deps
+
+
+def _list(value) -> list:
+    """A list as written, or nothing: a value of the wrong type is the schema's to refuse."""
+    return value if isinstance(value, list) else []
 
 
 def _name_resources(data: dict, project: str, uses_default: bool) -> None:
