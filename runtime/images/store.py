@@ -155,11 +155,16 @@ class Store:
 
     def layers_in_use(self) -> set[str]:
         """Chain ids that some container's root is built from."""
-        used: set[str] = set()
+        return {chain_id for chain_ids in self.container_roots().values() for chain_id in chain_ids}
+
+    def container_roots(self) -> dict[str, tuple[str, ...]]:
+        """Container id -> the chain ids its root is built from (bottom first), for every root
+        on disk, whatever runc knows of its container."""
+        roots = {}
         for lowers in self.snapshots_dir.glob(f"*/{LOWERS_FILE}"):
-            with contextlib.suppress(FileNotFoundError, ValueError):
-                used.update(json.loads(lowers.read_text()))
-        return used
+            with contextlib.suppress(FileNotFoundError, ValueError, TypeError):
+                roots[lowers.parent.name] = tuple(str(c) for c in json.loads(lowers.read_text()))
+        return roots
 
     # -- images
     def record(self, manifest_digest: str, repo_digest: str | None = None,
