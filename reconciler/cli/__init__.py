@@ -19,6 +19,7 @@ VERB_MODULES = {
     "images": ("pull", "images", "image", "login", "logout"),
     "networks": ("network",),
     "volumes": ("volume",),
+    "system": ("system",),
     "inspect": ("inspect",),
     "agent": ("agent",),
 }
@@ -46,6 +47,7 @@ _WHY_ROOT = {
     "images": "the image store under the state root is root's only",
     "networks": "networks are bridges, nftables rules and records under the state root",
     "volumes": "volumes live under the state root, which is root's only",
+    "system": "containers, images and volumes under the state root are root's only",
     "inspect": "containers' bundles and records under the state root are root's only",
     "agent": "the agent runs containers through runc, mounts, cgroups and network namespaces",
     "login": "the agent, which runs as root, pulls with root's credentials",

@@ -1,4 +1,4 @@
-"""Verbs of pcompose for images: pull, images, image ls|rm|load|import|prune, login, logout."""
+"""Verbs of pcompose for images: pull, images, image ls|rm|load|import|prune|inspect|tag, login, logout."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from pathlib import Path
 from runtime import images
 from runtime.images import reference, registry
 
-from reconciler.cli import common
+from reconciler.cli import common, compose_base, listing
 
 
 def register(verbs: argparse._SubParsersAction) -> None:
@@ -36,11 +36,14 @@ def register(verbs: argparse._SubParsersAction) -> None:
     image = verbs.add_parser("image", help="Manage images").add_subparsers(dest="image_verb", metavar="COMMAND")
     _list_options(image.add_parser("ls", help="List images"))
 
-    p = image.add_parser("rm", help="Remove images by name or id")
-    p.add_argument("images", nargs="+", metavar="IMAGE")
-    p.add_argument("-f", "--force", action="store_true",
-                   help="Remove every name of an image id; untag images in use by containers")
-    p.set_defaults(handler=image_rm)
+    for name in ("rm", "remove"):
+        p = image.add_parser(name, help="Remove one or more images")
+        p.add_argument("images", nargs="+", metavar="IMAGE")
+        p.add_argument("-f", "--force", action="store_true",
+                       help="Force removal of the image (every name of an id; in use by a stopped container)")
+        p.add_argument("--no-prune", action="store_true",
+                       help="Do not delete untagged parents (images here have none)")
+        p.set_defaults(handler=image_rm)
 
     p = image.add_parser("load", help="Load images from a docker-archive or oci-archive tar")
     p.add_argument("-i", "--input", metavar="FILE", help="Read from tar archive file (default: stdin)")
@@ -57,8 +60,23 @@ def register(verbs: argparse._SubParsersAction) -> None:
     p.add_argument("--platform")
     p.set_defaults(handler=image_import)
 
-    image.add_parser("prune", help="Remove blobs and layers no image or container uses").set_defaults(
-        handler=image_prune)
+    p = image.add_parser("prune", help="Remove unused images")
+    p.add_argument("-a", "--all", action="store_true",
+                   help="Remove all unused images, not just dangling ones")
+    p.add_argument("-f", "--force", action="store_true", help="Do not prompt for confirmation")
+    p.add_argument("--filter", action="append", default=[], metavar="FILTER",
+                   help='Provide filter values (e.g. "until=<timestamp>", "label=<key>=<value>")')
+    p.set_defaults(handler=image_prune)
+
+    p = image.add_parser("inspect", help="Display detailed information on one or more images")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("-f", "--format", help="json (default) or a Go template")
+    p.set_defaults(handler=image_inspect)
+
+    p = image.add_parser("tag", help="Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE")
+    p.add_argument("source", metavar="SOURCE_IMAGE[:TAG]")
+    p.add_argument("target", metavar="TARGET_IMAGE[:TAG]")
+    p.set_defaults(handler=image_tag)
 
     p = verbs.add_parser("login", help="Log in to a registry")
     p.add_argument("server", nargs="?", default="docker.io")
@@ -216,7 +234,7 @@ def list_images(args: argparse.Namespace) -> int:
         raise common.UserFacingError(str(err)) from None
     for record in records:
         for ref in record.references:
-            repo, tag = _repo_tag(ref)
+            repo, tag = repo_tag(ref)
             rows.append((repo, tag, record))
     rows.sort(key=lambda r: (r[0], r[1]))
     if args.quiet:
@@ -230,21 +248,21 @@ def list_images(args: argparse.Namespace) -> int:
             for repo, tag, rec in rows], indent=2))
     else:
         table = [("REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE")] + [
-            (repo, tag, rec.id[7:19], _since(rec.config.created), _size(rec.size)) for repo, tag, rec in rows]
+            (repo, tag, rec.id[7:19], since(rec.config.created), short_size(rec.size)) for repo, tag, rec in rows]
         widths = [max(len(row[i]) for row in table) for i in range(5)]
         for row in table:
             print("   ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
     return 0
 
 
-def _repo_tag(key: str) -> tuple[str, str]:
+def repo_tag(key: str) -> tuple[str, str]:
     if key.startswith(images.archive.DANGLING):
         return "<none>", "<none>"
     ref = reference.parse(key)
     return reference.familiar_name(ref.name), ref.tag or "<none>"
 
 
-def _since(created: str) -> str:
+def since(created: str) -> str:
     try:
         then = datetime.datetime.fromisoformat(created.replace("Z", "+00:00"))
     except ValueError:
@@ -258,7 +276,8 @@ def _since(created: str) -> str:
     return "Less than a minute ago" if seconds >= 0 else "N/A"
 
 
-def _size(n: int) -> str:
+def short_size(n: float) -> str:
+    """docker's HumanSizeWithPrecision(n, 3), as `docker images` shows a size: `4.26MB`."""
     for unit in ("B", "kB", "MB", "GB"):
         if n < 1000 or unit == "GB":
             return f"{n:.3g}{unit}" if unit != "B" else f"{n}B"
@@ -266,21 +285,45 @@ def _size(n: int) -> str:
     return f"{n}"
 
 
-# -- image rm / load / import / prune
+# -- image rm / load / import / prune / inspect / tag
+def _image_use():
+    from controllers import image_use
+    return image_use
+
+
 def image_rm(args: argparse.Namespace) -> int:
-    store = _store(args)
+    """docker's rmi: each image in turn, its errors after its lines; exit 1 if any failed."""
+    image_use = _image_use()
+    ctx = compose_base.context(args)
+    users = asyncio.run(image_use.users(ctx))
     failed = 0
     for name in args.images:
         try:
-            for ref in images.remove_image(store, name, force=args.force):
-                print(f"Untagged: {_familiar_key(ref)}")
+            removal, report = asyncio.run(image_use.remove(ctx, name, force=args.force, known_users=users))
         except _USER_ERRORS as err:
             common.print_error(str(err))
             failed += 1
-    report = images.collect(store)
-    for digest in report.blobs:
-        print(f"Deleted: {digest}")
+            continue
+        sys.stdout.write("".join(f"{word.capitalize()}: {what}\n"
+                                 for word, what in _removed_lines([removal], report)))
     return 1 if failed else 0
+
+
+def _removed_lines(removals, report) -> list[tuple[str, str]]:
+    """("untagged" | "deleted", what) as docker reports a removal: the names, then the image id
+    and the layers that went with it (top first); last, layers of no image that were swept."""
+    # A layer several of them shared goes with the last of them, as its last reference does in docker.
+    last = {chain_id: i for i, removal in enumerate(removals) if removal.deleted
+            for chain_id in removal.image.chain_ids if chain_id in report.layers}
+    lines = []
+    for i, removal in enumerate(removals):
+        lines += [("untagged", _familiar_key(key)) for key in removal.untagged]
+        if removal.deleted:
+            lines.append(("deleted", removal.image.id))
+            lines += [("deleted", chain_id) for chain_id in reversed(removal.image.chain_ids)
+                      if last.get(chain_id) == i]
+    lines += [("deleted", chain_id) for chain_id in report.layers if chain_id not in last]
+    return lines
 
 
 def _familiar_key(key: str) -> str:
@@ -329,11 +372,117 @@ def image_import(args: argparse.Namespace) -> int:
     return 0
 
 
+PRUNE_FILTERS = ("label", "label!", "until")
+WARNING_DANGLING = "WARNING! This will remove all dangling images."
+WARNING_ALL = "WARNING! This will remove all images without at least one container associated to them."
+
+
 def image_prune(args: argparse.Namespace) -> int:
-    report = images.collect(_store(args))
-    for digest in report.blobs:
-        print(f"Deleted: {digest}")
-    print(f"Total reclaimed space: {_size(report.freed_bytes)}")
+    keep = prune_filter(listing.parse_filters(args.filter, PRUNE_FILTERS))
+    if not args.force and not listing.confirm(WARNING_ALL if args.all else WARNING_DANGLING):
+        return 0
+    text, freed = prune_images(args, all_images=args.all, keep=keep)
+    if text:
+        print(text)
+    print(f"Total reclaimed space: {listing.human_size(freed)}")
+    return 0
+
+
+def prune_filter(filters: dict[str, list[str]]):
+    """The images a prune's --filter spares: label=, label!= and until= as docker reads them."""
+    until = listing.until_ns(filters["until"][-1]) if "until" in filters else None
+
+    def keep(record) -> bool:
+        labels = dict(record.config.labels)
+        if not listing.labels_match(labels, filters.get("label", [])):
+            return True
+        if not listing.labels_exclude(labels, filters.get("label!", [])):
+            return True
+        return until is not None and _created_ns(record.config.created) >= until
+    return keep
+
+
+def _created_ns(created: str) -> int:
+    try:
+        when = datetime.datetime.fromisoformat(created.replace("Z", "+00:00"))
+    except ValueError:
+        return 0
+    return int(when.timestamp() * 1e9)
+
+
+def prune_images(args: argparse.Namespace, *, all_images: bool, keep) -> tuple[str, int]:
+    """docker's image prune: its "Deleted Images:" section ('' when nothing went) and the bytes
+    given back, with the blobs and layers of no image (a load refused halfway) swept too."""
+    removals, report = asyncio.run(_image_use().prune(compose_base.context(args),
+                                                      all_images=all_images, keep=keep))
+    lines = _removed_lines(removals, report)
+    text = "".join(["Deleted Images:\n", *(f"{word}: {what}\n" for word, what in lines)]) if lines else ""
+    return text, report.freed_bytes
+
+
+def image_inspect(args: argparse.Namespace) -> int:
+    store = _store(args)
+    found, missing = [], []
+    for name in args.images:
+        try:
+            record = store.resolve(name)
+        except _USER_ERRORS as err:
+            missing.append(str(err))
+            continue
+        if record is None:
+            missing.append(f"no such image: {name}")
+        else:
+            found.append(_inspect(store, record))
+    listing.write_inspect(args.format, found)
+    for message in missing:
+        common.print_error(message)
+    return 1 if missing else 0
+
+
+def _inspect(store: images.Store, record: images.ImageRecord) -> dict:
+    """docker's image object, in its key order, for what an image here has."""
+    cfg = record.config
+    named = [k for k in record.references if not k.startswith(images.archive.DANGLING)]
+    tags = [reference.parse(k).familiar() for k in named if "@" not in k]
+    repositories = dict.fromkeys(reference.familiar_name(images.store.name_of(k)) for k in named)
+    config = {
+        "User": cfg.user,
+        "ExposedPorts": {port: {} for port in cfg.exposed_ports} or None,
+        "Env": list(cfg.env) or None,
+        "Cmd": list(cfg.cmd) or None,
+        "Volumes": {path: {} for path in cfg.volumes} or None,
+        "WorkingDir": cfg.working_dir,
+        "Entrypoint": list(cfg.entrypoint) or None,
+        "Labels": dict(cfg.labels) or None,
+        "StopSignal": cfg.stop_signal,
+    }
+    if cfg.healthcheck_test:
+        config["Healthcheck"] = {"Test": list(cfg.healthcheck_test)}
+    lowers = [str(store.layer_dir(c) / "diff") for c in reversed(record.chain_ids)]
+    return {
+        "Id": record.id,
+        "RepoTags": tags,
+        "RepoDigests": [f"{name}@{record.digest}" for name in repositories],
+        "Parent": "",
+        "Comment": "",
+        "Created": cfg.created,
+        "DockerVersion": "",
+        "Author": "",
+        "Config": config,
+        "Architecture": cfg.architecture,
+        "Os": cfg.os,
+        "Size": record.size,
+        "GraphDriver": {"Data": {"LowerDir": ":".join(lowers)}, "Name": "overlay"},
+        "RootFS": {"Type": "layers", "Layers": list(cfg.diff_ids)},
+        "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"},
+    }
+
+
+def image_tag(args: argparse.Namespace) -> int:
+    try:
+        images.gc.tag(_store(args), args.source, args.target)
+    except _USER_ERRORS as err:
+        raise common.UserFacingError(str(err)) from None
     return 0
 
 
