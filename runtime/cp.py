@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
-import errno
 import json
 import os
 import posixpath
@@ -295,7 +294,7 @@ def _alive(pidfd: int) -> bool:
 
 
 def _describe(err: BaseException) -> dict:
-    """An error of the child as its report: no traceback (formatting one reads source files,
+    """An error as the child reports it: no traceback (formatting one reads source files,
     which inside the container's root are the container's)."""
     if isinstance(err, (CopyError, tartree.Refused)):
         return {"ok": False, "error": str(err)}
@@ -318,7 +317,8 @@ def _report(status_r: int, pid: int) -> dict:
     try:
         return json.loads(raw)
     except ValueError:
-        return {"ok": False, "error": "the copy's process ended without saying how it went"}
+        return {"ok": False, "error": "the copy's process ended without saying how it went",
+                "silent": True}
 
 
 def _result(ctr: Container, pid: int, status_r: int) -> dict:
@@ -329,24 +329,22 @@ def _result(ctr: Container, pid: int, status_r: int) -> dict:
 
 
 def _settle(ctr: Container, child: tuple[int, int], failure: Exception | None) -> dict:
-    """The child's report once the parent's side ended (with `failure`, or not). What the
-    parent refused comes first; then what the child said (a pipe the parent found closed or
-    a stream cut short are what the child's failure looks like from here)."""
+    """The child's report once the parent's side ended, with `failure` or not. What the parent
+    refused comes first; then what the child said went wrong (a closed pipe or a stream cut
+    short is what the child's failure looks like from here); then the parent's own failure."""
     pid, status_r = child
     if failure is not None:
         try:
-            os.kill(pid, signal.SIGKILL)
+            os.kill(pid, signal.SIGKILL)  # whatever it was doing, its other end is gone
         except ProcessLookupError:
             pass
     report = _report(status_r, pid)
+    if failure is None:
+        if not report["ok"]:
+            raise CopyError(report["error"])
+        return report
     if isinstance(failure, (tartree.Refused, CopyError)):
         raise CopyError(str(failure))
-    if not report["ok"]:
+    if not report["ok"] and not report.get("silent"):
         raise CopyError(report["error"])
-    if isinstance(failure, OSError) and failure.errno != errno.EPIPE:
-        text = failure.strerror or str(failure)
-        raise CopyError(f"{failure.filename}: {text}" if failure.filename else text)
-    if failure is not None:
-        raise CopyError(f"not a tar stream: {failure}" if isinstance(failure, tarfile.TarError)
-                        else str(failure))
-    return report
+    raise CopyError(_describe(failure)["error"])
