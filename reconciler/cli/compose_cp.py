@@ -10,7 +10,9 @@ import posixpath
 from reconciler.cli import common, compose_base, render
 
 DESCRIPTION = """\
-Copy files/folders between a service container and the local filesystem.
+Copy files/folders between a service container and the local filesystem. `-` as SRC_PATH
+reads a tar stream from stdin and extracts it into DEST_PATH, a dir; as DEST_PATH, writes
+SRC_PATH as a tar stream to stdout.
 
 SERVICE may also be a container's name. Paths in a container are taken from its root and
 resolved as the container resolves them: its symlinks never lead to the host's files. A

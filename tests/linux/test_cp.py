@@ -1,7 +1,8 @@
 """runtime.cp and runtime.tartree on the real filesystem as root: a stopped container's overlay
 root entered by a child that imports nothing from it, a pid that is not the container's refused,
 and tar streams landing beneath their destination only (hostile names, symlinks on the way,
-hard links out, a symlink in place of a file, set-id bits and device nodes on the host)."""
+hard links out, a symlink in place of a file, set-id bits and device nodes on the host), each
+with openat2 and with safepath's walk."""
 
 from __future__ import annotations
 
@@ -17,7 +18,15 @@ from pathlib import Path
 
 import pytest
 
-from runtime import cp, tartree
+from runtime import cp, safepath, tartree
+
+
+@pytest.fixture(params=["openat2", "walk"], autouse=True)
+def resolver(request, monkeypatch):
+    """Every case with the kernel's openat2 and with safepath's own walk (where it is missing),
+    which inside a container's root must not need /proc either."""
+    monkeypatch.setitem(safepath._state, "openat2", request.param == "openat2")
+    return request.param
 
 
 @pytest.fixture
