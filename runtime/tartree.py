@@ -221,11 +221,14 @@ class _Reader:
         if (m.ischr() or m.isblk()) and self.landing.host:
             self.skipped.append(m.name)
             return
-        parent = self._dir(parts[:-1], create=True, name=m.name)
         try:
-            self._place(tar, m, parent, parts)
-        finally:
-            os.close(parent)
+            parent = self._dir(parts[:-1], create=True, name=m.name)
+            try:
+                self._place(tar, m, parent, parts)
+            finally:
+                os.close(parent)
+        except OSError as err:  # said by the member's name: the kernel knows only its last part
+            raise OSError(err.errno, err.strerror, m.name) from None
 
     def _place(self, tar: tarfile.TarFile, m: tarfile.TarInfo, parent: int, parts: list[str]) -> None:
         leaf = parts[-1]

@@ -203,3 +203,17 @@ def test_a_symlink_is_copied_as_one_unless_follow_link(app):
     os.symlink("hello-target", app.dir / "link")
     app.pc("cp", "link", "app:/tmp/link")
     assert sh(app, "readlink /tmp/link") == "hello-target\n"
+
+
+def test_a_read_only_root_is_not_written_but_its_volume_is(stack):
+    stack.write(SLEEPER.replace('volumes: ["data:/vol"]', 'volumes: ["data:/vol"]\n    read_only: true'))
+    stack.pc("up", "-d")
+    (stack.dir / "f").write_text("f\n")
+    done = stack.pc("cp", "f", "app:/tmp/f", check=False)
+    assert done.returncode == 1 and "f: Read-only file system" in done.stderr
+    stack.pc("cp", "f", "app:/vol/f")
+    assert sh(stack, "cat /vol/f") == "f\n"
+    stack.pc("stop", "app")
+    done = stack.pc("cp", "f", "app:/tmp/f", check=False)
+    assert done.returncode == 1
+    assert f"container rootfs is marked read-only: {stack.project}-app-1" in done.stderr
