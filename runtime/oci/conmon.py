@@ -70,7 +70,10 @@ async def launch(spec: Launch, timeout: float = 30.0) -> int:
         with open(statefiles.open_private(spec.workdir / "conmon.err"), "ab") as err:
             proc = await asyncio.create_subprocess_exec(
                 *spec.argv(), cwd=spec.workdir, env=env, start_new_session=True,
-                pass_fds=(sync_theirs.fileno(), start_theirs.fileno()),
+                # conmon also keeps our end of its sync socket: if the agent dies before it
+                # reads the PID, conmon's write still succeeds (no SIGPIPE that would kill it
+                # and leave the container created with no monitor).
+                pass_fds=(sync_theirs.fileno(), start_theirs.fileno(), sync_ours.fileno()),
                 stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=err,
             )
         sync_theirs.close()

@@ -273,16 +273,29 @@ def project_of(lay: layout.Layout, cid: str) -> str | None:
 
 async def _wait_conmon_gone(lay: layout.Layout, cid: str, timeout: float = 10.0) -> None:
     """conmon writes the exit file and log after the container exits: let it finish first."""
-    pidfile = lay.container_dir(cid) / "conmon.pid"
-    try:
-        pid = int(pidfile.read_text().strip())
-    except (FileNotFoundError, ValueError):
+    pid = monitor_pid(lay, cid)
+    if pid is None:
         return
     deadline = time.monotonic() + timeout
-    while process_alive(pid) and time.monotonic() < deadline:
+    while monitor_pid(lay, cid) == pid and time.monotonic() < deadline:
         await asyncio.sleep(0.01)
-    if process_alive(pid):
+    if monitor_pid(lay, cid) == pid:
         os.kill(pid, signal.SIGKILL)  # our own conmon, by PID
+
+
+def monitor_pid(lay: layout.Layout, cid: str) -> int | None:
+    """The PID of the conmon that watches `cid`, if it still runs. A container whose conmon
+    died (killed, or killed with the agent before it read conmon's answer) has no one to
+    take its output or record its exit: it must be made again. The PID in conmon's pidfile
+    counts only while it is that conmon: a dead one's PID may be another process's by now."""
+    try:
+        pid = int((lay.container_dir(cid) / "conmon.pid").read_text().strip())
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (OSError, ValueError):
+        return None
+    pairs = set(zip(argv, argv[1:]))
+    mine = (b"-c", cid.encode()) in pairs and (b"--exit-dir", bytes(lay.exit_dir)) in pairs
+    return pid if mine and process_alive(pid) else None
 
 
 def process_alive(pid: int) -> bool:

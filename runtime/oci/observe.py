@@ -28,6 +28,13 @@ class Observed:
     cgroups_path: str
     exit: lifecycle.ExitStatus | None = None
     annotations: Mapping[str, str] = field(default_factory=dict)
+    # The conmon that watches it while runc has its process (created, running, paused);
+    # None then: its conmon is gone, its output goes nowhere and its exit is not recorded.
+    monitor_pid: int | None = None
+
+    @property
+    def monitored(self) -> bool:
+        return self.status == "exited" or self.monitor_pid is not None
 
 
 def from_state(lay: layout.Layout, state: Mapping) -> Observed | None:
@@ -51,6 +58,7 @@ def from_state(lay: layout.Layout, state: Mapping) -> Observed | None:
         cgroups_path=notes.get(spec.A_CGROUP, ""),
         exit=lifecycle.exit_status(lay, state["id"]) if exited else None,
         annotations=dict(notes),
+        monitor_pid=None if exited else lifecycle.monitor_pid(lay, state["id"]),
     )
 
 
