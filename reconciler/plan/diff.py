@@ -24,6 +24,7 @@ class _Builder:
     service_steps: dict[str, list[int]] = field(default_factory=dict)
     await_steps: dict[tuple[str, model.Condition], int] = field(default_factory=dict)
     recreated_networks: set[str] = field(default_factory=set)
+    container_names: dict[str, str] = field(default_factory=dict)  # name -> its service
     restarted_services: set[str] = field(default_factory=set)
 
     def add(self, resource: str, action: Action, reason: str = "", after=(), **kw) -> int:
@@ -115,6 +116,7 @@ def _service(b: _Builder, service: model.DesiredService) -> None:
                           f"scaled to {replicas}; running 1")
         replicas = 1
     names = service.container_names(replicas)
+    _claim(b, service, names)
     keep, extra = _pick([c for c in b.observed.containers if c.service == service.name], names)
     decisions = []
     for replica, name in enumerate(names, start=1):
@@ -133,6 +135,16 @@ def _service(b: _Builder, service: model.DesiredService) -> None:
     b.service_steps[service.name] = numbers
     for container, reason in extra:
         b.add(container.resource, Action.REMOVE, reason, observed=container)
+
+
+def _claim(b: _Builder, service: model.DesiredService, names: tuple[str, ...]) -> None:
+    """One container per name: two services that want the same name would make, remove and
+    mount over each other's container for ever, so the stack is refused instead."""
+    for name in names:
+        other = b.container_names.setdefault(name, service.name)
+        if other != service.name:
+            raise ValueError(f'services.{service.name}.container_name: "{name}" is also the '
+                             f'name of a container of service "{other}"')
 
 
 def _pick(containers: list[model.ObservedContainer], names: tuple[str, ...]):
@@ -159,6 +171,9 @@ def _decide(b: _Builder, service: model.DesiredService,
     """(action, reason, delay) for one replica, or None when it is as it should be."""
     if container is None:
         return Action.CREATE, "", 0.0
+    if not container.monitored and container.state is not model.ContainerState.EXITED:
+        # A repair, not a change: --no-recreate does not keep a container nobody watches.
+        return Action.RECREATE, "monitor lost", 0.0
     reason = _recreate_reason(b, service, container)
     if reason:
         return Action.RECREATE, reason, 0.0

@@ -167,6 +167,9 @@ class ObservedContainer:
     restart_count: int = 0
     restart_delay: float = 0.0  # the delay of its last restart (docker's backoff state)
     stopped_by_user: bool = False
+    # False: its process is there but its monitor (conmon) is gone: nothing takes its output
+    # or records its exit, so it is made again.
+    monitored: bool = True
 
     @property
     def resource(self) -> str:

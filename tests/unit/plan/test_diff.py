@@ -286,3 +286,31 @@ def test_a_delayed_step_and_what_requires_it_wait_for_a_later_pass():
         "#4 service:web:1 create after #3",
     ])
     assert (str(now), later) == ("#1 service:cache:1 create", 3.2)
+
+
+def test_a_container_whose_monitor_is_gone_is_made_again():
+    lost = running(WEB, monitored=False)
+    assert plan_text(state(WEB), lost) == "#1 service:web:1 recreate (monitor lost)"
+    created = running(WEB, monitored=False, state=model.ContainerState.CREATED)
+    assert plan_text(state(WEB), created, start_stopped=True) == \
+        "#1 service:web:1 recreate (monitor lost)"
+    # --no-recreate keeps configs as they are, not a container nobody watches.
+    assert plan_text(state(WEB), lost, no_recreate=True) == \
+        "#1 service:web:1 recreate (monitor lost)"
+
+
+def test_an_exited_container_needs_no_monitor():
+    done = running(WEB, state=EXITED, exit_code=0, monitored=False)
+    assert plan_text(state(WEB), done) == ""
+
+
+def test_two_services_wanting_one_container_name_are_refused():
+    a = svc("a", container_name="shared")
+    b = svc("b", container_name="shared")
+    with pytest.raises(ValueError, match='services.b.container_name: "shared" is also the '
+                                         'name of a container of service "a"'):
+        diff.diff(state(a, b), model.ObservedState(networks=nets("default")))
+    # Another service's default name is taken just the same.
+    c = svc("c", container_name=f"{P}-a-1")
+    with pytest.raises(ValueError, match=f'"{P}-a-1" is also the name'):
+        diff.diff(state(svc("a"), c), model.ObservedState(networks=nets("default")))
