@@ -69,8 +69,14 @@ class Controller:
                 requeue_after = await self.reconcile(key)
             except Exception as error:  # noqa: BLE001 - the one place failures are classified
                 status = self._failed(key, errors.classify(error))
-                log.warning("reconcile.failed", reason=status.reason, state=status.state,
-                            retry_in=status.retry_in)
+                before = self.status.get(key)
+                # Said once: a key that fails the same way pass after pass (a service that
+                # cannot be made, looked at on every resync) does not fill the log.
+                same = before is not None and (before.state, before.reason) == \
+                    (status.state, status.reason)
+                (log.debug if same else log.warning)(
+                    "reconcile.failed", reason=status.reason, state=status.state,
+                    retry_in=status.retry_in)
             else:
                 self.backoff.forget(key)
                 status = KeyStatus("ok", retry_in=requeue_after)
@@ -84,6 +90,8 @@ class Controller:
         failures = self.backoff.failures(key) + 1
         if outcome.final:
             self.backoff.forget(key)
+            if outcome.delay is not None:
+                self.queue.add_after(key, outcome.delay)
             return KeyStatus("failed", outcome.reason, None, failures)
         delay = outcome.delay if outcome.delay is not None else self.backoff.next_delay(key)
         if outcome.delay is not None:

@@ -15,12 +15,18 @@ class TemporaryError(Exception):
 
 
 class PermanentError(Exception):
-    """Retrying will not help until the desired state changes; the reason is shown to the user."""
+    """Retrying will not help until the desired state changes; the reason is shown to the user.
+    `requeue_after`: look at the key again then all the same, for what else it has to do."""
+
+    def __init__(self, message: str, requeue_after: float | None = None) -> None:
+        super().__init__(message)
+        self.requeue_after = requeue_after
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """What a failure means for the key: retry after `delay` (None: use backoff), or give up."""
+    """What a failure means for the key: retry after `delay` (None: use backoff), or give up
+    (and look again after `delay`, if given, for the rest of the key's work)."""
 
     final: bool
     delay: float | None
@@ -34,5 +40,5 @@ def classify(error: BaseException) -> Outcome:
     if isinstance(error, TemporaryError):
         return Outcome(False, error.delay, str(error))
     if isinstance(error, PermanentError):
-        return Outcome(True, None, str(error))
+        return Outcome(True, error.requeue_after, str(error))
     return Outcome(False, None, f"{type(error).__name__}: {error}")

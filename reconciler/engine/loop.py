@@ -14,7 +14,7 @@ from typing import Protocol
 
 import structlog
 
-from reconciler.engine import clocks, executor
+from reconciler.engine import clocks, errors, executor, failures as failures_mod
 from reconciler.plan import diff, model, plans
 
 log = structlog.get_logger(__name__)
@@ -60,33 +60,49 @@ class ProjectReconciler:
     clock: clocks.Clock | None = None
     listener: Callable[[str, executor.StepResult], None] | None = None
     plan_listener: Callable[[str, plans.Plan], None] | None = None
+    # Failed steps wait for their retry here, not on every pass (failures.py).
+    failures: failures_mod.StepFailures = dataclasses.field(
+        default_factory=failures_mod.StepFailures)
 
     async def __call__(self, project: str) -> float | None:
         wanted = await self.source.desired(project)
         if wanted is None:
+            self.failures.forget(project)
             return None
         first_pass = wanted.generation > await self.source.applied_generation(project)
         # Only the first pass after an `up` starts what is stopped; later passes follow
         # restart policies, so a finished one-shot job is not run again.
         options = _with_start(wanted.options, first_pass)
         observed = await self.observer.observe(project)
-        plan = diff.diff(wanted.state, observed, options)
+        try:
+            planned = diff.diff(wanted.state, observed, options)
+        except ValueError as error:  # the plan is pure: the same stack fails the same way
+            raise errors.PermanentError(str(error), requeue_after=self.resync) from None
+        clock = self.clock if self.clock is not None else clocks.MonotonicClock()
+        held = self.failures.hold(project, wanted.generation, planned, clock.now())
+        plan = held.plan
         if self.plan_listener:
             self.plan_listener(project, plan)
         if not plan:
+            if held.failures:
+                raise self.failures.verdict(project, clock.now(), self.resync)
             if first_pass:
                 await self.source.applied(project, wanted.generation)
             return self.resync
         log.info("plan.made", project=project, steps=len(plan.steps),
-                 generation=wanted.generation)
+                 generation=wanted.generation, held=len(held.failures))
         now, later = plan.due()
         report = await executor.execute(
             now, self.actuator.functions(project), concurrency=self.concurrency,
             clock=self.clock, listener=self._listener_for(project))
-        report.raise_for_failures()
+        self.failures.record(project, report, clock.now())
+        look_again = self.settle if later is None else min(later, self.resync or later)
+        failed = self.failures.verdict(project, clock.now(), look_again)
+        if failed is not None:
+            raise failed
         if first_pass and later is None:
             await self.source.applied(project, wanted.generation)
-        return self.settle if later is None else min(later, self.resync or later)
+        return look_again
 
     def _listener_for(self, project: str) -> executor.Listener | None:
         if self.listener is None:

@@ -86,14 +86,21 @@ class Plan:
         A step with a delay is left for a later pass (a reconcile must not hold its key while
         a restart backs off), and so is every step that requires it; the later pass computes
         what is left of the delay from the observed exit time."""
-        postponed: set[int] = set()
-        for step in self.steps:
-            if step.delay > 0 or any(e.required and e.after in postponed for e in step.after):
-                postponed.add(step.number)
-        if not postponed:
+        delayed = [s.number for s in self.steps if s.delay > 0]
+        if not delayed:
             return self, None
+        return self.without(delayed), min(s.delay for s in self.steps if s.delay > 0)
+
+    def without(self, numbers) -> Plan:
+        """The plan without these steps and every step that requires one of them; an edge
+        that does not require its step is dropped with it."""
+        left_out = set(numbers)
+        if not left_out:
+            return self
+        for step in self.steps:
+            if any(e.required and e.after in left_out for e in step.after):
+                left_out.add(step.number)
         kept = tuple(dataclasses.replace(s, after=tuple(e for e in s.after
-                                                         if e.after not in postponed))
-                     for s in self.steps if s.number not in postponed)
-        first = min(s.delay for s in self.steps if s.delay > 0)
-        return Plan(kept, self.warnings), first
+                                                         if e.after not in left_out))
+                     for s in self.steps if s.number not in left_out)
+        return Plan(kept, self.warnings)

@@ -141,3 +141,20 @@ async def test_events_logged_during_a_reconcile_carry_its_id():
     assert [(e["event"], e["key"], e["reconcile_id"]) for e in logged] == [
         ("container.created", "shop", 1), ("reconcile.failed", "shop", 1),
         ("container.created", "shop", 2), ("reconcile.failed", "shop", 2)]
+
+
+async def test_a_key_failing_the_same_way_is_logged_once():
+    clock = clocks.FakeClock()
+
+    async def reconcile(key):
+        raise errors.PermanentError("secret s: file ./s is a directory", requeue_after=30)
+
+    ctrl = make(reconcile, clock)
+    task = await run_in_background(ctrl)
+    with structlog.testing.capture_logs() as logs:
+        ctrl.queue.add("p")
+        await clock.advance(95)  # looked at again after 30, 60 and 90 s
+    failed = [e for e in logs if e["event"] == "reconcile.failed"]
+    assert [e["log_level"] for e in failed] == ["warning", "debug", "debug", "debug"]
+    assert ctrl.status["p"].state == "failed"
+    await stop(ctrl, task)
