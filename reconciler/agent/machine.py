@@ -9,6 +9,7 @@ health checker.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import time
@@ -18,12 +19,12 @@ from pathlib import Path
 import structlog
 
 from controllers import context, health, networks, service_config, services, volumes
-from reconciler.agent import desired, store
+from reconciler.agent import desired, recovery, store
 from reconciler.engine import coalesce, errors, executor
 from reconciler.plan import model, plans, restarts
 from reconciler.spec import model as spec_model
 from runtime.net import bridge, dns
-from runtime.oci import lifecycle
+from runtime.oci import conmon, lifecycle, observe
 
 log = structlog.get_logger(__name__)
 
@@ -46,6 +47,14 @@ class Machine:
         self._dns: dns.Server | None = None
         # Every create and remove asks for a DNS rebuild; concurrent steps share them.
         self._refresh_dns = coalesce.Coalesced(self._rebuild_dns)
+        # What a killed agent left half made goes once, before this one's first step: what
+        # was made before it started cannot be this agent's work in progress.
+        self._started = time.time()
+        self._recovered = False
+        self._recovering = asyncio.Lock()
+        self._monitors = recovery.MonitorWatch()
+        # One step at a time on a container name, whichever project asks for it.
+        self._names: dict[str, asyncio.Lock] = {}
 
     # -- desired ------------------------------------------------------------------------
     def _stack(self, project: str) -> spec_model.Stack:
@@ -67,7 +76,11 @@ class Machine:
 
     # -- observe ------------------------------------------------------------------------
     async def observe(self, project: str) -> model.ObservedState:
+        await self._recover()
         found = await services.observed_raw(self.ctx, project)
+        for o in found:
+            if o.monitor_pid is not None:
+                self._monitors.watch(project, o.monitor_pid)
         containers = tuple(await asyncio.to_thread(
             lambda: [self._container(o) for o in found if not o.oneoff]))
         nets = tuple(model.ObservedNetwork(name, project, key, h)
@@ -77,6 +90,14 @@ class Machine:
         state = model.ObservedState(containers, nets, vols, observed_at=time.time())
         self._seen[project] = (self._acts.get(project, 0), state)
         return state
+
+    async def _recover(self) -> None:
+        if self._recovered:
+            return
+        async with self._recovering:
+            if not self._recovered:
+                await recovery.remove_half_made(self.ctx, self._started)
+                self._recovered = True
 
     def recent(self, project: str) -> model.ObservedState | None:
         """What the last look at `project` saw, if no step began or ended since (then it is
@@ -106,7 +127,8 @@ class Machine:
             finished_at=finished.timestamp() if finished else None,
             restart_count=int(counts.get("count", 0)),
             restart_delay=float(counts.get("delay", 0.0)),
-            stopped_by_user=context.stopped_by_user(ctx, o.id))
+            stopped_by_user=context.stopped_by_user(ctx, o.id),
+            monitored=o.monitored)
 
     # -- act ----------------------------------------------------------------------------
     def functions(self, project: str) -> Mapping[plans.Action, executor.StepFunction]:
@@ -129,7 +151,8 @@ class Machine:
             elif kind == "volume":
                 await self._ensure_volume(project, step.desired)
             else:
-                await services.remove_container(self.ctx, step.observed.name)
+                async with self._name(step.observed.name):
+                    await services.remove_container(self.ctx, step.observed.name)
                 await self._create_container(project, step.desired)
 
         async def update(step: plans.Step) -> None:
@@ -148,14 +171,18 @@ class Machine:
             else:
                 counts = {"count": 0, "delay": 0.0}
             context.write_json(self.ctx.container_dir(cid) / context.RESTARTS, counts)
-            await services.start_container(self.ctx, cid)
+            async with self._name(cid):
+                with _classified():
+                    await services.start_container(self.ctx, cid)
 
         async def unpause(step: plans.Step) -> None:
             await lifecycle.unpause(self.ctx.layout, step.observed.name)
 
         async def restart(step: plans.Step) -> None:
-            await lifecycle.stop(self.ctx.layout, step.observed.name)
-            await services.start_container(self.ctx, step.observed.name)
+            async with self._name(step.observed.name):
+                await lifecycle.stop(self.ctx.layout, step.observed.name)
+                with _classified():
+                    await services.start_container(self.ctx, step.observed.name)
 
         async def remove(step: plans.Step) -> None:
             kind = step.resource.split(":", 1)[0]
@@ -166,8 +193,9 @@ class Machine:
             else:
                 record = self.store.get(project)
                 wipe = bool(record and record.options.remove_volumes)
-                await services.remove_container(self.ctx, step.observed.name,
-                                                remove_anonymous=wipe)
+                async with self._name(step.observed.name):
+                    await services.remove_container(self.ctx, step.observed.name,
+                                                    remove_anonymous=wipe)
             await self._refresh_dns()
 
         async def require(step: plans.Step) -> None:
@@ -217,16 +245,28 @@ class Machine:
     async def _create_container(self, project: str, want: model.DesiredContainer) -> None:
         stack = self._stack(project)
         svc = want.service
-        try:
-            cid = await services.run_container(
-                self.ctx, stack, project, svc.name, replica=want.replica, name=want.name,
-                config_hash=svc.config_hash)
-        except services.RegistryUnreachable as err:
-            raise errors.TemporaryError(str(err), REGISTRY_RETRY) from None
-        except services.ServiceError as err:
-            raise errors.PermanentError(str(err)) from None
+        async with self._name(want.name):
+            await self._check_name_free(project, want)
+            with _classified():
+                cid = await services.run_container(
+                    self.ctx, stack, project, svc.name, replica=want.replica, name=want.name,
+                    config_hash=svc.config_hash)
         _write_limits(self.ctx, cid, svc.limits)
         await self._refresh_dns()
+
+    def _name(self, name: str) -> asyncio.Lock:
+        """Two steps on one name at once (a `container_name` two projects want) would mount a
+        root twice and remove each other's half-made container: they take turns."""
+        return self._names.setdefault(name, asyncio.Lock())
+
+    async def _check_name_free(self, project: str, want: model.DesiredContainer) -> None:
+        found = await observe.get(self.ctx.layout, want.name)
+        if found is None or (found.project, found.service, found.replica) == \
+                (project, want.service.name, want.replica):
+            return
+        owner = f"service {found.service} of project {found.project}"
+        raise errors.PermanentError(f'the container name "{want.name}" is already in use by '
+                                    f"a container of {owner}; remove it or choose another name")
 
     async def _await(self, project: str, step: plans.Step) -> None:
         target: model.DesiredService = step.desired
@@ -265,17 +305,34 @@ class Machine:
             await self._dns.update(views)
 
     async def background(self, enqueue: Callable[[str], None]) -> None:
-        """The DNS server and the health checker, for as long as the agent runs."""
+        """The DNS server, the health checker and the watch on conmons, for as long as the
+        agent runs."""
         self._dns = dns.Server.for_host(self.ctx.net_host)
+        self._monitors.start(enqueue)
         try:
             await self._refresh_dns()
             await health.monitor(self.ctx, enqueue)
         finally:
+            self._monitors.stop()
             await self._dns.close()
             self._dns = None
 
     def project_of_exit(self, path: Path) -> str | None:
         return lifecycle.project_of(self.ctx.layout, path.name)
+
+
+@contextlib.contextmanager
+def _classified():
+    """How a container's making or start fails, as a retry policy: a registry that failed is
+    asked again later; what the stack asks and cannot be made (a missing secret or image, a
+    value runc refuses, such as a NUL in the environment) waits for the next `up`, as
+    retrying it cannot help."""
+    try:
+        yield
+    except services.RegistryUnreachable as err:
+        raise errors.TemporaryError(str(err), REGISTRY_RETRY) from None
+    except (services.ServiceError, ValueError, conmon.ConmonError) as err:
+        raise errors.PermanentError(str(err)) from None
 
 
 def _write_limits(ctx: context.Context, cid: str, limits: model.Limits) -> None:
