@@ -13,6 +13,10 @@
                                      message, time}, until the client or the agent goes
     GET    /metrics                  Prometheus text
     POST   /v1/up, /v1/down          load, store and follow a stack (converge.py)
+
+Every error is JSON, {"error": "<what>"}: 400 for a body that is not JSON, nested deeper than
+MAX_DEPTH or not what the route takes; 413 for a body over MAX_BODY bytes, or a stack over
+MAX_STACK bytes once normalized (what a submission may store).
 """
 
 from __future__ import annotations
@@ -34,6 +38,10 @@ from aiohttp import web
 from reconciler.agent import api, events, metrics, store
 
 log = structlog.get_logger(__name__)
+
+MAX_BODY = 4 * 1024 * 1024  # bytes of a request body, as sent (aiohttp's client_max_size)
+MAX_STACK = 4 * 1024 * 1024  # bytes of the normalized stack a project keeps in the store
+MAX_DEPTH = 100  # levels of a JSON body: the loader refuses deeper files as well
 
 
 @dataclass
@@ -203,14 +211,56 @@ async def count_requests(request: web.Request, handler):
                                        route=path, code=str(status))
 
 
+@web.middleware
+async def errors_as_json(request: web.Request, handler):
+    """Every refusal as {"error": ...}, which the CLI prints; a body nested too deep for the
+    code that walks it is the client's error (400), not the agent's (500)."""
+    try:
+        return await handler(request)
+    except web.HTTPException as error:
+        if error.content_type == "application/json":
+            raise
+        if isinstance(error, web.HTTPRequestEntityTooLarge):  # aiohttp's, from reading
+            raise too_large(f"request body: more than {MAX_BODY} bytes, the most the agent "
+                            "takes") from None
+        if error.status >= 400:
+            error.text = json.dumps({"error": (error.text or error.reason).strip()})
+            error.content_type = "application/json"
+        raise
+    except RecursionError:
+        raise bad_request(f"request body: nested deeper than {MAX_DEPTH} levels") from None
+
+
 async def json_body(request: web.Request) -> dict:
     try:
         body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    except RecursionError:
+        raise bad_request(f"request body: nested deeper than {MAX_DEPTH} levels") from None
+    except ValueError as error:  # not JSON, not UTF-8, a number too long to read
         raise bad_request(f"request body: invalid JSON: {error}") from None
     if not isinstance(body, dict):
         raise bad_request("request body: expected a JSON object")
+    if _depth(body) > MAX_DEPTH:
+        raise bad_request(f"request body: nested deeper than {MAX_DEPTH} levels")
     return body
+
+
+def _depth(value: object) -> int:
+    """How deep a parsed JSON value nests, without recursion."""
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        item, level = todo.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, level)
+            if level <= MAX_DEPTH:  # deeper is refused anyway: no need to walk it all
+                todo.extend((v, level + 1) for v in (item.values() if isinstance(item, dict)
+                                                     else item))
+    return deepest
+
+
+def too_large(message: str) -> web.HTTPRequestEntityTooLarge:
+    return web.HTTPRequestEntityTooLarge(MAX_BODY, text=json.dumps({"error": message}),
+                                         content_type="application/json")
 
 
 def check_name(name: str) -> None:
@@ -245,6 +295,9 @@ def record_from_body(name: str, body: dict) -> store.ProjectRecord:
     except ValueError as error:
         raise bad_request(str(error)) from None
     canonical = json.dumps(stack, sort_keys=True, separators=(",", ":"))
+    if len(canonical) > MAX_STACK:
+        raise too_large(f"stack: {len(canonical)} bytes once normalized, more than the "
+                        f"{MAX_STACK} a project may keep")
     return store.ProjectRecord(name, canonical, tuple(files), working_dir, diff_options,
                                hashes=tuple(sorted(hashes.items())))
 
@@ -257,7 +310,8 @@ def _version() -> str:
 
 
 def make_app(agent: Agent) -> web.Application:
-    app = web.Application(middlewares=[count_requests])
+    app = web.Application(middlewares=[count_requests, errors_as_json],
+                          client_max_size=MAX_BODY)
     app[AGENT] = agent
     agent.metrics.counter("pcompose_api_requests_total", "API requests by route and code",
                           ("code", "method", "route"))
