@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import subprocess
 import time
 
 import pytest
@@ -161,3 +162,68 @@ services:
     again = stack.pc("up", "-d", check=False)
     assert sum(line.startswith(f"Container {p}-nobody-1  Error")
                for line in again.stderr.splitlines()) == 1
+
+
+def runc_pid(stack, name: str) -> int:
+    state = subprocess.run(["runc", "--root", str(stack.run_dir / "runc"), "state", name],
+                           capture_output=True, text=True, check=True, timeout=30)
+    return json.loads(state.stdout)["pid"]
+
+
+def test_a_container_name_another_project_holds_is_refused_cleanly(stack):
+    p = stack.project
+    stack.write("services:\n  web:\n    image: busybox\n    container_name: shared-" + p
+                + '\n    command: ["sleep", "100000"]\n    stop_signal: SIGKILL\n')
+    stack.pc("up", "-d")
+    held = runc_pid(stack, f"shared-{p}")
+    other_dir = stack.dir.parent / "other"
+    other_dir.mkdir()
+    (other_dir / "compose.yaml").write_text(
+        "services:\n  app:\n    image: busybox\n    container_name: shared-" + p
+        + '\n    command: ["sleep", "100000"]\n  side:\n    image: busybox\n'
+        '    command: ["sleep", "100000"]\n    stop_signal: SIGKILL\n')
+    other = f"{p}o"
+    try:
+        done = stack.pc("-p", other, "up", "-d", check=False, cwd=other_dir)
+        assert done.returncode != 0
+        assert f'the container name "shared-{p}" is already in use by a container of ' \
+               f"service web of project {p}" in done.stderr, done.stderr
+        sides = [json.loads(line) for line in stack.pc("-p", other, "ps", "--format", "json",
+                                                       cwd=other_dir).stdout.splitlines()]
+        assert [(r["Service"], r["State"]) for r in sides] == [("side", "running")]
+        assert runc_pid(stack, f"shared-{p}") == held  # the same container, untouched
+        mounts = [line for line in open("/proc/mounts") if f"/rootfs/shared-{p}/" in line]
+        assert len(mounts) == 1, mounts
+    finally:
+        stack.pc("-p", other, "down", "-v", check=False, cwd=other_dir)
+
+
+def test_a_container_name_that_is_another_services_name_is_refused(stack):
+    """The loader refuses it; a stack stored through the API alone gets as far as the plan,
+    which refuses it for good: nothing is made, nothing loops."""
+    p = stack.project
+    text = """\
+services:
+  a:
+    image: busybox
+    command: ["sleep", "100000"]
+  b:
+    image: busybox
+    command: ["sleep", "100000"]
+    container_name: NAME
+"""
+    stack.write(text.replace("NAME", f"{p}-a-1"))
+    done = stack.pc("up", "-d", check=False)
+    assert done.returncode != 0 and f'"{p}-a-1"' in done.stderr, done.stderr
+    stack.write(text.replace("NAME", "other"))
+    normalized = json.loads(stack.pc("config", "--format", "json").stdout)
+    normalized["services"]["b"]["container_name"] = f"{p}-a-1"
+    status, _, answer = send(stack, "PUT", f"/v1/projects/{p}",
+                             json.dumps({"stack": normalized}).encode())
+    assert status == 200, answer
+    wait_for(lambda: stack.agent_call("GET", f"/v1/projects/{p}")[1]["status"] == "failed",
+             what="the project to fail")
+    reason = stack.agent_call("GET", f"/v1/projects/{p}")[1]["reason"]
+    assert f'services.b.container_name: "{p}-a-1" is also the name of a container of ' \
+           'service "a"' == reason
+    assert stack.pc("-p", p, "ps", "-a", "--format", "json").stdout.strip() == ""
