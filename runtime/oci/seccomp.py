@@ -81,9 +81,9 @@ def for_container(choice: str, capabilities: tuple[str, ...], privileged: bool =
 def _translated(path: str, _mtime: int, _size: int, default: bool,
                 capabilities: frozenset[str]) -> dict[str, Any] | None:
     profile = _load(path, _mtime, _size)
-    if default:
-        profile = as_docker_default(profile)
     try:
+        if default:
+            profile = as_docker_default(profile)
         return translate(profile, capabilities, native_arch(), kernel_version(),
                          missing_arches())
     except ProfileError as err:
