@@ -294,14 +294,18 @@ class _Reader:
     def _dir(self, parts: list[str], *, create: bool, name: str) -> int:
         """An O_PATH fd of dest/parts, made (0755, as tar does) where missing when `create`."""
         try:
-            for i in range(len(parts) + 1):
+            try:
+                return safepath.open_at(self.dest, "/".join(parts) or ".", os.O_PATH | os.O_DIRECTORY,
+                                        scope=safepath.BENEATH)
+            except FileNotFoundError:
+                if not create:
+                    raise
+            for i in range(len(parts) + 1):  # level by level from the top, made where missing
                 path = "/".join(parts[:i]) or "."
                 try:
                     fd = safepath.open_at(self.dest, path, os.O_PATH | os.O_DIRECTORY,
                                           scope=safepath.BENEATH)
                 except FileNotFoundError:
-                    if not create:
-                        raise
                     with safepath.opened(self.dest, "/".join(parts[:i - 1]) or ".",
                                          os.O_PATH | os.O_DIRECTORY, scope=safepath.BENEATH) as up:
                         try:
