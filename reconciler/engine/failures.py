@@ -17,6 +17,7 @@ What is held is left out of the plan, with the steps that require it; the rest r
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass
 
 from reconciler.engine import backoff as backoff_mod
@@ -51,21 +52,22 @@ class Held:
 
 
 class StepFailures:
-    """The failed steps of every project, forgotten when the project's generation changes."""
+    """The failed steps of every project, forgotten when its desired state changes."""
 
     def __init__(self, backoff: backoff_mod.Backoff | None = None) -> None:
         self.backoff = backoff if backoff is not None else backoff_mod.Backoff()
-        self._generations: dict[str, int] = {}
+        self._versions: dict[str, Hashable] = {}
         self._failed: dict[str, dict[StepKey, Failure]] = {}
 
     def failures(self, project: str) -> tuple[Failure, ...]:
         return tuple(self._failed.get(project, {}).values())
 
-    def hold(self, project: str, generation: int, plan: plans.Plan, now: float) -> Held:
-        """The plan without the steps that wait for their retry (and those requiring them)."""
-        if self._generations.get(project) != generation:
+    def hold(self, project: str, version: Hashable, plan: plans.Plan, now: float) -> Held:
+        """The plan without the steps that wait for their retry (and those requiring them);
+        `version` names the desired state: another one forgets every failure."""
+        if self._versions.get(project) != version:
             self.forget(project)
-            self._generations[project] = generation
+            self._versions[project] = version
         failed = self._failed.get(project, {})
         planned = {_key(s) for s in plan.steps}
         for key in [k for k in failed if k not in planned]:
@@ -119,7 +121,7 @@ class StepFailures:
     def forget(self, project: str) -> None:
         for key in self._failed.pop(project, {}):
             self.backoff.forget((project, *key))
-        self._generations.pop(project, None)
+        self._versions.pop(project, None)
 
 
 def _key(step: plans.Step) -> StepKey:

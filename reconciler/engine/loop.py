@@ -79,7 +79,9 @@ class ProjectReconciler:
         except ValueError as error:  # the plan is pure: the same stack fails the same way
             raise errors.PermanentError(str(error), requeue_after=self.resync) from None
         clock = self.clock if self.clock is not None else clocks.MonotonicClock()
-        held = self.failures.hold(project, wanted.generation, planned, clock.now())
+        # Generations start again at 1 after a `down`: the submission time tells them apart.
+        version = (wanted.generation, wanted.options.submitted_at)
+        held = self.failures.hold(project, version, planned, clock.now())
         plan = held.plan
         if self.plan_listener:
             self.plan_listener(project, plan)
