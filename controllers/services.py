@@ -331,14 +331,18 @@ async def stop_container(ctx: context.Context, cid: str, timeout: float | None =
     await lifecycle.stop(ctx.layout, cid, timeout=timeout)
 
 
-async def remove_container(ctx: context.Context, cid: str, *, remove_anonymous: bool = False) -> None:
-    """Container, network attachment, root and files; anonymous volumes only when asked."""
+async def remove_container(ctx: context.Context, cid: str, *, remove_anonymous: bool = False,
+                           stop: bool = False, timeout: float | None = None) -> None:
+    """Container, network attachment, root and files; anonymous volumes only when asked.
+    `stop`: as docker removes a container, its stop signal first and SIGKILL only after its
+    grace period (or `timeout`); without it every process is killed at once, which is right
+    for a half-made container rolled back and for what a user removes by force."""
     anon = []
     if remove_anonymous:
         anon = [v.name for v in volumes.list_all(ctx.root)
                 if v.label("io.pcompose.anonymous") and v.name.startswith(f"{cid}_anon_")]
     project = lifecycle.project_of(ctx.layout, cid)
-    await lifecycle.remove(ctx.layout, cid)
+    await lifecycle.remove(ctx.layout, cid, stop=stop, timeout=timeout)
     await asyncio.to_thread(_release, ctx, cid, anon)
     if project is not None:
         await asyncio.to_thread(_remove_cgroups, ctx, project)

@@ -158,6 +158,29 @@ async def stop(lay: layout.Layout, cid: str, timeout: float | None = None, sig: 
         if state["status"] == "created":
             await runc.delete(lay.runc, cid, force=True)
         return await wait(lay, cid, timeout=5.0)
+    return await _stop_running(lay, cid, state, timeout, sig)
+
+
+async def stop_before_removal(lay: layout.Layout, cid: str, timeout: float | None = None) -> None:
+    """What docker does before it removes a container: `stop` (the stop signal, SIGKILL to
+    every process after the grace period or `timeout`), so that a database ends cleanly
+    instead of needing crash recovery at its next start.
+
+    Nothing to wait for, and no runc call, when the container has exited or its stop signal
+    is SIGKILL (`remove` kills at once anyway). A container whose conmon is gone is left to
+    `remove` too: no one would record its exit, so a stop could only wait out its grace."""
+    if not known(lay, cid) or has_exited(lay, cid) or monitor_pid(lay, cid) is None:
+        return
+    notes = _bundle_config(lay, cid).get("annotations") or {}
+    if spec.normalize_signal(notes.get(spec.A_STOP_SIGNAL, "SIGTERM")) == "SIGKILL":
+        return
+    state = await runc.state(lay.runc, cid)
+    if state is not None and state["status"] in ("running", "paused"):
+        await _stop_running(lay, cid, state, timeout, None)
+
+
+async def _stop_running(lay: layout.Layout, cid: str, state: dict, timeout: float | None,
+                        sig: str | None) -> ExitStatus | None:
     notes = state.get("annotations", {})
     sig = spec.normalize_signal(sig or notes.get(spec.A_STOP_SIGNAL, "SIGTERM"))
     grace = timeout if timeout is not None else float(notes.get(spec.A_STOP_GRACE, "10"))
@@ -199,9 +222,13 @@ async def update(lay: layout.Layout, cid: str, resources: cgroups_model.Resource
     log.info("container.updated", container=cid)
 
 
-async def remove(lay: layout.Layout, cid: str) -> None:
+async def remove(lay: layout.Layout, cid: str, *, stop: bool = False,
+                 timeout: float | None = None) -> None:
     """Kill every process, delete runc state and cgroup, remove the files; a missing container
-    is fine."""
+    is fine. `stop`: first as stop_before_removal (with `timeout` for the grace period);
+    without it the kill comes at once, as for a container that was never completely made."""
+    if stop:
+        await stop_before_removal(lay, cid, timeout)
     if known(lay, cid):
         try:
             await _signal_quietly(lay, cid, "SIGKILL", all_processes=True)
