@@ -7,6 +7,8 @@ action -> coroutine; a failed step skips the steps that require it and nothing e
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import enum
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -20,6 +22,9 @@ log = structlog.get_logger(__name__)
 
 StepFunction = Callable[[plans.Step], Awaitable[None]]
 Listener = Callable[["StepResult"], None]
+
+# The running step's place among the `concurrency` that may act at once (None outside one).
+_place: contextvars.ContextVar[_Place | None] = contextvars.ContextVar("place", default=None)
 
 
 class Status(str, enum.Enum):
@@ -112,7 +117,10 @@ async def execute(plan: plans.Plan, functions: Mapping[plans.Action, StepFunctio
                                          f"#{edge.after} {before.status.value}"))
         if step.delay:
             await clock.sleep(step.delay)
-        async with limit:
+        place = _Place(limit)
+        await place.take()
+        _place.set(place)  # this task's own context: seen by its step alone
+        try:
             report(StepResult(step, Status.STARTED))
             try:
                 await functions[step.action](step)
@@ -120,6 +128,8 @@ async def execute(plan: plans.Plan, functions: Mapping[plans.Action, StepFunctio
                 outcome = errors.classify(error)
                 log.warning("step.failed", step=str(step), error=outcome.reason)
                 return report(StepResult(step, Status.FAILED, outcome.reason, outcome))
+        finally:
+            place.give_up()
         return report(StepResult(step, Status.DONE))
 
     async def run_and_publish(step: plans.Step) -> None:
@@ -129,3 +139,36 @@ async def execute(plan: plans.Plan, functions: Mapping[plans.Action, StepFunctio
         for step in plan.steps:
             group.create_task(run_and_publish(step))
     return Report(tuple(finished[s.number].result() for s in plan.steps))
+
+
+class _Place:
+    """A step's hold on the executor's semaphore, which it may give up and take again."""
+
+    def __init__(self, limit: asyncio.Semaphore) -> None:
+        self.limit = limit
+        self.held = False
+
+    async def take(self) -> None:
+        await self.limit.acquire()
+        self.held = True
+
+    def give_up(self) -> None:
+        if self.held:
+            self.held = False
+            self.limit.release()
+
+
+@contextlib.asynccontextmanager
+async def waiting():
+    """Around a wait inside a step that costs the machine nothing (a process's grace period
+    to end): other steps act meanwhile, so stopping 50 containers takes one grace period,
+    not one per `concurrency` of them. Outside a step it does nothing."""
+    place = _place.get()
+    if place is None:
+        yield
+        return
+    place.give_up()
+    try:
+        yield
+    finally:
+        await place.take()
