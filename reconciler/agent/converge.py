@@ -224,15 +224,17 @@ async def down(request: web.Request) -> web.StreamResponse:
         raise server.bad_request(str(error)) from None
     name, _ = await _project_of(request, body, {"project", "load", "volumes", "timeout"})
     views = await _views(agent, name)
-    if stop_timeout is not None and agent.ops:
-        await agent.ops.stop([v.id for v in views if v.state in ("running", "paused")],
-                             stop_timeout)
-    # One-off containers (`run` without --rm) are not the loop's: they go first, or their
-    # endpoints would keep the project's networks in use.
+    record = agent.store.get(name)
     if agent.ops:
+        # Every container stops as docker compose stops it, with its stop signal and SIGKILL
+        # only after its grace period: the loop's removal steps stop the project's service
+        # containers (all at once); what they do not remove, and all with -t, stops here.
+        await agent.ops.stop([v.id for v in views if v.state in ("running", "paused") and (
+            stop_timeout is not None or v.oneoff or record is None)], stop_timeout)
+        # One-off containers (`run` without --rm) are not the loop's: they go first, or
+        # their endpoints would keep the project's networks in use.
         await agent.ops.remove([v.id for v in views if v.oneoff])
     stream = _Stream(request)
-    record = agent.store.get(name)
     if record is None:
         await stream.open()
         await stream.send({"type": "accepted", "project": name, "known": False})

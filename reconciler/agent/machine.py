@@ -152,6 +152,7 @@ class Machine:
                 await self._ensure_volume(project, step.desired)
             else:
                 async with self._name(step.observed.name):
+                    await self._stop_before_removal(project, step.observed.name)
                     await services.remove_container(self.ctx, step.observed.name)
                 await self._create_container(project, step.desired)
 
@@ -194,6 +195,7 @@ class Machine:
                 record = self.store.get(project)
                 wipe = bool(record and record.options.remove_volumes)
                 async with self._name(step.observed.name):
+                    await self._stop_before_removal(project, step.observed.name)
                     await services.remove_container(self.ctx, step.observed.name,
                                                     remove_anonymous=wipe)
             await self._refresh_dns()
@@ -253,6 +255,15 @@ class Machine:
                     config_hash=svc.config_hash)
         _write_limits(self.ctx, cid, svc.limits)
         await self._refresh_dns()
+
+    async def _stop_before_removal(self, project: str, cid: str) -> None:
+        """A container that goes (scale down, recreate, down) is stopped as docker stops it:
+        its stop signal, SIGKILL only after its grace period, or after `up -t`'s. The grace
+        period is spent outside the executor's limit, so removals end together."""
+        record = self.store.get(project)
+        timeout = record.options.stop_timeout if record else None
+        async with executor.waiting():
+            await lifecycle.stop_before_removal(self.ctx.layout, cid, timeout)
 
     def _name(self, name: str) -> asyncio.Lock:
         """Two steps on one name at once (a `container_name` two projects want) would mount a

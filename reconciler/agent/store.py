@@ -249,10 +249,15 @@ def options_from_json(data: dict) -> model.DiffOptions:
     if isinstance(submitted_at, bool) or not isinstance(submitted_at, (int, float)):
         raise ValueError("options.submitted_at: expected a time in seconds")
     values["submitted_at"] = float(submitted_at)
+    stop_timeout = values.pop("stop_timeout", None)
+    if stop_timeout is not None and (isinstance(stop_timeout, bool) or not isinstance(
+            stop_timeout, (int, float)) or stop_timeout < 0):
+        raise ValueError("options.stop_timeout: expected a number of seconds")
     for key, value in values.items():
         if key != "submitted_at" and not isinstance(value, bool):
             raise ValueError(f"options.{key}: expected true or false, got {value!r}")
-    return model.DiffOptions(scale=tuple(sorted(scale.items())), **values)
+    return model.DiffOptions(scale=tuple(sorted(scale.items())), stop_timeout=stop_timeout,
+                             **values)
 
 
 def _record(row: sqlite3.Row) -> ProjectRecord:

@@ -82,13 +82,14 @@ class UpOptions:
     force_recreate: bool = False
     no_recreate: bool = False
     remove_orphans: bool = False
+    timeout: float | None = None  # -t: the grace period of what this `up` stops to recreate
 
     @classmethod
     def from_json(cls, data: object) -> UpOptions:
         if not isinstance(data, dict):
             raise ValueError("options: expected a JSON object")
         unknown = sorted(set(data) - {"services", "scale", "force_recreate", "no_recreate",
-                                      "remove_orphans"})
+                                      "remove_orphans", "timeout"})
         if unknown:
             raise ValueError(f"options: unknown key(s) {', '.join(unknown)}")
         flags = {}
@@ -102,12 +103,16 @@ class UpOptions:
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise ValueError(f"options.{key}: expected a list of strings")
             lists[key] = tuple(value)
-        return cls(**lists, **flags)
+        timeout = data.get("timeout")
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(
+                timeout, (int, float)) or timeout < 0):
+            raise ValueError("options.timeout: expected a number of seconds")
+        return cls(**lists, **flags, timeout=timeout)
 
     def to_json(self) -> dict:
         return {"services": list(self.services), "scale": list(self.scale),
                 "force_recreate": self.force_recreate, "no_recreate": self.no_recreate,
-                "remove_orphans": self.remove_orphans}
+                "remove_orphans": self.remove_orphans, "timeout": self.timeout}
 
 
 class Refused(ValueError):
@@ -155,7 +160,8 @@ def submission(project: spec.Project, options: UpOptions,
     diff_options = {"force_recreate": options.force_recreate,
                     "no_recreate": options.no_recreate,
                     "remove_orphans": options.remove_orphans,
-                    "scale": _scale(project, options.scale), "start_stopped": True}
+                    "scale": _scale(project, options.scale), "start_stopped": True,
+                    "stop_timeout": options.timeout}
     return {"stack": stack.model_dump(mode="json", by_alias=True, exclude_none=True),
             "config_files": list(project.config_files), "working_dir": project.working_dir,
             "options": diff_options, "hashes": dict(sorted(hashes.items()))}

@@ -46,7 +46,8 @@ def _register_up_down(verbs) -> None:
     p.add_argument("--no-color", action="store_true", help="Produce monochrome output")
     p.add_argument("--no-log-prefix", action="store_true")
     p.add_argument("-t", "--timeout", type=float, default=None, metavar="SECONDS",
-                   help="Shutdown timeout on Ctrl-C")
+                   help="Shutdown timeout for containers it recreates or removes, and on "
+                   "Ctrl-C")
     _services(p)
     p.set_defaults(handler=_handler("compose_up", "up"))
 

@@ -68,7 +68,8 @@ def submit(args: argparse.Namespace, progress: render.Progress) -> tuple[str, li
     body = {"load": load_request(args),
             "options": {"services": list(args.services), "scale": list(args.scale),
                         "force_recreate": args.force_recreate, "no_recreate": args.no_recreate,
-                        "remove_orphans": args.remove_orphans},
+                        "remove_orphans": args.remove_orphans,
+                        **_timeout(args)},
             "wait": bool(args.wait), "timeout": args.wait_timeout or UP_TIMEOUT}
     printed: set[str] = set()
     name, services, result = "", [], None
@@ -104,6 +105,13 @@ def submit(args: argparse.Namespace, progress: render.Progress) -> tuple[str, li
         elif f"Container {view['name']}" not in printed and view["state"] == "running":
             progress.line(f"Container {view['name']}  Running")
     return name, services
+
+
+def _timeout(args: argparse.Namespace) -> dict:
+    """`-t`: the grace period of the containers this `up` stops to recreate or scale down.
+    Sent only when given: an older agent refuses keys it does not know."""
+    timeout = getattr(args, "timeout", None)
+    return {} if timeout is None else {"timeout": timeout}
 
 
 def _print_step(name: str, line: dict, progress: render.Progress, printed: set) -> None:

@@ -215,6 +215,10 @@ class DiffOptions:
     # When that `up` was submitted: a container that exited since has run for it already, and
     # is left to its restart policy (a pass retried after a failure does not rerun a job).
     submitted_at: float = 0.0
+    # `up -t`: the grace period of the containers this submission stops to remove or
+    # recreate them; None: each container's own stop_grace_period. It decides nothing and
+    # travels with the submission only so that the steps find it.
+    stop_timeout: float | None = None
 
     def replicas(self, service: DesiredService) -> int:
         return dict(self.scale).get(service.name, service.replicas)
