@@ -458,3 +458,28 @@ def test_a_pulled_image_of_the_wrong_shape_fails_its_service_with_the_reason(sta
     assert up.returncode == 1
     assert f"image {ref}: {fault}" in up.stderr and "Traceback" not in up.stderr, up.stderr
     assert image_names(stack) == ["busybox:latest"]
+
+
+HOSTILE_LAYERS = {
+    # Each writes, or links, at the canary through a path that looks like the layer's own.
+    "symlink-then-file": lambda c: LayerBuilder().symlink("evil", str(c.path)).file("evil/pwned", "x"),
+    "climbing-symlink-then-file": lambda c: LayerBuilder().symlink(
+        "evil", "../" * 12 + str(c.path).lstrip("/")).file("evil/pwned", "x"),
+    "dot-dot-name": lambda c: LayerBuilder().file("../" * 12 + str(c.path / "pwned").lstrip("/"), "x"),
+    "hardlink-to-host-file": lambda c: LayerBuilder().hardlink("stolen", str(c.secret)),
+    "hardlink-through-symlink": lambda c: LayerBuilder().symlink("evil", str(c.path))
+    .hardlink("stolen", "evil/secret.txt"),
+}
+
+
+@pytest.mark.parametrize("make", HOSTILE_LAYERS.values(), ids=HOSTILE_LAYERS.keys())
+def test_a_hostile_layer_neither_writes_nor_links_host_files(shared_stack, tmp_path, canary, make):
+    """A layer that writes or links through a path leading out of it is refused whole, and
+    nothing lands in (or is linked from) the host's canary dir."""
+    layer = make(canary).build()
+    path = oci_image.write_docker_archive(tmp_path / "hostile.tar",
+                                          [layer], ["hostile:1"])
+    line = refused(shared_stack, path)
+    assert "entry" in line or "layer" in line, line
+    assert canary.untouched()
+    assert canary.secret.stat().st_nlink == 1
