@@ -142,14 +142,14 @@ async def _follow(agent: server.Agent, queue: asyncio.Queue, stream: _Stream, na
         outcome = _outcome(agent, name, generation, began, deadline) if look else None
         if outcome is not None:
             while not queue.empty():  # what happened before the verdict is shown first
-                await _send_step(stream, name, queue.get_nowait())
+                await _send_step(agent, stream, name, queue.get_nowait())
             return outcome or None
         try:
             event = await asyncio.wait_for(queue.get(), 0.5)
         except TimeoutError:
             look = True  # now and then, whatever happened: the deadline, a missed event
             continue
-        await _send_step(stream, name, event)
+        await _send_step(agent, stream, name, event)
         # Only the end of a reconcile or a failed step can change the verdict: reading the
         # store on every step of a large stack would cost the loop more than the steps.
         look = event.project == name and (event.type in ("reconcile", "project")
@@ -175,9 +175,20 @@ def _outcome(agent: server.Agent, name: str, generation: int, began: float,
     return None
 
 
-async def _send_step(stream: _Stream, name: str, event) -> None:
+async def _send_step(agent: server.Agent, stream: _Stream, name: str, event) -> None:
     if event.project == name and event.type == "step":
-        await stream.send({"type": "step", **json.loads(event.to_json())})
+        line = {"type": "step", **json.loads(event.to_json())}
+        if event.action == "await" and agent.ops:
+            line["containers"] = await _waited_for(agent, name, event.resource)
+        await stream.send(line)
+
+
+async def _waited_for(agent: server.Agent, name: str, resource: str) -> list[str]:
+    """The containers a depends_on condition waits for (`service:db`): docker compose says
+    `Waiting`, then `Healthy` or `Exited`, of each."""
+    service = resource.partition(":")[2]
+    return [b.name for b in await agent.ops.containers(name)
+            if b.service == service and not b.oneoff]
 
 
 async def _views(agent: server.Agent, name: str) -> list:

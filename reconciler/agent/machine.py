@@ -298,9 +298,10 @@ class Machine:
             else:
                 failed = [c for c in mine if c.state is model.ContainerState.EXITED
                           and c.exit_code not in (0, None)]
-                if failed:
+                if failed:  # docker compose's words
                     raise errors.PermanentError(
-                        f"container {failed[0].name} exited ({failed[0].exit_code})")
+                        f'service "{target.name}" didn\'t complete successfully: '
+                        f"exit {failed[0].exit_code}")
                 if mine and all(c.state is model.ContainerState.EXITED and c.exit_code == 0
                                 for c in mine):
                     return

@@ -116,7 +116,7 @@ def _timeout(args: argparse.Namespace) -> dict:
 
 def _print_step(name: str, line: dict, progress: render.Progress, printed: set) -> None:
     event = types.SimpleNamespace(**{k: line.get(k, "") for k in (
-        "type", "status", "resource", "action", "message")})
+        "type", "status", "resource", "action", "message", "containers")})
     for text in render.step_lines(name, event, {}):
         _print_once(progress, printed, text)
 

@@ -173,6 +173,9 @@ DONE = {"create": ("Created", "Started"), "recreate": ("Recreated", "Started"),
         "update": ("Updated",), "start": ("Started",), "unpause": ("Started",),
         "restart": ("Restarted",), "remove": ("Removed",), "await": ("Healthy",)}
 ONLY_CREATED = ("network", "volume")
+# An await step's reason (the plan's) when it waits for service_completed_successfully: its
+# containers end `Exited`, not `Healthy`, in docker compose's words.
+COMPLETED = "completed successfully"
 
 
 def resource_title(project: str, resource: str, container_names: dict[str, str]) -> str:
@@ -190,21 +193,27 @@ def resource_title(project: str, resource: str, container_names: dict[str, str])
 
 
 def step_lines(project: str, event, container_names: dict[str, str]) -> list[str]:
-    """The progress lines one step event makes (none for steps a user does not see)."""
+    """The progress lines one step event makes (none for steps a user does not see). An
+    await step's event may name the `containers` it waits for: a line for each, as docker
+    compose prints them."""
     if event.type != "step" or event.action == "require":
         return []
-    title = resource_title(project, event.resource, container_names)
+    titles = [f"Container {name}" for name in getattr(event, "containers", None) or ()] \
+        or [resource_title(project, event.resource, container_names)]
     kind = event.resource.partition(":")[0]
     if event.status == "started":
-        return [f"{title}  {STARTING.get(event.action, event.action)}"]
-    if event.status == "done":
+        words = (STARTING.get(event.action, event.action),)
+    elif event.status == "done":
         words = DONE.get(event.action, (event.action,))
         if kind in ONLY_CREATED:
             words = words[:1]
-        return [f"{title}  {word}" for word in words]
-    if event.status == "failed":
-        return [f"{title}  Error {event.message}".rstrip()]
-    return []
+        if event.action == "await" and event.message == COMPLETED:
+            words = ("Exited",)
+    elif event.status == "failed":
+        words = (f"Error {event.message}".rstrip(),)
+    else:
+        return []
+    return [f"{title}  {word}" for title in titles for word in words]
 
 
 class Progress:

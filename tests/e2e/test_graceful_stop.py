@@ -1,6 +1,7 @@
 """A container that goes (`down`, a scale down, a recreate after a change) is stopped as docker
 compose stops it: its stop signal, SIGKILL only after its grace period (or `-t`), so that a
-process that cleans up on SIGTERM gets to."""
+process that cleans up on SIGTERM gets to. And the lines `up` prints while it waits for a
+dependency: `Waiting`, then `Exited` or `Healthy`."""
 
 from __future__ import annotations
 
@@ -91,3 +92,69 @@ def test_scaling_down_stops_the_replica_gracefully(stack):
     assert marker(stack, f"{p}-db-1") is None
     assert stops(stack) == {f"{p}-db-2": [0]}
     assert stack.pc("ps", "-q").stdout.split() == [f"{p}-db-1"]
+
+
+def test_up_says_waiting_then_exited_or_healthy_for_the_dependencies_it_waits_for(stack):
+    stack.write("""\
+services:
+  job:
+    image: busybox
+    command: ["true"]
+  db:
+    image: busybox
+    stop_signal: SIGKILL
+    command: ["sleep", "100000"]
+    healthcheck:
+      test: ["CMD", "true"]
+      interval: 1s
+  cache:
+    image: busybox
+    stop_signal: SIGKILL
+    command: ["sleep", "100000"]
+  app:
+    image: busybox
+    stop_signal: SIGKILL
+    command: ["sleep", "100000"]
+    depends_on:
+      job:
+        condition: service_completed_successfully
+      db:
+        condition: service_healthy
+      cache:
+        condition: service_started
+""")
+    p = stack.project
+    lines = stack.pc("up", "-d").stderr.splitlines()
+    for name, end in (("job", "Exited"), ("db", "Healthy")):
+        waiting, ended = f"Container {p}-{name}-1  Waiting", f"Container {p}-{name}-1  {end}"
+        assert waiting in lines and ended in lines, lines
+        assert lines.index(waiting) < lines.index(ended) < lines.index(
+            f"Container {p}-app-1  Started"), lines
+    assert f"Container {p}-job-1  Healthy" not in lines
+    assert not [line for line in lines if f"{p}-cache-1" in line and "Waiting" in line]
+
+
+def test_a_dependency_that_did_not_complete_is_reported_in_docker_compose_words(stack):
+    stack.write("""\
+services:
+  job:
+    image: busybox
+    command: ["sh", "-c", "exit 3"]
+  app:
+    image: busybox
+    stop_signal: SIGKILL
+    command: ["sleep", "100000"]
+    depends_on:
+      job:
+        condition: service_completed_successfully
+""")
+    p = stack.project
+    done = stack.pc("up", "-d", check=False)
+    assert done.returncode == 1
+    lines = done.stderr.splitlines()
+    failed = 'service "job" didn\'t complete successfully: exit 3'
+    assert lines.index(f"Container {p}-job-1  Waiting") < lines.index(
+        f"Container {p}-job-1  Error {failed}"), lines
+    assert lines[-1] == f"pcompose: error: project {p}: service:job await: {failed} " \
+        "(the agent keeps trying)"
+    assert f"{p}-app-1" not in stack.pc("ps", "-a").stdout
