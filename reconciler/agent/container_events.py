@@ -25,9 +25,12 @@ def for_step(project: str, step: plans.Step) -> list[events.Event]:
     else:
         service, image = target.service, target.image_id or ""
     attributes = {"image": image, "name": target.name, "service": service}
+    actions = ACTIONS.get(step.action, ())
+    if isinstance(target, model.DesiredContainer) and not target.start:
+        actions = tuple(a for a in actions if a != "start")  # `create`: made, not started
     return [events.Event("container", project, action, resource=target.name,
                          attributes=attributes)
-            for action in ACTIONS.get(step.action, ())]
+            for action in actions]
 
 
 def for_exit(project: str, exit_file: Path) -> events.Event | None:

@@ -209,6 +209,19 @@ class Store:
             db.execute("UPDATE projects SET hashes = ? WHERE name = ?",
                        (json.dumps(hashes), name))
 
+    def hold_removed(self, name: str, replicas: set[str]) -> None:
+        """`rm`: the loop makes these replicas (`service:web:2`) no more, until a submission
+        asks for their service again. The submission itself stays: no new generation."""
+        with self._writing() as db:
+            row = db.execute("SELECT options FROM projects WHERE name = ? AND status != ?",
+                             (name, REMOVING)).fetchone()
+            if row is None:
+                return
+            options = json.loads(row["options"])
+            options["removed"] = sorted(set(options.get("removed") or ()) | replicas)
+            db.execute("UPDATE projects SET options = ? WHERE name = ?",
+                       (json.dumps(options), name))
+
     def set_applied(self, name: str, generation: int) -> None:
         """Record that `generation` converged once; never moves backwards."""
         with self._writing() as db:
@@ -245,6 +258,9 @@ def options_from_json(data: dict) -> model.DiffOptions:
     if not isinstance(scale, dict) or not all(
             isinstance(k, str) and isinstance(v, int) and v >= 0 for k, v in scale.items()):
         raise ValueError("options.scale: expected a mapping of service name to replicas >= 0")
+    removed = values.pop("removed", []) or []
+    if not isinstance(removed, list) or not all(isinstance(r, str) for r in removed):
+        raise ValueError("options.removed: expected a list of replicas (service:NAME:N)")
     submitted_at = values.pop("submitted_at", 0.0)
     if isinstance(submitted_at, bool) or not isinstance(submitted_at, (int, float)):
         raise ValueError("options.submitted_at: expected a time in seconds")
@@ -256,6 +272,7 @@ def options_from_json(data: dict) -> model.DiffOptions:
     for key, value in values.items():
         if key != "submitted_at" and not isinstance(value, bool):
             raise ValueError(f"options.{key}: expected true or false, got {value!r}")
+    values["removed"] = tuple(sorted(set(removed)))
     return model.DiffOptions(scale=tuple(sorted(scale.items())), stop_timeout=stop_timeout,
                              **values)
 

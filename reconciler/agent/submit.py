@@ -82,6 +82,9 @@ class UpOptions:
     force_recreate: bool = False
     no_recreate: bool = False
     remove_orphans: bool = False
+    no_start: bool = False  # `create`: make what is missing, start nothing
+    no_deps: bool = False  # `scale --no-deps`: the named services only, not what they need
+    keep_stopped: bool = False  # `scale`: what is stopped stays stopped
     timeout: float | None = None  # -t: the grace period of what this `up` stops to recreate
 
     @classmethod
@@ -89,11 +92,11 @@ class UpOptions:
         if not isinstance(data, dict):
             raise ValueError("options: expected a JSON object")
         unknown = sorted(set(data) - {"services", "scale", "force_recreate", "no_recreate",
-                                      "remove_orphans", "timeout"})
+                                      "remove_orphans", "timeout", *_VERB_FLAGS})
         if unknown:
             raise ValueError(f"options: unknown key(s) {', '.join(unknown)}")
         flags = {}
-        for key in ("force_recreate", "no_recreate", "remove_orphans"):
+        for key in ("force_recreate", "no_recreate", "remove_orphans", *_VERB_FLAGS):
             if not isinstance(data.get(key, False), bool):
                 raise ValueError(f"options.{key}: expected true or false")
             flags[key] = data.get(key, False)
@@ -112,7 +115,12 @@ class UpOptions:
     def to_json(self) -> dict:
         return {"services": list(self.services), "scale": list(self.scale),
                 "force_recreate": self.force_recreate, "no_recreate": self.no_recreate,
-                "remove_orphans": self.remove_orphans, "timeout": self.timeout}
+                "remove_orphans": self.remove_orphans, "timeout": self.timeout,
+                **{key: getattr(self, key) for key in _VERB_FLAGS}}
+
+
+# Flags of the verbs that submit as `up` does: create, scale.
+_VERB_FLAGS = ("no_start", "no_deps", "keep_stopped")
 
 
 class Refused(ValueError):
@@ -139,28 +147,38 @@ def _scale(project: spec.Project, texts) -> dict[str, int]:
 def wanted(project: spec.Project, options: UpOptions) -> list[str]:
     """The services this `up` runs: the named ones and their dependencies, else all enabled."""
     _check_services(project, options.services)
+    if options.services and options.no_deps:
+        return list(dict.fromkeys(options.services))
     return project.with_dependencies(list(options.services)) if options.services \
         else list(project.services_enabled)
 
 
 def submission(project: spec.Project, options: UpOptions,
-               previous: dict[str, str] | None = None) -> dict:
+               previous: dict[str, str] | None = None,
+               previous_scale: dict[str, int] | None = None,
+               previous_removed: tuple[str, ...] = ()) -> dict:
     """The PUT body of this `up`: the normalized stack, where it came from, the flags that
-    change decisions and the hashes of the services to run. `up SERVICE...` leaves the
-    others as they were wanted before (`previous`: the stored hashes), as docker compose
-    leaves them alone. Refused when the options do not fit the stack."""
+    change decisions and the hashes of the services to run. `up SERVICE...` (and `create`,
+    `scale` of services) leaves the others as they were wanted before (`previous`: the
+    stored hashes, with their --scale and the replicas `rm` took), as docker compose leaves
+    them alone. Refused when the options do not fit the stack."""
     if options.force_recreate and options.no_recreate:
         raise Refused("--force-recreate and --no-recreate are incompatible")
     names = wanted(project, options)
     stack = project.stack
     hashes = {name: project.config_hash(name) for name in names}  # as desired.hashes
+    scale, removed = _scale(project, options.scale), []
     if options.services and previous:
         hashes = {name: h for name, h in previous.items()
                   if name in stack.services and name not in hashes} | hashes
+        scale = {name: n for name, n in (previous_scale or {}).items()
+                 if name in stack.services and name not in options.services} | scale
+        removed = [r for r in previous_removed if r.split(":")[1] not in names]
     diff_options = {"force_recreate": options.force_recreate,
                     "no_recreate": options.no_recreate,
                     "remove_orphans": options.remove_orphans,
-                    "scale": _scale(project, options.scale), "start_stopped": True,
+                    "scale": scale, "removed": removed, "no_start": options.no_start,
+                    "start_stopped": not (options.no_start or options.keep_stopped),
                     "stop_timeout": options.timeout}
     return {"stack": stack.model_dump(mode="json", by_alias=True, exclude_none=True),
             "config_files": list(project.config_files), "working_dir": project.working_dir,

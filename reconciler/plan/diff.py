@@ -6,6 +6,7 @@ containers after its networks, volumes and the conditions it waits for), then or
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from reconciler.plan import model, plans, restarts
@@ -121,10 +122,18 @@ def _service(b: _Builder, service: model.DesiredService) -> None:
     decisions = []
     for replica, name in enumerate(names, start=1):
         container = keep.get(replica)
+        desired = model.DesiredContainer(service, replica, name)
+        if desired.resource in b.options.removed:
+            if container is not None:  # made again by a pass that looked before the `rm`
+                extra.append((container, "removed"))
+            continue
         decision = _decide(b, service, container)
         if decision:
-            desired = model.DesiredContainer(service, replica, name)
-            decisions.append((desired, container, decision))
+            action, reason, delay = decision
+            if not _starts(b, container):
+                desired = dataclasses.replace(desired, start=False)
+                reason = f"{reason}, not started" if reason else "not started"
+            decisions.append((desired, container, (action, reason, delay)))
     after = _infrastructure_edges(b, service) + _dependency_edges(b, service) if decisions else []
     numbers = []
     for desired, container, (action, reason, delay) in decisions:
@@ -135,6 +144,13 @@ def _service(b: _Builder, service: model.DesiredService) -> None:
     b.service_steps[service.name] = numbers
     for container, reason in extra:
         b.add(container.resource, Action.REMOVE, reason, observed=container)
+
+
+def _starts(b: _Builder, container: model.ObservedContainer | None) -> bool:
+    """Whether a container a step makes is started: always, but with no_start (`create`) only
+    one that replaces a running container, as `create` does not stop what runs."""
+    return not b.options.no_start or container is not None and container.state in (
+        model.ContainerState.RUNNING, model.ContainerState.PAUSED)
 
 
 def _claim(b: _Builder, service: model.DesiredService, names: tuple[str, ...]) -> None:
@@ -220,6 +236,10 @@ def _recreate_reason(b: _Builder, service: model.DesiredService,
 def _should_start(b: _Builder, service: model.DesiredService,
                   container: model.ObservedContainer) -> tuple[bool, str, float]:
     if container.state is model.ContainerState.CREATED:
+        # Left created by `create` (no_start, or the mark it leaves for later submissions)
+        # until `start` or `up`.
+        if b.options.no_start or container.stopped_by_user and not b.options.start_stopped:
+            return False, "", 0.0
         return True, "created", 0.0
     if container.state is not model.ContainerState.EXITED:
         return False, "", 0.0
@@ -262,11 +282,21 @@ def _dependency_edges(b: _Builder, service: model.DesiredService) -> list[Edge]:
                 b.warnings.append(f'service "{service.name}" depends on undefined service '
                                   f'"{dep.service}"')
             continue
-        if dep.condition is model.Condition.STARTED:
+        if _all_removed(b, target):
+            continue  # `rm`: what the user removed is not waited for
+        # `create` starts nothing, so there is no health or completion to wait for.
+        if dep.condition is model.Condition.STARTED or b.options.no_start:
             edges += [Edge(n, dep.required) for n in b.service_steps.get(dep.service, ())]
         else:
             edges.append(Edge(_await_step(b, target, dep.condition), dep.required))
     return edges
+
+
+def _all_removed(b: _Builder, service: model.DesiredService) -> bool:
+    """Every replica of `service` was removed by `rm` (none wanted: scale 0, is not)."""
+    replicas = 1 if service.container_name else b.options.replicas(service)
+    return replicas > 0 and all(f"service:{service.name}:{n}" in b.options.removed
+                                for n in range(1, replicas + 1))
 
 
 def _await_step(b: _Builder, target: model.DesiredService, condition: model.Condition) -> int:

@@ -118,6 +118,7 @@ class DesiredContainer:
     service: DesiredService
     replica: int
     name: str
+    start: bool = True  # False: made and left created (`create`), until `start` or `up`
 
     @property
     def resource(self) -> str:
@@ -215,6 +216,13 @@ class DiffOptions:
     # When that `up` was submitted: a container that exited since has run for it already, and
     # is left to its restart policy (a pass retried after a failure does not rerun a job).
     submitted_at: float = 0.0
+    # `create`: make what is missing, start nothing that is not running; what it makes stays
+    # created until `start` or `up`.
+    no_start: bool = False
+    # `rm`: the replicas (`service:web:2`) a user removed, which the loop does not make again
+    # (and removes, should a pass that looked before make one) until a submission asks for
+    # their service again.
+    removed: tuple[str, ...] = ()
     # `up -t`: the grace period of the containers this submission stops to remove or
     # recreate them; None: each container's own stop_grace_period. It decides nothing and
     # travels with the submission only so that the steps find it.
