@@ -6,9 +6,10 @@ on the project's containers for ps, ls and the lifecycle verbs.
     POST /v1/down  {project | load, volumes?, timeout?}
     POST /v1/ps    {project | load} -> {project, services, containers: [ps views]}
     GET  /v1/ls    [{name, states, config_files, status}]: every project, known or not
-    POST /v1/act   {project | load, verb, services?, timeout?, signal?, remove_orphans?}:
-                   stop, start, restart, kill, pause, unpause; lines {type: "progress",
-                   line} then result
+    POST /v1/act   {project | load, verb, services?, timeout?, signal?, remove_orphans?,
+                   containers?, volumes?}: stop, start, restart, kill, pause, unpause, rm
+                   (of `containers` if named; `volumes`: their anonymous volumes too);
+                   lines {type: "progress", line} then result
 
 Each answers 400 {"error": "<where>: <what>"} before anything is stored or done when the
 request or the stack is wrong. up and down answer JSON lines: first {"type": "accepted",
@@ -45,7 +46,7 @@ class ContainerOps(Protocol):
     async def views(self, project: str) -> list: ...  # what ps shows
     async def states(self) -> dict[str, list[str]]: ...
     async def act(self, verb: str, cid: str, state: str, *, timeout: float | None,
-                  signal: str) -> None: ...
+                  signal: str, volumes: bool = False) -> None: ...
 
 
 class _Stream:
@@ -104,7 +105,9 @@ async def up(request: web.Request) -> web.StreamResponse:
     previous = dict(before.hashes) if before and before.status != store.REMOVING else None
     try:
         services = submit.wanted(project, options)
-        submission = submit.submission(project, options, previous)
+        submission = submit.submission(
+            project, options, previous, dict(before.options.scale) if previous else None,
+            before.options.removed if previous else ())
     except submit.Refused as error:
         raise server.bad_request(str(error)) from None
     record = server.record_from_body(project.name, submission)
@@ -305,21 +308,33 @@ async def act(request: web.Request) -> web.StreamResponse:
         remove_orphans = body.get("remove_orphans", False)
         if not isinstance(remove_orphans, bool):
             raise ValueError("remove_orphans: expected true or false")
+        volumes = body.get("volumes", False)
+        if not isinstance(volumes, bool):
+            raise ValueError("volumes: expected true or false")
+        chosen = body.get("containers")
+        if chosen is not None and (not isinstance(chosen, list)
+                                   or not all(isinstance(x, str) for x in chosen)):
+            raise ValueError("containers: expected a list of names")
     except ValueError as error:
         raise server.bad_request(str(error)) from None
     name, project = await _project_of(request, body, {"project", "load", "verb", "services",
-                                                      "timeout", "signal", "remove_orphans"})
+                                                      "timeout", "signal", "remove_orphans",
+                                                      "containers", "volumes"})
     missing = [s for s in services if project and s not in project.stack.services]
     if missing:
         raise server.bad_request(f"no such service: {missing[0]}")
     states, before, after = ops.VERBS[verb]
     found = [v for v in await _views(agent, name) if not v.oneoff]
-    views = [v for v in found if v.state in states and (not services or v.service in services)]
+    views = [v for v in found if v.state in states and (not services or v.service in services)
+             and (chosen is None or v.name in chosen)]
     # `kill --remove-orphans`: containers of services the stack no longer has (the stored
     # stack's services when the request named the project only).
     defined = set(project.stack.services) if project else _stored_services(agent, name)
     orphans = [v for v in found if v.service not in defined] if remove_orphans else []
     views = [v for v in views if v not in orphans]
+    if verb == "rm" and views:
+        # Wanted no more before it goes: a reconcile of the project does not make it again.
+        agent.store.hold_removed(name, {v.resource for v in views})
     stream = _Stream(request)
     await stream.open()
     failures: list[str] = []
@@ -327,7 +342,8 @@ async def act(request: web.Request) -> web.StreamResponse:
     async def one(view) -> None:
         await stream.send({"type": "progress", "line": f"Container {view.name}  {before}"})
         try:
-            await agent.ops.act(verb, view.id, view.state, timeout=timeout, signal=signal)
+            await agent.ops.act(verb, view.id, view.state, timeout=timeout, signal=signal,
+                                volumes=volumes)
         except Exception as error:  # one container's failure does not stop the others
             failures.append(f"container {view.name}: {error}".strip())
             await stream.send({"type": "progress", "line": f"Container {view.name}  Error"})
@@ -335,6 +351,8 @@ async def act(request: web.Request) -> web.StreamResponse:
         await stream.send({"type": "progress", "line": f"Container {view.name}  {after}"})
 
     await asyncio.gather(*(one(v) for v in views))
+    if verb == "rm" and views and agent.on_change:
+        agent.on_change(name)  # one made again by a pass that looked before goes (the plan)
     if orphans:
         agent.store.drop_services(name, {v.service for v in orphans})
     for orphan in orphans:

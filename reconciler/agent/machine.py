@@ -252,7 +252,9 @@ class Machine:
             with _classified():
                 cid = await services.run_container(
                     self.ctx, stack, project, svc.name, replica=want.replica, name=want.name,
-                    config_hash=svc.config_hash)
+                    config_hash=svc.config_hash, start=want.start)
+            if not want.start:  # `create`: left created by later passes too, until start/up
+                context.mark_stopped_by_user(self.ctx, cid, True)
         _write_limits(self.ctx, cid, svc.limits)
         await self._refresh_dns()
 

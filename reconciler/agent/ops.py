@@ -1,6 +1,6 @@
 """What the agent does to containers on a user's direct request, outside any plan: list them
 for a verb's output, stop them with the verb's timeout, remove one-off ones before `down`,
-and the verbs stop, start, restart, kill, pause and unpause."""
+and the verbs stop, start, restart, kill, pause, unpause and rm."""
 
 from __future__ import annotations
 
@@ -21,6 +21,8 @@ VERBS = {
     "kill": (("running", "paused"), "Killing", "Killed"),
     "pause": (("running",), "Pausing", "Paused"),
     "unpause": (("paused",), "Unpausing", "Unpaused"),
+    # docker compose rm takes what does not run; the agent stops wanting it first (converge).
+    "rm": (("exited", "created"), "Removing", "Removed"),
 }
 
 
@@ -35,6 +37,12 @@ class Brief:
     exit_code: int | None
     health: str
     oneoff: bool
+    replica: int = 0
+
+    @property
+    def resource(self) -> str:
+        """Its replica as the plan names it (`service:web:2`)."""
+        return f"service:{self.service}:{self.replica}"
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -63,14 +71,14 @@ class Ops:
         if seen is None:
             return [b for b in await self.containers(project) if not b.oneoff]
         return sorted((Brief(c.name, c.name, c.service, c.state.value, c.exit_code,
-                             c.health or "", False) for c in seen.containers),
+                             c.health or "", False, c.replica) for c in seen.containers),
                       key=lambda b: b.name)
 
     async def containers(self, project: str) -> list[Brief]:
         """The project's containers, one-off ones too, by name, as runc has them now."""
         found = await services.observed_raw(self.ctx, project)
         return sorted((Brief(o.id, o.id, o.service, o.status, o.exit.code if o.exit else None,
-                             self._health(o), o.oneoff) for o in found),
+                             self._health(o), o.oneoff, o.replica) for o in found),
                       key=lambda b: b.name)
 
     async def states(self) -> dict[str, list[str]]:
@@ -81,12 +89,16 @@ class Ops:
         return out
 
     async def act(self, verb: str, cid: str, state: str, *, timeout: float | None = None,
-                  signal: str = "SIGKILL") -> None:
+                  signal: str = "SIGKILL", volumes: bool = False) -> None:
         """One of VERBS on one container, as a user asks for it: a stopped or killed
-        container stays so (its restart policy leaves it) until `start` or `up`."""
+        container stays so (its restart policy leaves it) until `start` or `up`; a removed
+        one (`rm`, with its anonymous volumes when `volumes`) is gone until `up`."""
         ctx = self.ctx
         if verb == "stop":
-            await services.stop_container(ctx, cid, timeout)
+            if state == "created":  # nothing runs yet (`create`): it stays created
+                context.mark_stopped_by_user(ctx, cid, True)
+            else:
+                await services.stop_container(ctx, cid, timeout)
         elif verb == "start":
             await services.start_container(ctx, cid)
         elif verb == "restart":
@@ -100,6 +112,8 @@ class Ops:
             await lifecycle.pause(ctx.layout, cid)
         elif verb == "unpause":
             await lifecycle.unpause(ctx.layout, cid)
+        elif verb == "rm":
+            await services.remove_container(ctx, cid, remove_anonymous=volumes)
         else:
             raise ValueError(f"unknown verb {verb}")
 
