@@ -14,6 +14,7 @@ from reconciler.cli import common
 VERB_MODULES = {
     "compose": ("up", "down", "ps", "logs", "exec", "run", "stop", "start", "restart", "kill",
                 "pause", "unpause", "top", "stats", "events", "port", "ls"),
+    "compose_verbs": ("create", "rm", "scale", "wait", "attach", "volumes"),
     "compose_cp": ("cp",),
     "stack": ("config", "version"),
     "images": ("pull", "images", "image", "login", "logout"),
@@ -33,7 +34,7 @@ _VALUED = {"-f", "--file", "-p", "--project-name", "--profile", "--env-file",
 # quick verbs do not pay for importing structlog (compose_base.context quiets it when they
 # act in-process after all: attached `up`, `ps` without an agent).
 _OWN_LOGGING = {"agent", "up", "down", "version", "ps", "ls", "stop", "start", "restart",
-                "kill", "pause", "unpause"}
+                "kill", "pause", "unpause", "create", "rm", "scale", "wait", "attach", "volumes"}
 
 
 # Verbs a user other than root may run: they read the stack file and print, nothing more.
@@ -43,6 +44,10 @@ _WITHOUT_ROOT = {"config", "version"}
 # a user gets.
 _WHY_ROOT = {
     "compose": "it drives the agent, whose socket and state are root's only",
+    "compose_verbs": "it drives the agent, whose socket and state are root's only",
+    "attach": "it attaches to a container's conmon socket under the run dir, root's only",
+    "wait": "it reads containers' exits under the run dir, which is root's only",
+    "volumes": "volumes live under the state root, which is root's only",
     "compose_cp": "it copies into and out of containers' roots and namespaces",
     "images": "the image store under the state root is root's only",
     "networks": "networks are bridges, nftables rules and records under the state root",
