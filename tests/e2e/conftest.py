@@ -200,7 +200,7 @@ def _sweep(stack: Stack) -> None:
 def remove_stack(stack: Stack) -> None:
     try:
         if stack.agent_pid() is not None:
-            stack.pc("-p", stack.project, "down", "-v", check=False)
+            stack.pc("-p", stack.project, "down", "-v", "-t", "0", check=False)
     finally:
         _stop_agent(stack)
         _sweep(stack)

@@ -38,7 +38,7 @@ def agent(stack):
         yield process
     finally:
         if process.poll() is None:
-            stack.pc("-p", stack.project, "down", "-v", check=False)
+            stack.pc("-p", stack.project, "down", "-v", "-t", "0", check=False)
             process.terminate()
         process.wait(timeout=30)
 

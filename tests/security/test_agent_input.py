@@ -195,7 +195,7 @@ def test_a_container_name_another_project_holds_is_refused_cleanly(stack):
         mounts = [line for line in open("/proc/mounts") if f"/rootfs/shared-{p}/" in line]
         assert len(mounts) == 1, mounts
     finally:
-        stack.pc("-p", other, "down", "-v", check=False, cwd=other_dir)
+        stack.pc("-p", other, "down", "-v", "-t", "0", check=False, cwd=other_dir)
 
 
 def test_a_container_name_that_is_another_services_name_is_refused(stack):

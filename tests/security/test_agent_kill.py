@@ -68,7 +68,7 @@ def agent_alone(stack):
     finally:
         if proc.poll() is None:
             # down -v while this agent runs, so that the fixture finds nothing more to do
-            stack.pc("down", "-v", check=False)
+            stack.pc("down", "-v", "-t", "0", check=False)
             proc.terminate()
         proc.wait(30)
 
