@@ -186,8 +186,7 @@ async def _ensure_dependencies(args, project) -> None:
 # -- stop, start, restart, kill, pause, unpause
 def _act(args: argparse.Namespace, verb: str, **extra) -> int:
     """The agent acts (ops.VERBS); this prints its progress lines."""
-    from reconciler.agent import plainclient, wire
-    from reconciler.cli import compose_up
+    from reconciler.cli import compose_create, compose_up
 
     body = {"verb": verb, "services": list(args.services), **extra}
     if args.project_name:
@@ -195,20 +194,7 @@ def _act(args: argparse.Namespace, verb: str, **extra) -> int:
     else:
         body["load"] = compose_up.load_request(args)
     compose_up.ensure_agent_now(args)
-    progress, result = render.Progress(), None
-    with plainclient.PlainClient(Path(args.run_dir), timeout=None) as agent:
-        try:
-            for line in agent.stream("POST", "/v1/act", body):
-                if line["type"] == "progress":
-                    progress.line(line["line"])
-                elif line["type"] == "result":
-                    result = line
-        except (wire.ApiError, wire.AgentUnavailable) as error:
-            raise common.UserFacingError(str(error)) from None
-    if result is None:
-        raise common.UserFacingError(f"the agent stopped before {verb} ended")
-    if not result["ok"]:
-        raise common.UserFacingError(result["error"])
+    compose_create.act(args, body, render.Progress())
     return 0
 
 
