@@ -299,30 +299,56 @@ def project_of(lay: layout.Layout, cid: str) -> str | None:
 
 
 async def _wait_conmon_gone(lay: layout.Layout, cid: str, timeout: float = 10.0) -> None:
-    """conmon writes the exit file and log after the container exits: let it finish first."""
+    """conmon writes the exit file and log after the container exits: let it finish first.
+    Woken by a pidfd the moment conmon ends (no polling: a poll's sleep was most of the
+    wait once the container had died)."""
     pid = monitor_pid(lay, cid)
     if pid is None:
         return
-    deadline = time.monotonic() + timeout
-    while monitor_pid(lay, cid) == pid and time.monotonic() < deadline:
-        await asyncio.sleep(0.01)
-    if monitor_pid(lay, cid) == pid:
-        os.kill(pid, signal.SIGKILL)  # our own conmon, by PID
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        # Still that conmon after the open: the pidfd is of that process, not of a reused PID.
+        if monitor_pid(lay, cid) != pid:
+            return
+        if not await _ended(fd, timeout):
+            signal.pidfd_send_signal(fd, signal.SIGKILL)  # our own conmon, by pidfd
+    finally:
+        os.close(fd)
+
+
+async def _ended(pidfd: int, timeout: float) -> bool:
+    """Whether the process of `pidfd` ends (a zombie counts) within `timeout` seconds."""
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    loop.add_reader(pidfd, lambda: done.done() or done.set_result(True))
+    try:
+        await asyncio.wait_for(done, timeout)
+        return True
+    except asyncio.TimeoutError:
+        return False
+    finally:
+        loop.remove_reader(pidfd)
 
 
 def monitor_pid(lay: layout.Layout, cid: str) -> int | None:
     """The PID of the conmon that watches `cid`, if it still runs. A container whose conmon
     died (killed, or killed with the agent before it read conmon's answer) has no one to
     take its output or record its exit: it must be made again. The PID in conmon's pidfile
-    counts only while it is that conmon: a dead one's PID may be another process's by now."""
+    counts only while it is that conmon: a dead one's PID may be another process's by now,
+    and a zombie's cmdline is empty, so a conmon that ended does not match either."""
     try:
-        pid = int((lay.container_dir(cid) / "conmon.pid").read_text().strip())
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        with open(lay.container_dir(cid) / "conmon.pid", "rb") as f:
+            pid = int(f.read().strip())
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
     except (OSError, ValueError):
         return None
     pairs = set(zip(argv, argv[1:]))
     mine = (b"-c", cid.encode()) in pairs and (b"--exit-dir", bytes(lay.exit_dir)) in pairs
-    return pid if mine and process_alive(pid) else None
+    return pid if mine else None
 
 
 def process_alive(pid: int) -> bool:
