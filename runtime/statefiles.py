@@ -7,8 +7,8 @@ the run dir are 0700 root whoever makes them first, and files that hold configur
 
 from __future__ import annotations
 
+import itertools
 import os
-import tempfile
 from pathlib import Path
 
 PRIVATE_DIR = 0o700
@@ -48,8 +48,7 @@ def write(path: str | os.PathLike, data: str | bytes, mode: int = PRIVATE_FILE) 
     """Replace `path` whole with `data` and the given mode: a reader sees the old file or the
     new one, never half of one, and never the new content under a wider mode."""
     path = Path(path)
-    # A name of our own (mkstemp makes it 0600): two writers of one file never share a temp.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _temp_beside(path)
     try:
         with os.fdopen(fd, "wb") as out:
             if mode != PRIVATE_FILE:
@@ -62,6 +61,24 @@ def write(path: str | os.PathLike, data: str | bytes, mode: int = PRIVATE_FILE) 
         except FileNotFoundError:
             pass
         raise
+
+
+_serial = itertools.count()
+
+
+def _temp_beside(path: Path) -> tuple[int, str]:
+    """A new 0600 file of our own next to `path`: two writers of one file never share a temp.
+    As mkstemp makes one (O_EXCL, never through a symlink), named by process and a counter
+    instead of random letters: mkstemp's names cost more than the write, per container."""
+    while True:
+        tmp = f"{path.parent}/.{path.name}.{os.getpid()}-{next(_serial)}.tmp"
+        try:
+            return os.open(tmp, _TEMP_FLAGS, PRIVATE_FILE), tmp
+        except FileExistsError:  # left by a killed process that had our PID: take the next
+            continue
+
+
+_TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def open_private(path: str | os.PathLike, flags: int = os.O_WRONLY | os.O_CREAT | os.O_APPEND):
