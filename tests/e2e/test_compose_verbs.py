@@ -8,22 +8,13 @@ import json
 import os
 import signal
 import subprocess
-import time
 
 import pytest
 
 from tests.e2e import conftest
+from tests.support.waiting import wait_for
 
 RESYNC = 1.0  # the agent these tests start looks at every project again this often
-
-
-def wait_for(check, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.1)
 
 
 @pytest.fixture

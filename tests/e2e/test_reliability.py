@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from controllers import context
+from tests.support.waiting import wait_for
 
 
 def containers(stack) -> dict[str, dict]:
@@ -27,16 +28,6 @@ def pids(stack) -> dict[str, int]:
                                capture_output=True, text=True, check=True)
         out[entry.name] = json.loads(state.stdout)["pid"]
     return out
-
-
-def wait_for(predicate, timeout: float = 60.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def sleeper(name: str, **extra: str) -> str:

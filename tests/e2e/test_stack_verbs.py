@@ -8,12 +8,12 @@ import os
 import pty
 import subprocess
 import sys
-import time
 import uuid
 
 import pytest
 
 from tests.e2e import conftest
+from tests.support.waiting import wait_for
 
 STACK = """\
 services:
@@ -53,15 +53,6 @@ def up_stack(busybox_archive):
         yield made
     finally:
         conftest.remove_stack(made)
-
-
-def wait_for(check, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.2)
 
 
 def test_up_prints_a_line_per_container_and_ps_shows_both_running(up_stack):

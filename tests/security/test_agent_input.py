@@ -8,9 +8,9 @@ import http.client
 import json
 import socket
 import subprocess
-import time
 
 import pytest
+from tests.support.waiting import wait_for
 
 ROUTES = [("POST", "/v1/up"), ("POST", "/v1/down"), ("POST", "/v1/ps"), ("POST", "/v1/act"),
           ("PUT", "/v1/projects/demo")]
@@ -95,15 +95,6 @@ def test_a_stack_too_large_to_keep_is_refused_through_the_cli(stack):
         in done.stderr, done.stderr
     assert stack.agent_call("GET", f"/v1/projects/{stack.project}")[0] == 404  # not stored
     assert serves(stack)
-
-
-def wait_for(predicate, timeout: float = 60.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def agent_log(stack) -> list[str]:

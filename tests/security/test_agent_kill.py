@@ -18,6 +18,7 @@ from controllers import context
 from runtime.net import ipam, records
 from runtime.oci import lifecycle
 from tests.e2e import conftest
+from tests.support.waiting import wait_for
 
 SERVICES = [f"s{i}" for i in range(1, 7)]
 
@@ -29,16 +30,6 @@ def stack_text() -> str:
                   '    command: ["sh", "-c", "echo started; exec sleep 100000"]',
                   "    stop_signal: SIGKILL"]
     return "\n".join(lines) + "\n"
-
-
-def wait_for(predicate, timeout: float = 90.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def gone(pid: int) -> bool:

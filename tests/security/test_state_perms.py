@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
-import time
 import uuid
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import pytest
 
 from reconciler import cli
 from tests.e2e.conftest import REPO, Stack, remove_stack
+from tests.support.waiting import wait_for
 
 # setpriv keeps root's capabilities until its own execve, which resolves the path with them:
 # the command is exec'd by a shell that runs as nobody with none, as a local user's would.
@@ -82,14 +82,6 @@ def refused(*argv: str) -> bool:
 
 def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
-
-
-def wait_for(predicate, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached")
-        time.sleep(0.05)
 
 
 def test_nobody_reaches_nothing_under_the_root_and_run_dir_made_by_image_load(fresh,

@@ -1,0 +1,17 @@
+"""Waiting on a condition the system reaches by itself, instead of sleeping a guessed time."""
+
+from __future__ import annotations
+
+import time
+
+
+def wait_for(predicate, timeout: float = 90.0, what: str = "condition", interval: float = 0.1):
+    """The predicate's first true value; AssertionError naming `what` once `timeout` passed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(interval)
