@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import shared
+
 
 @pytest.fixture
 def unique() -> str:
@@ -33,15 +35,30 @@ def run_dir(unique: str) -> Path:
     shutil.rmtree(path, ignore_errors=True)
 
 
+PRIVILEGED = ("linux", "e2e", "cluster", "security")
+
+
 def pytest_collection_modifyitems(config, items):
-    """Tests under tests/linux, tests/e2e, tests/security and tests/cluster need root and the real primitives."""
-    is_root = os.geteuid() == 0
+    """Tests under tests/linux, tests/e2e, tests/security and tests/cluster need root and the
+    real primitives; a test that needs what this run lacks stops the whole run, with what is
+    missing, rather than being skipped into a green result that proved nothing."""
     for item in items:
-        parts = Path(str(item.fspath)).parts
-        if any(p in parts for p in ("linux", "e2e", "cluster", "security")):
+        if any(p in PRIVILEGED for p in Path(str(item.fspath)).parts):
             item.add_marker(pytest.mark.linux)
-            if not is_root:
-                item.add_marker(pytest.mark.skip(reason="needs root"))
+            item.add_marker(pytest.mark.root)
+    missing = []
+    needs_root = [item.nodeid for item in items if item.get_closest_marker("root")]
+    if needs_root and os.geteuid() != 0:
+        missing.append(f"root ({len(needs_root)} tests drive namespaces, mounts, cgroups, runc "
+                       f"or file ownership, e.g. {needs_root[0]})")
+    needs_shared = [item.nodeid for item in items if item.get_closest_marker("shared")]
+    for path in (shared.COMPOSE_FIXTURES, shared.SCHEMA):
+        if needs_shared and not path.exists():
+            missing.append(f"{path} (the shared material beside the checkout, ../shared; "
+                           f"needed by {needs_shared[0]} and {len(needs_shared) - 1} more)")
+    if missing:
+        raise pytest.UsageError("this run cannot prove what its tests claim; missing:\n  "
+                                + "\n  ".join(missing))
 
 
 @pytest.fixture(autouse=True)

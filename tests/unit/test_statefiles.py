@@ -37,7 +37,7 @@ def test_tighten_narrows_an_existing_dir_and_says_what_it_was(tmp_path):
     assert statefiles.tighten(root) is None
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
+@pytest.mark.root
 def test_tighten_takes_a_dir_another_user_made(tmp_path):
     root = tmp_path / "root"
     root.mkdir()

@@ -64,7 +64,7 @@ def test_the_agent_command_exits_non_zero_with_the_traceback_in_its_log(dirs, mo
     assert frames[-1]["name"] == "background"
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="the dirs are tightened to root's")
+@pytest.mark.root
 async def test_the_agent_tightens_a_root_and_run_dir_made_open_before_it(dirs):
     root, run_dir = dirs
     for path in dirs:

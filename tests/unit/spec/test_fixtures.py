@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from reconciler import spec
+from tests.support import shared
 
-# The shared fixtures lie beside the checkout (../shared), wherever it was cloned.
-FIXTURES = next((p for p in (Path(__file__).resolve().parents[4] / "shared" / "compose-fixtures",
-                             Path("/work/shared/compose-fixtures")) if p.is_dir()),
-                Path("/work/shared/compose-fixtures"))
+pytestmark = pytest.mark.shared
+
+FIXTURES = shared.COMPOSE_FIXTURES
 VALID = sorted(p.name for p in (FIXTURES / "valid").glob("*.yaml"))
 
 # Variables the fixtures' notes name (or that a real user would have in .env).

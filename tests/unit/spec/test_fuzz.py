@@ -6,15 +6,16 @@ import os
 import tempfile
 from pathlib import Path
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from reconciler import spec
+from tests.support import shared
 
-# The shared fixtures lie beside the checkout (../shared), wherever it was cloned.
-FIXTURES = next((p for p in (Path(__file__).resolve().parents[4] / "shared" / "compose-fixtures",
-                             Path("/work/shared/compose-fixtures")) if p.is_dir()),
-                Path("/work/shared/compose-fixtures")) / "valid"
+pytestmark = pytest.mark.shared
+
+FIXTURES = shared.COMPOSE_FIXTURES / "valid"
 SEEDS = [yaml.safe_load(p.read_text()) for p in sorted(FIXTURES.glob("*.yaml"))
          if "!reset" not in p.read_text()]
 KEYS = ["image", "ports", "volumes", "environment", "depends_on", "networks", "build", "deploy",

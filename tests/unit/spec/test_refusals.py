@@ -11,12 +11,9 @@ import pytest
 
 from reconciler import spec
 from reconciler.spec import unique, yamlload
+from tests.support import shared
 from tests.unit.spec.helpers import load, write
 
-SCHEMA = next((p for p in (Path(__file__).resolve().parents[4] / "shared" / "reference"
-                           / "compose-spec.json",
-                           Path("/work/shared/reference/compose-spec.json")) if p.is_file()),
-              None)
 
 
 def refused(tmp_path, text: str, environ=None) -> spec.SpecError:
@@ -116,7 +113,7 @@ services:
 
 def schema_unique_places() -> set[str]:
     """Every place where compose-spec.json says `uniqueItems`, as `services.*.cap_add`."""
-    schema = json.loads(SCHEMA.read_text())
+    schema = json.loads(shared.SCHEMA.read_text())
     found: set[str] = set()
 
     def walk(node, path, refs):
@@ -144,7 +141,7 @@ def schema_unique_places() -> set[str]:
     return found
 
 
-@pytest.mark.skipif(SCHEMA is None, reason="the shared reference schema is not beside the checkout")
+@pytest.mark.shared
 def test_the_unique_places_are_the_schemas():
     assert set(unique.UNIQUE) == schema_unique_places()
 
