@@ -1,0 +1,207 @@
+"""An overlay upper dir as an OCI layer: whiteouts converted, overlay xattrs dropped, run artefacts removed, stored by digest."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import gzip
+import hashlib
+import os
+import stat
+import tarfile
+from pathlib import Path
+from typing import Iterable
+
+from runtime.images import manifest, store as store_mod, unpack
+
+OPAQUE_XATTR = "trusted.overlay.opaque"
+OVERLAY_XATTRS = "trusted.overlay."
+MEDIA_TYPE = manifest.OCI_LAYER_GZIP
+
+
+class LayerError(Exception):
+    """An upper dir that cannot become a layer; says which entry."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Layer:
+    digest: str      # the gzipped blob as stored
+    diff_id: str     # sha256 of the uncompressed tar
+    size: int        # of the blob
+    media_type: str = MEDIA_TYPE
+
+
+def remove_stubs(upper: Path, stubs: Iterable[str], lower: Iterable[Path] = ()) -> None:
+    """Take out of `upper` what runc made only to mount something over it (`etc/hosts`, `proc`,
+    ...: relative paths that were not in the image), deepest first, while they are still empty;
+    then the parent dirs that making them copied up, when they are left empty and as the image has
+    them (same mode and owner in the topmost `lower` dir holding them)."""
+    lowers = list(lower)
+    parents: set[str] = set()
+    for rel in sorted(set(stubs), key=lambda r: -r.count("/")):
+        path = upper / rel
+        with contextlib.suppress(FileNotFoundError):
+            st = path.lstat()
+            if stat.S_ISDIR(st.st_mode):
+                with contextlib.suppress(OSError):  # not empty: the RUN put something there
+                    path.rmdir()
+            elif stat.S_ISREG(st.st_mode) and st.st_size == 0:
+                path.unlink()
+        if "/" in rel:
+            parents.add(rel.rsplit("/", 1)[0])
+    for rel in sorted(parents - set(stubs), key=lambda r: -r.count("/")):
+        path = upper / rel
+        try:
+            st = path.lstat()
+        except FileNotFoundError:
+            continue
+        if not stat.S_ISDIR(st.st_mode) or any(os.scandir(path)) or _xattr(path, OPAQUE_XATTR) == b"y":
+            continue
+        below = next((low / rel for low in lowers if (low / rel).exists()), None)
+        if below is None:
+            continue
+        lst = below.lstat()
+        if (lst.st_mode, lst.st_uid, lst.st_gid) == (st.st_mode, st.st_uid, st.st_gid):
+            path.rmdir()
+
+
+def is_empty(upper: Path) -> bool:
+    with os.scandir(upper) as entries:
+        return not any(True for _ in entries)
+
+
+def write(store: store_mod.Store, upper: Path) -> Layer:
+    """The layer tar of `upper`, gzipped into the store once by digest. Deterministic: entries in
+    name order, numeric owners only, mtimes as the files have them (whole seconds, as moby)."""
+    writer = store.writer()
+    try:
+        hashing = _HashingSink(writer)
+        with gzip.GzipFile(fileobj=hashing.compressed, mode="wb", compresslevel=1, mtime=0) as gz:
+            hashing.plain = gz
+            with tarfile.open(fileobj=hashing, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+                _add_tree(tar, upper)
+        size = writer.size
+        digest = writer.commit()
+    finally:
+        writer.abort()
+    return Layer(digest, "sha256:" + hashing.hash.hexdigest(), size)
+
+
+def unpack_into_store(store: store_mod.Store, layer: Layer, parent_chain: str | None) -> str:
+    """layers/<chainid>/ for `layer` above `parent_chain`, unpacked from its blob as a pulled one
+    would be (so a built layer and a pulled one are the same thing on disk); its chain id."""
+    chain = manifest.digest_of(f"{parent_chain} {layer.diff_id}".encode()) if parent_chain else layer.diff_id
+    unpack.ensure_layer(store, chain, layer.diff_id, store.blob_path(layer.digest))
+    return chain
+
+
+class _Compressed:
+    """The blob writer, as GzipFile wants a file to write to."""
+
+    def __init__(self, writer: store_mod.BlobWriter) -> None:
+        self.writer = writer
+
+    def write(self, data: bytes) -> int:
+        self.writer.write(bytes(data))
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+
+class _HashingSink:
+    """The uncompressed tar stream: hashed for the diff id on its way into gzip."""
+
+    def __init__(self, writer: store_mod.BlobWriter) -> None:
+        self.hash = hashlib.sha256()
+        self.compressed = _Compressed(writer)
+        self.plain: gzip.GzipFile | None = None
+
+    def write(self, data: bytes) -> int:
+        assert self.plain is not None
+        self.hash.update(data)
+        self.plain.write(data)
+        return len(data)
+
+
+def _add_tree(tar: tarfile.TarFile, upper: Path) -> None:
+    links: dict[tuple[int, int], str] = {}
+    stack = [("", upper)]
+    while stack:
+        rel_dir, path = stack.pop()
+        with os.scandir(path) as it:
+            names = sorted(e.name for e in it)
+        subdirs = []
+        for name in names:
+            rel = f"{rel_dir}{name}"
+            full = path / name
+            st = full.lstat()
+            if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+                info = tarfile.TarInfo(f"{rel_dir}{unpack.WHITEOUT_PREFIX}{name}")
+                info.mtime = int(st.st_mtime)
+                tar.addfile(info)
+                continue
+            info = _info(full, rel, st)
+            if info.isreg() and st.st_nlink > 1:
+                key = (st.st_dev, st.st_ino)
+                if key in links:
+                    info.type, info.linkname, info.size = tarfile.LNKTYPE, links[key], 0
+                    tar.addfile(info)
+                    continue
+                links[key] = rel
+            if info.isreg():
+                with open(full, "rb") as src:
+                    tar.addfile(info, src)
+            else:
+                tar.addfile(info)
+            if info.isdir():
+                if _xattr(full, OPAQUE_XATTR) == b"y":
+                    opq = tarfile.TarInfo(f"{rel}/{unpack.OPAQUE}")
+                    opq.mtime = int(st.st_mtime)
+                    tar.addfile(opq)
+                subdirs.append((f"{rel}/", full))
+        # a stack: push in reverse so that the walk comes out in name order, depth first
+        stack.extend(reversed(subdirs))
+
+
+def _info(full: Path, rel: str, st: os.stat_result) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(rel)
+    info.mode = stat.S_IMODE(st.st_mode)
+    info.uid, info.gid = st.st_uid, st.st_gid
+    info.uname = info.gname = ""
+    info.mtime = int(st.st_mtime)
+    mode = st.st_mode
+    if stat.S_ISREG(mode):
+        info.type, info.size = tarfile.REGTYPE, st.st_size
+    elif stat.S_ISDIR(mode):
+        info.type = tarfile.DIRTYPE
+    elif stat.S_ISLNK(mode):
+        info.type, info.linkname = tarfile.SYMTYPE, os.readlink(full)
+    elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        info.type = tarfile.CHRTYPE if stat.S_ISCHR(mode) else tarfile.BLKTYPE
+        info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
+    elif stat.S_ISFIFO(mode):
+        info.type = tarfile.FIFOTYPE
+    else:
+        raise LayerError(f"{rel}: a socket or unknown file type cannot go into a layer")
+    for name in sorted(_xattr_names(full)):
+        if name.startswith(OVERLAY_XATTRS):
+            continue  # overlay's own bookkeeping (uuid, impure, origin, opaque): never in a layer
+        value = _xattr(full, name)
+        if value is not None:
+            info.pax_headers[f"SCHILY.xattr.{name}"] = value.decode("utf-8", "surrogateescape")
+    return info
+
+
+def _xattr_names(path: Path) -> list[str]:
+    try:
+        return os.listxattr(path, follow_symlinks=False)
+    except OSError:
+        return []
+
+
+def _xattr(path: Path, name: str) -> bytes | None:
+    try:
+        return os.getxattr(path, name, follow_symlinks=False)
+    except OSError:
+        return None
