@@ -113,5 +113,7 @@ class ProjectReconciler:
         return lambda result: listener(project, result)
 
 
-def _with_start(options: model.DiffOptions, start_stopped: bool) -> model.DiffOptions:
-    return dataclasses.replace(options, start_stopped=start_stopped and options.start_stopped)
+def _with_start(options: model.DiffOptions, first_pass: bool) -> model.DiffOptions:
+    # A moved tag recreates on the first pass of a submission only (diff: image_check).
+    return dataclasses.replace(options, start_stopped=first_pass and options.start_stopped,
+                               image_check=first_pass)

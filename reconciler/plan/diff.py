@@ -40,6 +40,7 @@ def diff(desired: model.DesiredState, observed: model.ObservedState,
     """The steps that make `observed` match `desired`; none when they match."""
     b = _Builder(desired, _own(observed, desired.project), options)
     _networks(b)
+    _rules(b)
     _volumes(b)
     for service in dependency_order(desired.services):
         _service(b, service)
@@ -52,7 +53,8 @@ def _own(observed: model.ObservedState, project: str) -> model.ObservedState:
         tuple(sorted((c for c in observed.containers if c.project == project),
                      key=lambda c: c.name)),
         tuple(n for n in observed.networks if n.project == project),
-        tuple(v for v in observed.volumes if v.project == project), observed.observed_at)
+        tuple(v for v in observed.volumes if v.project == project), observed.observed_at,
+        observed.rules_drift)
 
 
 def dependency_order(services: tuple[model.DesiredService, ...]) -> list[model.DesiredService]:
@@ -91,6 +93,19 @@ def _networks(b: _Builder) -> None:
             b.network_steps[net.key] = b.add(resource, Action.RECREATE, "config changed",
                                              desired=net, observed=found)
             b.recreated_networks.add(net.key)
+        elif found.drift:
+            # Its containers keep running: their veths are put back by their own repairs.
+            b.network_steps[net.key] = b.add(resource, Action.REPAIR, found.drift,
+                                             desired=net, observed=found)
+
+
+def _rules(b: _Builder) -> None:
+    """The agent's nft table, re-applied whole when it is not what was applied, after the
+    bridges it names are back. Only a project with networks of its own looks at it."""
+    if not b.observed.rules_drift or not any(not n.external for n in b.desired.networks):
+        return
+    after = [Edge(n) for n in b.network_steps.values()]
+    b.add("rules", Action.REPAIR, b.observed.rules_drift, after)
 
 
 def _volumes(b: _Builder) -> None:
@@ -206,9 +221,13 @@ def _decide(b: _Builder, service: model.DesiredService,
                            if d.restart and d.service in b.restarted_services)
         if restarted:
             return Action.RESTART, f"dependency {', '.join(restarted)} restarted", 0.0
-    if state in (model.ContainerState.RUNNING, model.ContainerState.PAUSED) \
-            and container.limits != service.limits:
+    live = state in (model.ContainerState.RUNNING, model.ContainerState.PAUSED)
+    if live and container.net_drift:
+        return Action.REPAIR, container.net_drift, 0.0
+    if live and container.limits != service.limits:
         return Action.UPDATE, "limits changed", 0.0
+    if live and container.limits_drift:
+        return Action.UPDATE, container.limits_drift, 0.0
     return None
 
 
@@ -220,7 +239,7 @@ def _recreate_reason(b: _Builder, service: model.DesiredService,
         return "forced"
     if container.config_hash != service.config_hash:
         return "config changed"
-    if service.image_id and container.image_id != service.image_id:
+    if b.options.image_check and service.image_id and container.image_id != service.image_id:
         return "image changed"
     running = container.state is model.ContainerState.RUNNING
     if running and container.networks is not None \

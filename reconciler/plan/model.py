@@ -171,6 +171,11 @@ class ObservedContainer:
     # False: its process is there but its monitor (conmon) is gone: nothing takes its output
     # or records its exit, so it is made again.
     monitored: bool = True
+    # What the kernel holds that differs from what was made for it ("" when nothing): a veth
+    # of a running container gone or off its bridge, and a cgroup limit changed by hand.
+    # Both are repaired in place, never by a restart.
+    net_drift: str = ""
+    limits_drift: str = ""
 
     @property
     def resource(self) -> str:
@@ -183,6 +188,9 @@ class ObservedNetwork:
     project: str
     key: str
     config_hash: str = ""
+    # What the kernel shows of its bridge that differs from what the agent made ("" when
+    # nothing): bridge missing, an address or the MTU changed.
+    drift: str = ""
 
 
 @dataclass(frozen=True)
@@ -201,6 +209,9 @@ class ObservedState:
     networks: tuple[ObservedNetwork, ...] = ()
     volumes: tuple[ObservedVolume, ...] = ()
     observed_at: float | None = None  # when it was read; with finished_at, what is left of a delay
+    # The agent's nft table against what it last applied ("" when the same): missing, or a
+    # rule, chain or map element changed by hand.
+    rules_drift: str = ""
 
 
 @dataclass(frozen=True)
@@ -227,6 +238,11 @@ class DiffOptions:
     # recreate them; None: each container's own stop_grace_period. It decides nothing and
     # travels with the submission only so that the steps find it.
     stop_timeout: float | None = None
+    # Whether an image ID that differs from the one a container was made from recreates it:
+    # only on the first pass of a submission (`up`, `create`), as docker compose looks at
+    # images only when asked to; a resync never recreates because a tag moved. The loop
+    # sets it for each pass; it is not stored.
+    image_check: bool = False
 
     def replicas(self, service: DesiredService) -> int:
         return dict(self.scale).get(service.name, service.replicas)

@@ -21,6 +21,7 @@ class Action(str, enum.Enum):
     REMOVE = "remove"
     REQUIRE = "require"  # an external resource must exist
     AWAIT = "await"  # a depends_on condition: started, healthy, completed
+    REPAIR = "repair"  # put back what drifted (bridge, veth, nft table), nothing restarted
 
 
 @dataclass(frozen=True)

@@ -75,9 +75,16 @@ def test_config_change_recreates_only_that_service():
         "#1 service:web:1 recreate (config changed)"
 
 
-def test_image_change_recreates():
+def test_image_change_recreates_on_the_first_pass_of_a_submission():
     changed = dataclasses.replace(WEB, image_id="sha256:bbb")
-    assert plan_text(state(changed), running(WEB)) == "#1 service:web:1 recreate (image changed)"
+    assert plan_text(state(changed), running(WEB), image_check=True) == \
+        "#1 service:web:1 recreate (image changed)"
+
+
+def test_a_moved_tag_recreates_nothing_on_a_resync_nor_with_no_recreate():
+    changed = dataclasses.replace(WEB, image_id="sha256:bbb")
+    assert plan_text(state(changed), running(WEB)) == ""
+    assert plan_text(state(changed), running(WEB), image_check=True, no_recreate=True) == ""
 
 
 def test_unresolved_image_is_not_a_change():
