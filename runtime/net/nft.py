@@ -196,6 +196,13 @@ def apply(ns: Path | None, desired: Ruleset) -> None:
     log.info("nft.applied", table=desired.table, netns=str(ns), rules=text.count("\n"))
 
 
+def run(ns: Path | None, text: str) -> None:
+    """Run nft commands in `ns` as one transaction (other modules' small tables of their own)."""
+    rc, _, err = _nft(ns, text)
+    if rc != 0:
+        raise RuntimeError(f"nft -f in {ns or 'host'} failed: {err.strip()}\n{text}")
+
+
 def remove(ns: Path | None, table: str) -> None:
     """Delete the table; a missing one is success."""
     rc, _, err = _nft(ns, f"table ip {table} {{}}\ndelete table ip {table}\n")
