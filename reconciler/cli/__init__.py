@@ -7,7 +7,7 @@ import importlib
 import os
 import sys
 
-from reconciler.cli import common
+from reconciler.cli import common, progress
 
 # Verb modules, in the order of `pcompose --help`, and the verbs each one adds. Only the module
 # that owns the verb given is imported: a verb must not pay for the imports of every other one.
@@ -27,7 +27,8 @@ VERB_MODULES = {
 
 # Global options that take a value as the next word (common.add_global_options).
 _VALUED = {"-f", "--file", "-p", "--project-name", "--profile", "--env-file",
-           "--project-directory", "--root", "--run-dir", "--host-netns"}
+           "--project-directory", "--root", "--run-dir", "--host-netns", "--progress",
+           "--ansi"}
 
 
 # Verbs that set up logging themselves when they need it: the agent logs its own way, and the
@@ -112,8 +113,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.verb not in _OWN_LOGGING:
         common.quiet_logs()
+    progress.configure(args.progress, args.ansi, args.verb)
     try:
-        return int(args.handler(args) or 0)
+        try:
+            return int(args.handler(args) or 0)
+        finally:
+            progress.close_all()  # the final block stays on screen, above any error
     except common.UserFacingError as err:
         common.print_error(str(err))
         return err.exit_code

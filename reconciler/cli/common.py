@@ -40,6 +40,12 @@ def add_global_options(parser: argparse.ArgumentParser) -> None:
                         default=os.environ.get("PCOMPOSE_HOST_NETNS") or None,
                         help="Run the agent's bridges, rules and DNS in this network namespace "
                              "(a simulated host); env PCOMPOSE_HOST_NETNS")
+    parser.add_argument("--progress", default=os.environ.get("COMPOSE_PROGRESS") or "auto",
+                        choices=("auto", "tty", "plain", "quiet", "json"),
+                        help="Type of progress output; env COMPOSE_PROGRESS")
+    parser.add_argument("--ansi", default=os.environ.get("COMPOSE_ANSI") or "auto",
+                        choices=("never", "always", "auto"),
+                        help="Control when to print ANSI control characters; env COMPOSE_ANSI")
 
 
 def print_error(message: str) -> None:

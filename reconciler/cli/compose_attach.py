@@ -33,6 +33,7 @@ async def _attach(args, name: str, services: list[str], progress: render.Progres
     if args.watch:
         tasks.append(asyncio.ensure_future(watch(args, progress)))
     if not args.detach:
+        progress.close()  # the block stays above the logs
         views = await compose_base.containers(ctx, name, services)
         names = (render.short_name(name, v.name) for v in views)
         print(f"Attaching to {', '.join(names)}", flush=True)
@@ -61,6 +62,7 @@ async def stop_all(ctx, name: str, services: list[str], timeout, progress) -> No
 
     views = [v for v in await compose_base.containers(ctx, name, services)
              if v.state in ("running", "paused")]
+    progress.begin("Stopping")
 
     async def stop(view) -> None:
         progress.line(f"Container {view.name}  Stopping")
@@ -133,12 +135,16 @@ async def watch(args: argparse.Namespace, progress: render.Progress) -> None:
                 debounce=300, rust_timeout=200, yield_on_timeout=True):
             if not ready:
                 ready = True
+                progress.close()
                 shown = ", ".join(sorted(p for p in paths if os.path.exists(p)))
                 print(f"Watching {shown}", file=sys.stderr, flush=True)
             if not changes:
                 continue
             try:
-                await asyncio.to_thread(compose_up.submit, args, progress)
+                try:
+                    await asyncio.to_thread(compose_up.submit, args, progress)
+                finally:
+                    progress.close()  # each submission's block, then what is said of it
             except compose_up.StackRefused as error:
                 common.print_error(f"{error} (the running stack is left as it is)")
             except common.UserFacingError as error:

@@ -138,6 +138,7 @@ def submit(args: argparse.Namespace, options: dict, progress: render.Progress) -
         word = {"running": "Running", "created": "Created"}.get(view["state"])
         if word and f"Container {view['name']}" not in printed:
             progress.line(f"Container {view['name']}  {word}")
+    progress.close()
     return name
 
 
@@ -166,6 +167,7 @@ def act(args: argparse.Namespace, body: dict, progress: render.Progress) -> None
                     result = line
         except (wire.ApiError, wire.AgentUnavailable) as error:
             raise common.UserFacingError(str(error)) from None
+    progress.close()  # what follows (rm's question) goes below the final block
     if result is None:
         raise common.UserFacingError(f"the agent stopped before {body['verb']} ended")
     if not result["ok"]:

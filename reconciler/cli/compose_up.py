@@ -104,6 +104,7 @@ def submit(args: argparse.Namespace, progress: render.Progress) -> tuple[str, li
             progress.line(f"Container {view['name']}  {word}")
         elif f"Container {view['name']}" not in printed and view["state"] == "running":
             progress.line(f"Container {view['name']}  Running")
+    progress.close()  # the final block stays; logs or a one-off container's output follow
     return name, services
 
 

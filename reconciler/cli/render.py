@@ -10,8 +10,11 @@ import datetime as dt
 import json
 import sys
 
-# docker compose's log prefix colours, in the order services get them.
-COLOURS = (36, 33, 32, 35, 34, 96, 93, 92, 95, 94)
+from reconciler.cli import progress
+
+# docker compose's log prefix colours, in the order containers get them: cyan, yellow, green,
+# magenta, blue, then the same bold ("intense").
+COLOURS = ("36", "33", "32", "35", "34", "36;1", "33;1", "32;1", "35;1", "34;1")
 
 
 def table(headers: list[str], rows: list[list[str]]) -> str:
@@ -217,28 +220,45 @@ def step_lines(project: str, event, container_names: dict[str, str]) -> list[str
 
 
 class Progress:
-    """Progress lines on stderr, like docker compose: ` ✔ Container x  Started` on a terminal
-    (rich), plain `Container x  Started` lines otherwise."""
+    """What a verb reports as it goes (`Container x  Started`, docker compose's words), shown
+    as this run's --progress and --ansi say (progress.py): on a terminal one block redrawn in
+    place (` ✔ Container x  Started  0.3s` under `[+] Running n/m`), plain lines otherwise,
+    JSON events, or nothing. The block is drawn on stderr unless another stream is given."""
 
-    def __init__(self, stream=None) -> None:
+    def __init__(self, stream=None, title: str | None = None) -> None:
         self.stream = stream or sys.stderr
-        self._console = None
-        if self.stream.isatty():
-            from rich import console, markup  # only a terminal pays for rich
+        self.title = title
+        self._writer = None
 
-            self._console = console.Console(file=self.stream, highlight=False)
-            self._escape = markup.escape
+    def _shown(self):
+        if self._writer is None:
+            self._writer = progress.writer(self.stream, self.title)
+        progress.track(self)
+        return self._writer
+
+    @property
+    def mode(self) -> str:
+        """tty, plain, json or quiet: what this run shows."""
+        return self._shown().mode
 
     def line(self, text: str) -> None:
-        if self._console is None:
-            print(text, file=self.stream, flush=True)
-            return
-        title, _, word = text.rpartition("  ")
-        mark, style = ("✘", "red") if word.startswith("Error") else \
-            ("✔", "green") if word[-1:] == "d" or word in ("Running", "Healthy") else ("⠿", "blue")
-        # Names and error messages may hold brackets: they are text, not rich markup.
-        title, word = self._escape(title), self._escape(word)
-        self._console.print(f" [{style}]{mark}[/] {title}  [{style}]{word}[/]")
+        self.event(progress.parse_line(text))
+
+    def event(self, event: progress.Event) -> None:
+        self._shown().event(event)
+
+    def close(self) -> None:
+        """End the block (it stays on screen): logs or other output may follow; a later
+        line begins a new block."""
+        if self._writer is not None:
+            self._writer.close()
+
+    def begin(self, title: str) -> None:
+        """A new block under another header (`Stopping` once an attached `up` is stopped)."""
+        self.close()
+        self.title = title
+        if isinstance(self._writer, progress.Block):
+            self._writer.title = title
 
 
 def container_event(event, service: str, as_json: bool) -> str:
@@ -262,21 +282,24 @@ def short_name(project: str, name: str) -> str:
     return name[len(project) + 1:] if project and name.startswith(f"{project}-") else name
 
 
+def log_prefix(name: str, width: int, colour: str | None) -> str:
+    """`web-1  | `: the name padded to `width`, one space more, then the bar, as docker
+    compose writes it; the whole of it in the container's colour."""
+    text = f"{name.ljust(width)}  | "
+    return f"\x1b[{colour}m{text}\x1b[0m" if colour else text
+
+
 def log_prefixes(names: list[str], colour: bool) -> dict[str, str]:
-    """`name  | ` for each container, padded to the longest name, coloured per service."""
+    """`name  | ` for each container, padded to the longest name, coloured in turn."""
     width = max((len(n) for n in names), default=0)
-    out = {}
-    for i, name in enumerate(sorted(names)):
-        text = f"{name.ljust(width)}  | "
-        out[name] = f"\x1b[{COLOURS[i % len(COLOURS)]}m{text}\x1b[0m" if colour else text
-    return out
+    return {name: log_prefix(name, width, COLOURS[i % len(COLOURS)] if colour else None)
+            for i, name in enumerate(sorted(names))}
 
 
 def prefix_for(name: str, known: dict[str, str], colour: bool) -> str:
     """A prefix for a container that joined later: same width rule, the next colour."""
     if name not in known:
         width = max([len(n) for n in known] + [len(name)])
-        text = f"{name.ljust(width)}  | "
-        code = COLOURS[len(known) % len(COLOURS)]
-        known[name] = f"\x1b[{code}m{text}\x1b[0m" if colour else text
+        known[name] = log_prefix(name, width,
+                                 COLOURS[len(known) % len(COLOURS)] if colour else None)
     return known[name]

@@ -113,6 +113,7 @@ def test_progress_on_a_terminal_marks_each_line():
             progress = render.Progress(stream)
             progress.line("Container shop-web-1  Started")
             progress.line("Container shop-db-1  Error [Errno 2] no such file")
+            progress.close()  # the final block, drawn whole
             stream.flush()
         # A pty hands over what was written in pieces: read until the reader would wait.
         chunks = []
