@@ -17,7 +17,7 @@ from pathlib import Path
 from runtime import images
 from runtime.images import reference, registry
 
-from reconciler.cli import common, compose_base, listing
+from reconciler.cli import common, compose_base, listing, progress, render
 
 
 def register(verbs: argparse._SubParsersAction) -> None:
@@ -121,22 +121,29 @@ def pull(args: argparse.Namespace) -> int:
     store = _store(args)
     options = images.Options.from_env(tuple(args.insecure_registry))
     failed = 0
+    shown = render.Progress(sys.stdout, "Pulling")
+    quiet = args.quiet or shown.mode == "quiet"
     for ref, platform in jobs:
-        display = None if args.quiet else _PullDisplay(ref.familiar())
+        display = None if quiet else _PullDisplay(ref.familiar(), shown)
         try:
             record = asyncio.run(images.pull(store, ref, platform=platform, options=options,
                                              progress=display.update if display else None))
         except _USER_ERRORS as err:
             if display:
-                display.close()
+                display.failed(str(err))
+            shown.close()
             common.print_error(f"{ref.familiar()}: {err}")
             failed += 1
             continue
         if display:
-            display.close()
-            print(f"Digest: {record.digest}")
-            print(f"Status: {display.summary()} for {ref.familiar()}")
-        print(str(ref))
+            display.done()
+            if shown.mode == "plain":
+                print(f"Digest: {record.digest}")
+                print(f"Status: {display.summary()} for {ref.familiar()}")
+        if shown.mode != "json":  # stdout is the events' alone there
+            shown.close()
+            print(str(ref), flush=True)
+    shown.close()
     return 1 if failed else 0
 
 
@@ -190,34 +197,31 @@ def _parse(text: str) -> reference.Reference:
 
 
 class _PullDisplay:
-    """Per-layer progress: live bars on a terminal, one line per layer step otherwise."""
+    """One image's pull as the progress of this run shows it: a row for the image and one
+    under it per layer (Waiting, Downloading with its bytes, Verifying Checksum, Download
+    complete, Extracting, Pull complete, Already exists); off a terminal `Pulling NAME` and a
+    line per layer step, as docker pull writes them."""
 
-    def __init__(self, name: str) -> None:
-        self.tty = sys.stdout.isatty()
+    def __init__(self, name: str, shown: render.Progress) -> None:
+        self.name, self.shown = name, shown
         self.statuses: dict[str, str] = {}
-        if self.tty:
-            from rich import progress
-            self.bars = progress.Progress(
-                progress.TextColumn("{task.fields[layer]}"), progress.TextColumn("{task.description:<17}"),
-                progress.BarColumn(), progress.DownloadColumn(), transient=False)
-            self.tasks: dict[str, int] = {}
-            self.bars.start()
-        print(f"Pulling {name}", flush=True)
+        if shown.mode == "plain":
+            print(f"Pulling {name}", flush=True)
+        else:
+            shown.event(progress.Event(name, "Pulling"))
 
     def update(self, p: images.Progress) -> None:
-        changed = self.statuses.get(p.layer) != p.status
         self.statuses[p.layer] = p.status
-        if self.tty:
-            if p.layer not in self.tasks:
-                self.tasks[p.layer] = self.bars.add_task(p.status, layer=p.layer, total=p.total or None)
-            self.bars.update(self.tasks[p.layer], description=p.status, completed=p.current or None,
-                             total=p.total or None)
-        elif changed:
-            print(f"{p.layer}: {p.status}", flush=True)
+        self.shown.event(progress.Event(p.layer, p.status, progress.word_status(p.status),
+                                        parent=self.name, current=p.current, total=p.total))
 
-    def close(self) -> None:
-        if self.tty:
-            self.bars.stop()
+    def done(self) -> None:
+        if self.shown.mode != "plain":
+            self.shown.event(progress.Event(self.name, "Pulled", progress.DONE))
+
+    def failed(self, message: str) -> None:
+        if self.shown.mode != "plain":
+            self.shown.event(progress.Event(self.name, "Error", progress.ERROR, message))
 
     def summary(self) -> str:
         if self.statuses and all(s == "Already exists" for s in self.statuses.values()):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import time
 from typing import AsyncIterator, Callable
 
 import structlog
@@ -18,7 +19,8 @@ log = structlog.get_logger(__name__)
 class Progress:
     """One step of one layer, for a progress display: status is docker's wording."""
     layer: str     # short id (12 hex of the blob digest)
-    status: str    # Waiting, Downloading, Download complete, Extracting, Pull complete, Already exists
+    status: str    # Waiting, Downloading, Verifying Checksum, Download complete, Extracting, Pull complete,
+                   # Already exists
     current: int = 0
     total: int = 0
 
@@ -112,19 +114,42 @@ async def _ensure_layer(store: store_mod.Store, client: registry.Client, layer: 
     if not store.has_blob(layer.digest):
         report(Progress(short, "Waiting"))
         async with limit:
-            done = 0
-
-            def on_bytes(n: int) -> None:
-                nonlocal done
-                done += n
-                report(Progress(short, "Downloading", done, layer.size))
-
+            on_bytes = _throttled(short, layer.size, report)
+            on_bytes(0)
             await client.fetch_blob(store, manifest.Descriptor(layer.media_type, layer.digest, layer.size),
                                     on_bytes)
         report(Progress(short, "Download complete", layer.size, layer.size))
     report(Progress(short, "Extracting"))
     await _finish_in_thread(unpack.ensure_layer, store, layer.chain_id, layer.diff_id, store.blob_path(layer.digest))
     report(Progress(short, "Pull complete"))
+
+
+# A display redraws at most ten times a second: a report per 64 KiB chunk would cost more
+# than the download itself at loopback speed.
+REPORT_EVERY = 0.1
+
+
+def _throttled(short: str, size: int, report: ProgressFn,
+               clock: Callable[[], float] = time.monotonic) -> Callable[[int], None]:
+    """on_bytes for one layer's download: Downloading at once and then at most every
+    REPORT_EVERY seconds, and Verifying Checksum once the last byte is in (the blob's digest
+    is checked before it is kept)."""
+    done = 0
+    last = -REPORT_EVERY
+
+    def on_bytes(n: int) -> None:
+        nonlocal done, last
+        done += n
+        if size > 0 and done >= size:
+            if done - n < size:
+                report(Progress(short, "Verifying Checksum", done, size))
+            return
+        now = clock()
+        if now - last >= REPORT_EVERY:
+            last = now
+            report(Progress(short, "Downloading", done, size))
+
+    return on_bytes
 
 
 async def _finish_in_thread(fn, *args) -> None:
