@@ -11,7 +11,7 @@ import sys
 from runtime.oci import logs as oci_logs
 from runtime.oci import timefmt
 
-from reconciler.cli import common, compose_base, render
+from reconciler.cli import common, compose_base, progress, render
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
@@ -45,30 +45,49 @@ def parse_tail(text: str) -> int | None:
 
 class Printer:
     """Lines of many containers to stdout/stderr with `name  | ` prefixes, names without the
-    project as docker compose writes them."""
+    project as docker compose writes them: each container keeps the colour it got first
+    (cyan, yellow, green, ... in the order they come), every prefix padded to the longest
+    name; `-t` puts the line's time after the prefix."""
 
     def __init__(self, names: list[str], *, project: str = "", colour: bool, prefix: bool,
                  timestamps: bool) -> None:
         self.project = project
         self.colour, self.prefix, self.timestamps = colour, prefix, timestamps
-        self.prefixes = render.log_prefixes([self.label(n) for n in names], colour)
+        self.colours: dict[str, str] = {}
+        self.prefixes: dict[str, str] = {}
+        self.add(names)
 
     def label(self, name: str) -> str:
         return render.short_name(self.project, name)
 
     def add(self, names) -> None:
-        """Containers known now: every prefix padded to the longest name among them."""
-        labels = {self.label(n) for n in names}
-        if labels - set(self.prefixes):
-            self.prefixes = render.log_prefixes(sorted(set(self.prefixes) | labels),
-                                                self.colour)
+        """Containers known now: new ones get the next colour; widths follow the longest."""
+        labels = [self.label(n) for n in names]
+        new = [label for label in sorted(set(labels)) if label not in self.colours]
+        if not new:
+            return
+        for label in new:
+            self.colours[label] = render.COLOURS[len(self.colours) % len(render.COLOURS)]
+        width = max(len(label) for label in self.colours)
+        self.prefixes = {label: render.log_prefix(label, width, code if self.colour else None)
+                         for label, code in self.colours.items()}
 
     def write(self, name: str, line: oci_logs.LogLine) -> None:
-        head = render.prefix_for(self.label(name), self.prefixes, self.colour) \
-            if self.prefix else ""
+        label = self.label(name)
+        if self.prefix and label not in self.prefixes:
+            self.add([name])
+        head = self.prefixes[label] if self.prefix else ""
+        text = f"{timestamp(line.time)} {line.text}" if self.timestamps else line.text
         stream = sys.stderr if line.stream == "stderr" else sys.stdout
-        stream.write(head + oci_logs.format_line(line, self.timestamps) + "\n")
+        stream.write(head + text + "\n")
         stream.flush()
+
+
+def timestamp(when: dt.datetime) -> str:
+    """docker's log timestamp (RFC 3339, nine fractional digits, UTC): the engine keeps
+    nanoseconds, conmon's files microseconds, so the last three digits are zeros."""
+    utc = when.astimezone(dt.timezone.utc)
+    return f"{utc:%Y-%m-%dT%H:%M:%S}.{utc.microsecond:06d}000Z"
 
 
 def logs(args: argparse.Namespace) -> int:
@@ -100,7 +119,10 @@ async def _logs(args, name: str, tail: int | None, since) -> int:
 
 
 def _colour(args) -> bool:
-    return not getattr(args, "no_color", False) and sys.stdout.isatty()
+    """Coloured prefixes unless --no-color, --ansi never or NO_COLOR; on a terminal, or
+    anywhere with --ansi always."""
+    return not getattr(args, "no_color", False) and progress.colour_for(
+        progress.settings(), progress.is_terminal(sys.stdout))
 
 
 async def follow_project(args, ctx, name: str, services: list[str], *, tail: int | None,
