@@ -1,0 +1,1 @@
+"""Unit tests of the Dockerfile front end: parser, words, .dockerignore."""
