@@ -143,7 +143,7 @@ def _vxlan_attrs(ipr, index: int) -> dict:
 
 
 @netns.on_worker
-def _ensure_device(ns: Path | None, spec: OverlaySpec) -> int:
+def _ensure_device(ns: Path | None, spec: OverlaySpec) -> None:
     """The VXLAN device as `spec` says; one made differently (VNI, port, local address and
     parent cannot change on a live device) is made again."""
     ipr = netns.route(ns)
@@ -179,7 +179,6 @@ def _ensure_device(ns: Path | None, spec: OverlaySpec) -> int:
         ipr.addr("add", index=index, address=spec.vtep_ip, prefixlen=32)
     # Traffic to a subnet whose host is gone fails at once instead of leaving by the default route.
     ipr.route("replace", dst=spec.cidr, type="unreachable", proto=RTPROT)
-    return index
 
 
 def ensure_overlay(ns: Path | None, spec: OverlaySpec) -> None:

@@ -10,96 +10,26 @@ from pathlib import Path
 
 import pytest
 
-from runtime.net import links, netns, vxlan
+from runtime.net import netns, vxlan
+from tests.linux.net import simhosts
 from tests.support import waiting
 
-UNDERLAY_MTU = 1400
-UNDERLAY = "198.18.0.0/24"  # inside the test's own namespaces only
-PORT = 4789
-IP_MTU_DISCOVER, IP_PMTUDISC_DO = 10, 2  # <linux/in.h>; Python's socket module lacks them
 
-
-class Cluster:
-    """Hosts (namespaces) on one underlay bridge in a namespace of its own; everything made is
-    a namespace under the run dir, so removing those removes every link, route and table."""
-
-    def __init__(self, run_dir: Path):
-        self.run_dir = run_dir
-        self.made: list[Path] = []
-        self.underlay = self.ns("underlay")
-        links.ensure_bridge(self.underlay, "ulbr", "198.18.0.254", 24, UNDERLAY_MTU)
-        self.hosts: dict[str, Path] = {}
-
-    def ns(self, name: str) -> Path:
-        path = netns.ensure(netns.path(self.run_dir, name))
-        self.made.append(path)
-        return path
-
-    def host(self, n: int) -> Path:
-        ns = self.ns(f"h{n}")
-        links.ensure_veth(self.underlay, f"ul{n}", "ulbr", ns, "eth0", self.underlay_ip(n), 24,
-                          f"02:00:c6:12:00:{n:02x}", UNDERLAY_MTU)
-        netns.sysctl(ns, "net.ipv4.ip_forward", "1")
-        self.hosts[f"h{n}"] = ns
-        return ns
-
-    @staticmethod
-    def underlay_ip(n: int) -> str:
-        return f"198.18.0.{n}"
-
-    def spec(self, n: int, vni: int = 100, cidr: str = "10.240.0.0/16") -> vxlan.OverlaySpec:
-        base = cidr.split(".")
-        return vxlan.OverlaySpec(
-            network=f"net{vni}", vni=vni, node=f"node{n}", subnet=f"{base[0]}.{base[1]}.{n}.0/24",
-            cidr=cidr, underlay_ip=self.underlay_ip(n), underlay_dev="eth0", port=PORT,
-            mtu=vxlan.mtu_for([UNDERLAY_MTU]))
-
-    def container(self, n: int, spec: vxlan.OverlaySpec, name: str) -> tuple[Path, str]:
-        """A namespace on the overlay's bridge of host n, with the subnet's .2 and its default
-        route through the bridge."""
-        ns = self.ns(name)
-        ip = spec.subnet.rsplit(".", 1)[0] + ".2"
-        links.ensure_veth(self.hosts[f"h{n}"], f"v{name}"[:15], spec.bridge, ns, "eth0", ip, 24,
-                          f"02:00:0a:f0:{n:02x}:{spec.vni % 256:02x}", spec.mtu)
-        links.ensure_default_route(ns, spec.gateway)
-        return ns, ip
-
-    def remove(self) -> None:
-        for ns in reversed(self.made):
-            netns.remove(ns)
-
-
-def peer(cluster: Cluster, n: int, vni: int = 100, cidr: str = "10.240.0.0/16") -> vxlan.Peer:
+def peer(cluster: simhosts.Cluster, n: int, vni: int = 100, cidr: str = "10.240.0.0/16") -> vxlan.Peer:
     s = cluster.spec(n, vni, cidr)
     return vxlan.Peer(s.node, s.subnet, s.underlay_ip, s.vtep_mac)
 
 
 @pytest.fixture
 def cluster(run_dir: Path):
-    c = Cluster(run_dir)
+    c = simhosts.Cluster(run_dir)
     try:
         yield c
     finally:
         c.remove()
 
 
-def ping(ns: Path, ip: str) -> bool:
-    done = subprocess.run(["nsenter", f"--net={ns}", "busybox", "ping", "-c", "1", "-W", "2", ip],
-                          capture_output=True, text=True, timeout=10)
-    return done.returncode == 0
-
-
-def ip_cmd(ns: Path, *args: str) -> str:
-    return subprocess.run(["nsenter", f"--net={ns}", "ip", *args], capture_output=True,
-                          text=True, check=True).stdout
-
-
-def bridge_cmd(ns: Path, *args: str) -> str:
-    return subprocess.run(["nsenter", f"--net={ns}", "bridge", *args], capture_output=True,
-                          text=True, check=True).stdout
-
-
-def overlay(cluster: Cluster, count: int, vni: int = 100, cidr: str = "10.240.0.0/16"):
+def overlay(cluster: simhosts.Cluster, count: int, vni: int = 100, cidr: str = "10.240.0.0/16"):
     """The overlay on hosts 1..count (made if missing), each with every other host as a peer."""
     specs = {}
     for n in range(1, count + 1):
@@ -121,7 +51,8 @@ def udp_probe(src: Path, dst: Path, dst_ip: str, size: int) -> int:
     try:
         server.bind((dst_ip, 9999))
         server.settimeout(3)
-        client.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DO)
+        client.setsockopt(socket.IPPROTO_IP, simhosts.IP_MTU_DISCOVER,
+                          simhosts.IP_PMTUDISC_DO)
         client.sendto(b"x" * size, (dst_ip, 9999))
         try:
             return len(server.recv(65535))
@@ -136,10 +67,10 @@ def test_containers_on_two_hosts_reach_each_other_with_full_size_packets(cluster
     specs = overlay(cluster, 2)
     c1, ip1 = cluster.container(1, specs[1], "c1")
     c2, ip2 = cluster.container(2, specs[2], "c2")
-    assert ping(c1, ip2) and ping(c2, ip1)
+    assert simhosts.ping(c1, ip2) and simhosts.ping(c2, ip1)
 
     mtu = specs[1].mtu
-    assert mtu == UNDERLAY_MTU - 50
+    assert mtu == simhosts.UNDERLAY_MTU - 50
     # The largest datagram that fits the overlay MTU crosses with DF set (encapsulated it fills
     # the underlay's 1400 bytes exactly); one byte more is refused, not silently dropped.
     assert udp_probe(c1, c2, ip2, mtu - 28) == mtu - 28
@@ -148,14 +79,14 @@ def test_containers_on_two_hosts_reach_each_other_with_full_size_packets(cluster
     assert refused.value.errno == errno.EMSGSIZE
 
     h1 = cluster.hosts["h1"]
-    shown = ip_cmd(h1, "-d", "link", "show", specs[1].device)
+    shown = simhosts.ip_cmd(h1, "-d", "link", "show", specs[1].device)
     assert f"vxlan id 100 local {cluster.underlay_ip(1)} dev eth0" in shown
-    assert f"dstport {PORT} nolearning" in shown
+    assert f"dstport {simhosts.PORT} nolearning" in shown
     assert f"mtu {mtu}" in shown and specs[1].vtep_mac in shown
-    assert f"mtu {mtu}" in ip_cmd(h1, "link", "show", specs[1].bridge)
-    assert f"mtu {mtu}" in ip_cmd(h1, "link", "show", "vc1")
-    assert "inet 10.240.1.0/32" in ip_cmd(h1, "addr", "show", specs[1].device)
-    routes = ip_cmd(h1, "route", "show", "proto", str(vxlan.RTPROT))
+    assert f"mtu {mtu}" in simhosts.ip_cmd(h1, "link", "show", specs[1].bridge)
+    assert f"mtu {mtu}" in simhosts.ip_cmd(h1, "link", "show", "vc1")
+    assert "inet 10.240.1.0/32" in simhosts.ip_cmd(h1, "addr", "show", specs[1].device)
+    routes = simhosts.ip_cmd(h1, "route", "show", "proto", str(vxlan.RTPROT))
     assert "unreachable 10.240.0.0/16" in routes
     assert f"10.240.2.0/24 via 10.240.2.0 dev {specs[1].device} onlink" in routes
 
@@ -165,8 +96,8 @@ def test_ensure_and_sync_are_safe_to_repeat(cluster):
     h1 = cluster.hosts["h1"]
 
     def state():  # the devices' indexes tell they were not made again
-        names = [line.split(":")[:2] for line in ip_cmd(h1, "-o", "link").splitlines()]
-        return names, ip_cmd(h1, "route"), ip_cmd(h1, "neigh"), bridge_cmd(h1, "fdb")
+        names = [line.split(":")[:2] for line in simhosts.ip_cmd(h1, "-o", "link").splitlines()]
+        return names, simhosts.ip_cmd(h1, "route"), simhosts.ip_cmd(h1, "neigh"), simhosts.bridge_cmd(h1, "fdb")
 
     before = state()
     vxlan.ensure_overlay(h1, specs[1])
@@ -179,19 +110,19 @@ def test_removing_a_peer_removes_its_entries_and_leaves_the_others(cluster):
     c1, _ = cluster.container(1, specs[1], "c1")
     _, ip2 = cluster.container(2, specs[2], "c2")
     _, ip3 = cluster.container(3, specs[3], "c3")
-    assert ping(c1, ip3)
+    assert simhosts.ping(c1, ip3)
     h1, dev = cluster.hosts["h1"], specs[1].device
 
     changes = vxlan.sync_peers(h1, specs[1], [peer(cluster, 2)])
     # route first, then neighbour, then fdb entry
     assert [c.split()[0] for c in changes] == ["route", "neigh", "fdb"]
     p3 = peer(cluster, 3)
-    assert "10.240.3.0/24" not in ip_cmd(h1, "route")
-    assert "10.240.3.0 " not in ip_cmd(h1, "neigh", "show", "dev", dev)
-    assert p3.vtep_mac not in bridge_cmd(h1, "fdb", "show", "dev", dev)
-    assert "10.240.2.0/24 via 10.240.2.0" in ip_cmd(h1, "route")
-    assert ping(c1, ip2)
-    assert not ping(c1, ip3)  # caught by the unreachable route, not sent out of the host
+    assert "10.240.3.0/24" not in simhosts.ip_cmd(h1, "route")
+    assert "10.240.3.0 " not in simhosts.ip_cmd(h1, "neigh", "show", "dev", dev)
+    assert p3.vtep_mac not in simhosts.bridge_cmd(h1, "fdb", "show", "dev", dev)
+    assert "10.240.2.0/24 via 10.240.2.0" in simhosts.ip_cmd(h1, "route")
+    assert simhosts.ping(c1, ip2)
+    assert not simhosts.ping(c1, ip3)  # caught by the unreachable route, not sent out of the host
 
 
 @pytest.mark.parametrize("what", ["route", "neigh", "fdb"])
@@ -201,14 +132,14 @@ def test_an_entry_deleted_by_hand_is_restored_by_the_next_sync(cluster, what):
     _, ip2 = cluster.container(2, specs[2], "c2")
     h1, dev, p2 = cluster.hosts["h1"], specs[1].device, peer(cluster, 2)
     if what == "route":
-        ip_cmd(h1, "route", "del", "10.240.2.0/24")
+        simhosts.ip_cmd(h1, "route", "del", "10.240.2.0/24")
     elif what == "neigh":
-        ip_cmd(h1, "neigh", "del", "10.240.2.0", "dev", dev)
+        simhosts.ip_cmd(h1, "neigh", "del", "10.240.2.0", "dev", dev)
     else:
-        bridge_cmd(h1, "fdb", "del", p2.vtep_mac, "dev", dev, "dst", p2.underlay_ip)
+        simhosts.bridge_cmd(h1, "fdb", "del", p2.vtep_mac, "dev", dev, "dst", p2.underlay_ip)
     changes = vxlan.sync_peers(h1, specs[1], [p2])
     assert [c.split()[0] for c in changes] == [what]
-    assert ping(c1, ip2)
+    assert simhosts.ping(c1, ip2)
 
 
 def test_two_overlays_are_isolated(cluster):
@@ -218,9 +149,9 @@ def test_two_overlays_are_isolated(cluster):
     _, ip2a = cluster.container(2, a[2], "c2a")
     c1b, _ = cluster.container(1, b[1], "c1b")
     _, ip2b = cluster.container(2, b[2], "c2b")
-    assert ping(c1a, ip2a) and ping(c1b, ip2b)
-    assert not ping(c1a, ip2b)
-    assert not ping(c1b, ip2a)
+    assert simhosts.ping(c1a, ip2a) and simhosts.ping(c1b, ip2b)
+    assert not simhosts.ping(c1a, ip2b)
+    assert not simhosts.ping(c1b, ip2a)
 
 
 def test_member_filter_drops_vxlan_from_a_non_member(cluster):
@@ -228,13 +159,13 @@ def test_member_filter_drops_vxlan_from_a_non_member(cluster):
     c1, _ = cluster.container(1, specs[1], "c1")
     _, ip2 = cluster.container(2, specs[2], "c2")
     c3, _ = cluster.container(3, specs[3], "c3")
-    assert ping(c3, ip2)  # the peers are in place: only the filter can stop it below
+    assert simhosts.ping(c3, ip2)  # the peers are in place: only the filter can stop it below
     h2 = cluster.hosts["h2"]
-    vxlan.sync_members(h2, PORT, [cluster.underlay_ip(1), cluster.underlay_ip(2)])
-    assert ping(c1, ip2)
-    assert not ping(c3, ip2)
-    vxlan.sync_members(h2, PORT, [cluster.underlay_ip(n) for n in (1, 2, 3)])
-    assert waiting.wait_for(lambda: ping(c3, ip2), what="host 3 admitted again", timeout=10)
+    vxlan.sync_members(h2, simhosts.PORT, [cluster.underlay_ip(1), cluster.underlay_ip(2)])
+    assert simhosts.ping(c1, ip2)
+    assert not simhosts.ping(c3, ip2)
+    vxlan.sync_members(h2, simhosts.PORT, [cluster.underlay_ip(n) for n in (1, 2, 3)])
+    assert waiting.wait_for(lambda: simhosts.ping(c3, ip2), what="host 3 admitted again", timeout=10)
 
 
 def test_removing_the_overlay_leaves_nothing_of_it(cluster):
@@ -242,9 +173,9 @@ def test_removing_the_overlay_leaves_nothing_of_it(cluster):
     h1 = cluster.hosts["h1"]
     vxlan.remove_overlay(h1, specs[1])
     vxlan.remove_overlay(h1, specs[1])  # again: nothing left is success
-    assert specs[1].device not in ip_cmd(h1, "link")
-    assert specs[1].bridge not in ip_cmd(h1, "link")
-    assert "10.240." not in ip_cmd(h1, "route")
+    assert specs[1].device not in simhosts.ip_cmd(h1, "link")
+    assert specs[1].bridge not in simhosts.ip_cmd(h1, "link")
+    assert "10.240." not in simhosts.ip_cmd(h1, "route")
     nft = subprocess.run(["nsenter", f"--net={h1}", "nft", "list", "tables"],
                          capture_output=True, text=True, check=True).stdout
     assert vxlan.isolation_table(specs[1]) not in nft

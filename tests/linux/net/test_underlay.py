@@ -1,0 +1,99 @@
+"""runtime.net.underlay on real namespaces: macvlan children of each simulated host's underlay
+link reach each other and the other hosts directly; ipvlan where the kernel has it."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from runtime.net import links, names, underlay
+from tests.linux.net import simhosts
+
+GATEWAY = "198.18.0.254"  # the underlay bridge's own address: the hosts' "router"
+
+
+def kernel_has_ipvlan() -> bool:
+    """Whether this kernel makes ipvlan links (CONFIG_IPVLAN), asked in a throwaway namespace."""
+    probe = ("ip link add p0 type veth peer name p1 && "
+             "ip link add i0 link p0 type ipvlan mode l2")
+    done = subprocess.run(["unshare", "--net", "sh", "-c", probe], capture_output=True,
+                          check=False)
+    return done.returncode == 0
+
+
+@pytest.fixture
+def cluster(run_dir: Path):
+    c = simhosts.Cluster(run_dir)
+    try:
+        yield c
+    finally:
+        c.remove()
+
+
+def child(cluster: simhosts.Cluster, host: int, name: str, ip: str, u: underlay.Underlay) -> Path:
+    """A "container" namespace on host `host` whose eth0 is an underlay child of the host's eth0."""
+    ns = cluster.ns(name)
+    mac = None if u.driver == "ipvlan" else names.mac_for(ip)
+    underlay.ensure_endpoint(cluster.hosts[f"h{host}"], u, ns, "eth0", ip, 24, mac, 1500)
+    links.ensure_default_route(ns, GATEWAY)
+    return ns
+
+
+def test_macvlan_children_on_two_hosts_reach_each_other_and_the_other_host(cluster):
+    h1, h2 = cluster.host(1), cluster.host(2)
+    lan = underlay.Underlay("macvlan", "eth0", "bridge")
+    c1 = child(cluster, 1, "c1", "198.18.0.65", lan)
+    c2 = child(cluster, 2, "c2", "198.18.0.81", lan)
+    assert simhosts.ping(c1, "198.18.0.81")
+    assert simhosts.ping(c2, "198.18.0.65")
+    assert simhosts.ping(c1, cluster.underlay_ip(2))  # the other host's own address
+    assert simhosts.ping(h2, "198.18.0.65")
+    # the documented limit: a host cannot reach its own macvlan children through their parent
+    assert not simhosts.ping(h1, "198.18.0.65")
+    shown = simhosts.ip_cmd(c1, "-d", "link", "show", "eth0")
+    assert "macvlan mode bridge" in shown
+    assert "mtu 1400" in shown  # never above the parent's MTU
+    # made in the container's namespace at once: nothing of it ever shows in the host's
+    host_links = {line.split(":")[1].strip().split("@")[0]
+                  for line in simhosts.ip_cmd(h1, "-o", "link").splitlines()}
+    assert host_links == {"lo", "eth0"}
+
+
+def test_ensure_endpoint_is_safe_to_repeat(cluster):
+    cluster.host(1)
+    lan = underlay.Underlay("macvlan", "eth0", "bridge")
+    c1 = child(cluster, 1, "c1", "198.18.0.65", lan)
+    before = simhosts.ip_cmd(c1, "-o", "addr"), simhosts.ip_cmd(c1, "-o", "link")
+    child(cluster, 1, "c1", "198.18.0.65", lan)
+    assert (simhosts.ip_cmd(c1, "-o", "addr"), simhosts.ip_cmd(c1, "-o", "link")) == before
+
+
+def test_macvlan_private_children_do_not_reach_each_other(cluster):
+    cluster.host(1)
+    cluster.host(2)
+    private = underlay.Underlay("macvlan", "eth0", "private")
+    a = child(cluster, 1, "ca", "198.18.0.65", private)
+    child(cluster, 1, "cb", "198.18.0.66", private)
+    assert simhosts.ping(a, cluster.underlay_ip(2))
+    assert not simhosts.ping(a, "198.18.0.66")
+
+
+def test_a_missing_parent_is_refused(cluster):
+    cluster.host(1)
+    with pytest.raises(underlay.UnderlayError, match="parent link eth9 does not exist"):
+        child(cluster, 1, "c1", "198.18.0.65", underlay.Underlay("macvlan", "eth9"))
+
+
+@pytest.mark.xfail(not kernel_has_ipvlan(), strict=True,
+                   reason="CONFIG_IPVLAN is not set in this kernel: ipvlan links cannot be made")
+@pytest.mark.parametrize("mode", ["l2", "l3"])
+def test_ipvlan_children_on_two_hosts_reach_each_other(cluster, mode):
+    cluster.host(1)
+    cluster.host(2)
+    lan = underlay.Underlay("ipvlan", "eth0", mode)
+    c1 = child(cluster, 1, "c1", "198.18.0.65", lan)
+    child(cluster, 2, "c2", "198.18.0.81", lan)
+    assert simhosts.ping(c1, "198.18.0.81")
+    assert simhosts.ping(c1, cluster.underlay_ip(2))
