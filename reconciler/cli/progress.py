@@ -14,7 +14,8 @@ import json
 import os
 import threading
 import time
-from typing import Callable, TextIO
+from collections.abc import Callable
+from typing import TextIO
 
 WORKING, DONE, ERROR = "working", "done", "error"
 MODES = ("auto", "tty", "plain", "quiet", "json")
