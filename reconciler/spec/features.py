@@ -24,7 +24,7 @@ BUILD_ATTRIBUTES = ("entitlements", "ssh", "cache_from", "cache_to", "no_cache_f
                     "platforms", "secrets", "privileged", "ulimits")
 
 
-NETWORK_DRIVERS = ("bridge", "overlay", "host", "none")
+NETWORK_DRIVERS = ("bridge", "overlay", "host", "none", "macvlan", "ipvlan")
 # Options of a service's attachment to a network that the runtime does not apply yet.
 ATTACHMENT_ATTRIBUTES = ("interface_name", "ipv6_address", "link_local_ips", "driver_opts",
                          "gw_priority")

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from reconciler.spec import errors, model
+from reconciler.spec import errors, model, network_drivers
 
 
 def check(stack: model.Stack, enabled: tuple[str, ...], place_of) -> list[errors.Warning]:
     """Raise SpecError on the first inconsistency; return warnings for soft problems."""
     warnings: list[errors.Warning] = []
     _check_resources(stack, place_of)
+    network_drivers.check(stack, place_of)
     for name in enabled:
         _check_service(stack, name, enabled, place_of, warnings)
     _check_cycles(stack, enabled, place_of)

@@ -29,8 +29,8 @@ def test_dependents(tmp_path):
 
 
 def test_unsupported_drivers_warn(tmp_path):
-    project = load(tmp_path, "services: {web: {image: x}}\nnetworks: {m: {driver: macvlan}}\n"
+    project = load(tmp_path, "services: {web: {image: x}}\nnetworks: {m: {driver: weave}}\n"
                              "volumes: {v: {driver: nfs}}\n")
     texts = [str(w) for w in project.warnings]
-    assert any('networks.m.driver: driver "macvlan" is not supported' in t for t in texts)
+    assert any('networks.m.driver: driver "weave" is not supported' in t for t in texts)
     assert any('volumes.v.driver: driver "nfs" is not supported' in t for t in texts)
