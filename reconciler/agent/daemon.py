@@ -16,7 +16,9 @@ from typing import Protocol
 
 import structlog
 
-from reconciler.agent import api, container_events, events, launcher, metrics, server, store
+from reconciler.agent import (api, container_events, events, launcher, metrics, nodes, server,
+                              store)
+from reconciler.cluster import membership
 from reconciler.engine import controller, errors, executor, loop, sources
 from reconciler.plan import model, plans
 from runtime import statefiles
@@ -228,10 +230,12 @@ def _projects_of_exits(agent: server.Agent, runtime: Runtime):
 
 async def run(root: Path, run_dir: Path, *, runtime: Runtime | None = None,
               resync: float = 30.0, workers: int = 4,
-              stop: asyncio.Event | None = None) -> None:
+              stop: asyncio.Event | None = None,
+              cluster: membership.Config | None = None) -> None:
     """Serve until `stop` is set (or SIGTERM/SIGINT when it is not given). Raises
     store.Damaged without serving when the store fails its check, and TaskFailed after
-    stopping when a task that must run for the agent's life ended."""
+    stopping when a task that must run for the agent's life ended. With `cluster`, the
+    agent is a node of that cluster for its life (membership.Membership)."""
     tighten_dirs(root, run_dir)
     stop = stop if stop is not None else _stop_on_signals()
     with run_dir_lock(run_dir):
@@ -239,9 +243,15 @@ async def run(root: Path, run_dir: Path, *, runtime: Runtime | None = None,
         agent = server.Agent(st, events.EventBus(), metrics.Metrics(), root, run_dir,
                              ops=runtime.ops if runtime else None)
         tasks = _start_reconciling(agent, runtime, resync, workers) if runtime else []
+        member = None
+        if cluster is not None:
+            member = membership.Membership(cluster.client(), membership.node_id(root), cluster)
+            tasks.append(asyncio.ensure_future(member.run()))
         lifelines = _Lifelines(tasks)
         sock = api.socket_path(run_dir)
-        runner = await server.serve(server.make_app(agent), sock)
+        app = server.make_app(agent)
+        nodes.install(app, member)
+        runner = await server.serve(app, sock)
         log.info("agent.started", pid=os.getpid(), root=str(root), run_dir=str(run_dir),
                  reconciling=runtime is not None)
         try:
@@ -251,6 +261,8 @@ async def run(root: Path, run_dir: Path, *, runtime: Runtime | None = None,
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await runner.cleanup()
+            if member is not None:
+                await member.client.close()
             sock.unlink(missing_ok=True)
             _back_up(st)  # what this agent stored since it started is in the copy too
             st.close()

@@ -21,6 +21,7 @@ VERB_MODULES = {
     "networks": ("network",),
     "volumes": ("volume",),
     "system": ("system",),
+    "nodes": ("node",),
     "inspect": ("inspect",),
     "agent": ("agent",),
 }
@@ -56,6 +57,7 @@ _WHY_ROOT = {
     "system": "containers, images and volumes under the state root are root's only",
     "inspect": "containers' bundles and records under the state root are root's only",
     "agent": "the agent runs containers through runc, mounts, cgroups and network namespaces",
+    "nodes": "it asks the agent, whose socket is root's only, for the cluster's nodes",
     "login": "the agent, which runs as root, pulls with root's credentials",
     "logout": "the agent, which runs as root, pulls with root's credentials",
 }

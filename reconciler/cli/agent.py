@@ -20,7 +20,55 @@ def register(verbs: argparse._SubParsersAction) -> None:
                         choices=("debug", "info", "warning", "error"))
     parser.add_argument("--stop", action="store_true",
                         help="Stop the agent that serves --run-dir (containers keep running)")
+    cluster = parser.add_argument_group("cluster", "Join a cluster whose store is etcd")
+    cluster.add_argument("--cluster", metavar="URL[,URL...]",
+                         help="etcd's client URLs (http:// or https://)")
+    cluster.add_argument("--cluster-ca", metavar="FILE", help="CA that signed etcd's certs")
+    cluster.add_argument("--cluster-cert", metavar="FILE", help="Client cert for etcd")
+    cluster.add_argument("--cluster-key", metavar="FILE", help="Client cert's key")
+    cluster.add_argument("--node-name", metavar="NAME",
+                         help="This node's name (default: the hostname)")
+    cluster.add_argument("--advertise-addr", metavar="IP",
+                         help="This node's address on the hosts' network (underlay)")
+    cluster.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
+                         help="An engine label of this node (repeatable)")
     parser.set_defaults(handler=run)
+
+
+def cluster_config(args: argparse.Namespace):
+    """The membership.Config of --cluster and its companions; None without --cluster."""
+    given = [f for f in ("cluster_ca", "cluster_cert", "cluster_key", "node_name",
+                         "advertise_addr") if getattr(args, f)] + (["label"] if args.label else [])
+    if not args.cluster:
+        if given:
+            raise common.UserFacingError(
+                f"--{given[0].replace('_', '-')} needs --cluster")
+        return None
+    import ipaddress
+    import socket
+
+    from reconciler.cluster import membership
+
+    endpoints = tuple(e.strip() for e in args.cluster.split(",") if e.strip())
+    if not args.advertise_addr:
+        raise common.UserFacingError("--cluster needs --advertise-addr IP (this node's address "
+                                     "on the hosts' network)")
+    try:
+        address = str(ipaddress.ip_address(args.advertise_addr))
+    except ValueError:
+        raise common.UserFacingError(
+            f"--advertise-addr {args.advertise_addr}: not an IP address") from None
+    if bool(args.cluster_cert) != bool(args.cluster_key):
+        raise common.UserFacingError("--cluster-cert and --cluster-key go together")
+    labels = []
+    for text in args.label:
+        key, eq, value = text.partition("=")
+        if not key or not eq:
+            raise common.UserFacingError(f"--label {text}: expected KEY=VALUE")
+        labels.append((key, value))
+    return membership.Config(endpoints, args.node_name or socket.gethostname(), address,
+                             tuple(sorted(dict(labels).items())), args.cluster_ca,
+                             args.cluster_cert, args.cluster_key)
 
 
 def stop(run_dir: Path, timeout: float = 10.0) -> int:
@@ -68,9 +116,10 @@ def run(args: argparse.Namespace) -> int:
     logs.configure(json_output=json_output, level=args.log_level)
     try:
         root, run_dir = Path(args.root), Path(args.run_dir)
+        cluster = cluster_config(args)
         runtime = daemon.default_runtime(root, run_dir, args.host_netns)
         asyncio.run(daemon.run(root, run_dir, runtime=runtime,
-                               resync=args.resync))
+                               resync=args.resync, cluster=cluster))
     except daemon.AlreadyRunning as error:
         raise common.UserFacingError(str(error), daemon.EXIT_ALREADY_RUNNING) from None
     except store.Damaged as error:

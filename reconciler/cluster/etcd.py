@@ -308,10 +308,11 @@ class Client:
         data = await self._post("/v3/lease/keepalive", {"ID": str(lease)})
         return int(data.get("TTL", 0))
 
-    def keep(self, ttl: int) -> Lease:
+    def keep(self, ttl: int, *, revoke: bool = True) -> Lease:
         """`async with client.keep(10) as lease:` a granted lease kept alive until the block
-        ends (then revoked); `lease.lost` is set once it can no longer be relied on."""
-        return Lease(self, ttl)
+        ends (then revoked, unless `revoke` is false: its keys then last one more TTL);
+        `lease.lost` is set once it can no longer be relied on."""
+        return Lease(self, ttl, revoke=revoke)
 
     # -- watches
     async def health(self, endpoint: str | None = None) -> bool:
@@ -416,8 +417,8 @@ class Lease:
     `lost` is set once a TTL passed without a successful keepalive, or etcd says the lease
     is gone: what was put under it may have been deleted, so stop acting as its owner."""
 
-    def __init__(self, client: Client, ttl: int) -> None:
-        self.client, self.ttl = client, ttl
+    def __init__(self, client: Client, ttl: int, *, revoke: bool = True) -> None:
+        self.client, self.ttl, self.revoke = client, ttl, revoke
         self.id = 0
         self.lost = asyncio.Event()
         self._task: asyncio.Task | None = None
@@ -433,7 +434,7 @@ class Lease:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        if not self.lost.is_set():
+        if self.revoke and not self.lost.is_set():
             with contextlib.suppress(EtcdError):
                 await self.client.revoke(self.id)
 
