@@ -186,7 +186,12 @@ def tag(store: store_mod.Store, source: str, target: str) -> str:
 def prune(store: store_mod.Store, all_images: bool = False, users: Users | None = None,
           keep: Callable[[store_mod.ImageRecord], bool] = lambda record: False) -> list[Removal]:
     """`docker image prune`: the images without a name (with `all_images`: every image) that no
-    container uses, but those `keep` spares; their references dropped, one Removal each."""
+    container uses, but those `keep` spares; their references dropped, one Removal each.
+    With `all_images` the build cache goes too (the next collection frees its layers)."""
+    from runtime.build import cache  # here, not above: the build imports this package
+
+    if all_images:
+        cache.clear(store)
     users = users_from_roots(store) if users is None else users
     roots = set(store.container_roots().values())
     gone = []
@@ -201,9 +206,14 @@ def prune(store: store_mod.Store, all_images: bool = False, users: Users | None 
 
 def collect(store: store_mod.Store) -> GcReport:
     """Remove every blob and layer that no reference reaches and no container's root uses."""
+    from runtime.build import cache  # here, not above: the build imports this package
+
     with store.exclusive():
         keep_blobs, keep_layers = _reachable(store, store.read_refs().values())
         keep_layers |= store.layers_in_use()
+        cached_blobs, cached_layers = cache.reachable(store)  # the build cache's steps stay hits
+        keep_blobs |= cached_blobs
+        keep_layers |= cached_layers
         freed = 0
         gone_blobs = sorted(store.blob_digests() - keep_blobs)
         for digest in gone_blobs:

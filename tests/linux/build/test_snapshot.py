@@ -26,7 +26,7 @@ def test_run_changes_become_the_layer_without_runs_artefacts(where, base, store)
         snap.run(_sh("echo made > /made; rm /etc/group; echo out; echo err >&2; cat /etc/hosts >/dev/null"),
                  lines.append)
         made = snap.commit()
-    assert lines[:2] == ["out", "err"]
+    assert sorted(lines) == ["err", "out"]  # one pipe for both; the shell flushes as it likes
     assert made is not None
     names = _names(store, made.digest)
     assert "made" in names and "etc/.wh.group" in names

@@ -1,0 +1,829 @@
+"""A Dockerfile build: stages in order of need, each step from the cache or run in a snapshot, the image into the store."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import posixpath
+import re
+import signal
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import structlog
+
+from runtime.build import cache as cache_mod, context as context_mod, dockerfile, files, ignore, image
+from runtime.build import layer as layer_mod, snapshot, words
+from runtime.images import manifest, reference, store as store_mod, unpack
+from runtime.oci import users
+
+log = structlog.get_logger(__name__)
+
+Progress = Callable[[str], None]
+Pull = Callable[[str], None]  # makes an image present in the store (the agent pulls it)
+
+DEFAULT_SHELL = ("/bin/sh", "-c")
+DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+HISTORY_COMMENT = "buildkit.dockerfile.v0"
+METADATA = ("env", "label", "workdir", "user", "expose", "volume", "entrypoint", "cmd", "healthcheck",
+            "stopsignal", "shell", "onbuild", "maintainer", "arg")
+_PORT = re.compile(r"(\d+)(?:-(\d+))?(?:/(\w+))?")
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000, "m": 60_000_000_000,
+          "h": 3_600_000_000_000}
+
+
+class BuildError(Exception):
+    """A build that failed; the message names the Dockerfile line and why. Nothing was tagged."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Request:
+    """One image to build, as compose's `build:` and `pcompose build` say it."""
+    context: Path
+    dockerfile: str = "Dockerfile"
+    dockerfile_inline: str | None = None
+    args: tuple[tuple[str, str], ...] = ()
+    target: str = ""
+    tags: tuple[str, ...] = ()
+    labels: tuple[tuple[str, str], ...] = ()
+    no_cache: bool = False
+    pull: bool = False
+    # name -> a directory, or docker-image://REF for an image (compose's service:NAME arrives so)
+    additional_contexts: tuple[tuple[str, str], ...] = ()
+    secrets: tuple[tuple[str, str], ...] = ()  # id -> host file
+    network: str = "default"
+    extra_hosts: tuple[tuple[str, str], ...] = ()
+    shm_size: int = 64 * 1024 * 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+    image_id: str
+    tags: tuple[str, ...]
+    cached_steps: int
+    run_steps: int
+
+
+class _Stage:
+    """One stage's state while it builds (mutable only inside the build)."""
+
+    def __init__(self, index: int, name: str, source: str, from_inst: dockerfile.Instruction,
+                 instructions: list[dockerfile.Instruction]) -> None:
+        self.index, self.name, self.source = index, name, source
+        self.from_inst, self.instructions = from_inst, instructions
+        self.config: dict[str, Any] = {}
+        self.layers: tuple[image.LayerRef, ...] = ()
+        self.history: list[dict[str, Any]] = []
+        self.key = ""
+        self.args: dict[str, str] = {}
+        self.shell: tuple[str, ...] = DEFAULT_SHELL
+        self.cmd_set = False
+        self.done = False
+
+    @property
+    def label(self) -> str:
+        return self.name or f"stage-{self.index}"
+
+    def env(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for item in self.config.get("Env") or ():
+            k, _, v = item.partition("=")
+            out[k] = v
+        return out
+
+    def visible(self) -> dict[str, str]:
+        """What $NAME expands to here: the stage's ARGs, then its ENV (ENV wins, as docker)."""
+        return {**self.args, **self.env()}
+
+
+def build(where: snapshot.Where, request: Request, progress: Progress, pull: Pull | None = None, *,
+          step: Callable[[], int] | None = None, label: str = "") -> Result:
+    """Build `request` into the store and tag it; BuildError (tagging nothing) on any failure.
+    `step` numbers the progress steps (shared by builds that run at once), `label` names this
+    build in them (`#4 [web build 2/3] RUN ...`, as docker compose shows a service's steps)."""
+    return _Build(where, request, progress, pull, step, label).run()
+
+
+class _Build:
+    def __init__(self, where: snapshot.Where, request: Request, progress: Progress, pull: Pull | None,
+                 step: Callable[[], int] | None, label: str) -> None:
+        self.where, self.request, self.progress, self.pull = where, request, progress, pull
+        self.next_step = step or self._count
+        self.label = f"{label} " if label else ""
+        self.store: store_mod.Store = where.store
+        self.cache = cache_mod.Cache(self.store, enabled=not request.no_cache)
+        self.step = 0
+        self.cached = self.ran = 0
+        self.escape = "\\"
+        self.meta_args: dict[str, str] = {}
+        self.stages: list[_Stage] = []
+        self.contexts: dict[str, context_mod.Context] = {}
+        self.build_args = dict(request.args)
+        self.name = "Dockerfile"
+
+    # -- the whole build
+    def run(self) -> Result:
+        text, name = self._dockerfile()
+        try:
+            parsed = dockerfile.parse(text, name)
+        except dockerfile.DockerfileError as err:
+            raise BuildError(str(err)) from None
+        self.escape = parsed.escape
+        self.name = name
+        self._split(parsed.instructions)
+        target = self._target()
+        try:
+            for stage in self._needed(target):
+                self._build_stage(stage)
+        except (words.WordError, context_mod.ContextError, files.CopyError, snapshot.SnapshotError,
+                store_mod.StoreError, users.UserError, manifest.ManifestError,
+                reference.ReferenceError) as err:
+            raise BuildError(str(err)) from None
+        config = dict(target.config)
+        if self.request.labels:
+            config["Labels"] = {**(config.get("Labels") or {}), **dict(self.request.labels)}
+        n = self._begin(f"[{self.label.strip()}] exporting to image" if self.label else "exporting to image")
+        began = time.monotonic()
+        image_id = image.write(self.store, config, target.layers, target.history, self.request.tags)
+        self.progress(f"#{n} writing image {image_id}")
+        for tag in self.request.tags:
+            self.progress(f"#{n} naming to {reference.parse(tag)}")
+        self._done(n, began)
+        return Result(image_id, self.request.tags, self.cached, self.ran)
+
+    def _dockerfile(self) -> tuple[str, str]:
+        req = self.request
+        if not req.context.is_dir():
+            raise BuildError(f"build context {req.context}: not a directory")
+        if req.dockerfile_inline is not None:
+            return req.dockerfile_inline, "Dockerfile"
+        path = req.context / req.dockerfile if not os.path.isabs(req.dockerfile) else Path(req.dockerfile)
+        try:
+            return path.read_text(), req.dockerfile
+        except OSError as err:
+            raise BuildError(f"Dockerfile {path}: {err.strerror}") from None
+
+    def _split(self, instructions: tuple[dockerfile.Instruction, ...]) -> None:
+        plat = manifest.host()
+        self.meta_args = {"BUILDPLATFORM": str(plat), "TARGETPLATFORM": str(plat), "TARGETOS": plat.os,
+                          "TARGETARCH": plat.architecture, "TARGETVARIANT": plat.variant,
+                          "BUILDOS": plat.os, "BUILDARCH": plat.architecture}
+        current: _Stage | None = None
+        for inst in instructions:
+            if inst.cmd == "from":
+                if not inst.args:
+                    raise self._error(inst, "FROM requires an image")
+                env = self.meta_args
+                source = words.expand(inst.args[0], env, escape=self.escape)
+                name = ""
+                if len(inst.args) >= 3 and inst.args[1].lower() == "as":
+                    name = words.expand(inst.args[2], env, escape=self.escape).lower()
+                elif len(inst.args) != 1:
+                    raise self._error(inst, "FROM takes an image and optionally AS name")
+                if name and any(s.name == name for s in self.stages):
+                    raise self._error(inst, f"duplicate stage name {name!r}")
+                current = _Stage(len(self.stages), name, source, inst, [])
+                self.stages.append(current)
+            elif current is None:
+                if inst.cmd != "arg":
+                    raise self._error(inst, "no build stage in current context: FROM must come first")
+                for key, default in words.split_args(self._raw_words(inst)):
+                    if key in self.build_args:
+                        self.meta_args[key] = self.build_args[key]
+                    elif default is not None:
+                        self.meta_args[key] = words.expand(default, self.meta_args, escape=self.escape)
+            else:
+                current.instructions.append(inst)
+        if not self.stages:
+            raise BuildError(f"{self.name}: no FROM instruction: the file defines no build stage")
+
+    def _target(self) -> _Stage:
+        if not self.request.target:
+            return self.stages[-1]
+        for stage in self.stages:
+            if stage.name == self.request.target.lower():
+                return stage
+        raise BuildError(f"target stage {self.request.target!r} could not be found")
+
+    def _stage_ref(self, text: str) -> _Stage | None:
+        for stage in self.stages:
+            if stage.name and stage.name == text.lower():
+                return stage
+        if text.isdigit() and int(text) < len(self.stages):
+            return self.stages[int(text)]
+        return None
+
+    def _needed(self, target: _Stage) -> list[_Stage]:
+        """The stages `target` depends on (FROM, COPY --from, RUN --mount from=), in file order."""
+        seen: set[int] = set()
+
+        def visit(stage: _Stage) -> None:
+            if stage.index in seen:
+                return
+            seen.add(stage.index)
+            for dep in self._deps(stage):
+                if dep.index >= stage.index and dep.index != stage.index:
+                    raise self._error(stage.from_inst, f"stage {dep.label} is used before it is defined")
+                if dep.index != stage.index:
+                    visit(dep)
+
+        visit(target)
+        return [s for s in self.stages if s.index in seen]
+
+    def _deps(self, stage: _Stage) -> Iterator[_Stage]:
+        found = self._stage_ref(stage.source)
+        if found is not None and found.index < stage.index:
+            yield found
+        for inst in stage.instructions:
+            for flag in inst.flags:
+                name, _, value = flag.lstrip("-").partition("=")
+                refs = []
+                if name == "from" and inst.cmd in ("copy", "add"):
+                    refs.append(words.expand(value, self.meta_args, escape=self.escape))
+                elif name == "mount":
+                    opts = _mount_options(value)
+                    if "from" in opts:
+                        refs.append(opts["from"])
+                for ref in refs:
+                    dep = self._stage_ref(ref)
+                    if dep is not None:
+                        if dep.index >= stage.index:
+                            raise self._error(inst, f"stage {ref!r} is not defined before this one")
+                        yield dep
+
+    # -- progress
+    def _count(self) -> int:
+        self.step += 1
+        return self.step
+
+    def _begin(self, text: str) -> int:
+        n = self.next_step()
+        self.progress(f"#{n} {text}")
+        return n
+
+    def _done(self, n: int, began: float) -> None:
+        self.progress(f"#{n} DONE {time.monotonic() - began:.1f}s")
+
+    def _error(self, inst: dockerfile.Instruction, message: str) -> BuildError:
+        return BuildError(f"{self.name}:{inst.line}: {message}")
+
+    def _failed(self, inst: dockerfile.Instruction | None, message: str) -> BuildError:
+        return self._error(inst, message) if inst is not None else BuildError(message)
+
+    # -- one stage
+    def _build_stage(self, stage: _Stage) -> None:
+        total = 1 + sum(1 for i in stage.instructions if i.cmd in ("run", "copy", "add"))
+        position = 1
+        n = self._begin(f"[{self.label}{stage.label} {position}/{total}] {stage.from_inst.original.strip()}")
+        began = time.monotonic()
+        self._start(stage)
+        self._done(n, began)
+        for inst in stage.instructions:
+            try:
+                if inst.cmd in ("run", "copy", "add"):
+                    position += 1
+                    self._layer_step(stage, inst, f"[{self.label}{stage.label} {position}/{total}]")
+                else:
+                    self._metadata(stage, inst)
+            except BuildError:
+                raise
+            except (words.WordError, context_mod.ContextError, files.CopyError, users.UserError,
+                    ValueError) as err:
+                raise self._error(inst, str(err)) from None
+            except snapshot.RunFailed as err:
+                raise self._error(inst, str(err)) from None
+        stage.done = True
+
+    def _start(self, stage: _Stage) -> None:
+        inst = stage.from_inst
+        for flag in inst.flags:
+            name, _, value = flag.lstrip("-").partition("=")
+            if name != "platform":
+                raise self._error(inst, f"FROM: unknown flag --{name}")
+            wanted = words.expand(value, self.meta_args, escape=self.escape)
+            if manifest.parse_platform(wanted) != manifest.host():
+                raise self._error(inst, f"FROM --platform={wanted}: only this host's platform "
+                                        f"({manifest.host()}) can be built here")
+        parent = self._stage_ref(stage.source)
+        if parent is not None and parent.index < stage.index:
+            stage.config = json.loads(json.dumps(parent.config))
+            stage.layers, stage.history, stage.key = parent.layers, list(parent.history), parent.key
+            return
+        base = self._base_image(stage.source, inst)
+        stage.config = json.loads(json.dumps(base.config))
+        stage.config.pop("OnBuild", None)
+        stage.layers, stage.history = base.layers, list(base.history)
+        stage.key = cache_mod.key("from", base.id)
+        if not stage.config.get("Env"):
+            stage.config["Env"] = [DEFAULT_PATH]
+        if base.config.get("OnBuild"):
+            log.warning("build.onbuild_ignored", image=stage.source, triggers=len(base.config["OnBuild"]))
+
+    def _base_image(self, ref: str, inst: dockerfile.Instruction | None) -> image.Base:
+        if ref == "scratch":
+            return image.SCRATCH
+        record = None if self.request.pull else self.store.resolve(ref)
+        if record is None and self.pull is not None:
+            try:
+                self.pull(ref)
+            except Exception as err:  # noqa: BLE001 - a pull fails in many ways; the build says which image
+                raise self._failed(inst, f"pulling {ref}: {err}") from None
+            record = self.store.resolve(ref)
+        if record is None:
+            raise self._failed(inst, f"image {ref} is not in the store (pull it, or `image load` it first)")
+        for layer in record.layers:
+            unpack.ensure_layer(self.store, layer.chain_id, layer.diff_id, self.store.blob_path(layer.digest))
+        return image.base_of(self.store, record)
+
+    # -- metadata instructions: the config changes, no layer
+    def _metadata(self, stage: _Stage, inst: dockerfile.Instruction) -> None:
+        cmd, env, esc = inst.cmd, stage.visible(), self.escape
+        cfg = stage.config
+        created_by = inst.original.strip()
+        if cmd == "arg":
+            shown = []
+            for key, default in words.split_args(self._raw_words(inst)):
+                if key in self.build_args:
+                    value: str | None = self.build_args[key]
+                elif default is not None:
+                    value = words.expand(default, env, escape=esc)
+                else:
+                    value = self.meta_args.get(key)
+                if value is not None:
+                    stage.args[key] = value
+                    env[key] = value
+                shown.append(f"{key}={value}" if value is not None else key)
+            stage.key = cache_mod.key(stage.key, "ARG", shown)
+            return  # docker keeps ARG out of the history
+        elif cmd in ("env", "label"):
+            pairs = [(words.expand(k, env, escape=esc), words.expand(v, env, escape=esc))
+                     for k, v in words.split_key_values(self._raw_words(inst))]
+            if cmd == "env":
+                current = stage.env()
+                for k, v in pairs:
+                    if not k:
+                        raise self._error(inst, "ENV names can not be blank")
+                    current[k] = v
+                    env[k] = v
+                cfg["Env"] = [f"{k}={v}" for k, v in current.items()]
+            else:
+                cfg["Labels"] = {**(cfg.get("Labels") or {}), **dict(pairs)}
+            created_by = f"{cmd.upper()} " + " ".join(f"{k}={v}" for k, v in pairs)
+        elif cmd == "workdir":
+            path = words.expand(self._text(inst), env, escape=esc)
+            joined = posixpath.join(cfg.get("WorkingDir") or "/", path)
+            cfg["WorkingDir"] = posixpath.normpath(joined) if joined != "/" else "/"
+            created_by = f"WORKDIR {cfg['WorkingDir']}"
+        elif cmd == "user":
+            cfg["User"] = words.expand(self._text(inst), env, escape=esc)
+            created_by = f"USER {cfg['User']}"
+        elif cmd == "expose":
+            ports = cfg.get("ExposedPorts") or {}
+            for word in words.expand_words(" ".join(inst.args), env, escape=esc):
+                ports.update({p: {} for p in _ports(word)})
+            cfg["ExposedPorts"] = ports
+        elif cmd == "volume":
+            paths = list(inst.args) if inst.json_form else words.expand_words(" ".join(inst.args), env, escape=esc)
+            if not paths or not all(paths):
+                raise self._error(inst, "VOLUME specified can not be an empty string")
+            cfg["Volumes"] = {**(cfg.get("Volumes") or {}), **{p: {} for p in paths}}
+        elif cmd in ("cmd", "entrypoint"):
+            argv = list(inst.args) if inst.json_form else [*stage.shell, self._text(inst)]
+            if cmd == "cmd":
+                cfg["Cmd"] = argv
+                stage.cmd_set = True
+            else:
+                cfg["Entrypoint"] = argv
+                if not stage.cmd_set:
+                    cfg.pop("Cmd", None)  # docker: a new ENTRYPOINT drops an inherited CMD
+            created_by = f"{cmd.upper()} {json.dumps(argv)}"
+        elif cmd == "healthcheck":
+            cfg["Healthcheck"] = self._healthcheck(stage, inst)
+        elif cmd == "stopsignal":
+            cfg["StopSignal"] = _signal(words.expand(self._text(inst), env, escape=esc))
+        elif cmd == "shell":
+            if not inst.json_form or not inst.args:
+                raise self._error(inst, "SHELL requires the arguments to be in JSON form")
+            stage.shell = tuple(inst.args)
+            cfg["Shell"] = list(inst.args)
+        elif cmd == "onbuild":
+            cfg["OnBuild"] = [*(cfg.get("OnBuild") or []), self._text(inst)]
+        elif cmd == "maintainer":
+            stage.history.append({"created": image.now(), "created_by": created_by, "empty_layer": True})
+            return
+        else:
+            raise self._error(inst, f"unknown instruction: {cmd.upper()}")
+        stage.key = cache_mod.key(stage.key, cmd, created_by, sorted(env.items()))
+        stage.history.append({"created": image.now(), "created_by": created_by, "comment": HISTORY_COMMENT,
+                              "empty_layer": True})
+
+    def _healthcheck(self, stage: _Stage, inst: dockerfile.Instruction) -> dict[str, Any]:
+        args = list(inst.args)
+        if not args:
+            raise self._error(inst, "HEALTHCHECK requires NONE or CMD")
+        first = args[0].upper()
+        if first == "NONE":
+            return {"Test": ["NONE"]}
+        if first != "CMD" or len(args) < 2:
+            raise self._error(inst, "HEALTHCHECK: expected NONE or CMD followed by a command")
+        rest = args[1:]
+        test = ["CMD", *rest] if inst.json_form else ["CMD-SHELL", " ".join(rest)]
+        if not inst.json_form and len(rest) == 1 and rest[0].lstrip().startswith("["):
+            with contextlib.suppress(ValueError):
+                parsed = json.loads(rest[0])
+                if isinstance(parsed, list) and all(isinstance(p, str) for p in parsed):
+                    test = ["CMD", *parsed]
+        check: dict[str, Any] = {"Test": test}
+        fields = {"interval": "Interval", "timeout": "Timeout", "start-period": "StartPeriod",
+                  "start-interval": "StartInterval"}
+        for flag in inst.flags:
+            name, _, value = flag.lstrip("-").partition("=")
+            if name in fields:
+                check[fields[name]] = _duration(value)
+            elif name == "retries":
+                check["Retries"] = int(value)
+            else:
+                raise self._error(inst, f"HEALTHCHECK: unknown flag --{name}")
+        return check
+
+    def _raw_words(self, inst: dockerfile.Instruction) -> list[str]:
+        """ENV, LABEL and ARG words as written (`K=V`, quotes kept), each expanded afterwards."""
+        return list(inst.args)
+
+    def _text(self, inst: dockerfile.Instruction) -> str:
+        """The instruction's arguments as written (continuations joined, flags left out)."""
+        if inst.args and len(inst.args) == 1 and not inst.json_form:
+            return inst.args[0]
+        text = inst.original.split("\n", 1)[0] if inst.heredocs else inst.original
+        text = re.sub(re.escape(self.escape) + r"[ \t]*\r?\n", "", text).strip()
+        text = text.split(None, 1)[1] if " " in text or "\t" in text else ""
+        for flag in inst.flags:
+            text = text.lstrip()
+            if text.startswith(flag):
+                text = text[len(flag):]
+        return text.strip()
+
+    # -- RUN, COPY, ADD: a layer each (or none when nothing changed)
+    def _layer_step(self, stage: _Stage, inst: dockerfile.Instruction, where: str) -> None:
+        with contextlib.ExitStack() as stack:
+            if inst.cmd == "run":
+                run, parts = self._run_plan(stage, inst, stack)
+            else:
+                apply, parts = self._copy_plan(stage, inst, stack)
+            k = cache_mod.key(stage.key, inst.cmd, parts)
+            n = self._begin(f"{where} {inst.original.strip().splitlines()[0]}")
+            began = time.monotonic()
+            created_by = self._created_by(stage, inst)
+            hit = self.cache.get(k)
+            if hit is not None:
+                for ref, chain in zip(hit, image.chain_ids(hit)):
+                    unpack.ensure_layer(self.store, chain, ref.diff_id, self.store.blob_path(ref.digest))
+                self.progress(f"#{n} CACHED")
+                self.cached += 1
+                empty = len(hit) == len(stage.layers)
+                stage.layers = hit
+            else:
+                with snapshot.Snapshot(self.where, image.chain_ids(stage.layers)) as snap:
+                    if inst.cmd == "run":
+                        self._run(snap, stage, run, n, began)
+                    else:
+                        apply(snap)
+                    made = snap.commit()
+                empty = made is None
+                if made is not None:
+                    parent = image.chain_ids(stage.layers)[-1] if stage.layers else None
+                    layer_mod.unpack_into_store(self.store, made, parent)
+                    stage.layers = (*stage.layers, image.LayerRef(made.digest, made.diff_id, made.media_type,
+                                                                  made.size))
+                self.cache.put(k, stage.layers)
+                self.ran += 1
+                self._done(n, began)
+        stage.key = k
+        entry = {"created": image.now(), "created_by": created_by, "comment": HISTORY_COMMENT}
+        if empty:
+            entry["empty_layer"] = True
+        stage.history.append(entry)
+
+    def _created_by(self, stage: _Stage, inst: dockerfile.Instruction) -> str:
+        if inst.cmd == "run":
+            argv = list(inst.args) if inst.json_form else [*stage.shell, self._text(inst)]
+            return "RUN " + " ".join(argv) + " # buildkit"
+        return inst.original.strip().splitlines()[0] + " # buildkit"
+
+    def _run(self, snap: snapshot.Snapshot, stage: _Stage, run: snapshot.Run, n: int, began: float) -> None:
+        def output(line: str) -> None:
+            self.progress(f"#{n} {time.monotonic() - began:.3f} {line}")
+        snap.run(run, output)
+
+    def _run_plan(self, stage: _Stage, inst: dockerfile.Instruction,
+                  stack: contextlib.ExitStack) -> tuple[snapshot.Run, list[Any]]:
+        network = self.request.network or "default"
+        mounts: list[snapshot.Mount] = []
+        parts: list[Any] = []
+        for flag in inst.flags:
+            name, _, value = flag.lstrip("-").partition("=")
+            if name == "network":
+                network = value
+            elif name == "mount":
+                mount, part = self._mount(stage, inst, _mount_options(value), stack)
+                if mount is not None:
+                    mounts.append(mount)
+                parts.append(part)
+            elif name == "security":
+                if value != "sandbox":
+                    raise self._error(inst, f"RUN --security={value}: only sandbox is allowed")
+            else:
+                raise self._error(inst, f"RUN: unknown flag --{name}")
+        if network not in snapshot.NETWORKS:
+            raise self._error(inst, f"RUN --network={network}: expected none, host or default")
+        if inst.json_form:
+            argv = list(inst.args)
+        else:
+            argv = [*stage.shell, self._script(inst)]
+        env = {**stage.args, **stage.env()}
+        cfg = stage.config
+        run = snapshot.Run(argv=tuple(argv), env=tuple(f"{k}={v}" for k, v in env.items()),
+                           user=cfg.get("User") or "", workdir=cfg.get("WorkingDir") or "/",
+                           network=network, mounts=tuple(mounts), extra_hosts=self.request.extra_hosts,
+                           shm_size=self.request.shm_size)
+        parts += [argv, sorted(env.items()), run.user, run.workdir, network]
+        return run, parts
+
+    def _script(self, inst: dockerfile.Instruction) -> str:
+        """The shell form's script; heredocs after it, as the shell reads them, or alone the script."""
+        text = self._text(inst)
+        if not inst.heredocs:
+            return text
+        first = inst.heredocs[0]
+        if len(inst.heredocs) == 1 and re.fullmatch(r"<<-?[\"']?" + re.escape(first.name) + r"[\"']?", text):
+            return first.content
+        body = "".join(h.content + ("" if h.content.endswith("\n") else "\n") + h.name + "\n"
+                       for h in inst.heredocs)
+        return f"{text}\n{body}"
+
+    def _mount(self, stage: _Stage, inst: dockerfile.Instruction, opts: dict[str, str],
+               stack: contextlib.ExitStack) -> tuple[snapshot.Mount | None, Any]:
+        kind = opts.get("type", "bind")
+        target = opts.get("target") or opts.get("dst") or opts.get("destination") or ""
+        if kind == "secret":
+            sid = opts.get("id") or posixpath.basename(target)
+            target = target or f"/run/secrets/{sid}"
+            source = dict(self.request.secrets).get(sid)
+            if source is None:
+                if opts.get("required", "false") in ("true", ""):
+                    raise self._error(inst, f"secret {sid} is required but was not given")
+                return None, ["secret", sid, None]
+            return snapshot.Mount(target, source), ["secret", sid, target]
+        if not target:
+            raise self._error(inst, f"RUN --mount type={kind}: a target is required")
+        if not target.startswith("/"):
+            target = posixpath.join(stage.config.get("WorkingDir") or "/", target)
+        if kind == "tmpfs":
+            return snapshot.Mount(target, type="tmpfs", read_only=False), ["tmpfs", target]
+        if kind == "cache":
+            cid = opts.get("id") or target
+            host = self.store.root / "build" / "cache-mounts" / hashlib.sha256(cid.encode()).hexdigest()[:32]
+            if not host.is_dir():
+                host.mkdir(parents=True, exist_ok=True)
+                os.chmod(host, int(opts.get("mode", "755"), 8))
+                os.chown(host, int(opts.get("uid", "0")), int(opts.get("gid", "0")))
+            return snapshot.Mount(target, str(host), read_only=False), ["cache", cid, target]
+        if kind == "bind":
+            source = opts.get("source") or opts.get("src") or "."
+            rw = opts.get("rw", opts.get("readwrite", "false")) in ("true", "")
+            if rw:
+                raise self._error(inst, "RUN --mount type=bind,rw: writable bind mounts are not supported; "
+                                        "copy the files in with COPY")
+            origin = opts.get("from", "")
+            if origin:
+                root, key = self._other_root(origin, stack)
+                with self._resolving(root, source) as real:
+                    return snapshot.Mount(target, str(real)), ["bind", origin, key, source, target]
+            ctx = self._context("")
+            entries = ctx.sources([source])
+            if len(entries) != 1:
+                raise self._error(inst, f"RUN --mount source={source}: expected one file or directory")
+            return snapshot.Mount(target, str(entries[0].path)), ["bind", ctx.checksum([source]), source, target]
+        raise self._error(inst, f"RUN --mount type={kind}: expected bind, cache, secret or tmpfs")
+
+    @contextlib.contextmanager
+    def _resolving(self, root: Path, path: str) -> Iterator[Path]:
+        writer = files.Writer(root, files.Owner(), None)
+        real = writer.real(path)
+        if real is None:
+            raise files.CopyError(f"{path}: not found")
+        yield real
+
+    def _context(self, name: str) -> context_mod.Context:
+        """The build context, or an additional one by name (a directory)."""
+        if name not in self.contexts:
+            if name:
+                path = Path(dict(self.request.additional_contexts)[name])
+                self.contexts[name] = context_mod.Context(path, ignore.read(path, "Dockerfile"))
+            else:
+                root = self.request.context
+                self.contexts[name] = context_mod.Context(root, ignore.read(root, self.request.dockerfile))
+        return self.contexts[name]
+
+    def _other_root(self, origin: str, stack: contextlib.ExitStack) -> tuple[Path, str]:
+        """A stage, image or named context's files, mounted read-only for the step; and a cache
+        key part standing for its content."""
+        stage = self._stage_ref(origin)
+        if stage is not None:
+            if not stage.done:
+                raise BuildError(f"stage {origin} is not built before it is used")
+            snap = stack.enter_context(snapshot.Snapshot(self.where, image.chain_ids(stage.layers)))
+            return snap.merged, f"stage:{stage.key}"
+        extra = dict(self.request.additional_contexts)
+        if origin in extra and not extra[origin].startswith("docker-image://"):
+            raise BuildError(f"context {origin} is a directory; use it with COPY --from")
+        ref = extra.get(origin, origin).removeprefix("docker-image://")
+        base = self._base_image(ref, None)
+        snap = stack.enter_context(snapshot.Snapshot(self.where, base.chain_ids))
+        return snap.merged, f"image:{base.id}"
+
+    def _copy_plan(self, stage: _Stage, inst: dockerfile.Instruction,
+                   stack: contextlib.ExitStack) -> tuple[Callable[[snapshot.Snapshot], None], list[Any]]:
+        env, esc = stage.visible(), self.escape
+        origin = chown = chmod = ""
+        excludes: list[str] = []
+        for flag in inst.flags:
+            name, _, value = flag.lstrip("-").partition("=")
+            if name == "from":
+                origin = words.expand(value, self.meta_args, escape=esc)
+            elif name == "chown":
+                chown = words.expand(value, env, escape=esc)
+            elif name == "chmod":
+                chmod = words.expand(value, env, escape=esc)
+            elif name == "exclude":
+                excludes.append(words.expand(value, env, escape=esc))
+            elif name in ("link", "parents", "checksum", "keep-git-dir"):
+                continue  # --link: layers are independent here anyway
+            else:
+                raise self._error(inst, f"{inst.cmd.upper()}: unknown flag --{name}")
+        if inst.json_form:
+            args = list(inst.args)
+        else:
+            args = words.expand_words(self._text(inst), env, escape=esc)
+        if len(args) < 2:
+            raise self._error(inst, f"{inst.cmd.upper()} requires at least two arguments: source and destination")
+        *sources, dest = args
+        heredocs = {h.name: h for h in inst.heredocs}
+        doc_sources = [s for s in sources if _heredoc_name(s) in heredocs]
+        path_sources = [s for s in sources if s not in doc_sources]
+        for s in path_sources:
+            if re.match(r"^[a-z][a-z0-9+.-]*://", s) or s.startswith("git@"):
+                if inst.cmd == "add":
+                    raise self._error(inst, f"ADD {s}: remote sources cannot be fetched here (no network for "
+                                            "builds); download it into the context and ADD or COPY the file")
+                raise self._error(inst, f"COPY {s}: a URL is not a path in the context")
+        workdir = stage.config.get("WorkingDir") or "/"
+        dest_path = posixpath.normpath(posixpath.join(workdir, dest))
+        dir_dest = (dest.endswith("/") or dest in (".", "..") or dest.endswith(("/.", "/.."))
+                    or len(sources) > 1 or any(_has_glob(s) for s in path_sources))
+        chmod_mode = files.parse_chmod(chmod) if chmod else None
+        parts: list[Any] = [dest_path, dir_dest, chown, chmod, excludes]
+        parts += [[h.name, h.content] for h in inst.heredocs if h.name in map(_heredoc_name, doc_sources)]
+        extra = dict(self.request.additional_contexts)
+        root: Path | None = None
+        ctx: context_mod.Context | None = None
+        if origin and (origin not in extra or extra[origin].startswith("docker-image://")):
+            root, key = self._other_root(origin, stack)
+            parts += [key, path_sources]
+        else:
+            ctx = self._context(origin if origin else "")
+            if path_sources:
+                parts.append(ctx.checksum(path_sources, excludes=tuple(excludes)))
+            parts.append(path_sources)
+        is_add = inst.cmd == "add"
+
+        def apply(snap: snapshot.Snapshot) -> None:
+            owner = files.Owner()
+            if chown:
+                user = users.resolve_in_rootfs(chown, snap.merged)
+                owner = files.Owner(user.uid, user.gid)
+            writer = files.Writer(snap.merged, owner, chmod_mode)
+            for s in doc_sources:
+                h = heredocs[_heredoc_name(s)]
+                target = posixpath.join(dest_path, h.name) if dir_dest else dest_path
+                writer.write_file(target, h.content.encode())
+            if ctx is not None:
+                for entry in ctx.sources(path_sources, excludes=tuple(excludes)):
+                    _copy_source(writer, entry.rel, entry.path, dest_path, dir_dest, is_add,
+                                 lambda e=entry: ((sub.rel, sub.path) for sub in ctx.walk(e, excludes=excludes)))
+            else:
+                assert root is not None
+                found = [(rel, real) for s in path_sources for rel, real in _glob_in(root, s)]
+                if not found and path_sources:
+                    raise files.CopyError(f"no source files were specified or found: {' '.join(path_sources)}")
+                for rel, real in found:
+                    _copy_source(writer, rel, real, dest_path, dir_dest, False, None)
+            writer.finish()
+        return apply, parts
+
+
+def _heredoc_name(source: str) -> str:
+    m = re.fullmatch(r"<<-?([\"']?)([^\"']+)\1", source)
+    return m.group(2) if m else ""
+
+
+def _has_glob(text: str) -> bool:
+    return any(c in text for c in "*?[")
+
+
+def _copy_source(writer: files.Writer, rel: str, real: Path, dest: str, dir_dest: bool, unpack_archives: bool,
+                 under: Callable[[], Iterator[tuple[str, Path]]] | None) -> None:
+    """One source to `dest`: a dir's contents into it, an archive (ADD) unpacked there, a file to
+    the path or, when `dest` is a dir, into it. `under` gives a context dir's entries (with
+    .dockerignore and --exclude applied); without it the dir is walked whole."""
+    if unpack_archives and files.is_archive(real):
+        writer.unpack(real, dest)
+    elif real.is_dir() and not real.is_symlink():
+        writer.copy_one(real, dest)
+        if under is None:
+            for name in sorted(os.listdir(real)):
+                writer.copy(real / name, posixpath.join(dest, name))
+            return
+        prefix = "" if rel == "." else rel + "/"
+        for sub_rel, sub_path in under():
+            writer.copy_one(sub_path, posixpath.join(dest, sub_rel[len(prefix):]))
+    elif dir_dest or (writer.real(dest) or Path("/nonexistent")).is_dir():
+        writer.copy_one(real, posixpath.join(dest, posixpath.basename(rel)))
+    else:
+        writer.copy_one(real, dest)
+
+
+def _glob_in(root: Path, pattern: str) -> list[tuple[str, Path]]:
+    """A source in a stage's or image's root, resolved inside it; globs as filepath.Match per part."""
+    import fnmatch
+
+    parts = [p for p in pattern.split("/") if p not in ("", ".")]
+    found: list[str] = [""]
+    for part in parts:
+        nxt = []
+        for base in found:
+            if _has_glob(part):
+                real = files.Writer(root, files.Owner(), None).real("/" + base)
+                if real is None or not real.is_dir():
+                    continue
+                nxt += [posixpath.join(base, n) for n in sorted(os.listdir(real)) if fnmatch.fnmatchcase(n, part)]
+            else:
+                nxt.append(posixpath.join(base, part))
+        found = nxt
+    out = []
+    writer = files.Writer(root, files.Owner(), None)
+    for rel in found:
+        real = writer.real("/" + rel)
+        if real is None:
+            raise files.CopyError(f"{pattern}: not found in the source stage or image")
+        out.append((rel or ".", real))
+    return out
+
+
+def _ports(word: str) -> list[str]:
+    found = _PORT.fullmatch(word)
+    proto = (found[3] or "tcp").lower() if found else ""
+    if not found or proto not in ("tcp", "udp", "sctp"):
+        raise ValueError(f"EXPOSE {word}: expected PORT[-PORT][/tcp|udp|sctp]")
+    first, last = int(found[1]), int(found[2] or found[1])
+    if not 0 < first <= last <= 65535:
+        raise ValueError(f"EXPOSE {word}: ports are 1 to 65535, low to high")
+    return [f"{port}/{proto}" for port in range(first, last + 1)]
+
+
+def _signal(text: str) -> str:
+    """Kept as written (docker does), once it names a signal: SIGTERM, TERM, 15, SIGRTMIN+3."""
+    name = text.upper().removeprefix("SIG")
+    if name.isdigit():
+        known = int(name) in {s.value for s in signal.Signals}
+    else:
+        known = "SIG" + name in signal.Signals.__members__ or bool(re.fullmatch(r"RTM(IN|AX)([+-]\d+)?", name))
+    if not known:
+        raise ValueError(f"STOPSIGNAL {text}: unknown signal")
+    return text
+
+
+def _mount_options(text: str) -> dict[str, str]:
+    out = {}
+    for item in text.split(","):
+        key, sep, value = item.partition("=")
+        out[key.strip().lower()] = value.strip() if sep else ""
+    return out
+
+
+def _duration(text: str) -> int:
+    """A Go duration (`30s`, `1m30s`, `500ms`) in nanoseconds, as docker's image config keeps it."""
+    pos, total = 0, 0.0
+    for m in _DURATION.finditer(text):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * _UNITS[m.group(2)]
+        pos = m.end()
+    if pos != len(text) or not text:
+        raise ValueError(f"invalid duration {text!r}")
+    return int(total)
