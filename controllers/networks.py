@@ -102,6 +102,19 @@ def observe(ctx: context.Context, project: str) -> list[tuple[str, str, str]]:
     return out
 
 
+def projects(ctx: context.Context) -> dict[str, str]:
+    """network name -> project, for every network this agent made for a project."""
+    base = _labels_dir(ctx)
+    if not base.is_dir():
+        return {}
+    out = {}
+    for path in base.glob("*.json"):
+        project = context.read_json(path).get("project")
+        if project:
+            out[path.stem] = project
+    return out
+
+
 # -- what `pcompose network` shows and does: docker's view of every network of this agent
 
 

@@ -229,7 +229,7 @@ def _projects_of_exits(agent: server.Agent, runtime: Runtime):
 
 
 async def run(root: Path, run_dir: Path, *, runtime: Runtime | None = None,
-              resync: float = 30.0, workers: int = 4,
+              resync: float = 10.0, workers: int = 4,
               stop: asyncio.Event | None = None,
               cluster: membership.Config | None = None) -> None:
     """Serve until `stop` is set (or SIGTERM/SIGINT when it is not given). Raises

@@ -3,8 +3,11 @@ desired state from the stored stack and those hashes (the Translator of the daem
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import hashlib
 import json
+import os
 
 from controllers import service_config
 from reconciler.agent import store
@@ -12,6 +15,7 @@ from reconciler.plan import model
 from reconciler.spec import hashing
 from reconciler.spec import model as spec_model
 from reconciler.spec import project as spec_project
+from runtime import images
 
 
 def hashes(project: spec_project.Project) -> dict[str, str]:
@@ -52,10 +56,41 @@ def from_record(record: store.ProjectRecord) -> model.DesiredState:
 
 
 class Translator:
-    """daemon.Translator over from_record."""
+    """daemon.Translator over from_record; with an image store, each service carries the ID
+    its image reference resolves to there now, so a tag that moved (`image import`, `pull`)
+    is a change the first pass of the next `up` recreates for (plan.diff: image_check)."""
+
+    def __init__(self, image_store: images.Store | None = None) -> None:
+        self.images = image_store
+        # ref -> image ID, valid while refs.json is the file it was read from.
+        self._ids: dict[str, str | None] = {}
+        self._refs_version: tuple[int, int, int] | None = None
 
     def desired(self, record: store.ProjectRecord) -> model.DesiredState:
-        return from_record(record)
+        state = from_record(record)
+        if self.images is None:
+            return state
+        return dataclasses.replace(state, services=tuple(
+            dataclasses.replace(s, image_id=self.image_id(s.image)) for s in state.services))
+
+    def image_id(self, ref: str) -> str | None:
+        """The ID `ref` names in the store now; None when it is not there (the container's
+        making pulls it) or cannot be read, which compares as no change."""
+        assert self.images is not None
+        try:
+            st = os.stat(self.images.refs_file)
+            version = (st.st_ino, st.st_mtime_ns, st.st_size)
+        except FileNotFoundError:
+            version = None
+        if version != self._refs_version:  # refs.json is replaced whole by every change
+            self._ids.clear()
+            self._refs_version = version
+        if ref not in self._ids:
+            found = None
+            with contextlib.suppress(images.StoreError, OSError, ValueError):
+                found = images.resolve(self.images, ref)
+            self._ids[ref] = found.id if found is not None else None
+        return self._ids[ref]
 
 
 def _service(project: str, name: str, stack: spec_model.Stack,

@@ -20,10 +20,12 @@ import structlog
 
 from controllers import context, health, networks, service_config, services, volumes
 from reconciler.agent import desired, recovery, store
-from reconciler.engine import coalesce, errors, executor
+from reconciler.engine import coalesce, errors, executor, sources
 from reconciler.plan import model, plans, restarts
 from reconciler.spec import model as spec_model
-from runtime.net import bridge, dns
+from runtime.cgroups import drivers as cgroup_drivers
+from runtime.cgroups import model as cgroups_model
+from runtime.net import bridge, dns, events, records
 from runtime.oci import conmon, lifecycle, observe
 
 log = structlog.get_logger(__name__)
@@ -33,6 +35,7 @@ STATES = {"created": model.ContainerState.CREATED, "running": model.ContainerSta
 LIMITS = "limits.json"
 AWAIT_POLL = 0.2
 AWAIT_PATIENCE = 30.0
+CHECK_EVERY = 1.0  # the nft table and the DNS sockets, which no netlink event announces
 REGISTRY_RETRY = 10.0  # a registry that failed is asked again this much later  # then the step fails for now and the project is looked at again
 
 
@@ -55,6 +58,10 @@ class Machine:
         self._monitors = recovery.MonitorWatch()
         # One step at a time on a container name, whichever project asks for it.
         self._names: dict[str, asyncio.Lock] = {}
+        # project -> container name -> its cgroup and the limits it was given, from the last
+        # look: what a repair writes back.
+        self._written: dict[str, dict[str, tuple[str, model.Limits]]] = {}
+        self._cgroup_driver: cgroup_drivers.Driver | None = None
 
     # -- desired ------------------------------------------------------------------------
     def _stack(self, project: str) -> spec_model.Stack:
@@ -81,13 +88,21 @@ class Machine:
         for o in found:
             if o.monitor_pid is not None:
                 self._monitors.watch(project, o.monitor_pid)
+        live = {_name_of(o) for o in found if o.status in ("running", "paused")}
+        # The kernel's side: bridges, veths and the nft table against the records.
+        drift = await asyncio.to_thread(bridge.drift, self.ctx.net_host, live)
+        kept = [o for o in found if not o.oneoff]
         containers = tuple(await asyncio.to_thread(
-            lambda: [self._container(o) for o in found if not o.oneoff]))
-        nets = tuple(model.ObservedNetwork(name, project, key, h)
+            lambda: [self._container(o, drift.containers.get(_name_of(o), "")) for o in kept]))
+        self._written[project] = {_name_of(o): (o.cgroups_path, c.limits)
+                                  for o, c in zip(kept, containers)
+                                  if o.cgroups_path and _name_of(o) in live}
+        nets = tuple(model.ObservedNetwork(name, project, key, h, drift.networks.get(name, ""))
                      for name, key, h in networks.observe(self.ctx, project))
         vols = tuple(model.ObservedVolume(name, project, key, h)
                      for name, key, h in volumes.observe(self.ctx, project))
-        state = model.ObservedState(containers, nets, vols, observed_at=time.time())
+        state = model.ObservedState(containers, nets, vols, observed_at=time.time(),
+                                    rules_drift=drift.rules)
         self._seen[project] = (self._acts.get(project, 0), state)
         return state
 
@@ -108,7 +123,7 @@ class Machine:
     def _acted(self, project: str) -> None:
         self._acts[project] = self._acts.get(project, 0) + 1
 
-    def _container(self, o) -> model.ObservedContainer:
+    def _container(self, o, net_drift: str = "") -> model.ObservedContainer:
         ctx = self.ctx
         started = lifecycle.started_at(ctx.layout, o.id)
         finished = o.exit.finished_at if o.exit else None
@@ -116,13 +131,17 @@ class Machine:
         counts = context.read_json(ctx.container_dir(o.id) / context.RESTARTS)
         limits = context.read_json(ctx.container_dir(o.id) / LIMITS)
         health_state = context.health_of(ctx, o.id)
+        written = model.Limits(**limits) if limits else model.Limits()
+        limits_drift = ""
+        if limits and o.cgroups_path and o.status in ("running", "paused"):
+            limits_drift = self._cgroups().limits_drift(o.cgroups_path, _resources(written))
         return model.ObservedContainer(
             name=o.id, project=o.project, service=o.service, replica=o.replica,
             config_hash=o.config_hash, image_id=o.image or None,
             state=STATES.get(o.status, model.ContainerState.EXITED),
             exit_code=o.exit.code if o.exit else None,
             health=health_state.get("status") if health_state and o.status == "running" else None,
-            limits=model.Limits(**limits) if limits else model.Limits(),
+            limits=written, net_drift=net_drift, limits_drift=limits_drift,
             ran_for=max(0.0, ran_for),
             finished_at=finished.timestamp() if finished else None,
             restart_count=int(counts.get("count", 0)),
@@ -213,6 +232,19 @@ class Machine:
         async def await_(step: plans.Step) -> None:
             await self._await(project, step)
 
+        async def repair(step: plans.Step) -> None:
+            kind = step.resource.split(":", 1)[0]
+            log.warning("drift.repairing", project=project, resource=step.resource,
+                        drift=step.reason)
+            if kind == "network":
+                await self._ensure_network(project, step.desired)
+            elif kind == "rules":
+                await asyncio.to_thread(bridge.sync_rules, self.ctx.net_host)
+            else:
+                async with self._name(step.observed.name):
+                    await asyncio.to_thread(self._repair_container, project,
+                                            step.observed.name)
+
         def counted(function: executor.StepFunction) -> executor.StepFunction:
             async def run(step: plans.Step) -> None:
                 self._acted(project)
@@ -225,7 +257,7 @@ class Machine:
         return {action: counted(function) for action, function in (
             (A.CREATE, create), (A.RECREATE, recreate), (A.UPDATE, update), (A.START, start),
             (A.UNPAUSE, unpause), (A.RESTART, restart), (A.REMOVE, remove),
-            (A.REQUIRE, require), (A.AWAIT, await_))}
+            (A.REQUIRE, require), (A.AWAIT, await_), (A.REPAIR, repair))}
 
     async def _ensure_network(self, project: str, want: model.DesiredNetwork) -> None:
         stack = self._stack(project)
@@ -266,6 +298,19 @@ class Machine:
         timeout = record.options.stop_timeout if record else None
         async with executor.waiting():
             await lifecycle.stop_before_removal(self.ctx.layout, cid, timeout)
+
+    def _repair_container(self, project: str, name: str) -> None:
+        """Its veths made again into the namespace it runs in (same addresses and MACs) and
+        its limits written back; its processes are never touched."""
+        bridge.reattach(self.ctx.net_host, name)
+        written = self._written.get(project, {}).get(name)
+        if written is not None:
+            self._cgroups().write_limits(written[0], _resources(written[1]))
+
+    def _cgroups(self) -> cgroup_drivers.Driver:
+        if self._cgroup_driver is None:
+            self._cgroup_driver = cgroup_drivers.detect()
+        return self._cgroup_driver
 
     def _name(self, name: str) -> asyncio.Lock:
         """Two steps on one name at once (a `container_name` two projects want) would mount a
@@ -323,13 +368,50 @@ class Machine:
         agent runs."""
         self._dns = dns.Server.for_host(self.ctx.net_host)
         self._monitors.start(enqueue)
+        # Link and address changes in the host namespace wake the project that owns the
+        # link at once; the check finds what no event announces. Either ending ends this.
+        link_events = events.open_socket(self.ctx.net_host.netns)
         try:
             await self._refresh_dns()
-            await health.monitor(self.ctx, enqueue)
+            await asyncio.gather(
+                health.monitor(self.ctx, enqueue),
+                sources.watch_socket(link_events, events.link_names, self._projects_of_links,
+                                     enqueue),
+                sources.check_every(CHECK_EVERY, self._check, enqueue))
         finally:
+            link_events.close()
             self._monitors.stop()
             await self._dns.close()
             self._dns = None
+
+    def _projects_of_links(self, names: set[str] | None) -> set[str]:
+        """The projects whose bridges or containers' veths `names` are (None: every project
+        with a network)."""
+        owners = networks.projects(self.ctx)
+        if names is None:
+            return set(owners.values())
+        found = {owners[n.name] for n in records.networks(self.ctx.root).values()
+                 if n.bridge in names and n.name in owners}
+        for att in records.attachments(self.ctx.root).values():
+            ends = {e.host_ifname for e in att.endpoints}
+            if ends & names:
+                project = owners.get(att.endpoints[0].network) if att.endpoints else None
+                if project:
+                    found.add(project)
+        return found
+
+    async def _check(self) -> list[str]:
+        """DNS listeners that lost a socket are opened again here; a changed nft table names
+        the projects with networks, whose next pass applies it again."""
+        if self._dns is not None:
+            dead = self._dns.dead()
+            if dead:
+                await self._dns.restart(dead)
+        why = await asyncio.to_thread(bridge.rules_drift, self.ctx.net_host)
+        if not why:
+            return []
+        log.warning("drift.found", drift=why)
+        return sorted(set(networks.projects(self.ctx).values()))
 
     def project_of_exit(self, path: Path) -> str | None:
         return lifecycle.project_of(self.ctx.layout, path.name)
@@ -349,6 +431,20 @@ def _classified():
         raise errors.PermanentError(str(err)) from None
 
 
+def _name_of(o: observe.Observed) -> str:
+    """The name the network records know a container by."""
+    return getattr(o, "name", o.id)
+
+
+def _resources(limits: model.Limits) -> cgroups_model.Resources:
+    """The plan's limits as the cgroup driver writes them (desired.limits, the other way)."""
+    return cgroups_model.Resources(
+        memory_limit=limits.memory, memory_reservation=limits.memory_reservation,
+        memory_swap=limits.memory_swap, cpus=limits.cpus,
+        cpu_period=limits.cpu_period or cgroups_model.DEFAULT_CPU_PERIOD,
+        cpu_shares=limits.cpu_shares, cpuset_cpus=limits.cpuset, pids_limit=limits.pids)
+
+
 def _write_limits(ctx: context.Context, cid: str, limits: model.Limits) -> None:
     path = ctx.container_dir(cid) / LIMITS
     if path.parent.is_dir():
@@ -359,7 +455,8 @@ def runtime_for(ctx: context.Context):
     """The daemon's Runtime over this machine."""
     from reconciler.agent import daemon
     machine = Machine(ctx)
-    return daemon.Runtime(translator=desired.Translator(), observer=machine, actuator=machine,
+    return daemon.Runtime(translator=desired.Translator(ctx.images), observer=machine,
+                          actuator=machine,
                           exit_dirs=(ctx.layout.exit_dir,),
                           project_of_exit=machine.project_of_exit,
                           background=machine.background)

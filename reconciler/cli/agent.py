@@ -12,8 +12,8 @@ from reconciler.cli import common
 def register(verbs: argparse._SubParsersAction) -> None:
     """Add the `agent` verb."""
     parser = verbs.add_parser("agent", help="Run the pcompose agent in the foreground")
-    parser.add_argument("--resync", type=float, default=30.0, metavar="SECONDS",
-                        help="Look at every project again this often (default 30)")
+    parser.add_argument("--resync", type=float, default=10.0, metavar="SECONDS",
+                        help="Look at every project again this often (default 10)")
     parser.add_argument("--log-format", choices=("auto", "json", "console"), default="auto",
                         help="Log lines as JSON or for a terminal (default: JSON unless a tty)")
     parser.add_argument("--log-level", default="info",

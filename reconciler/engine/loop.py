@@ -55,7 +55,7 @@ class ProjectReconciler:
     observer: Observer
     actuator: Actuator
     concurrency: int = 8
-    resync: float | None = 30.0  # look again this long after a converged pass
+    resync: float | None = 10.0  # look again this long after a converged pass: drift's backstop
     settle: float = 0.5  # look again this soon after a pass that changed something
     clock: clocks.Clock | None = None
     listener: Callable[[str, executor.StepResult], None] | None = None

@@ -1,9 +1,12 @@
-"""Event sources: they only say "look at this key again" (file changes, a resync tick)."""
+"""Event sources: they only say "look at this key again" (file changes, netlink link and
+address changes, a short check, a resync tick)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Hashable, Iterable
+import errno
+import socket
+from collections.abc import Awaitable, Callable, Hashable, Iterable
 from pathlib import Path
 
 import structlog
@@ -39,3 +42,57 @@ async def resync_every(interval: float, keys: Callable[[], Iterable[Hashable]],
         for key in keys():
             queue.add(key)
         await clock.sleep(interval)
+
+
+# None: the source lost events (a netlink overflow), so every key may have changed.
+KeysForNames = Callable[[set[str] | None], Iterable[Hashable]]
+
+
+async def watch_socket(sock: socket.socket, names_of: Callable[[bytes], set[str]],
+                       keys_for: KeysForNames, add: Callable[[Hashable], None], *,
+                       debounce: float = 0.05) -> None:
+    """Queue the keys `keys_for` derives from the names `names_of` reads in each datagram of
+    `sock` (a netlink socket subscribed to link and address changes), a batch per
+    `debounce` seconds: a deleted bridge and the veths it takes along are one look."""
+    loop = asyncio.get_running_loop()
+    ready = asyncio.Event()
+    loop.add_reader(sock.fileno(), ready.set)
+    try:
+        while True:
+            await ready.wait()
+            await asyncio.sleep(debounce)
+            ready.clear()
+            names: set[str] | None = set()
+            while True:
+                try:
+                    data = sock.recv(1 << 16)
+                except BlockingIOError:
+                    break
+                except OSError as error:
+                    if error.errno != errno.ENOBUFS:
+                        raise
+                    names = None  # some were lost: whatever they said, look at everything
+                    continue
+                if names is not None:
+                    names |= names_of(data)
+            if names is not None and not names:
+                continue
+            keys = list(keys_for(names))
+            log.debug("links.changed", links=sorted(names) if names is not None else "all",
+                      keys=[str(k) for k in keys])
+            for key in keys:
+                add(key)
+    finally:
+        loop.remove_reader(sock.fileno())
+
+
+async def check_every(interval: float, check: Callable[[], Awaitable[Iterable[Hashable]]],
+                      add: Callable[[Hashable], None], *,
+                      clock: clocks.Clock | None = None) -> None:
+    """Run `check` every `interval` seconds and queue the keys it returns: for what no event
+    announces (an nft table changed by hand), so that it is seen within `interval`."""
+    clock = clock if clock is not None else clocks.MonotonicClock()
+    while True:
+        await clock.sleep(interval)
+        for key in await check():
+            add(key)

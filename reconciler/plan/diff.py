@@ -222,12 +222,12 @@ def _decide(b: _Builder, service: model.DesiredService,
         if restarted:
             return Action.RESTART, f"dependency {', '.join(restarted)} restarted", 0.0
     live = state in (model.ContainerState.RUNNING, model.ContainerState.PAUSED)
-    if live and container.net_drift:
-        return Action.REPAIR, container.net_drift, 0.0
     if live and container.limits != service.limits:
         return Action.UPDATE, "limits changed", 0.0
-    if live and container.limits_drift:
-        return Action.UPDATE, container.limits_drift, 0.0
+    if live and (container.net_drift or container.limits_drift):
+        # Veths and limits back as they were made; the process runs on.
+        why = "; ".join(filter(None, (container.net_drift, container.limits_drift)))
+        return Action.REPAIR, why, 0.0
     return None
 
 

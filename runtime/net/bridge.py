@@ -304,6 +304,9 @@ def sync_rules(host: model.Host) -> None:
             desired = desired_rules(host)
             if desired.networks:
                 nft.apply(host.netns, desired)
+                # What drift() compares the kernel's table with from now on.
+                records.save_applied_rules(host.state_root, nft.digest(desired),
+                                           nft.listed_digest(host.netns, desired.table))
             else:
                 nft.remove(host.netns, desired.table)
 
@@ -325,6 +328,93 @@ def observe(host: model.Host) -> Observed:
         links=links.observe(host.netns),
         table=nft.observe(host.netns, names.table(host.agent)),
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class Drift:
+    """What the kernel holds that differs from what the records say was made, each with a
+    reason a user can read; empty when nothing drifted."""
+
+    networks: dict[str, str]  # network name -> what its bridge lost
+    containers: dict[str, str]  # container -> what its veths lost
+    rules: str = ""  # the nft table: missing or changed
+
+
+def drift(host: model.Host, running: set[str] | None = None) -> Drift:
+    """Bridges (address, MTU, up) and the veths of the containers in `running` (None: every
+    attached one) read by netlink, and the table by its listing, against the records: the
+    agent's records say what it meant, the kernel says what is."""
+    nets = records.networks(host.state_root)
+    found = links.observe(host.netns)
+    networks = {name: why for name, net in nets.items()
+                if net.bridge and (why := _bridge_drift(net, found))}
+    containers = {}
+    for name, att in records.attachments(host.state_root).items():
+        if running is not None and name not in running or att.container.mode != "bridge":
+            continue
+        why = _veth_drift(att, nets, found)
+        if why:
+            containers[name] = why
+    return Drift(networks, containers, rules_drift(host, nets))
+
+
+def _bridge_drift(net: model.Network, found: dict[str, links.Link]) -> str:
+    link = found.get(net.bridge)
+    want = f"{net.gateway}/{net.prefixlen}"
+    if link is None or link.kind != "bridge":
+        return f"bridge {net.bridge} missing"
+    if set(link.addresses) != {want}:
+        return f"bridge {net.bridge} has {', '.join(link.addresses) or 'no address'}, not {want}"
+    if link.mtu != net.mtu:
+        return f"bridge {net.bridge} has MTU {link.mtu}, not {net.mtu}"
+    if not link.up:
+        return f"bridge {net.bridge} is down"
+    return ""
+
+
+def _veth_drift(att: model.Attachment, nets: dict[str, model.Network],
+                found: dict[str, links.Link]) -> str:
+    for ep in att.endpoints:
+        net = nets.get(ep.network)
+        if net is None or not net.bridge:
+            continue  # its network is gone (a recreate, not a repair), or has no bridge
+        link = found.get(ep.host_ifname)
+        if link is None:
+            return f"veth {ep.host_ifname} missing"
+        if link.master != net.bridge:
+            return f"veth {ep.host_ifname} is off bridge {net.bridge}"
+        if not link.up:
+            return f"veth {ep.host_ifname} is down"
+    return ""
+
+
+def rules_drift(host: model.Host, nets: dict[str, model.Network] | None = None) -> str:
+    """"" when the table is what the last apply left, else why not. A table another
+    process applied since from newer records is that apply's to record, not drift."""
+    nets = records.networks(host.state_root) if nets is None else nets
+    if not nets:
+        return ""
+    table = names.table(host.agent)
+    listed = nft.listed_digest(host.netns, table)
+    if listed is None:
+        return f"nft table {table} missing"
+    rendered, applied = records.applied_rules(host.state_root)
+    if rendered is None:
+        return f"nft table {table} not checked yet"
+    if applied != listed and rendered == nft.digest(desired_rules(host)):
+        return f"nft table {table} changed"
+    return ""
+
+
+def reattach(host: model.Host, container: str) -> model.Attachment | None:
+    """A running container's veths made again into the namespace it has, with the same
+    addresses and MACs (its leases): the container keeps running and sees its link come
+    back. None when it has no namespace of its own to put them in."""
+    att = records.attachments(host.state_root).get(container)
+    if att is None or att.container.mode != "bridge" or att.container.netns is None \
+            or not netns.exists(att.container.netns):
+        return None
+    return attach(host, att.container)
 
 
 def sweep(host: model.Host) -> list[str]:

@@ -163,6 +163,32 @@ class Server:
         for name in list(self._listeners):
             await self._stop(name)
 
+    def dead(self) -> list[str]:
+        """Networks whose listener lost a socket: closed, its UDP socket aborted (`ss -K`),
+        or its TCP socket no longer listening. Checked, not probed: nothing is sent."""
+        out = []
+        for name, (_, udp, tcp) in self._listeners.items():
+            protocol = udp.get_protocol()
+            lost = udp.is_closing() or not tcp.is_serving() or \
+                (isinstance(protocol, _Udp) and protocol.aborted)
+            if not lost:
+                lost = not all(s.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) == 1
+                               for s in tcp.sockets)
+            if lost:
+                out.append(name)
+        return out
+
+    async def restart(self, names: list[str]) -> None:
+        """Close the listeners of `names` and open them again on fresh sockets."""
+        for name in names:
+            if name in self._listeners:
+                # A socket the kernel destroyed is closed, not shut down: nothing waits on it.
+                _, udp, tcp = self._listeners.pop(name)
+                udp.close()
+                tcp.close()
+                log.warning("dns.listener_lost", network=name)
+        await self.update(self.views)
+
     async def _stop(self, name: str) -> None:
         _, udp, tcp = self._listeners.pop(name)
         udp.close()
@@ -264,6 +290,7 @@ class _Udp(asyncio.DatagramProtocol):
         self.network = network
         self.transport: asyncio.DatagramTransport | None = None
         self.pending: set[asyncio.Task] = set()
+        self.aborted = False  # the kernel destroyed the socket (`ss -K`): it is opened anew
 
     def connection_made(self, transport):
         self.transport = transport
@@ -272,6 +299,10 @@ class _Udp(asyncio.DatagramProtocol):
         task = asyncio.get_running_loop().create_task(self._reply(data, addr))
         self.pending.add(task)  # the loop keeps only weak references to tasks
         task.add_done_callback(self.pending.discard)
+
+    def error_received(self, exc):
+        if isinstance(exc, ConnectionAbortedError):
+            self.aborted = True
 
     async def _reply(self, data: bytes, addr) -> None:
         reply = await self.server.answer(self.network, addr[0], data, limit=UDP_SIZE)

@@ -6,7 +6,9 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import dataclasses
+import hashlib
 import ipaddress
+import json
 from pathlib import Path
 
 import structlog
@@ -163,11 +165,15 @@ def _libnftables() -> ctypes.CDLL:
             getattr(lib, name).restype = ctypes.c_char_p
             getattr(lib, name).argtypes = [ctypes.c_void_p]
         lib.nft_run_cmd_from_buffer.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+        lib.nft_ctx_output_set_flags.argtypes = [ctypes.c_void_p, ctypes.c_uint]
         _lib = lib
     return _lib
 
 
-def _nft(ns: Path | None, text: str) -> tuple[int, str, str]:
+OUTPUT_JSON = 1 << 4  # libnftables' NFT_CTX_OUTPUT_JSON: what `nft -j` sets
+
+
+def _nft(ns: Path | None, text: str, flags: int = 0) -> tuple[int, str, str]:
     """Run nft commands inside `ns` (None: here) -> (return code, output, error text)."""
     lib = _libnftables()
 
@@ -175,6 +181,8 @@ def _nft(ns: Path | None, text: str) -> tuple[int, str, str]:
         # The context's netlink socket is opened here, so in the namespace of this thread.
         ctx = lib.nft_ctx_new(0)
         try:
+            if flags:
+                lib.nft_ctx_output_set_flags(ctx, flags)
             lib.nft_ctx_buffer_output(ctx)
             lib.nft_ctx_buffer_error(ctx)
             rc = lib.nft_run_cmd_from_buffer(ctx, text.encode())
@@ -215,3 +223,28 @@ def observe(ns: Path | None, table: str) -> str | None:
     """The table as nft lists it now, or None when there is none."""
     rc, out, _ = _nft(ns, f"list table ip {table}")
     return out if rc == 0 else None
+
+
+def digest(desired: Ruleset) -> str:
+    """What a table rendered from `desired` is, in one string: equal rulesets, equal digests."""
+    return hashlib.sha256(render(desired).encode()).hexdigest()
+
+
+def listed_digest(ns: Path | None, table: str) -> str | None:
+    """The table as the kernel holds it now (`nft -j list table`, without the handles and
+    the listing's own header, which change with every apply but say nothing of the rules),
+    in one string; None when there is no table."""
+    rc, out, _ = _nft(ns, f"list table ip {table}", OUTPUT_JSON)
+    if rc != 0:
+        return None
+    items = [item for item in json.loads(out).get("nftables", []) if "metainfo" not in item]
+    text = json.dumps(_without_handles(items), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _without_handles(value):
+    if isinstance(value, dict):
+        return {k: _without_handles(v) for k, v in value.items() if k != "handle"}
+    if isinstance(value, list):
+        return [_without_handles(v) for v in value]
+    return value

@@ -94,3 +94,23 @@ def locked(state_root: Path, what: str):
     with open(file, "a+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
+
+
+def _applied_rules_file(state_root: Path) -> Path:
+    return Path(state_root) / "net" / "nft-applied.json"
+
+
+def save_applied_rules(state_root: Path, rendered: str, listed: str | None) -> None:
+    """The digests of the table last applied: as rendered, and as the kernel listed it then,
+    so that a later look tells a table changed by hand from one a newer apply replaced."""
+    _write(_applied_rules_file(state_root), {"rendered": rendered, "listed": listed})
+
+
+def applied_rules(state_root: Path) -> tuple[str | None, str | None]:
+    """(rendered, listed) digests of the last apply; (None, None) before any."""
+    try:
+        with open(_applied_rules_file(state_root)) as f:
+            data = json.load(f)
+    except (FileNotFoundError, ValueError):
+        return None, None
+    return data.get("rendered"), data.get("listed")

@@ -54,7 +54,13 @@ def test_a_project_without_networks_leaves_the_table_to_those_with_some():
 
 def test_a_limit_changed_by_hand_is_written_again_in_place():
     plan = plan_of(state(WEB), running(WEB, limits_drift="memory limit changed by hand"))
-    assert plan == "#1 service:web:1 update (memory limit changed by hand)"
+    assert plan == "#1 service:web:1 repair (memory limit changed by hand)"
+
+
+def test_veths_and_limits_are_repaired_in_one_step():
+    plan = plan_of(state(WEB), running(WEB, net_drift="veth pcv1 missing",
+                                       limits_drift="pids limit changed by hand"))
+    assert plan == "#1 service:web:1 repair (veth pcv1 missing; pids limit changed by hand)"
 
 
 def test_drift_does_not_survive_a_recreate_decision():
