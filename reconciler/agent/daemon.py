@@ -16,8 +16,16 @@ from typing import Protocol
 
 import structlog
 
-from reconciler.agent import (api, container_events, events, launcher, metrics, nodes, server,
-                              store)
+from reconciler.agent import (
+    api,
+    container_events,
+    events,
+    launcher,
+    metrics,
+    nodes,
+    server,
+    store,
+)
 from reconciler.cluster import membership
 from reconciler.engine import controller, errors, executor, loop, sources
 from reconciler.plan import model, plans
