@@ -325,6 +325,9 @@ def make_app(agent: Agent) -> web.Application:
     from reconciler.agent import converge  # it builds on this module's helpers
 
     app.add_routes(converge.routes)
+    from reconciler.agent import builds  # the build route, beside the stack verbs'
+
+    app.add_routes(builds.routes)
 
     async def stop_streams(app: web.Application) -> None:
         app[AGENT].stopping.set()

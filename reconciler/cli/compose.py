@@ -43,6 +43,8 @@ def _register_up_down(verbs) -> None:
     p.add_argument("--force-recreate", action="store_true")
     p.add_argument("--no-recreate", action="store_true")
     p.add_argument("--remove-orphans", action="store_true")
+    p.add_argument("--build", action="store_true", help="Build images before starting containers")
+    p.add_argument("--no-build", action="store_true", help="Don't build an image, even if it's missing")
     p.add_argument("--no-color", action="store_true", help="Produce monochrome output")
     p.add_argument("--no-log-prefix", action="store_true")
     p.add_argument("-t", "--timeout", type=float, default=None, metavar="SECONDS",

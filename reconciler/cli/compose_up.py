@@ -51,7 +51,13 @@ def ensure_agent_now(args: argparse.Namespace) -> None:
 def up(args: argparse.Namespace) -> int:
     if args.force_recreate and args.no_recreate:
         raise common.UserFacingError("--force-recreate and --no-recreate are incompatible")
+    if getattr(args, "build", False) and getattr(args, "no_build", False):
+        raise common.UserFacingError("--build and --no-build are incompatible")
     ensure_agent_now(args)
+    if not getattr(args, "no_build", False):  # what has no image yet, or everything with --build
+        from reconciler.cli import build
+
+        build.run(args, services=list(args.services), only_missing=not getattr(args, "build", False))
     progress = render.Progress()
     name, services = submit(args, progress)
     if (args.detach or args.wait) and not args.watch:

@@ -7,9 +7,9 @@ from reconciler.spec import errors, model
 NOT_APPLIED = "parsed but not applied by pcompose yet"
 
 # Service attributes of tiers L (later) and W (platform/Swarm specific), and those the
-# runtime does not apply yet (image builds, logging drivers).
+# runtime does not apply yet (logging drivers).
 SERVICE_ATTRIBUTES = (
-    "annotations", "attach", "build", "cgroup", "cgroup_parent", "cpu_count",
+    "annotations", "attach", "cgroup", "cgroup_parent", "cpu_count",
     "cpu_percent", "cpu_rt_period", "cpu_rt_runtime",
     "credential_spec", "develop", "device_cgroup_rules", "external_links", "gpus", "group_add",
     "isolation", "logging", "mem_swappiness", "models", "oom_kill_disable",
@@ -20,8 +20,7 @@ SERVICE_ATTRIBUTES = (
 DEPLOY_ATTRIBUTES = ("update_config", "rollback_config", "endpoint_mode", "placement",
                      "restart_policy")
 BUILD_ATTRIBUTES = ("entitlements", "ssh", "cache_from", "cache_to", "no_cache_filter",
-                    "additional_contexts", "provenance", "sbom", "isolation", "tags",
-                    "platforms", "secrets", "privileged", "ulimits")
+                    "provenance", "sbom", "isolation", "privileged", "ulimits")
 
 
 NETWORK_DRIVERS = ("bridge", "overlay", "host", "none", "macvlan", "ipvlan")

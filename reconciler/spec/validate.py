@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from reconciler.spec import errors, model, network_drivers
+from reconciler.spec import builds, errors, model, network_drivers
 
 
 def check(stack: model.Stack, enabled: tuple[str, ...], place_of) -> list[errors.Warning]:
@@ -13,6 +13,7 @@ def check(stack: model.Stack, enabled: tuple[str, ...], place_of) -> list[errors
     for name in enabled:
         _check_service(stack, name, enabled, place_of, warnings)
     _check_cycles(stack, enabled, place_of)
+    builds.check(stack, enabled, place_of)
     return warnings
 
 

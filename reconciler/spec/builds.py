@@ -1,0 +1,44 @@
+"""Checks of a service's `build:` that pcompose can build here: a local context, this host's platform, known references."""
+
+from __future__ import annotations
+
+import platform as host_platform
+
+from reconciler.spec import errors, model
+
+_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64", "armv7l": "arm",
+         "armv6l": "arm", "i686": "386", "i386": "386"}
+
+
+def host_platform_name() -> str:
+    machine = host_platform.machine().lower()
+    return f"linux/{_ARCH.get(machine, machine)}"
+
+
+def check(stack: model.Stack, enabled: tuple[str, ...], place_of) -> None:
+    """SpecError, at the key, for a build that cannot be made here (before anything is done)."""
+    host = host_platform_name()
+    for name in enabled:
+        svc = stack.services[name]
+        b = svc.build
+        if b is None:
+            continue
+        base = ("services", name, "build")
+        context = b.context or ""
+        if "://" in context or context.startswith("git@"):
+            raise errors.SpecError(f'service "{name}": build context {context} is remote; pcompose builds '
+                                   "from a local directory only (builds have no network)", place_of(base))
+        wanted = [(p, ("services", name, "platform")) for p in ([svc.platform] if svc.platform else [])]
+        wanted += [(p, base + ("platforms", i)) for i, p in enumerate(b.platforms)]
+        for value, where in wanted:
+            if "/".join(value.split("/")[:2]) != host:
+                raise errors.SpecError(f'service "{name}": platform {value}: only this host\'s platform '
+                                       f"({host}) can be built", place_of(where))
+        for key, value in b.additional_contexts.items():
+            if value.startswith("service:") and value[8:] not in stack.services:
+                raise errors.SpecError(f'service "{name}": build context {key} refers to undefined service '
+                                       f"{value[8:]}", place_of(base + ("additional_contexts", key)))
+        for i, ref in enumerate(b.secrets):
+            if ref.source not in stack.secrets:
+                raise errors.SpecError(f'service "{name}" refers to undefined build secret {ref.source}',
+                                       place_of(base + ("secrets", i)))

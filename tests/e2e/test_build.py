@@ -1,0 +1,82 @@
+"""Compose `build:` through the CLI: `up` builds what is missing and runs it, `build` shows docker's steps and
+the cache, a changed source rebuilt with `up --build` recreates the container, a failed build says why."""
+
+from __future__ import annotations
+
+import json
+
+COMPOSE = """services:
+  web:
+    build:
+      context: ./app
+      args:
+        GREETING: hello
+    command: ["sleep", "100000"]
+    stop_signal: SIGKILL
+"""
+
+DOCKERFILE = """FROM busybox AS page
+ARG GREETING
+COPY page.txt /src/page.txt
+RUN echo "$GREETING $(cat /src/page.txt)" > /src/index.html
+
+FROM busybox
+COPY --from=page /src/index.html /www/index.html
+ENV SERVED_BY=pcompose
+"""
+
+
+def _container(stack, service: str) -> dict:
+    rows = [json.loads(line) for line in stack.pc("ps", "--format", "json").stdout.splitlines()]
+    return next(r for r in rows if r["Service"] == service)
+
+
+def _write_app(stack, page: str) -> None:
+    app = stack.dir / "app"
+    app.mkdir(exist_ok=True)
+    (app / "Dockerfile").write_text(DOCKERFILE)
+    (app / "page.txt").write_text(page)
+
+
+def test_up_builds_the_missing_image_and_runs_it_and_up_build_recreates(stack):
+    stack.write(COMPOSE)
+    _write_app(stack, "world\n")
+    up = stack.pc("up", "-d")
+    assert "[web page 4/4] RUN" in up.stderr or "RUN echo" in up.stderr, up.stderr
+    assert stack.pc("exec", "-T", "web", "cat", "/www/index.html").stdout == "hello world\n"
+    assert stack.pc("exec", "-T", "web", "sh", "-c", "echo $SERVED_BY").stdout == "pcompose\n"
+    assert f"{stack.project}-web" in stack.pc("images").stdout
+    first = _container(stack, "web")["ID"]
+
+    again = stack.pc("up", "-d")  # the image is there: nothing is built, nothing recreated
+    assert "RUN" not in again.stderr
+    assert _container(stack, "web")["ID"] == first
+
+    cached = stack.pc("build", "web")
+    assert cached.stderr.count("CACHED") >= 3, cached.stderr
+
+    (stack.dir / "app" / "page.txt").write_text("again\n")
+    stack.pc("up", "-d", "--build")
+    assert stack.pc("exec", "-T", "web", "cat", "/www/index.html").stdout == "hello again\n"
+    assert _container(stack, "web")["ID"] != first
+
+
+def test_build_arg_and_failure_through_the_cli(stack):
+    stack.write(COMPOSE)
+    _write_app(stack, "world\n")
+    stack.pc("build", "--build-arg", "GREETING=howdy")
+    stack.pc("up", "-d")
+    assert stack.pc("exec", "-T", "web", "cat", "/www/index.html").stdout == "howdy world\n"
+    (stack.dir / "app" / "Dockerfile").write_text("FROM busybox\nRUN echo broken >&2; exit 3\n")
+    failed = stack.pc("build", check=False)
+    assert failed.returncode != 0
+    assert "Dockerfile:2" in failed.stderr and "exit code: 3" in failed.stderr and "broken" in failed.stderr
+
+
+def test_a_remote_context_and_another_platform_are_refused(stack):
+    stack.write("services:\n  web:\n    build: https://example.com/repo.git\n")
+    refused = stack.pc("build", check=False)
+    assert refused.returncode != 0 and "remote" in refused.stderr
+    stack.write("services:\n  web:\n    build: .\n    platform: linux/s390x\n")
+    refused = stack.pc("build", check=False)
+    assert refused.returncode != 0 and "platform" in refused.stderr
