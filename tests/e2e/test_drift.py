@@ -181,3 +181,27 @@ def test_dns_sockets_destroyed_by_the_kernel_are_opened_again(stack):
     address = records.attachments(stack.root)[f"{stack.project}-web-1"].endpoints[0].ipv4
     assert address in resolved
     served_again_and_nothing_restarted(stack, before)
+
+
+def test_a_moved_tag_recreates_its_containers_on_the_next_up_only(stack):
+    from tests.support import oci_image
+
+    before = up(stack)
+    rootfs = stack.dir / "rootfs.tar"
+    rootfs.write_bytes(oci_image.busybox_layer().tar)
+    stack.pc("image", "import", "-c", "ENV MOVED=1", str(rootfs), "busybox:latest")
+    moved = stack.pc("image", "inspect", "-f", "{{.Id}}", "busybox:latest").stdout.strip()
+    # A pass of the agent's own (a drift repair), not a submission: the tag moved, and the
+    # containers stay as they are, as docker compose leaves them until `up`.
+    veth = veth_of(stack, f"{stack.project}-other-1")
+    subprocess.run(["ip", "-n", stack.host_netns, "link", "del", veth], check=True)
+    wait_for(lambda: link(stack, veth), REPAIR_PATIENCE, "the veth repaired by a pass")
+    served_again_and_nothing_restarted(stack, before)
+    stack.pc("up", "-d", "--no-recreate")
+    assert starts(stack) == before
+    stack.pc("up", "-d")
+    after = starts(stack)
+    assert set(after) == set(before) and all(after[n] != before[n] for n in before)
+    images = {c["Name"].lstrip("/"): c["Image"]
+              for c in json.loads(stack.pc("inspect", *sorted(after)).stdout)}
+    assert set(images.values()) == {moved}
