@@ -1,4 +1,4 @@
-"""Verbs of pcompose for images: pull, images, image ls|rm|load|import|prune|inspect|tag, login, logout."""
+"""Verbs of pcompose for images: pull, push, images, image ls|rm|load|import|prune|inspect|tag, login, logout."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from pathlib import Path
 
 
 from runtime import images
+from runtime.images import push as push_mod
 from runtime.images import reference, registry
 
 from reconciler.cli import common, compose_base, listing, progress, render
@@ -30,6 +31,15 @@ def register(verbs: argparse._SubParsersAction) -> None:
     p.add_argument("--insecure-registry", action="append", default=[], metavar="HOST[:PORT]",
                    help="Allow plain HTTP to this registry (repeatable; env PCOMPOSE_INSECURE_REGISTRIES)")
     p.set_defaults(handler=pull)
+
+    p = verbs.add_parser("push", help="Push service images (of services with a build section and an image name)")
+    p.add_argument("services", nargs="*", metavar="SERVICE", help="Services of the stack (default: all)")
+    p.add_argument("--ignore-push-failures", action="store_true", help="Push what can be pushed, ignoring failures")
+    p.add_argument("--include-deps", action="store_true", help="Also push images of services declared as dependencies")
+    p.add_argument("-q", "--quiet", action="store_true", help="Push without printing progress")
+    p.add_argument("--insecure-registry", action="append", default=[], metavar="HOST[:PORT]",
+                   help="Allow plain HTTP to this registry (repeatable; env PCOMPOSE_INSECURE_REGISTRIES)")
+    p.set_defaults(handler=push)
 
     for parser in (verbs.add_parser("images", help="List images"),):
         _list_options(parser)
@@ -227,6 +237,80 @@ class _PullDisplay:
         if self.statuses and all(s == "Already exists" for s in self.statuses.values()):
             return "Image is up to date"
         return "Downloaded newer image"
+
+
+# -- push
+def push(args: argparse.Namespace) -> int:
+    """docker compose push: each service that is built and named (`build:` and `image:`) goes to
+    the registry of its image name, with its `build.tags`; the others are Skipped."""
+    project = _try_stack(args)
+    if project is None:
+        raise common.UserFacingError("nothing to push: no stack file here")
+    names = _push_services(project, args.services, args.include_deps)
+    store = _store(args)
+    options = images.Options.from_env(tuple(args.insecure_registry))
+    shown = render.Progress(sys.stdout, "Pushing")
+    quiet = args.quiet or shown.mode == "quiet"
+    failed = 0
+    for name in names:
+        svc = project.stack.services[name]
+        if svc.build is None or not svc.image:
+            if not quiet:
+                shown.event(progress.Event(name, "Skipped", progress.DONE))
+            continue
+        for tag in dict.fromkeys([svc.image, *svc.build.tags]):
+            ref = _parse(tag)
+            row = f"{name} {ref.familiar()}" if tag != svc.image else name
+            try:
+                pushed = asyncio.run(push_mod.push(
+                    store, ref, options=options, progress=None if quiet else _push_reporter(row, ref, shown)))
+            except _USER_ERRORS as err:
+                if not quiet:
+                    shown.event(progress.Event(row, "Error", progress.ERROR, str(err)))
+                shown.close()
+                common.print_error(f"{ref.familiar()}: {err}")
+                if not args.ignore_push_failures:
+                    return 1
+                failed += 1
+                continue
+            if not quiet:
+                shown.event(progress.Event(row, "Pushed", progress.DONE))
+                if shown.mode == "plain":
+                    print(f"{ref.tag or reference.DEFAULT_TAG}: digest: {pushed.digest} size: {pushed.size}",
+                          flush=True)
+    shown.close()
+    return 0
+
+
+def _push_services(project, wanted: list[str], include_deps: bool) -> list[str]:
+    unknown = [n for n in wanted if n not in project.stack.services]
+    if unknown:
+        raise common.UserFacingError(f"no such service: {', '.join(unknown)}")
+    names = list(wanted or project.services_enabled)
+    if include_deps:
+        todo = list(names)
+        while todo:
+            for dep in project.stack.services[todo.pop()].depends_on:
+                if dep not in names:
+                    names.append(dep)
+                    todo.append(dep)
+    return names
+
+
+def _push_reporter(row: str, ref: reference.Reference, shown: render.Progress):
+    if shown.mode == "plain":
+        print(f"The push refers to repository [{ref.name}]", flush=True)
+    else:
+        shown.event(progress.Event(row, "Pushing"))
+
+    def report(p: push_mod.Progress) -> None:
+        if shown.mode == "plain":
+            if p.status in ("Pushed", "Layer already exists"):
+                print(f"{p.blob}: {p.status}", flush=True)
+            return
+        shown.event(progress.Event(p.blob, p.status, progress.word_status(p.status),
+                                   parent=row, current=p.current, total=p.total))
+    return report
 
 
 # -- images / image ls
