@@ -18,7 +18,7 @@ VERB_MODULES = {
     "compose_cp": ("cp",),
     "build": ("build",),
     "stack": ("config", "version"),
-    "images": ("pull", "images", "image", "login", "logout"),
+    "images": ("pull", "push", "images", "image", "login", "logout"),
     "networks": ("network",),
     "volumes": ("volume",),
     "system": ("system",),
