@@ -17,15 +17,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import fcntl
 import json
 import os
 import platform
+import select
 import shlex
 import shutil
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
+import termios
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -108,6 +112,7 @@ class Tool:
     """What the benchmark needs of a compose tool."""
     label = ""
     failed = False  # a phase failed: finish() keeps what helps to see why
+    tty = False     # calls run on a pseudo-terminal (the in-place progress block)
 
     def unavailable(self) -> str | None:
         """Why this tool cannot run here, or None."""
@@ -367,7 +372,11 @@ def timed(tool: Tool, project: str, stack: Path, verb: list[str], limit: float) 
     argv = tool.compose(project, stack, verb)
     start = time.monotonic()
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, cwd=stack.parent, timeout=limit)
+        if tool.tty:
+            done = on_pty(argv, stack.parent, limit)
+        else:
+            done = subprocess.run(argv, capture_output=True, text=True, cwd=stack.parent,
+                                  timeout=limit)
     except subprocess.TimeoutExpired:
         raise PhaseFailed(f"`{' '.join(verb)}` had not returned after {limit:.0f}s") from None
     end = time.monotonic()
@@ -375,6 +384,37 @@ def timed(tool: Tool, project: str, stack: Path, verb: list[str], limit: float) 
         tail = " | ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
         raise PhaseFailed(f"`{' '.join(verb)}` exited {done.returncode}: {tail}")
     return end - start, end
+
+
+def on_pty(argv: list[str], cwd: Path, limit: float) -> subprocess.CompletedProcess:
+    """argv with its stdout and stderr on a pseudo-terminal of 120x50 that is read as fast as
+    a terminal would; what it wrote is its stdout."""
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 120, 0, 0))
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave, cwd=cwd,
+                            start_new_session=True)
+    os.close(slave)
+    chunks, deadline = [], time.monotonic() + limit
+    try:
+        while True:
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise subprocess.TimeoutExpired(argv, limit)
+            if not select.select([master], [], [], 0.5)[0]:
+                if proc.poll() is not None:
+                    break
+                continue
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the writers are gone
+                break
+            if not data:
+                break
+            chunks.append(data)
+        code = proc.wait()
+    finally:
+        os.close(master)
+    return subprocess.CompletedProcess(argv, code, b"".join(chunks).decode("utf-8", "replace"), "")
 
 
 def wait_running(tool: Tool, project: str, count: int, ended: float, timeout: float,
@@ -527,17 +567,29 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         metavar="N", help="stack sizes to run (default: 10 50 200)")
     parser.add_argument("--repeat", type=int, default=1, help="runs per N; the table shows medians")
     parser.add_argument("--no-record", action="store_true", help="print only, leave RESULTS.md alone")
+    parser.add_argument("--tty", action="store_true",
+                        help="each repetition twice, plain then on a pseudo-terminal (the progress "
+                        "block redrawn in place): a row of each per N")
     return parser.parse_args(argv)
 
 
-def run_all(tool: Tool, outcomes: list[Outcome], repeat: int, workdir: Path) -> None:
-    """Each N `repeat` times; a failed run ends that N's repetitions, the next N still runs."""
-    for outcome in outcomes:
+def run_all(tool: Tool, outcomes: list[Outcome], repeat: int, workdir: Path,
+            on_tty: list[Outcome] | None = None) -> None:
+    """Each N `repeat` times; a failed run ends that N's repetitions, the next N still runs.
+    With `on_tty`, each repetition runs plain and then on a pseudo-terminal, alternating, so
+    both see the same machine."""
+    for i, outcome in enumerate(outcomes):
+        pairs = [(outcome, False)] + ([(on_tty[i], True)] if on_tty else [])
         for _ in range(repeat):
-            if not run_once(tool, outcome.count, workdir, outcome):
-                break
-            print(f"N={outcome.count}: " + ", ".join(f"{TITLES[p]} {outcome.seconds[p][-1]:.2f} s"
-                                                     for p in PHASES), file=sys.stderr, flush=True)
+            for kept, tty in pairs:
+                tool.tty = tty
+                if not run_once(tool, kept.count, workdir, kept):
+                    tool.tty = False
+                    return
+                print(f"N={kept.count}{' tty' if tty else ''}: " + ", ".join(
+                    f"{TITLES[p]} {kept.seconds[p][-1]:.2f} s" for p in PHASES),
+                    file=sys.stderr, flush=True)
+        tool.tty = False
 
 
 def emit(section: list[str], keep: bool) -> None:
@@ -563,16 +615,22 @@ def main(argv: list[str] | None = None) -> int:
         emit(header + [f"{tool.label}: not yet runnable ({reason})"], not args.no_record)
         return 0
     outcomes = [Outcome(n) for n in args.services]
+    on_tty = [Outcome(n) for n in args.services] if args.tty else []
     with tempfile.TemporaryDirectory(prefix="pcompose-bench-compose-") as tmp:
         try:
             tool.prepare(Path(tmp))
-            run_all(tool, outcomes, args.repeat, Path(tmp))
+            run_all(tool, outcomes, args.repeat, Path(tmp), on_tty)
         finally:
             leftovers = tool.finish()
+    rows = table(tool, outcomes, args.repeat)
+    if on_tty:
+        tty_rows = table(tool, on_tty, args.repeat).splitlines()[2:]
+        rows += "\n" + "\n".join(r.replace(f"| {tool.label} |", f"| {tool.label} (tty) |", 1)
+                                  for r in tty_rows)
     section = header + [f"- versions: {tool.versions()}", f"- machine: {machine(load_before)}",
-                        f"- repetitions per N: {args.repeat}", "", table(tool, outcomes, args.repeat), ""]
-    section += spread(outcomes)
-    problems = [p for o in outcomes for p in o.problems] + leftovers
+                        f"- repetitions per N: {args.repeat}", "", rows, ""]
+    section += spread(outcomes) + [line.replace("- N=", "- tty N=", 1) for line in spread(on_tty)]
+    problems = [p for o in outcomes + on_tty for p in o.problems] + leftovers
     section += [f"- problem: {p}" for p in problems]
     if isinstance(tool, Pcompose):
         section += [""] + goals(outcomes)
