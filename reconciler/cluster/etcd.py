@@ -16,9 +16,9 @@ import contextlib
 import json
 import ssl
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import aiohttp
 import structlog
@@ -177,7 +177,7 @@ class Client:
             await self._session.close()
             self._session = None
 
-    async def __aenter__(self) -> Client:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -196,7 +196,7 @@ class Client:
             left = deadline - time.monotonic()
             try:
                 return await self._attempt(index, path, body, min(self.timeout, left))
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError, _Retry) as error:
+            except (aiohttp.ClientError, OSError, _Retry) as error:
                 errors.append(f"{self.endpoints[index]}: {_describe(error)}")
                 self._rotate(index)
             if time.monotonic() + 0.05 >= deadline:
@@ -322,11 +322,11 @@ class Client:
             async with asyncio.timeout(self.timeout):
                 async with self._http().get(url) as response:
                     data = json.loads(await response.text())
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError):
+        except (aiohttp.ClientError, OSError, ValueError):
             return False
         return data.get("health") in ("true", True)
 
-    async def watch(self, prefix: str, *, start_revision: int) -> AsyncIterator[Event]:
+    async def watch(self, prefix: str, *, start_revision: int) -> AsyncGenerator[Event, None]:
         """Every change under `prefix` from `start_revision` on, in order and once each,
         across reconnects and failovers. Raises Compacted when etcd no longer has
         `start_revision` (or the revision a reconnect resumes from)."""
@@ -342,7 +342,7 @@ class Client:
                         yield event
                     if batch:  # delivered whole: resume after its last event
                         next_revision = batch[-1].revision + 1
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError, _Retry,
+            except (aiohttp.ClientError, OSError, _Retry,
                     ValueError) as error:
                 log.info("etcd.watch_reconnecting", endpoint=self.endpoints[index],
                          error=_describe(error), revision=next_revision)
@@ -351,7 +351,7 @@ class Client:
                     await asyncio.sleep(0.2)
 
     async def _watch_stream(self, index: int, prefix: str,
-                            start_revision: int) -> AsyncIterator[list[Event]]:
+                            start_revision: int) -> AsyncGenerator[list[Event], None]:
         """One watch on one endpoint: each response's events; raises _Retry (or a connection
         error) when it must be resumed elsewhere."""
         body = {"create_request": {"key": _b64(prefix), "range_end": _b64(prefix_end(prefix)),
@@ -406,7 +406,7 @@ class _Retry(Exception):
 
 
 def _describe(error: BaseException) -> str:
-    if isinstance(error, (asyncio.TimeoutError, TimeoutError)):
+    if isinstance(error, (TimeoutError)):
         return "timed out"
     return f"{type(error).__name__}: {error}"
 
@@ -423,7 +423,7 @@ class Lease:
         self.lost = asyncio.Event()
         self._task: asyncio.Task | None = None
 
-    async def __aenter__(self) -> Lease:
+    async def __aenter__(self) -> Self:
         asked = time.monotonic()
         self.id = await self.client.grant(self.ttl)
         self._task = asyncio.ensure_future(self._keep(asked))

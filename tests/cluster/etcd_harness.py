@@ -113,10 +113,10 @@ class EtcdCluster:
                 argv += ["--cert-file", self.certs.server_cert, "--key-file",
                          self.certs.server_key, "--trusted-ca-file", self.certs.ca,
                          "--client-cert-auth"]
-            log = open(self.base / f"{member.name}.log", "wb")
-            member.process = subprocess.Popen(argv, stdout=log, stderr=log,
-                                              stdin=subprocess.DEVNULL, start_new_session=True)
-            log.close()
+            with open(self.base / f"{member.name}.log", "wb") as log:
+                member.process = subprocess.Popen(argv, stdout=log, stderr=log,
+                                                  stdin=subprocess.DEVNULL,
+                                                  start_new_session=True)
         for index in range(len(self.members)):
             self.wait_healthy(index)
 

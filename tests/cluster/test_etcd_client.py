@@ -12,10 +12,16 @@ from reconciler.cluster import etcd
 from tests.cluster.etcd_harness import EtcdCluster
 
 
+async def stored(client: etcd.Client, key: str) -> etcd.KV:
+    found = await client.get(key)
+    assert found is not None, f"{key} is not in etcd"
+    return found
+
+
 async def test_keys_ranges_and_transactions(etcd1: EtcdCluster):
     async with etcd.Client(etcd1.endpoints) as client:
         first = await client.put("/t/a", "1")
-        assert (await client.get("/t/a")).value == b"1"
+        assert (await stored(client, "/t/a")).value == b"1"
         assert await client.get("/t/missing") is None
         for i in range(25):
             await client.put(f"/t/many/{i:03}", json.dumps({"i": i}))
@@ -32,7 +38,7 @@ async def test_keys_ranges_and_transactions(etcd1: EtcdCluster):
         assert await client.create("/t/claim", "node-1") is True
         won, _ = await client.txn([etcd.compare("/t/a", "mod", "=", first)],
                                   [etcd.put_op("/t/a", "2")])
-        assert won and (await client.get("/t/a")).value == b"2"
+        assert won and (await stored(client, "/t/a")).value == b"2"
         won, responses = await client.txn([etcd.compare("/t/a", "value", "=", "1")],
                                           [etcd.put_op("/t/a", "3")], [etcd.range_op("/t/a")])
         assert not won and etcd.kvs_of(responses[0])[0].value == b"2"
@@ -51,8 +57,8 @@ async def test_kill_9_of_the_member_in_use(etcd3: EtcdCluster):
         etcd3.kill(etcd3.index_of(used))
         await client.put("/t/after", "2")  # the other two still have a quorum
         assert client.endpoint != used
-        assert (await client.get("/t/before")).value == b"1"
-        assert (await client.get("/t/after")).value == b"2"
+        assert (await stored(client, "/t/before")).value == b"1"
+        assert (await stored(client, "/t/after")).value == b"2"
 
 
 async def test_a_stopped_member_does_not_hang_requests_or_watches(etcd3: EtcdCluster):
@@ -135,15 +141,14 @@ async def test_a_lease_is_kept_across_failover(etcd3: EtcdCluster):
             # Two TTLs: the lease outlives them only if keepalives found another member.
             await asyncio.sleep(6)
             assert not lease.lost.is_set()
-            assert (await client.get("/t/l/owned")).lease == lease.id
+            assert (await stored(client, "/t/l/owned")).lease == lease.id
         assert await client.get("/t/l/owned") is None  # revoked at the block's end
 
 
 async def test_a_lease_revoked_elsewhere_is_lost(etcd1: EtcdCluster):
-    async with etcd.Client(etcd1.endpoints) as client:
-        async with client.keep(3) as lease:
-            await client.revoke(lease.id)
-            await asyncio.wait_for(lease.lost.wait(), 10)
+    async with etcd.Client(etcd1.endpoints) as client, client.keep(3) as lease:
+        await client.revoke(lease.id)
+        await asyncio.wait_for(lease.lost.wait(), 10)
 
 
 async def test_tls_with_client_certificates(etcd_tls: EtcdCluster):
@@ -152,7 +157,7 @@ async def test_tls_with_client_certificates(etcd_tls: EtcdCluster):
     async with etcd.Client(etcd_tls.endpoints, ca=certs.ca, cert=certs.client_cert,
                            key=certs.client_key) as client:
         start = await client.put("/t/tls", "secure")
-        assert (await client.get("/t/tls")).value == b"secure"
+        assert (await stored(client, "/t/tls")).value == b"secure"
         watch = client.watch("/t/", start_revision=start)
         assert (await asyncio.wait_for(anext(watch), 10)).kv.key == "/t/tls"
         await watch.aclose()

@@ -38,11 +38,10 @@ class Host:
         self.agent: subprocess.Popen | None = None
 
     def start_agent(self, *args: str) -> None:
-        log = open(self.stack.dir / "agent.log", "wb")
-        self.agent = subprocess.Popen(self.stack.argv("agent", "--log-format", "json", *args),
-                                      env=self.stack.env(), stdin=subprocess.DEVNULL,
-                                      stdout=log, stderr=log, start_new_session=True)
-        log.close()
+        with open(self.stack.dir / "agent.log", "wb") as log:
+            self.agent = subprocess.Popen(
+                self.stack.argv("agent", "--log-format", "json", *args), env=self.stack.env(),
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
         waiting.wait_for(lambda: self.stack.agent_pid() or self._died(), timeout=60,
                          what="the agent to answer")
 
@@ -96,6 +95,12 @@ def join(hosts: list[Host], cluster: EtcdCluster, name: str, address: str,
     return host
 
 
+async def stored(client: etcd.Client, key: str) -> etcd.KV:
+    found = await client.get(key)
+    assert found is not None, f"{key} is not in etcd"
+    return found
+
+
 def by_name(nodes: list[dict]) -> dict[str, dict]:
     return {n["Hostname"]: n for n in nodes}
 
@@ -104,10 +109,12 @@ def test_two_hosts_are_ready_then_one_dies_and_is_removed(etcd1: EtcdCluster, ho
     h1 = join(hosts, etcd1, "h1", "10.99.0.1", "zone=a")
     h2 = join(hosts, etcd1, "h2", "10.99.0.2", "zone=b")
 
-    listed = waiting.wait_for(
-        lambda: (lambda n: n if {"h1", "h2"} <= set(n) and
-                 all(n[h]["Status"] == "Ready" for h in ("h1", "h2")) else None)(
-            by_name(h1.nodes())), timeout=30, what="both nodes Ready")
+    def both_ready() -> dict[str, dict] | None:
+        nodes = by_name(h1.nodes())
+        ready = all(nodes.get(h, {}).get("Status") == "Ready" for h in ("h1", "h2"))
+        return nodes if ready else None
+
+    listed = waiting.wait_for(both_ready, timeout=30, what="both nodes Ready")
     assert listed["h1"]["Self"] is True and listed["h2"]["Self"] is False
     assert (listed["h1"]["Address"], listed["h1"]["EngineLabels"]) == ("10.99.0.1", "zone=a")
     assert (listed["h2"]["Address"], listed["h2"]["EngineLabels"]) == ("10.99.0.2", "zone=b")
@@ -174,10 +181,10 @@ async def test_a_lost_lease_registers_again_in_one_transaction(etcd1: EtcdCluste
         try:
             await asyncio.wait_for(member.registered.wait(), 10)
             first = member.lease_id
-            status = await client.get(keys.node_status(node_id))
+            status = await stored(client, keys.node_status(node_id))
             assert status is not None and status.lease == first
             assert json.loads(status.value)["engine_labels"] == {"zone": "a"}
-            assert (await client.get(vtep)).lease == first
+            assert (await stored(client, vtep)).lease == first
             await client.put(keys.node_spec(node_id), json.dumps(
                 {"name": "h1", "role": "worker", "availability": "active",
                  "labels": {"kept": "yes"}}))
@@ -193,8 +200,8 @@ async def test_a_lost_lease_registers_again_in_one_transaction(etcd1: EtcdCluste
                     await asyncio.sleep(0.1)
 
             again = await asyncio.wait_for(registered_again(), 15)
-            assert (await client.get(vtep)).mod_revision == again.mod_revision  # one txn
-            spec = json.loads((await client.get(keys.node_spec(node_id))).value)
+            assert (await stored(client, vtep)).mod_revision == again.mod_revision  # one txn
+            spec = json.loads((await stored(client, keys.node_spec(node_id))).value)
             assert spec["labels"] == {"kept": "yes"}  # the admin's spec is not made again
         finally:
             running.cancel()
