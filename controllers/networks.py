@@ -32,6 +32,7 @@ DEFAULT_MTU = 1500
 PROJECT = "com.docker.compose.project"
 NETWORK = "com.docker.compose.network"
 MTU_OPTION = "com.docker.network.driver.mtu"
+UNDERLAY_DRIVERS = ("macvlan", "ipvlan")
 
 
 class NetworkControllerError(Exception):
@@ -53,19 +54,31 @@ def _labels_dir(ctx: context.Context) -> Path:
 def spec_for(name: str, net: spec_model.Network) -> net_model.NetworkSpec:
     pool = net.ipam.config[0] if net.ipam and net.ipam.config else None
     mtu = net.driver_opts.get("com.docker.network.driver.mtu")
+    driver, parent, mode = _underlay(net)
     return net_model.NetworkSpec(
         name=name, subnet=pool.subnet if pool else None, gateway=pool.gateway if pool else None,
         ip_range=pool.ip_range if pool else None,
         aux_addresses=tuple(pool.aux_addresses.values()) if pool else (),
         internal=bool(net.internal), external=bool(net.external),
-        mtu=int(mtu) if mtu else DEFAULT_MTU)
+        mtu=int(mtu) if mtu else DEFAULT_MTU, driver=driver, parent=parent, mode=mode)
+
+
+def _underlay(net: spec_model.Network) -> tuple[str, str, str]:
+    """The network's driver, and an underlay's parent link and mode from docker's driver_opts."""
+    if net.driver not in UNDERLAY_DRIVERS:
+        return "bridge", "", ""
+    return (net.driver, str(net.driver_opts.get("parent", "")),
+            str(net.driver_opts.get(f"{net.driver}_mode", "")))
 
 
 async def ensure(ctx: context.Context, project: str, key: str, name: str,
                  net: spec_model.Network, config_hash: str) -> None:
-    if net.driver not in (None, "bridge", "default"):
+    if net.driver == "overlay":
+        raise NetworkControllerError(f"network {key}: driver overlay needs pcompose agent "
+                                     "--cluster (this agent runs one host)")
+    if net.driver not in (None, "bridge", "default", *UNDERLAY_DRIVERS):
         raise NetworkControllerError(f"network {key}: driver {net.driver!r} is not supported "
-                                     "on a single host (bridge only)")
+                                     "(bridge, macvlan, ipvlan)")
     try:
         await asyncio.to_thread(bridge.ensure_network, ctx.net_host, spec_for(name, net))
     except bridge.NetworkError as err:
@@ -183,7 +196,7 @@ def _view(ctx: context.Context, net: net_model.Network, members: list[Member],
         ip_range=pool.ip_range if pool else None, internal=net.internal,
         attachable=bool(meta.get("attachable")), labels=tuple(sorted(labels.items())),
         options=tuple(sorted(options.items())),
-        members=tuple(sorted(members, key=lambda m: m.container)))
+        members=tuple(sorted(members, key=lambda m: m.container)), driver=net.driver)
 
 
 def list_all(ctx: context.Context) -> list[NetworkView]:

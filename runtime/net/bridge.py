@@ -9,7 +9,7 @@ from pathlib import Path
 
 import structlog
 
-from runtime.net import dns, flight, ipam, links, model, names, netns, nft, ports, records, resolvconf
+from runtime.net import dns, flight, ipam, links, model, names, netns, nft, ports, records, resolvconf, underlay
 
 log = structlog.get_logger(__name__)
 
@@ -56,7 +56,13 @@ def ensure_network(host: model.Host, spec: model.NetworkSpec) -> model.Network:
         if spec.name not in known:
             raise NetworkError(f"network {spec.name} declared as external, but could not be found")
         return known[spec.name]
-    bridge = spec.bridge or names.bridge(host.agent, spec.name)
+    bridge = "" if spec.driver in underlay.DRIVERS else spec.bridge or names.bridge(host.agent, spec.name)
+    if spec.driver in underlay.DRIVERS:
+        try:  # nothing to make on the host: its parent link must be there
+            underlay.check(underlay.Underlay(spec.driver, spec.parent, spec.mode), f"networks.{spec.name}")
+            underlay.parent_mtu(host.netns, spec.parent)
+        except underlay.UnderlayError as exc:
+            raise NetworkError(str(exc)) from None
     if len(bridge.encode()) > names.IFNAMSIZ:
         raise NetworkError(f"networks.{spec.name}: bridge name {bridge!r} is longer than 15 bytes")
     try:
@@ -66,9 +72,11 @@ def ensure_network(host: model.Host, spec: model.NetworkSpec) -> model.Network:
         )
     except ipam.IpamError as exc:
         raise NetworkError(str(exc)) from None
-    net = model.Network(spec.name, bridge, pool.subnet, pool.gateway, spec.internal, False, spec.mtu)
-    links.ensure_bridge(host.netns, bridge, net.gateway, net.prefixlen, net.mtu,
-                        label=label(host, "network", net.name))
+    net = model.Network(spec.name, bridge, pool.subnet, pool.gateway, spec.internal, False, spec.mtu,
+                        spec.driver, spec.parent, spec.mode)
+    if bridge:
+        links.ensure_bridge(host.netns, bridge, net.gateway, net.prefixlen, net.mtu,
+                            label=label(host, "network", net.name))
     if known.get(spec.name) != net:
         records.save_network(host.state_root, net)
         log.info("network.created", network=net.name, bridge=bridge, subnet=net.subnet)
@@ -90,10 +98,12 @@ def remove_network(host: model.Host, name: str, external: bool = False) -> None:
     net = records.networks(host.state_root).get(name)
     bridge = net.bridge if net else names.bridge(host.agent, name)
     # Ends whose namespace was removed a moment ago may still wait for the kernel to take them.
-    for link in links.observe(host.netns).values():
+    # An underlay network has no bridge: its children went with their containers' namespaces.
+    for link in links.observe(host.netns).values() if bridge else ():
         if link.master == bridge:
             links.remove_link(host.netns, link.ifname)
-    links.remove_link(host.netns, bridge)
+    if bridge:
+        links.remove_link(host.netns, bridge)
     ipam.release_network(host.state_root, name)
     records.drop_network(host.state_root, name)
     sync_rules(host)
@@ -190,10 +200,10 @@ def attach(host: model.Host, c: model.ContainerNet, sync: bool = True) -> model.
     try:
         for index, spec in enumerate(ordered):
             made.append(_join(host, c, nets[spec.network], spec, index))
-    except (ipam.IpamError, OSError) as exc:
+    except (ipam.IpamError, underlay.UnderlayError, OSError) as exc:
         if previous is None:
             _undo(host, c, made)
-        raise NetworkError(str(exc)) if isinstance(exc, ipam.IpamError) else exc
+        raise NetworkError(str(exc)) if isinstance(exc, (ipam.IpamError, underlay.UnderlayError)) else exc
     wanted = {ep.network for ep in ordered}
     for old in previous.endpoints if previous else ():
         if old.network not in wanted:
@@ -220,8 +230,12 @@ def _join(host: model.Host, c: model.ContainerNet, net: model.Network, spec: mod
     lease = ipam.allocate(host.state_root, net.name, c.container, spec.ipv4, spec.mac)
     host_if = names.host_veth(host.agent, c.container, net.name)
     ifname = names.container_ifname(index)
-    links.ensure_veth(host.netns, host_if, net.bridge, c.netns, ifname, lease.ipv4,
-                      net.prefixlen, lease.mac, net.mtu, label=label(host, c.container, net.name))
+    if net.driver in underlay.DRIVERS:  # a child of the host link instead of a veth
+        underlay.ensure_endpoint(host.netns, underlay.Underlay(net.driver, net.parent, net.mode),
+                                 c.netns, ifname, lease.ipv4, net.prefixlen, lease.mac, net.mtu)
+    else:
+        links.ensure_veth(host.netns, host_if, net.bridge, c.netns, ifname, lease.ipv4,
+                          net.prefixlen, lease.mac, net.mtu, label=label(host, c.container, net.name))
     return model.Endpoint(c.container, net.name, ifname, host_if, lease.ipv4, lease.mac, spec.aliases)
 
 
@@ -263,16 +277,19 @@ def detach(host: model.Host, container: str, ns: Path | None = None, sync: bool 
 def write_files(host: model.Host, att: model.Attachment) -> tuple[Path, Path]:
     """The container's resolv.conf (the embedded DNS of its first network) and hosts files."""
     c = att.container
-    gateways = {n.name: n.gateway for n in records.networks(host.state_root).values()}
+    # the embedded DNS listens on bridges' gateways only: an underlay's gateway is a router
+    gateways = {n.name: n.gateway for n in records.networks(host.state_root).values() if n.bridge}
     if _shares(c.mode):
         owner = [a for a in records.attachments(host.state_root).values()
                  if a.container.netns == c.netns and a.container.mode == "bridge"]
         ends = owner[0].endpoints if owner else ()
     else:
         ends = att.endpoints
-    if ends:
-        servers = (gateways[ends[0].network],)
-    elif c.mode == "host":
+    served = [e for e in ends if e.network in gateways]
+    servers: tuple[str, ...]
+    if served:
+        servers = (gateways[served[0].network],)
+    elif c.mode == "host" or ends:
         servers = c.dns or resolvconf.host_resolvers()
     else:
         servers = c.dns
@@ -284,7 +301,7 @@ def write_files(host: model.Host, att: model.Attachment) -> tuple[Path, Path]:
 def desired_rules(host: model.Host) -> nft.Ruleset:
     """The table from the records: every network, and each published port on the container's
     first non-internal network."""
-    nets = records.networks(host.state_root)
+    nets = {k: n for k, n in records.networks(host.state_root).items() if n.bridge}  # no rules for underlays
     published = []
     for att in records.attachments(host.state_root).values():
         outward = [e for e in att.endpoints if e.network in nets and not nets[e.network].internal]
@@ -315,7 +332,7 @@ def sync_rules(host: model.Host) -> None:
 
 def dns_views(host: model.Host) -> dict[str, dns.View]:
     """The per-network names the DNS server should answer now."""
-    return dns.views(list(records.networks(host.state_root).values()),
+    return dns.views([n for n in records.networks(host.state_root).values() if n.bridge],
                      list(records.attachments(host.state_root).values()))
 
 

@@ -37,11 +37,17 @@ class NetworkSpec:
     external: bool = False
     mtu: int = 1500
     bridge: str | None = None
+    # "bridge", or an underlay driver (macvlan, ipvlan) with the host link its containers'
+    # interfaces hang off and the driver's mode ("" for its default)
+    driver: str = "bridge"
+    parent: str = ""
+    mode: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
 class Network:
-    """A network that exists: its bridge, subnet and gateway are settled."""
+    """A network that exists: its bridge, subnet and gateway are settled. An underlay network
+    (`driver` macvlan or ipvlan) has no bridge (""): its gateway is the hosts' router."""
 
     name: str
     bridge: str
@@ -50,6 +56,9 @@ class Network:
     internal: bool = False
     external: bool = False
     mtu: int = 1500
+    driver: str = "bridge"
+    parent: str = ""
+    mode: str = ""
 
     @property
     def prefixlen(self) -> int:

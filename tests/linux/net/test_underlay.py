@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime.net import links, names, underlay
+from runtime.net import bridge, links, model, names, netns, underlay
 from tests.linux.net import simhosts
 
 GATEWAY = "198.18.0.254"  # the underlay bridge's own address: the hosts' "router"
@@ -97,3 +97,45 @@ def test_ipvlan_children_on_two_hosts_reach_each_other(cluster, mode):
     child(cluster, 2, "c2", "198.18.0.81", lan)
     assert simhosts.ping(c1, "198.18.0.81")
     assert simhosts.ping(c1, cluster.underlay_ip(2))
+
+
+def test_a_container_joins_a_macvlan_network_through_the_network_runtime(cluster, unique,
+                                                                          state_root):
+    """bridge.attach gives a container on a macvlan network a child of the host link instead of
+    a veth: an address from the network's ip_range, the underlay's gateway as default route, no
+    bridge and no nft rules of its own; detach and removal leave nothing."""
+    h1 = cluster.host(1)
+    cluster.host(2)
+    host = model.Host(agent=unique, state_root=state_root, run_dir=cluster.run_dir, netns=h1)
+    spec = model.NetworkSpec(name="p_lan", subnet="198.18.0.0/24", gateway=GATEWAY,
+                             ip_range="198.18.0.64/28", driver="macvlan", parent="eth0",
+                             mode="bridge")
+    try:
+        net = bridge.ensure_network(host, spec)
+        assert (net.bridge, net.driver, net.parent) == ("", "macvlan", "eth0")
+        c = model.ContainerNet(container="p-web-1", netns=netns.path(cluster.run_dir, "p-web-1"),
+                               service="web", endpoints=(model.EndpointSpec("p_lan"),))
+        att = bridge.attach(host, c)
+        assert att.endpoints[0].ipv4 == "198.18.0.64"
+        assert simhosts.ping(c.netns, cluster.underlay_ip(2))
+        assert "default via 198.18.0.254 dev eth0" in simhosts.ip_cmd(c.netns, "route")
+        assert "macvlan mode bridge" in simhosts.ip_cmd(c.netns, "-d", "link", "show", "eth0")
+        assert bridge.dns_views(host) == {}  # no embedded DNS listener on a router's address
+        assert bridge.desired_rules(host).networks == ()
+        bridge.detach(host, "p-web-1")
+        bridge.remove_network(host, "p_lan")
+        assert {line.split(":")[1].strip().split("@")[0]
+                for line in simhosts.ip_cmd(h1, "-o", "link").splitlines()} == {"lo", "eth0"}
+    finally:
+        bridge.teardown(host)
+
+
+def test_a_network_on_a_missing_parent_is_refused(cluster, unique, state_root):
+    host = model.Host(agent=unique, state_root=state_root, run_dir=cluster.run_dir,
+                      netns=cluster.host(1))
+    spec = model.NetworkSpec(name="p_lan", subnet="198.18.0.0/24", driver="macvlan", parent="eth7")
+    try:
+        with pytest.raises(bridge.NetworkError, match="parent link eth7 does not exist"):
+            bridge.ensure_network(host, spec)
+    finally:
+        bridge.teardown(host)
