@@ -65,8 +65,8 @@ def request_for(project: str, stack: spec_model.Stack, service: str, options: Op
     where_ = f"service {service}: build"
     context_dir = b.context or working_dir
     if "://" in context_dir or context_dir.startswith("git@"):
-        raise BuildRefused(f"{where_}.context {context_dir}: only a local directory can be a build "
-                           "context here (no network for builds)")
+        raise BuildRefused(f"{where_}.context {context_dir} is remote: only a local directory can be a "
+                           "build context here (builds have no network)")
     host = manifest.host()
     for platform in ([svc.platform] if svc.platform else []) + list(b.platforms):
         try:

@@ -1,4 +1,4 @@
-"""Checks of a service's `build:` that pcompose can build here: a local context, this host's platform, known references."""
+"""Warnings for `build:` sections pcompose cannot build here: a remote context, another platform, unknown references."""
 
 from __future__ import annotations
 
@@ -15,8 +15,10 @@ def host_platform_name() -> str:
     return f"linux/{_ARCH.get(machine, machine)}"
 
 
-def check(stack: model.Stack, enabled: tuple[str, ...], place_of) -> None:
-    """SpecError, at the key, for a build that cannot be made here (before anything is done)."""
+def check(stack: model.Stack, enabled: tuple[str, ...], place_of) -> list[errors.Warning]:
+    """A warning, at its key, for each build that cannot be made here: the file is valid (config
+    and other tools take it), the build itself refuses it when asked."""
+    out: list[errors.Warning] = []
     host = host_platform_name()
     for name in enabled:
         svc = stack.services[name]
@@ -26,19 +28,21 @@ def check(stack: model.Stack, enabled: tuple[str, ...], place_of) -> None:
         base = ("services", name, "build")
         context = b.context or ""
         if "://" in context or context.startswith("git@"):
-            raise errors.SpecError(f'service "{name}": build context {context} is remote; pcompose builds '
-                                   "from a local directory only (builds have no network)", place_of(base))
+            out.append(errors.Warning(f'service "{name}": build context {context} is remote; pcompose '
+                                      "builds from a local directory only (builds have no network)",
+                                      place_of(base)))
         wanted = [(p, ("services", name, "platform")) for p in ([svc.platform] if svc.platform else [])]
         wanted += [(p, base + ("platforms", i)) for i, p in enumerate(b.platforms)]
         for value, where in wanted:
             if "/".join(value.split("/")[:2]) != host:
-                raise errors.SpecError(f'service "{name}": platform {value}: only this host\'s platform '
-                                       f"({host}) can be built", place_of(where))
+                out.append(errors.Warning(f'service "{name}": platform {value}: only this host\'s '
+                                          f"platform ({host}) can be built", place_of(where)))
         for key, value in b.additional_contexts.items():
             if value.startswith("service:") and value[8:] not in stack.services:
-                raise errors.SpecError(f'service "{name}": build context {key} refers to undefined service '
-                                       f"{value[8:]}", place_of(base + ("additional_contexts", key)))
+                out.append(errors.Warning(f'service "{name}": build context {key} refers to undefined '
+                                          f"service {value[8:]}", place_of(base + ("additional_contexts", key))))
         for i, ref in enumerate(b.secrets):
             if ref.source not in stack.secrets:
-                raise errors.SpecError(f'service "{name}" refers to undefined build secret {ref.source}',
-                                       place_of(base + ("secrets", i)))
+                out.append(errors.Warning(f'service "{name}" refers to undefined build secret {ref.source}',
+                                          place_of(base + ("secrets", i))))
+    return out

@@ -13,7 +13,7 @@ def check(stack: model.Stack, enabled: tuple[str, ...], place_of) -> list[errors
     for name in enabled:
         _check_service(stack, name, enabled, place_of, warnings)
     _check_cycles(stack, enabled, place_of)
-    builds.check(stack, enabled, place_of)
+    warnings += builds.check(stack, enabled, place_of)
     return warnings
 
 
