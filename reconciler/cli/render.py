@@ -261,6 +261,37 @@ class Progress:
             self._writer.title = title
 
 
+class BuildLines:
+    """A build's progress from BuildKit's plain lines, as `pcompose build` streams them:
+    `#3 [stage 1/2] RUN make` begins step 3 (a row of the `[+] Building` block), `#3 DONE
+    0.4s` and `#3 CACHED` end it, `#3 ERROR: ...` fails it; the step's other `#3 ...` lines
+    are its output. Off a terminal (plain) every line is written as it came, as docker's
+    `--progress plain` does; in JSON each step's changes are events."""
+
+    def __init__(self, shown: Progress) -> None:
+        self.shown = shown
+        self.steps: dict[str, str] = {}  # step number -> its row's name
+
+    def line(self, text: str) -> None:
+        if self.shown.mode == "plain":
+            print(text, file=self.shown.stream, flush=True)
+            return
+        number, _, rest = text.partition(" ")
+        if not number.startswith("#") or not number[1:].isdigit():
+            return  # not a step's line: a plain run shows it, the block has no row for it
+        name = self.steps.get(number)
+        if name is None:
+            name = self.steps[number] = f"{number} {rest}".rstrip()
+            self.shown.event(progress.Event(name, "Building"))
+        elif rest.startswith("DONE"):
+            self.shown.event(progress.Event(name, "Done", progress.DONE))
+        elif rest == "CACHED":
+            self.shown.event(progress.Event(name, "Cached", progress.DONE))
+        elif rest.startswith("ERROR"):
+            self.shown.event(progress.Event(name, "Error", progress.ERROR,
+                                            rest[len("ERROR"):].lstrip(": ")))
+
+
 def container_event(event, service: str, as_json: bool) -> str:
     """docker compose events' line for a container event: text, or its JSON object."""
     when = dt.datetime.fromtimestamp(event.time, dt.timezone.utc)

@@ -243,3 +243,33 @@ def test_timestamps_as_docker_writes_them(capsys):
     bare.write("p-web-1", oci_logs.LogLine(time=when, stream="stdout", text="hello"))
     assert capsys.readouterr().out.splitlines() == [
         "web-1  | 2026-01-02T03:04:05.120000000Z hello", "hello"]
+
+
+BUILD = ["#1 [internal] load build definition from Dockerfile", "#1 DONE 0.0s",
+         "#2 [web 1/2] FROM busybox:latest", "#2 CACHED",
+         "#3 [web 2/2] RUN make", "#3 0.512 cc -o app app.c", "#3 ERROR: exit code: 2",
+         "a line of no step"]
+
+
+def test_a_build_s_lines_are_rows_of_a_building_block():
+    out, clock = io.StringIO(), Clock()
+    shown = render.Progress(out, "Building")
+    shown._writer = progress.Block(out, "Building", colour=False, clock=clock)
+    steps = render.BuildLines(shown)
+    for line in BUILD:
+        steps.line(line)
+    rows = shown._writer.rows
+    assert [(r.event.id, r.event.text, r.event.detail) for r in rows.values()] == [
+        ("#1 [internal] load build definition from Dockerfile", "Done", ""),
+        ("#2 [web 1/2] FROM busybox:latest", "Cached", ""),
+        ("#3 [web 2/2] RUN make", "Error", "exit code: 2")]
+    assert progress.draw(rows, "Building", 0.0, 80, False)[0] == "[+] Building 2/3"
+    shown.close()
+
+
+def test_a_build_off_a_terminal_is_its_plain_lines_as_they_came():
+    out = io.StringIO()
+    steps = render.BuildLines(render.Progress(out, "Building"))
+    for line in BUILD:
+        steps.line(line)
+    assert out.getvalue().splitlines() == BUILD
