@@ -409,7 +409,7 @@ def rules_drift(host: model.Host, nets: dict[str, model.Network] | None = None) 
     """"" when the table is what the last apply left, else why not. A table another
     process applied since from newer records is that apply's to record, not drift."""
     nets = records.networks(host.state_root) if nets is None else nets
-    if not nets:
+    if not any(n.bridge for n in nets.values()):  # underlay networks alone have no table
         return ""
     table = names.table(host.agent)
     listed = nft.listed_digest(host.netns, table)

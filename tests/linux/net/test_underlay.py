@@ -122,6 +122,8 @@ def test_a_container_joins_a_macvlan_network_through_the_network_runtime(cluster
         assert "macvlan mode bridge" in simhosts.ip_cmd(c.netns, "-d", "link", "show", "eth0")
         assert bridge.dns_views(host) == {}  # no embedded DNS listener on a router's address
         assert bridge.desired_rules(host).networks == ()
+        # nothing for drift repair to mend: no bridge, veth or table was meant to be there
+        assert bridge.drift(host) == bridge.Drift({}, {}, "")
         bridge.detach(host, "p-web-1")
         bridge.remove_network(host, "p_lan")
         assert {line.split(":")[1].strip().split("@")[0]
