@@ -120,7 +120,7 @@ def projects(ctx: context.Context) -> dict[str, str]:
     base = _labels_dir(ctx)
     if not base.is_dir():
         return {}
-    out = {}
+    out: dict[str, str] = {}
     for path in base.glob("*.json"):
         project = context.read_json(path).get("project")
         if project:

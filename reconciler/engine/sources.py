@@ -8,6 +8,7 @@ import errno
 import socket
 from collections.abc import Awaitable, Callable, Hashable, Iterable
 from pathlib import Path
+from typing import TypeVar
 
 import structlog
 import watchfiles
@@ -44,16 +45,18 @@ async def resync_every(interval: float, keys: Callable[[], Iterable[Hashable]],
         await clock.sleep(interval)
 
 
-# None: the source lost events (a netlink overflow), so every key may have changed.
-KeysForNames = Callable[[set[str] | None], Iterable[Hashable]]
+K = TypeVar("K", bound=Hashable)
 
 
 async def watch_socket(sock: socket.socket, names_of: Callable[[bytes], set[str]],
-                       keys_for: KeysForNames, add: Callable[[Hashable], None], *,
+                       keys_for: Callable[[set[str] | None], Iterable[K]],
+                       add: Callable[[K], None], *,
                        debounce: float = 0.05) -> None:
     """Queue the keys `keys_for` derives from the names `names_of` reads in each datagram of
     `sock` (a netlink socket subscribed to link and address changes), a batch per
-    `debounce` seconds: a deleted bridge and the veths it takes along are one look."""
+    `debounce` seconds: a deleted bridge and the veths it takes along are one look.
+    `keys_for` is given None when the socket lost events (a netlink overflow): every key
+    may have changed."""
     loop = asyncio.get_running_loop()
     ready = asyncio.Event()
     loop.add_reader(sock.fileno(), ready.set)
@@ -86,8 +89,8 @@ async def watch_socket(sock: socket.socket, names_of: Callable[[bytes], set[str]
         loop.remove_reader(sock.fileno())
 
 
-async def check_every(interval: float, check: Callable[[], Awaitable[Iterable[Hashable]]],
-                      add: Callable[[Hashable], None], *,
+async def check_every(interval: float, check: Callable[[], Awaitable[Iterable[K]]],
+                      add: Callable[[K], None], *,
                       clock: clocks.Clock | None = None) -> None:
     """Run `check` every `interval` seconds and queue the keys it returns: for what no event
     announces (an nft table changed by hand), so that it is seen within `interval`."""

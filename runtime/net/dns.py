@@ -140,7 +140,7 @@ class Server:
         self.port = port
         self.resolver = Resolver()
         self.views: dict[str, View] = {}
-        self._listeners: dict[str, tuple[str, asyncio.DatagramTransport, asyncio.AbstractServer]] = {}
+        self._listeners: dict[str, tuple[str, asyncio.DatagramTransport, asyncio.Server]] = {}
 
     @classmethod
     def for_host(cls, host: model.Host, port: int = 53) -> "Server":

@@ -5,6 +5,7 @@ that no container was restarted for it."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 from pathlib import Path
@@ -12,6 +13,8 @@ from pathlib import Path
 from controllers import context
 from runtime.cgroups import drivers
 from runtime.net import names, records
+from runtime.oci import observe
+from tests.support import oci_image
 from tests.support.waiting import wait_for
 
 REPAIR_PATIENCE = 30.0  # the agent repairs within ~2 s; this only bounds a failing test
@@ -60,7 +63,7 @@ def page(stack) -> str:
 
 def link(stack, name: str) -> dict | None:
     done = subprocess.run(["ip", "-n", stack.host_netns, "-j", "-d", "addr", "show", "dev", name],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, check=False)
     return json.loads(done.stdout)[0] if done.returncode == 0 else None
 
 
@@ -142,9 +145,6 @@ def test_a_removed_published_port_comes_back(stack):
 def _limit_file(stack, name: str, v1_file: str, v2_file: str) -> Path:
     """The control file of a container's limit, where the cgroup driver the runtime detects
     keeps it (a v2 machine reads v2's files, never a v1 path that is not there)."""
-    from runtime.oci import observe
-    import asyncio
-
     found = asyncio.run(observe.list_containers(ctx(stack).layout, stack.project))
     path = next(o.cgroups_path for o in found if o.service == name)
     driver = drivers.detect()
@@ -184,8 +184,6 @@ def test_dns_sockets_destroyed_by_the_kernel_are_opened_again(stack):
 
 
 def test_a_moved_tag_recreates_its_containers_on_the_next_up_only(stack):
-    from tests.support import oci_image
-
     before = up(stack)
     rootfs = stack.dir / "rootfs.tar"
     rootfs.write_bytes(oci_image.busybox_layer().tar)

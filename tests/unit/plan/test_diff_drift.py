@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from reconciler.plan import diff, model
-from tests.unit.plan.test_diff import DB, P, WEB, nets, running, state
+from tests.unit.plan.test_diff import DB, WEB, nets, running, state
 
 
 def plan_of(desired, *containers, networks=None, rules_drift="", **options) -> str:
