@@ -3,6 +3,7 @@ one overlay (or two) across them, a "container" namespace per host on the overla
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import socket
 import subprocess
@@ -179,3 +180,18 @@ def test_removing_the_overlay_leaves_nothing_of_it(cluster):
     nft = subprocess.run(["nsenter", f"--net={h1}", "nft", "list", "tables"],
                          capture_output=True, text=True, check=True).stdout
     assert vxlan.isolation_table(specs[1]) not in nft
+
+
+def test_a_device_made_differently_is_made_again_and_the_next_sync_restores_its_peers(cluster):
+    specs = overlay(cluster, 2)
+    c1, _ = cluster.container(1, specs[1], "c1")
+    _, ip2 = cluster.container(2, specs[2], "c2")
+    moved = {n: dataclasses.replace(s, port=8472) for n, s in specs.items()}
+    for n, s in moved.items():
+        vxlan.ensure_overlay(cluster.hosts[f"h{n}"], s)
+    h1 = cluster.hosts["h1"]
+    assert "dstport 8472" in simhosts.ip_cmd(h1, "-d", "link", "show", moved[1].device)
+    changes = vxlan.sync_peers(h1, moved[1], [peer(cluster, 2)])
+    assert [c.split()[0] for c in changes] == ["fdb", "neigh", "route"]
+    vxlan.sync_peers(cluster.hosts["h2"], moved[2], [peer(cluster, 1)])
+    assert simhosts.ping(c1, ip2)
