@@ -328,6 +328,19 @@ def remove_overlay(ns: Path | None, spec: OverlaySpec) -> None:
     log.info("overlay.removed", network=spec.network, device=spec.device)
 
 
+@netns.on_worker
+def observe(ns: Path | None) -> dict[str, str]:
+    """The overlay devices and bridges in `ns`, by link name -> the network each serves (from
+    the alias they were made with), so an agent finds what it made without remembering it."""
+    out = {}
+    for link in netns.route(ns).get_links():
+        alias = link.get_attr("IFLA_IFALIAS") or ""
+        name = link.get_attr("IFLA_IFNAME")
+        if alias.startswith(LABEL + " ") and name.startswith((DEVICE_PREFIX, BRIDGE_PREFIX)):
+            out[name] = alias[len(LABEL) + 1:]
+    return out
+
+
 def render_members(port: int, addresses: Iterable[str], table: str = "pcompose_vxlan") -> str:
     """The member filter as one nft transaction: VXLAN packets (UDP to `port`) are accepted only
     from the cluster members' underlay addresses. VXLAN has neither authentication nor

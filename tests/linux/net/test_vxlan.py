@@ -87,6 +87,7 @@ def test_containers_on_two_hosts_reach_each_other_with_full_size_packets(cluster
     assert f"mtu {mtu}" in simhosts.ip_cmd(h1, "link", "show", specs[1].bridge)
     assert f"mtu {mtu}" in simhosts.ip_cmd(h1, "link", "show", "vc1")
     assert "inet 10.240.1.0/32" in simhosts.ip_cmd(h1, "addr", "show", specs[1].device)
+    assert vxlan.observe(h1) == {specs[1].device: "net100", specs[1].bridge: "net100"}
     routes = simhosts.ip_cmd(h1, "route", "show", "proto", str(vxlan.RTPROT))
     assert "unreachable 10.240.0.0/16" in routes
     assert f"10.240.2.0/24 via 10.240.2.0 dev {specs[1].device} onlink" in routes
@@ -174,6 +175,7 @@ def test_removing_the_overlay_leaves_nothing_of_it(cluster):
     h1 = cluster.hosts["h1"]
     vxlan.remove_overlay(h1, specs[1])
     vxlan.remove_overlay(h1, specs[1])  # again: nothing left is success
+    assert vxlan.observe(h1) == {}
     assert specs[1].device not in simhosts.ip_cmd(h1, "link")
     assert specs[1].bridge not in simhosts.ip_cmd(h1, "link")
     assert "10.240." not in simhosts.ip_cmd(h1, "route")
