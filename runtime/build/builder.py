@@ -149,7 +149,13 @@ class _Build:
             config["Labels"] = {**(config.get("Labels") or {}), **dict(self.request.labels)}
         n = self._begin(f"[{self.label.strip()}] exporting to image" if self.label else "exporting to image")
         began = time.monotonic()
-        image_id = image.write(self.store, config, target.layers, target.history, self.request.tags)
+        # The same steps give the same image (the same id), as BuildKit's do: the time of this
+        # build's history is the one recorded when this very image was first made.
+        identity = cache_mod.key(target.key, "image", config, target.history,
+                                 [layer.diff_id for layer in target.layers])
+        created = self.cache.created(identity)
+        history = [{**h, "created": created} if h.get("created", "") is None else h for h in target.history]
+        image_id = image.write(self.store, config, target.layers, history, self.request.tags, created=created)
         self.progress(f"#{n} writing image {image_id}")
         for tag in self.request.tags:
             self.progress(f"#{n} naming to {reference.parse(tag)}")
@@ -414,12 +420,12 @@ class _Build:
         elif cmd == "onbuild":
             cfg["OnBuild"] = [*(cfg.get("OnBuild") or []), self._text(inst)]
         elif cmd == "maintainer":
-            stage.history.append({"created": image.now(), "created_by": created_by, "empty_layer": True})
+            stage.history.append({"created": None, "created_by": created_by, "empty_layer": True})
             return
         else:
             raise self._error(inst, f"unknown instruction: {cmd.upper()}")
         stage.key = cache_mod.key(stage.key, cmd, created_by, sorted(env.items()))
-        stage.history.append({"created": image.now(), "created_by": created_by, "comment": HISTORY_COMMENT,
+        stage.history.append({"created": None, "created_by": created_by, "comment": HISTORY_COMMENT,
                               "empty_layer": True})
 
     def _healthcheck(self, stage: _Stage, inst: dockerfile.Instruction) -> dict[str, Any]:
@@ -504,7 +510,7 @@ class _Build:
                 self.ran += 1
                 self._done(n, began)
         stage.key = k
-        entry = {"created": image.now(), "created_by": created_by, "comment": HISTORY_COMMENT}
+        entry = {"created": None, "created_by": created_by, "comment": HISTORY_COMMENT}
         if empty:
             entry["empty_layer"] = True
         stage.history.append(entry)

@@ -52,13 +52,27 @@ class Cache:
         os.replace(tmp, self.dir / k)
 
 
+    def created(self, identity: str) -> str:
+        """When the image of `identity` (its final key) was first built: now, the first time."""
+        path = self.dir / f"image-{identity}"
+        with contextlib.suppress(FileNotFoundError, ValueError, KeyError, TypeError):
+            return str(json.loads(path.read_text())["created"])
+        when = image.now()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".tmp-")
+        with os.fdopen(fd, "w") as out:
+            json.dump({"created": when}, out)
+        os.replace(tmp, path)
+        return when
+
+
 def entries(store: store_mod.Store) -> list[tuple[image.LayerRef, ...]]:
     out = []
     directory = cache_dir(store)
     if not directory.is_dir():
         return out
     for path in directory.iterdir():
-        if path.name.startswith("."):
+        if path.name.startswith((".", "image-")):
             continue
         with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
             out.append(tuple(image.LayerRef.from_json(d) for d in json.loads(path.read_text())["layers"]))

@@ -61,12 +61,12 @@ def now() -> str:
 
 
 def write(store: store_mod.Store, config: dict[str, Any], layers: tuple[LayerRef, ...],
-          history: list[dict[str, Any]], tags: Iterable[str]) -> str:
+          history: list[dict[str, Any]], tags: Iterable[str], created: str | None = None) -> str:
     """Config, manifest and then the references, the last step: a build that fails before it leaves
     no name pointing at anything; returns the image id (the config digest)."""
     plat = manifest.host()
     document: dict[str, Any] = {
-        "architecture": plat.architecture, "os": plat.os, "created": now(), "config": config,
+        "architecture": plat.architecture, "os": plat.os, "created": created or now(), "config": config,
         "rootfs": {"type": "layers", "diff_ids": [layer.diff_id for layer in layers]},
         "history": history,
     }

@@ -30,6 +30,7 @@ TAIL_LINES = 10
 # metadata-only copy-ups pointing into the lower layers.
 OVERLAY_OPTIONS = "index=off,redirect_dir=off,metacopy=off"
 NETWORKS = ("none", "host", "default")
+CGROUP_ROOT = Path("/sys/fs/cgroup")
 _libc = ctypes.CDLL(None, use_errno=True)
 
 Output = Callable[[str], None]
@@ -235,3 +236,8 @@ class Snapshot:
     def _delete(self, cid: str) -> None:
         subprocess.run([self.where.runc_binary, "--root", str(self.where.runc_root), "delete", "--force", cid],
                        capture_output=True)
+        # runc took the step's own cgroup; the builds' parent goes once no other step is in it
+        for hierarchy in CGROUP_ROOT.iterdir():
+            if hierarchy.is_dir() and not hierarchy.is_symlink():
+                with contextlib.suppress(OSError):
+                    os.rmdir(hierarchy / self.where.cgroup_parent.strip("/"))

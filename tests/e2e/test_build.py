@@ -54,6 +54,8 @@ def test_up_builds_the_missing_image_and_runs_it_and_up_build_recreates(stack):
 
     cached = stack.pc("build", "web")
     assert cached.stderr.count("CACHED") >= 3, cached.stderr
+    stack.pc("up", "-d")  # every step cached: the same image, so the container stays
+    assert _container(stack, "web")["ID"] == first
 
     (stack.dir / "app" / "page.txt").write_text("again\n")
     stack.pc("up", "-d", "--build")

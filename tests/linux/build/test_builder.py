@@ -120,7 +120,7 @@ def test_cache_hits_and_misses(build, ctx, where, store):
     first = build(dockerfile, tags=("c:1",))
     assert first.cached() == 0 and first.result.run_steps == 3
     again = build(dockerfile, tags=("c:1",))
-    assert again.cached() == 3 and again.result.image_id == first.result.image_id or again.cached() == 3
+    assert again.cached() == 3 and again.result.image_id == first.result.image_id  # the same image
     os.utime(ctx / "a.txt", (1, 1))  # touch alone
     touched = build(dockerfile, tags=("c:1",))
     assert touched.cached() == 3
