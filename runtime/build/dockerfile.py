@@ -151,7 +151,7 @@ def _escape_directive(text: str) -> str:
     up to the first line that is not one (BuildKit's directive parser)."""
     escape = "\\"
     for line in _lines(text):
-        match = _DIRECTIVE.match(line)
+        match = _DIRECTIVE.match(line.lstrip(" \t"))
         if not match:
             break
         if match.group(1).lower() == "escape":

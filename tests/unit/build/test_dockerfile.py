@@ -90,8 +90,15 @@ def test_escape_directive_bom_and_crlf() -> None:
         ("from", 2, ("scratch",)), ("run", 3, ("echo a   b",)), ("copy", 5, ("c:\\a", "d"))]
 
 
-def test_directives_stop_at_the_first_other_line() -> None:
-    assert dockerfile.parse("# a comment\n# escape=`\nFROM scratch\n").escape == "\\"
+@pytest.mark.parametrize(("text", "escape"), [
+    ("# a comment\n# escape=`\nFROM scratch\n", "\\"),
+    ("\n# escape=`\nFROM scratch\n", "\\"),
+    ("  # escape=`\nFROM scratch\n", "`"),
+    ("#ESCAPE = `\nFROM scratch\n", "`"),
+    ("# syntax=docker/dockerfile:1\n# escape=`\nFROM scratch\n", "`"),
+])
+def test_directives_only_at_the_top_as_the_parser_reads_them(text: str, escape: str) -> None:
+    assert dockerfile.parse(text).escape == escape
 
 
 def test_onbuild_trigger_keeps_its_flags_and_heredoc() -> None:
