@@ -183,30 +183,36 @@ def _ensure_device(ns: Path | None, spec: OverlaySpec) -> None:
 
 def ensure_overlay(ns: Path | None, spec: OverlaySpec) -> None:
     """The overlay on this host: its VXLAN device, its bridge with the subnet's gateway (both at
-    the overlay MTU), the unreachable route for the whole network, and its isolation rules.
+    the overlay MTU), the unreachable route for the whole network, and its nft table.
     Safe to repeat; peers are `sync_peers`'s."""
     _check(spec)
     _ensure_device(ns, spec)
     plen = ipaddress.ip_network(spec.subnet).prefixlen
     links.ensure_bridge(ns, spec.bridge, spec.gateway, plen, spec.mtu,
                         label=f"{LABEL} {spec.network}")
-    nft.run(ns, render_isolation(spec))
+    nft.run(ns, render_table(spec))
     log.info("overlay.ensured", network=spec.network, subnet=spec.subnet, device=spec.device)
 
 
-def isolation_table(spec: OverlaySpec) -> str:
+def table(spec: OverlaySpec) -> str:
+    """The overlay's own nft table in the host namespace."""
     return f"pcompose_vxlan_{spec.vni}"
 
 
-def render_isolation(spec: OverlaySpec) -> str:
-    """One table per overlay, replaced whole: forwarded traffic enters the VXLAN device only from
-    the overlay's bridge and leaves it only to that bridge. Without it the hosts' routing would
-    join overlays (a container of one reaches another overlay's subnet through its host)."""
-    t, dev, br = isolation_table(spec), f'"{spec.device}"', f'"{spec.bridge}"'
+def render_table(spec: OverlaySpec) -> str:
+    """The overlay's table, replaced whole. Forwarded traffic enters the VXLAN device only from
+    the overlay's bridge and leaves it only to that bridge: without that the hosts' routing would
+    join overlays (a container of one reaches another overlay's subnet through its host). And
+    containers keep their own source address towards peers: the agent's table masquerades what
+    leaves a bridge for anywhere else, and a source NAT to itself here, one priority earlier,
+    settles the connection's NAT before that rule is consulted."""
+    t, dev, br = table(spec), f'"{spec.device}"', f'"{spec.bridge}"'
     return (f"table ip {t} {{}}\ndelete table ip {t}\ntable ip {t} {{\n"
             "\tchain forward {\n\t\ttype filter hook forward priority -5; policy accept;\n"
             f"\t\tiifname {dev} oifname != {br} drop\n"
-            f"\t\toifname {dev} iifname != {br} drop\n\t}}\n}}\n")
+            f"\t\toifname {dev} iifname != {br} drop\n\t}}\n"
+            "\tchain postrouting {\n\t\ttype nat hook postrouting priority 99; policy accept;\n"
+            f"\t\toifname {dev} ip saddr {spec.subnet} snat ip to ip saddr\n\t}}\n}}\n")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -323,8 +329,8 @@ def remove_overlay(ns: Path | None, spec: OverlaySpec) -> None:
     missing already is success. Containers still on the bridge lose their link to it."""
     _remove_device(ns, spec)
     links.remove_link(ns, spec.bridge)
-    table = isolation_table(spec)
-    nft.run(ns, f"table ip {table} {{}}\ndelete table ip {table}\n")
+    name = table(spec)
+    nft.run(ns, f"table ip {name} {{}}\ndelete table ip {name}\n")
     log.info("overlay.removed", network=spec.network, device=spec.device)
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime.net import netns, vxlan
+from runtime.net import bridge, model, netns, vxlan
 from tests.linux.net import simhosts
 from tests.support import waiting
 
@@ -181,7 +181,7 @@ def test_removing_the_overlay_leaves_nothing_of_it(cluster):
     assert "10.240." not in simhosts.ip_cmd(h1, "route")
     nft = subprocess.run(["nsenter", f"--net={h1}", "nft", "list", "tables"],
                          capture_output=True, text=True, check=True).stdout
-    assert vxlan.isolation_table(specs[1]) not in nft
+    assert vxlan.table(specs[1]) not in nft
 
 
 def test_a_device_made_differently_is_made_again_and_the_next_sync_restores_its_peers(cluster):
@@ -197,3 +197,44 @@ def test_a_device_made_differently_is_made_again_and_the_next_sync_restores_its_
     assert [c.split()[0] for c in changes] == ["fdb", "neigh", "route"]
     vxlan.sync_peers(cluster.hosts["h2"], moved[2], [peer(cluster, 1)])
     assert simhosts.ping(c1, ip2)
+
+
+def test_containers_attached_by_the_agents_network_runtime_keep_their_addresses_across_hosts(
+        cluster, state_root, unique):
+    """The overlay's bridge as an agent's network (bridge.ensure_network, bridge.attach: veths at
+    the overlay MTU, the agent's nft table with its masquerade): a peer sees the container's own
+    address, not its host's."""
+    specs = overlay(cluster, 2)
+    hosts, atts = [], []
+    try:
+        for n in (1, 2):
+            s = specs[n]
+            host = model.Host(agent=f"{unique}{n}", state_root=state_root / f"h{n}",
+                              run_dir=cluster.run_dir / f"h{n}", netns=cluster.hosts[f"h{n}"])
+            hosts.append(host)
+            bridge.ensure_network(host, model.NetworkSpec(
+                name="p_mesh", bridge=s.bridge, subnet=s.subnet, gateway=s.gateway, mtu=s.mtu))
+            c = model.ContainerNet(container=f"p-web-{n}", service="web",
+                                   netns=netns.path(host.run_dir, f"p-web-{n}"),
+                                   endpoints=(model.EndpointSpec("p_mesh"),))
+            atts.append(bridge.attach(host, c))
+        ns1, ns2 = (a.container.netns for a in atts)
+        ip1, ip2 = (a.endpoints[0].ipv4 for a in atts)
+        assert f"mtu {specs[1].mtu}" in simhosts.ip_cmd(ns1, "link", "show", "eth0")
+        server = netns.socket(ns2, socket.AF_INET, socket.SOCK_STREAM)
+        client = netns.socket(ns1, socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            server.bind((ip2, 7000))
+            server.listen()
+            server.settimeout(5)
+            client.settimeout(5)
+            client.connect((ip2, 7000))
+            conn, (source, _) = server.accept()
+            conn.close()
+        finally:
+            client.close()
+            server.close()
+        assert source == ip1
+    finally:
+        for host in hosts:
+            bridge.teardown(host)

@@ -69,9 +69,11 @@ def test_member_filter_text():
         vxlan.render_members(4789, ["198.18.0.2; flush ruleset"])
 
 
-def test_isolation_text_names_the_overlay_device_and_bridge():
+def test_overlay_table_text_names_the_overlay_device_bridge_and_subnet():
     s = spec()
-    text = vxlan.render_isolation(s)
+    text = vxlan.render_table(s)
     assert f'iifname "{s.device}" oifname != "{s.bridge}" drop' in text
     assert f'oifname "{s.device}" iifname != "{s.bridge}" drop' in text
+    assert "type nat hook postrouting priority 99;" in text  # before the agent's masquerade
+    assert f'oifname "{s.device}" ip saddr 10.240.1.0/24 snat ip to ip saddr' in text
     assert text.startswith("table ip pcompose_vxlan_4097 {}\ndelete table ip pcompose_vxlan_4097\n")
