@@ -11,14 +11,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.support import oci_image
+from tests.support import cgroupfs, oci_image, waiting
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -105,12 +104,17 @@ def _stop_agent(stack: Stack) -> None:
     if pid is None:
         return
     os.kill(pid, signal.SIGTERM)
-    for _ in range(100):
-        if not Path(f"/proc/{pid}").exists() or \
-                Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
-            return
-        time.sleep(0.05)
-    os.kill(pid, signal.SIGKILL)
+    try:
+        waiting.wait_for(lambda: _ended(pid), timeout=5, what=f"the agent {pid} to end")
+    except AssertionError:
+        os.kill(pid, signal.SIGKILL)
+
+
+def _ended(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
 
 
 def leftovers(stack: Stack) -> list[str]:
@@ -128,9 +132,7 @@ def leftovers(stack: Stack) -> list[str]:
               if root in line or str(stack.run_dir) in line]
     netns_dir = stack.run_dir / "netns"
     found += [f"netns {p.name}" for p in netns_dir.glob("*")] if netns_dir.exists() else []
-    for controller in ("memory", "pids", "cpu,cpuacct", "freezer"):
-        found += [str(p) for p in (Path("/sys/fs/cgroup") / controller).glob(
-            f"{ctx.cgroup_parent.strip('/')}/{stack.project}")]
+    found += [str(p) for p in cgroupfs.dirs(f"{ctx.cgroup_parent}/{stack.project}") if p.exists()]
     netns = ["ip", "-n", stack.host_netns] if stack.host_netns else ["ip"]
     links = subprocess.run([*netns, "-o", "link", "show"], capture_output=True, text=True).stdout
     bridge = names.bridge(ctx.agent, f"{stack.project}_default")

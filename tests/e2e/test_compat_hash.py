@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 import subprocess
-from pathlib import Path
 
 from controllers import context
+from tests.support import cgroupfs, convergence
 
 LABEL = "com.docker.compose.config-hash"
 
@@ -27,7 +27,7 @@ def printed_hash(stack) -> str:
 def container(stack) -> tuple[str, str, tuple[int, str]]:
     """(label, annotation the agent reads back, (main PID, creation time)) of the stack's one
     container, from its config.json under the state root and from runc."""
-    cid = f"{stack.project}-app-1"
+    cid = convergence.container_id(stack, f"{stack.project}-app-1")
     doc = json.loads((context.make(stack.root, stack.run_dir).layout.bundle(cid)
                       / "config.json").read_text())
     state = subprocess.run(["runc", "--root", str(stack.run_dir / "runc"), "state", cid],
@@ -40,8 +40,8 @@ def container(stack) -> tuple[str, str, tuple[int, str]]:
 
 def memory_limit(stack) -> int:
     ctx = context.make(stack.root, stack.run_dir)
-    path = Path("/sys/fs/cgroup/memory") / ctx.cgroup_parent.strip("/") / stack.project \
-        / f"{stack.project}-app-1" / "memory.limit_in_bytes"
+    cid = convergence.container_id(stack, f"{stack.project}-app-1")
+    path = cgroupfs.v1_file(f"{ctx.cgroup_parent}/{stack.project}/{cid}", "memory.limit_in_bytes")
     return int(path.read_text())
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import time
 
 
@@ -15,3 +17,18 @@ def wait_for(predicate, timeout: float = 90.0, what: str = "condition", interval
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(interval)
+
+
+async def until(predicate, timeout: float = 30.0, what: str = "condition", interval: float = 0.05):
+    """wait_for inside an event loop: the predicate (plain or a coroutine function) is asked
+    again every `interval` without blocking the loop the system under test runs on."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(interval)

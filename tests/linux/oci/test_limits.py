@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
-from pathlib import Path
 
 import pytest
 
 from runtime.cgroups import compose as cgroups_compose, drivers, model as cgroups_model
 from runtime.oci import exec as oci_exec, lifecycle, observe
 from tests.linux.oci import helpers
+from tests.support import cgroupfs, waiting
 
 MiB = 1024 * 1024
 
@@ -43,27 +42,31 @@ async def test_a_container_within_its_limit_is_not_reported_oom(lay, make):
 async def test_cpu_quota_shows_throttled_periods(lay, make):
     config = make(command=("sh", "-c", "while :; do :; done"), resources=cgroups_model.Resources(cpus=0.1))
     await lifecycle.run(lay, config)
-    await asyncio.sleep(0.6)
-    stats = await observe.stats(lay, config.name)
+
+    async def throttled():
+        sample = await observe.stats(lay, config.name)
+        return sample.cpu_throttled_periods > 0 and sample
+
+    stats = await waiting.until(throttled, what="a throttled period")
     assert stats.cpu_periods > 0
     assert stats.cpu_throttled_periods > 0
     assert stats.cpu_throttled_ns > 0
     assert stats.cpu_usage_ns > 0
     cgroup = (await observe.get(lay, config.name)).cgroups_path
-    assert Path("/sys/fs/cgroup/cpu", cgroup.lstrip("/"), "cpu.cfs_quota_us").read_text().strip() == "10000"
+    assert cgroupfs.v1_file(cgroup, "cpu.cfs_quota_us").read_text().strip() == "10000"
 
 
 async def test_pids_limit_stops_a_fork_bomb(lay, make):
     bomb = "bomb() { bomb | bomb & }; bomb; sleep 1000"
     config = make(command=("sh", "-c", bomb), resources=cgroups_model.Resources(pids_limit=32))
     await lifecycle.run(lay, config)
-    await asyncio.sleep(1.0)
+    cgroup = (await observe.get(lay, config.name)).cgroups_path
+    events = cgroupfs.v1_file(cgroup, "pids.events")
+    await waiting.until(lambda: int(events.read_text().split()[1]) > 0,
+                        what="a fork refused by the pids limit")
     stats = await observe.stats(lay, config.name)
     assert stats.pids_limit == 32
     assert stats.pids_current <= 32
-    cgroup = (await observe.get(lay, config.name)).cgroups_path
-    events = Path("/sys/fs/cgroup/pids", cgroup.lstrip("/"), "pids.events").read_text()
-    assert int(events.split()[1]) > 0  # forks were refused
     status = await lifecycle.stop(lay, config.name, timeout=0.1)
     assert status is not None
 
@@ -73,18 +76,21 @@ async def test_limits_are_applied_and_changed_live(lay, make):
                                         cpu_shares=512, cpuset_cpus="0", pids_limit=100)
     config = make(command=("sleep", "1000"), resources=resources)
     pid = await lifecycle.run(lay, config)
-    cgroup = Path((await observe.get(lay, config.name)).cgroups_path.lstrip("/"))
-    v1 = Path("/sys/fs/cgroup")
-    assert str(cgroup).startswith(lay.cgroup_parent.lstrip("/") + "/")  # absolute, under our parent
-    assert (v1 / "memory" / cgroup / "memory.limit_in_bytes").read_text().strip() == str(64 * MiB)
-    assert (v1 / "memory" / cgroup / "memory.soft_limit_in_bytes").read_text().strip() == str(32 * MiB)
-    assert (v1 / "memory" / cgroup / "memory.memsw.limit_in_bytes").read_text().strip() == str(96 * MiB)
-    assert (v1 / "cpu" / cgroup / "cpu.shares").read_text().strip() == "512"
-    assert (v1 / "cpuset" / cgroup / "cpuset.cpus").read_text().strip() == "0"
+    cgroup = (await observe.get(lay, config.name)).cgroups_path
+    assert cgroup.startswith(lay.cgroup_parent.rstrip("/") + "/")  # absolute, under our parent
+
+    def value(name: str) -> str:
+        return cgroupfs.v1_file(cgroup, name).read_text().strip()
+
+    assert value("memory.limit_in_bytes") == str(64 * MiB)
+    assert value("memory.soft_limit_in_bytes") == str(32 * MiB)
+    assert value("memory.memsw.limit_in_bytes") == str(96 * MiB)
+    assert value("cpu.shares") == "512"
+    assert value("cpuset.cpus") == "0"
     await lifecycle.update(lay, config.name, cgroups_model.Resources(memory_limit=80 * MiB, memory_swap=120 * MiB, pids_limit=50, cpus=0.5))
     stats = await observe.stats(lay, config.name)
     assert (stats.memory_limit, stats.pids_limit) == (80 * MiB, 50)
-    assert (v1 / "cpu" / cgroup / "cpu.cfs_quota_us").read_text().strip() == "50000"
+    assert value("cpu.cfs_quota_us") == "50000"
     observed = await observe.get(lay, config.name)
     assert (observed.status, observed.pid) == ("running", pid)  # not restarted
 
@@ -93,8 +99,13 @@ async def test_memory_stats_and_driver_freeze(lay, make):
     config = make(command=("sh", "-c", "dd if=/dev/zero of=/dev/shm/blob bs=1M count=20; sleep 1000"),
                   resources=cgroups_model.Resources(memory_limit=128 * MiB))
     await lifecycle.run(lay, config)
-    await asyncio.sleep(0.5)
-    stats = await observe.stats(lay, config.name)
+
+    async def written():
+        sample = await observe.stats(lay, config.name)
+        # dd's 20 MiB are in /dev/shm, charged to the container, once it has written them.
+        return sample.memory_usage >= 20 * MiB and sample
+
+    stats = await waiting.until(written, what="20 MiB written to /dev/shm")
     assert stats.memory_limit == 128 * MiB
     assert 20 * MiB <= stats.memory_usage <= stats.memory_peak
     assert stats.oom_kills == 0
@@ -103,7 +114,7 @@ async def test_memory_stats_and_driver_freeze(lay, make):
     cgroup = (await observe.get(lay, config.name)).cgroups_path
     await driver.freeze(cgroup)
     assert driver.frozen(cgroup)
-    assert Path("/sys/fs/cgroup/freezer", cgroup.lstrip("/"), "freezer.state").read_text().strip() == "FROZEN"
+    assert cgroupfs.v1_file(cgroup, "freezer.state").read_text().strip() == "FROZEN"
     await driver.thaw(cgroup)
     assert not driver.frozen(cgroup)
     result = await oci_exec.run(lay, config.name, ["true"])
@@ -115,8 +126,8 @@ async def test_unsupported_blkio_weight_is_dropped_not_fatal(lay, make):
     config = make(command=("true",), resources=cgroups_model.Resources(blkio_weight=300))
     status = await helpers.run_to_exit(lay, config)
     assert status.code == 0
-    cgroup = lay.cgroups_path(config.identity.project, config.name).lstrip("/")
-    weight = Path("/sys/fs/cgroup/blkio", cgroup, "blkio.weight")
+    cgroup = lay.cgroups_path(config.identity.project, config.name)
+    weight = cgroupfs.v1_file(cgroup, "blkio.weight")
     if driver.supports("blkio", "blkio.weight"):
         assert weight.read_text().strip() == "300"
 
@@ -140,8 +151,8 @@ async def test_per_device_block_io_limits_reach_the_kernel(lay, make, loop_devic
         ("blkio_config.device_read_iops[0]", "read_iops", loop_device, 100)])
     config = make(command=("sleep", "1000"), resources=cgroups_model.Resources(blkio_devices=limits))
     await lifecycle.run(lay, config)
-    cgroup = (await observe.get(lay, config.name)).cgroups_path.lstrip("/")
-    blkio = Path("/sys/fs/cgroup/blkio", cgroup)
+    cgroup = (await observe.get(lay, config.name)).cgroups_path
+    blkio = cgroupfs.v1_driver().dir("blkio", cgroup)
     info = os.stat(loop_device)
     device = f"{os.major(info.st_rdev)}:{os.minor(info.st_rdev)}"
     assert (blkio / "blkio.throttle.write_bps_device").read_text().split() == [device, str(MiB)]
