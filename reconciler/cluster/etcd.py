@@ -143,7 +143,9 @@ class Client:
     """`client = Client(["http://127.0.0.1:2379", ...])`; `await client.close()` at the end.
 
     `timeout` bounds one attempt at one endpoint; a request tries every endpoint, in turn,
-    within twice that (a leader election takes about 2 s), then raises Unavailable."""
+    within twice that (a leader election takes about 2 s), then raises Unavailable. As with
+    any etcd client, a write whose attempt timed out may still be applied later (a stopped
+    member wakes up with it queued): write what is safe to repeat, or compare in a txn."""
 
     def __init__(self, endpoints: Sequence[str], *, ca: str | None = None,
                  cert: str | None = None, key: str | None = None, timeout: float = 2.0) -> None:
