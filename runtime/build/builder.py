@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator
 import structlog
 
 from runtime.build import cache as cache_mod, context as context_mod, dockerfile, files, ignore, image
-from runtime.build import layer as layer_mod, snapshot, words
+from runtime.build import snapshot, words
 from runtime.images import manifest, reference, store as store_mod, unpack
 from runtime.oci import users
 
@@ -499,11 +499,10 @@ class _Build:
                         self._run(snap, stage, run, n, began)
                     else:
                         apply(snap)
-                    made = snap.commit()
-                empty = made is None
-                if made is not None:
-                    parent = image.chain_ids(stage.layers)[-1] if stage.layers else None
-                    layer_mod.unpack_into_store(self.store, made, parent)
+                    committed = snap.commit()
+                empty = committed is None
+                if committed is not None:
+                    made = committed[0]
                     stage.layers = (*stage.layers, image.LayerRef(made.digest, made.diff_id, made.media_type,
                                                                   made.size))
                 self.cache.put(k, stage.layers)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import dataclasses
-import gzip
-import hashlib
+import errno
+import json
+import shutil
+import tempfile
 import os
 import stat
 import tarfile
@@ -16,7 +19,10 @@ from runtime.images import manifest, store as store_mod, unpack
 
 OPAQUE_XATTR = "trusted.overlay.opaque"
 OVERLAY_XATTRS = "trusted.overlay."
-MEDIA_TYPE = manifest.OCI_LAYER_GZIP
+# Uncompressed: gzip cost more than the rest of a COPY of a few MiB, and the store is local (a
+# registry takes plain tar layers as well).
+MEDIA_TYPE = manifest.OCI_LAYER
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
 class LayerError(Exception):
@@ -25,7 +31,7 @@ class LayerError(Exception):
 
 @dataclasses.dataclass(frozen=True)
 class Layer:
-    digest: str      # the gzipped blob as stored
+    digest: str      # the blob as stored (the tar itself)
     diff_id: str     # sha256 of the uncompressed tar
     size: int        # of the blob
     media_type: str = MEDIA_TYPE
@@ -70,21 +76,44 @@ def is_empty(upper: Path) -> bool:
         return not any(True for _ in entries)
 
 
-def write(store: store_mod.Store, upper: Path) -> Layer:
-    """The layer tar of `upper`, gzipped into the store once by digest. Deterministic: entries in
-    name order, numeric owners only, mtimes as the files have them (whole seconds, as moby)."""
+def write(store: store_mod.Store, upper: Path, *, clean: bool = False) -> Layer:
+    """The layer tar of `upper`, into the store once by digest. Deterministic: entries in name
+    order, numeric owners only, mtimes as the files have them (whole seconds, as moby). `clean`
+    also takes overlay's bookkeeping xattrs off the files (all but opaque), so that the dir can
+    become the layer's unpacked dir as it is (adopt)."""
     writer = store.writer()
     try:
-        hashing = _HashingSink(writer)
-        with gzip.GzipFile(fileobj=hashing.compressed, mode="wb", compresslevel=1, mtime=0) as gz:
-            hashing.plain = gz
-            with tarfile.open(fileobj=hashing, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-                _add_tree(tar, upper)
+        if clean:
+            _strip_overlay_xattrs(upper)
+        with tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+            _add_tree(tar, upper, clean)
         size = writer.size
         digest = writer.commit()
     finally:
         writer.abort()
-    return Layer(digest, "sha256:" + hashing.hash.hexdigest(), size)
+    return Layer(digest, digest, size)
+
+
+def adopt(store: store_mod.Store, upper: Path, layer: Layer, parent_chain: str | None) -> str:
+    """layers/<chainid>/ for `layer` above `parent_chain`, made by moving `upper` (written with
+    clean=True) into place instead of unpacking the tar again; its chain id."""
+    chain = manifest.digest_of(f"{parent_chain} {layer.diff_id}".encode()) if parent_chain else layer.diff_id
+    with store.shared():
+        if not store.has_layer(chain):
+            tmp = Path(tempfile.mkdtemp(dir=store.layers_dir, prefix=".tmp-"))
+            try:
+                os.rename(upper, tmp / "diff")
+                _syncfs(tmp)  # the files on disk before the marker says they are
+                (tmp / "complete").write_text(json.dumps({"chain_id": chain, "diff_id": layer.diff_id}))
+                try:
+                    os.rename(tmp, store.layer_dir(chain))
+                except OSError as err:
+                    if err.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                        raise
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+        unpack.ensure_link(store, chain)
+    return chain
 
 
 def unpack_into_store(store: store_mod.Store, layer: Layer, parent_chain: str | None) -> str:
@@ -95,36 +124,23 @@ def unpack_into_store(store: store_mod.Store, layer: Layer, parent_chain: str | 
     return chain
 
 
-class _Compressed:
-    """The blob writer, as GzipFile wants a file to write to."""
-
-    def __init__(self, writer: store_mod.BlobWriter) -> None:
-        self.writer = writer
-
-    def write(self, data: bytes) -> int:
-        self.writer.write(bytes(data))
-        return len(data)
-
-    def flush(self) -> None:
-        pass
+def _syncfs(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if _libc.syncfs(fd) != 0:
+            raise OSError(ctypes.get_errno(), f"syncfs {path}")
+    finally:
+        os.close(fd)
 
 
-class _HashingSink:
-    """The uncompressed tar stream: hashed for the diff id on its way into gzip."""
-
-    def __init__(self, writer: store_mod.BlobWriter) -> None:
-        self.hash = hashlib.sha256()
-        self.compressed = _Compressed(writer)
-        self.plain: gzip.GzipFile | None = None
-
-    def write(self, data: bytes) -> int:
-        assert self.plain is not None
-        self.hash.update(data)
-        self.plain.write(data)
-        return len(data)
+def _strip_overlay_xattrs(path: Path) -> None:
+    for name in _xattr_names(path):
+        if name.startswith(OVERLAY_XATTRS) and name != OPAQUE_XATTR:
+            with contextlib.suppress(OSError):
+                os.removexattr(path, name, follow_symlinks=False)
 
 
-def _add_tree(tar: tarfile.TarFile, upper: Path) -> None:
+def _add_tree(tar: tarfile.TarFile, upper: Path, clean: bool = False) -> None:
     links: dict[tuple[int, int], str] = {}
     stack = [("", upper)]
     while stack:
@@ -141,6 +157,8 @@ def _add_tree(tar: tarfile.TarFile, upper: Path) -> None:
                 info.mtime = int(st.st_mtime)
                 tar.addfile(info)
                 continue
+            if clean:
+                _strip_overlay_xattrs(full)
             info = _info(full, rel, st)
             if info.isreg() and st.st_nlink > 1:
                 key = (st.st_dev, st.st_ino)

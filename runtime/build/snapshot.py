@@ -157,14 +157,18 @@ class Snapshot:
                 return
             raise SnapshotError(f"unmounting {self.merged} failed: {os.strerror(err)}")
 
-    def commit(self) -> layer_mod.Layer | None:
-        """Unmount, take out what runc made to mount over, and store the upper dir as a layer."""
+    def commit(self) -> tuple[layer_mod.Layer, str] | None:
+        """Unmount, take out what runc made to mount over, store the upper dir as a layer and
+        move it into the store as that layer's dir: the layer and its chain id (None when
+        nothing changed)."""
         self._unmount()
         layer_mod.remove_stubs(self.upper, self.stubs, self.lower_dirs())
         if layer_mod.is_empty(self.upper):
             return None
         with self.where.store.shared():
-            return layer_mod.write(self.where.store, self.upper)
+            made = layer_mod.write(self.where.store, self.upper, clean=True)
+        return made, layer_mod.adopt(self.where.store, self.upper, made,
+                                     self.chain_ids[-1] if self.chain_ids else None)
 
     # -- RUN
     def run(self, step: Run, output: Output) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import io
 import os
 import shutil
@@ -12,7 +11,7 @@ from runtime.build import layer, snapshot
 
 
 def _members(store, digest: str) -> dict[str, tarfile.TarInfo]:
-    data = gzip.decompress(store.read_blob(digest))
+    data = store.read_blob(digest)
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         return {m.name: m for m in tar.getmembers()}
 
@@ -24,8 +23,9 @@ def test_deleted_and_replaced_entries_become_whiteouts(where, base, store):
         (snap.merged / "home").mkdir()
         (snap.merged / "home" / "fresh").write_text("new\n")
         (snap.merged / "new.txt").write_text("hello\n")
-        made = snap.commit()
-    assert made is not None
+        committed = snap.commit()
+    assert committed is not None
+    made, chain = committed
     members = _members(store, made.digest)
     assert "etc/.wh.group" in members and members["etc/.wh.group"].size == 0
     assert "home/.wh..wh..opq" in members
@@ -34,6 +34,13 @@ def test_deleted_and_replaced_entries_become_whiteouts(where, base, store):
     for m in members.values():
         assert not any(k.startswith("SCHILY.xattr.trusted.overlay.") for k in m.pax_headers), m.name
         assert m.uname == "" and m.gname == ""
+    # the upper dir became the layer's dir as it was: overlay's whiteouts, opaque kept, nothing else of overlay's
+    diff = store.layer_dir(chain) / "diff"
+    assert os.stat(diff / "etc" / "group", follow_symlinks=False).st_rdev == 0
+    assert os.getxattr(diff / "home", "trusted.overlay.opaque") == b"y"
+    for path in [diff, *diff.rglob("*")]:
+        names = os.listxattr(path, follow_symlinks=False)
+        assert not [n for n in names if n.startswith("trusted.overlay.") and n != "trusted.overlay.opaque"], path
 
 
 def test_the_same_upper_gives_the_same_digest(where, base, store, tmp_path):
