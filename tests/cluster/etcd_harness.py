@@ -100,25 +100,35 @@ class EtcdCluster:
         return self.endpoints.index(endpoint)
 
     def start(self) -> None:
-        initial = ",".join(f"{m.name}={m.peer_url}" for m in self.members)
-        for member in self.members:
-            argv = [ETCD, "--name", member.name, "--data-dir", str(member.data_dir),
-                    "--listen-client-urls", member.client_url,
-                    "--advertise-client-urls", member.client_url,
-                    "--listen-peer-urls", member.peer_url,
-                    "--initial-advertise-peer-urls", member.peer_url,
-                    "--initial-cluster", initial, "--initial-cluster-state", "new",
-                    "--initial-cluster-token", self.base.name, "--log-level", "warn"]
-            if self.certs:
-                argv += ["--cert-file", self.certs.server_cert, "--key-file",
-                         self.certs.server_key, "--trusted-ca-file", self.certs.ca,
-                         "--client-cert-auth"]
-            with open(self.base / f"{member.name}.log", "wb") as log:
-                member.process = subprocess.Popen(argv, stdout=log, stderr=log,
-                                                  stdin=subprocess.DEVNULL,
-                                                  start_new_session=True)
+        for index in range(len(self.members)):
+            self._launch(index)
         for index in range(len(self.members)):
             self.wait_healthy(index)
+
+    def restart(self, index: int) -> None:
+        """A killed member started again on its data dir, as after a crash."""
+        assert not self.members[index].alive()
+        self._launch(index)
+        self.wait_healthy(index)
+
+    def _launch(self, index: int) -> None:
+        initial = ",".join(f"{m.name}={m.peer_url}" for m in self.members)
+        member = self.members[index]
+        argv = [ETCD, "--name", member.name, "--data-dir", str(member.data_dir),
+                "--listen-client-urls", member.client_url,
+                "--advertise-client-urls", member.client_url,
+                "--listen-peer-urls", member.peer_url,
+                "--initial-advertise-peer-urls", member.peer_url,
+                "--initial-cluster", initial, "--initial-cluster-state", "new",
+                "--initial-cluster-token", self.base.name, "--log-level", "warn"]
+        if self.certs:
+            argv += ["--cert-file", self.certs.server_cert, "--key-file",
+                     self.certs.server_key, "--trusted-ca-file", self.certs.ca,
+                     "--client-cert-auth"]
+        with open(self.base / f"{member.name}.log", "ab") as log:
+            member.process = subprocess.Popen(argv, stdout=log, stderr=log,
+                                              stdin=subprocess.DEVNULL,
+                                              start_new_session=True)
 
     def _get(self, url: str, timeout: float) -> bytes:
         context = None

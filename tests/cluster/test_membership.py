@@ -47,11 +47,11 @@ class Host:
 
     def _died(self) -> bool:
         if self.agent is not None and self.agent.poll() is not None:
-            raise AssertionError("the agent exited:\n" + self.log())
+            raise AssertionError("the agent exited:\n" + self.log()[-3000:])
         return False
 
     def log(self) -> str:
-        return (self.stack.dir / "agent.log").read_text(errors="replace")[-3000:]
+        return (self.stack.dir / "agent.log").read_text(errors="replace")
 
     def kill_agent(self) -> None:
         """kill -9: the host died, as far as the cluster can tell."""
@@ -206,3 +206,21 @@ async def test_a_lost_lease_registers_again_in_one_transaction(etcd1: EtcdCluste
         finally:
             running.cancel()
             await asyncio.gather(running, return_exceptions=True)
+
+
+def test_an_etcd_outage_fails_node_verbs_then_the_node_registers_again(etcd1: EtcdCluster,
+                                                                       hosts):
+    h1 = join(hosts, etcd1, "h1", "10.99.0.1")
+    waiting.wait_for(lambda: by_name(h1.nodes()).get("h1", {}).get("Status") == "Ready",
+                     timeout=30, what="h1 Ready")
+    etcd1.kill(0)
+    done = h1.stack.pc("node", "ls", check=False)
+    assert done.returncode == 1 and "the cluster store is unavailable" in done.stderr
+    # A TTL without a keepalive: the agent no longer counts on its lease, and lives on.
+    waiting.wait_for(lambda: "node.lease_lost" in h1.log(), timeout=membership.TTL + 10,
+                     what="the agent to give its lease up")
+    assert h1.agent is not None and h1.agent.poll() is None
+    etcd1.restart(0)
+    waiting.wait_for(lambda: h1.log().count("node.registered") >= 2, timeout=30,
+                     what="h1 registered again under a new lease")
+    assert by_name(h1.nodes())["h1"]["Status"] == "Ready"
