@@ -76,7 +76,8 @@ def request_for(project: str, stack: spec_model.Stack, service: str, options: Op
         if (wanted.os, wanted.architecture) != (host.os, host.architecture):
             raise BuildRefused(f"{where_}: platform {platform}: only this host's platform ({host}) can be built")
     extra = []
-    for name, value in sorted(b.additional_contexts.items()):
+    for name, given in sorted(b.additional_contexts.items()):
+        value = given or ""
         if value.startswith("service:"):
             other = value.removeprefix("service:")
             if other not in stack.services:
@@ -107,7 +108,7 @@ def request_for(project: str, stack: spec_model.Stack, service: str, options: Op
         context=Path(context_dir), dockerfile=b.dockerfile or "Dockerfile", dockerfile_inline=b.dockerfile_inline,
         args=tuple(sorted((k, str(v)) for k, v in args.items() if v is not None)),
         target=b.target or "", tags=tuple(dict.fromkeys([image_name(project, service, svc), *b.tags])),
-        labels=tuple(sorted(b.labels.items())), no_cache=options.no_cache or bool(b.no_cache),
+        labels=tuple(sorted((k, v or "") for k, v in b.labels.items())), no_cache=options.no_cache or bool(b.no_cache),
         pull=options.pull or bool(b.pull), additional_contexts=tuple(extra), secrets=tuple(secrets),
         network=network,
         extra_hosts=tuple((host_name, ip) for host_name, ips in sorted(b.extra_hosts.items()) for ip in ips),
@@ -188,7 +189,7 @@ def _needs(svc: spec_model.Service) -> list[str]:
     """The services whose images this build reads (additional_contexts `service:NAME`)."""
     b = svc.build
     return [v.removeprefix("service:") for v in (b.additional_contexts.values() if b else ())
-            if v.startswith("service:")]
+            if v and v.startswith("service:")]
 
 
 def _in_cycles(stack: spec_model.Stack, names: list[str]) -> list[str]:

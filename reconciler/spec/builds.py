@@ -31,13 +31,14 @@ def check(stack: model.Stack, enabled: tuple[str, ...], place_of) -> list[errors
             out.append(errors.Warning(f'service "{name}": build context {context} is remote; pcompose '
                                       "builds from a local directory only (builds have no network)",
                                       place_of(base)))
-        wanted = [(p, ("services", name, "platform")) for p in ([svc.platform] if svc.platform else [])]
+        wanted: list[tuple[str, tuple]] = [(svc.platform, ("services", name, "platform"))] if svc.platform else []
         wanted += [(p, base + ("platforms", i)) for i, p in enumerate(b.platforms)]
         for value, where in wanted:
             if "/".join(value.split("/")[:2]) != host:
                 out.append(errors.Warning(f'service "{name}": platform {value}: only this host\'s '
                                           f"platform ({host}) can be built", place_of(where)))
-        for key, value in b.additional_contexts.items():
+        for key, given in b.additional_contexts.items():
+            value = given or ""
             if value.startswith("service:") and value[8:] not in stack.services:
                 out.append(errors.Warning(f'service "{name}": build context {key} refers to undefined '
                                           f"service {value[8:]}", place_of(base + ("additional_contexts", key))))

@@ -509,7 +509,7 @@ class _Build:
                 self.ran += 1
                 self._done(n, began)
         stage.key = k
-        entry = {"created": None, "created_by": created_by, "comment": HISTORY_COMMENT}
+        entry: dict[str, Any] = {"created": None, "created_by": created_by, "comment": HISTORY_COMMENT}
         if empty:
             entry["empty_layer"] = True
         stage.history.append(entry)
@@ -720,7 +720,7 @@ class _Build:
             if ctx is not None:
                 for entry in ctx.sources(path_sources, excludes=tuple(excludes)):
                     _copy_source(writer, entry.rel, entry.path, dest_path, dir_dest, is_add,
-                                 lambda e=entry: ((sub.rel, sub.path) for sub in ctx.walk(e, excludes=excludes)))
+                                 _under(ctx, entry, excludes))
             else:
                 assert root is not None
                 found = [(rel, real) for s in path_sources for rel, real in _glob_in(root, s)]
@@ -739,6 +739,12 @@ def _heredoc_name(source: str) -> str:
 
 def _has_glob(text: str) -> bool:
     return any(c in text for c in "*?[")
+
+
+def _under(ctx: context_mod.Context, entry: context_mod.Entry,
+           excludes: list[str]) -> Callable[[], Iterator[tuple[str, Path]]]:
+    """What lies under a context source dir, when the copy asks for it."""
+    return lambda: ((sub.rel, sub.path) for sub in ctx.walk(entry, excludes=excludes))
 
 
 def _copy_source(writer: files.Writer, rel: str, real: Path, dest: str, dir_dest: bool, unpack_archives: bool,

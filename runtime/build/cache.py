@@ -67,7 +67,7 @@ class Cache:
 
 
 def entries(store: store_mod.Store) -> list[tuple[image.LayerRef, ...]]:
-    out = []
+    out: list[tuple[image.LayerRef, ...]] = []
     directory = cache_dir(store)
     if not directory.is_dir():
         return out

@@ -11,6 +11,7 @@ import posixpath
 import shutil
 import stat
 import tarfile
+import typing
 from pathlib import Path
 from typing import Callable
 
@@ -155,11 +156,13 @@ def is_archive(path: Path) -> bool:
         return False
     with open(path, "rb") as f:
         head = f.read(6)
-    opener = {b"\x1f\x8b": gzip.open, b"BZ": bz2.open}.get(head[:2])
-    if head.startswith(b"\xfd7zXZ\x00"):
-        opener = lzma.open
+    openers: dict[bytes, Callable[[Path], typing.BinaryIO]] = {
+        b"\x1f\x8b": lambda p: typing.cast(typing.BinaryIO, gzip.open(p, "rb")),
+        b"BZ": lambda p: typing.cast(typing.BinaryIO, bz2.open(p, "rb")),
+        b"\xfd7": lambda p: typing.cast(typing.BinaryIO, lzma.open(p, "rb"))}
+    opener = openers.get(head[:2], lambda p: open(p, "rb"))
     try:
-        with (opener(path, "rb") if opener else open(path, "rb")) as f:
+        with opener(path) as f:
             block = f.read(512)
     except (OSError, EOFError, lzma.LZMAError):
         return False

@@ -9,6 +9,7 @@ import errno
 import json
 import shutil
 import tempfile
+import typing
 import os
 import stat
 import tarfile
@@ -85,7 +86,8 @@ def write(store: store_mod.Store, upper: Path, *, clean: bool = False) -> Layer:
     try:
         if clean:
             _strip_overlay_xattrs(upper)
-        with tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        with tarfile.open(fileobj=typing.cast(typing.IO[bytes], writer), mode="w|",
+                          format=tarfile.PAX_FORMAT) as tar:
             _add_tree(tar, upper, clean)
         size = writer.size
         digest = writer.commit()
@@ -202,12 +204,15 @@ def _info(full: Path, rel: str, st: os.stat_result) -> tarfile.TarInfo:
         info.type = tarfile.FIFOTYPE
     else:
         raise LayerError(f"{rel}: a socket or unknown file type cannot go into a layer")
+    headers = {}
     for name in sorted(_xattr_names(full)):
         if name.startswith(OVERLAY_XATTRS):
             continue  # overlay's own bookkeeping (uuid, impure, origin, opaque): never in a layer
         value = _xattr(full, name)
         if value is not None:
-            info.pax_headers[f"SCHILY.xattr.{name}"] = value.decode("utf-8", "surrogateescape")
+            headers[f"SCHILY.xattr.{name}"] = value.decode("utf-8", "surrogateescape")
+    if headers:
+        info.pax_headers = headers
     return info
 
 

@@ -141,7 +141,7 @@ class Snapshot:
             return
         # many layers: short names relative to layers/l keep the options under a page
         res = subprocess.run(["mount", "-t", "overlay", "overlay", "-o", "lowerdir=" + ":".join(names) + "," + tail,
-                              str(self.merged)], cwd=cwd, capture_output=True, text=True)
+                              str(self.merged)], cwd=cwd, capture_output=True, text=True, check=False)
         if res.returncode != 0:
             raise SnapshotError(f"mounting the build root failed: {res.stderr.strip()}")
 
@@ -233,13 +233,13 @@ class Snapshot:
 
     def _kill(self, cid: str, proc: subprocess.Popen) -> None:
         subprocess.run([self.where.runc_binary, "--root", str(self.where.runc_root), "kill", cid, "KILL"],
-                       capture_output=True)
+                       capture_output=True, check=False)
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=10)
 
     def _delete(self, cid: str) -> None:
         subprocess.run([self.where.runc_binary, "--root", str(self.where.runc_root), "delete", "--force", cid],
-                       capture_output=True)
+                       capture_output=True, check=False)
         # runc took the step's own cgroup; the builds' parent goes once no other step is in it
         for hierarchy in CGROUP_ROOT.iterdir():
             if hierarchy.is_dir() and not hierarchy.is_symlink():

@@ -27,7 +27,7 @@ def test_run_changes_become_the_layer_without_runs_artefacts(where, base, store)
         committed = snap.commit()
     assert sorted(lines) == ["err", "out"]  # one pipe for both; the shell flushes as it likes
     assert committed is not None
-    made, chain = committed
+    made, _ = committed
     names = _names(store, made.digest)
     assert "made" in names and "etc/.wh.group" in names
     for artefact in ("etc/hosts", "etc/resolv.conf", "etc/hostname"):
@@ -60,7 +60,7 @@ def test_mounts_are_there_during_run_and_not_in_the_layer(where, base, store, tm
         committed = snap.commit()
     assert lines == ["from the context"]
     assert committed is not None
-    made, chain = committed
+    made, _ = committed
     names = _names(store, made.digest)
     assert names == {"copied"}
 
