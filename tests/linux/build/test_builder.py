@@ -223,3 +223,39 @@ def test_heredocs_add_archives_and_dockerignore(build, ctx, where, store):
     """, tags=("h:1",))
     assert _read(where, store, "h:1", "/seen") == "inside\n"
     assert _read(where, store, "h:1", "/etc/motd") == "welcome\n"
+
+
+def test_run_mounts_cache_secret_and_bind(build, ctx, where, store, tmp_path):
+    secret = tmp_path / "token"
+    secret.write_text("s3cret\n")
+    (ctx / "tool.sh").write_text("echo from-bind\n")
+    dockerfile = """
+        FROM busybox
+        ARG RUN_ID
+        RUN --mount=type=cache,target=/cache echo "$RUN_ID" >> /cache/runs && cat /cache/runs > /runs-seen
+        RUN --mount=type=secret,id=token cat /run/secrets/token > /secret-seen
+        RUN --mount=type=bind,source=tool.sh,target=/tool.sh sh /tool.sh > /bind-seen
+        RUN --mount=type=tmpfs,target=/scratch touch /scratch/x && test ! -e /tmp/x
+    """
+    build(dockerfile, tags=("m:1",), args=(("RUN_ID", "one"),), secrets=(("token", str(secret)),))
+    build(dockerfile, tags=("m:1",), args=(("RUN_ID", "two"),), secrets=(("token", str(secret)),))
+    assert _read(where, store, "m:1", "/runs-seen") == "one\ntwo\n"  # the cache dir outlives a step
+    assert _read(where, store, "m:1", "/secret-seen") == "s3cret\n"
+    assert _read(where, store, "m:1", "/bind-seen") == "from-bind\n"
+    record = store.resolve("m:1")
+    with snapshot.Snapshot(where, record.chain_ids) as snap:
+        for gone in ("cache", "run/secrets", "tool.sh", "scratch"):
+            assert not (snap.merged / gone).exists(), gone  # what was mounted is not in the image
+    with pytest.raises(builder.BuildError) as missing:
+        build(dockerfile, tags=("m:2",), args=(("RUN_ID", "three"),))
+    assert "Dockerfile:5: secret token is required" in str(missing.value)
+
+
+def test_image_prune_all_drops_the_build_cache(build, store):
+    from runtime.images import gc
+
+    build("FROM busybox\nRUN echo x > /x\n", tags=("p:1",))
+    gc.remove_image(store, "p:1")
+    gc.prune(store, all_images=True, keep=lambda record: any("busybox" in r for r in record.references))
+    gc.collect(store)
+    assert build("FROM busybox\nRUN echo x > /x\n", tags=("p:1",)).cached() == 0
