@@ -152,7 +152,8 @@ def _all_details(ctx: context.Context, views: list[services.ContainerView]) -> l
     nets = {n.name: n for n in networks.list_all(ctx)} if attachments else {}
     by_mountpoint = {str(v.mountpoint): v for v in volumes.list_all(ctx.root)}
     entrypoints = {i: _image_entrypoint(ctx, i) for i in {v.image_id for v in views}}
-    return [_details(ctx, v, attachments.get(v.id), nets, by_mountpoint, entrypoints[v.image_id])
+    # The network records know a container by its name.
+    return [_details(ctx, v, attachments.get(v.name), nets, by_mountpoint, entrypoints[v.image_id])
             for v in views]
 
 

@@ -158,7 +158,7 @@ def _namespace(mode: str | None, resolved: dict[str, str], kind: str) -> str:
 
 def container_config(
     *, project: str, service: str, svc: spec_model.Service, replica: int, cname: str,
-    config_hash: str, image_ref: str, image: oci_model.ImageConfig, rootfs: str,
+    cid: str = "", config_hash: str, image_ref: str, image: oci_model.ImageConfig, rootfs: str,
     volume_dirs: dict[str, str], files: dict[str, str], network: str,
     namespaces: dict[str, str], addresses: tuple[str, ...], nameservers: tuple[str, ...],
     oneoff: bool = False, command: list[str] | None = None, entrypoint: list[str] | None = None,
@@ -166,7 +166,8 @@ def container_config(
 ) -> oci_model.ContainerConfig:
     """`network` is "host", "private" or a namespace path; `namespaces` holds the paths of
     `service:x` / `container:x` modes of pid, ipc and uts; `volume_dirs` maps a volume's target
-    to its host dir, `files` a secret's or config's target to its host file."""
+    to its host dir, `files` a secret's or config's target to its host file. `cid`: the
+    container's id (runtime.oci.model.new_id), which also gives its default hostname."""
     env = {k: "" if v is None else str(v) for k, v in svc.environment.items()}
     env.update(environment or {})
     grace = units.parse_duration(svc.stop_grace_period) if svc.stop_grace_period else DEFAULT_STOP_GRACE
@@ -179,7 +180,7 @@ def container_config(
     if config_hash:  # what `config --hash` prints, under docker compose's name for it
         labels["com.docker.compose.config-hash"] = config_hash
     return oci_model.ContainerConfig(
-        name=cname,
+        name=cname, id=cid,
         identity=oci_model.Identity(project, service, replica, config_hash, image_ref, oneoff),
         rootfs=rootfs, image=image,
         entrypoint=tuple(entrypoint) if entrypoint is not None else (

@@ -27,6 +27,7 @@ from runtime import images
 from runtime.images import registry
 from runtime.net import bridge, netns, records, resolvconf
 from runtime.oci import lifecycle, observe
+from runtime.oci import model as oci_model
 from runtime.oci import spec as oci_spec
 
 log = structlog.get_logger(__name__)
@@ -77,15 +78,15 @@ def container_labels(annotations) -> tuple[tuple[str, str], ...]:
     return tuple(sorted((k, v) for k, v in annotations.items() if not k.startswith("io.pcompose.")))
 
 
-def _files_dir(ctx: context.Context, cname: str) -> Path:
-    return ctx.run_dir / "files" / cname
+def _files_dir(ctx: context.Context, cid: str) -> Path:
+    return ctx.run_dir / "files" / cid
 
 
-def _subpaths_dir(ctx: context.Context, cname: str) -> Path:
+def _subpaths_dir(ctx: context.Context, cid: str) -> Path:
     """Where a volume's subpath is bind-mounted for runc to take as the source. Apart from the
     container's own dir and its files, which are deleted whole: a delete must never go
     through a mount into the volume."""
-    return ctx.run_dir / "subpaths" / cname
+    return ctx.run_dir / "subpaths" / cid
 
 
 def _file_name(kind: str, key: str) -> str:
@@ -95,7 +96,7 @@ def _file_name(kind: str, key: str) -> str:
 
 
 def _write_files(ctx: context.Context, stack: spec_model.Stack, svc: spec_model.Service,
-                 cname: str) -> dict[str, str]:
+                 cid: str) -> dict[str, str]:
     """Secrets and configs as host files, by their target in the container."""
     out: dict[str, str] = {}
     for use in service_config.file_uses(svc):
@@ -111,7 +112,7 @@ def _write_files(ctx: context.Context, stack: spec_model.Stack, svc: spec_model.
             if content is None:
                 raise ServiceError(f"{use.kind} {use.key}: only file and content sources are "
                                    "applied by pcompose yet")
-            folder = _files_dir(ctx, cname)
+            folder = _files_dir(ctx, cid)
             folder.mkdir(parents=True, exist_ok=True)
             source = folder / _file_name(use.kind, use.key)
             safepath.write_bytes(folder, source.name, content.encode(), scope=safepath.BENEATH)
@@ -120,7 +121,8 @@ def _write_files(ctx: context.Context, stack: spec_model.Stack, svc: spec_model.
 
 
 def _prepare_volumes(ctx: context.Context, project: str, stack: spec_model.Stack,
-                     svc: spec_model.Service, cname: str, merged: str) -> dict[str, str]:
+                     svc: spec_model.Service, cname: str, cid: str,
+                     merged: str) -> dict[str, str]:
     """Named volumes exist already (the volumes controller made them); anonymous ones are
     made here. A new, empty volume gets what the image has at its target, as in docker; a
     subpath is mounted as the dir it is now, pinned (see _pin_subpath)."""
@@ -133,7 +135,7 @@ def _prepare_volumes(ctx: context.Context, project: str, stack: spec_model.Stack
                       ("io.pcompose.anonymous", "true"))
             vol = volumes.ensure(ctx.root, volumes.VolumeSpec(use.name, labels=labels))
         if use.subpath:
-            dirs[use.target] = str(_pin_subpath(ctx, cname, vol, use))
+            dirs[use.target] = str(_pin_subpath(ctx, cid, vol, use))
             continue  # a subpath must exist, so the volume is not new: nothing to copy
         if use.copy_image_content and volumes.is_empty(vol):
             _copy_image_content(merged, use.target, vol)
@@ -141,7 +143,7 @@ def _prepare_volumes(ctx: context.Context, project: str, stack: spec_model.Stack
     return dirs
 
 
-def _pin_subpath(ctx: context.Context, cname: str, vol: volumes.Volume,
+def _pin_subpath(ctx: context.Context, cid: str, vol: volumes.Volume,
                  use: service_config.VolumeUse) -> Path:
     """The subpath resolved beneath the volume's root (a symlink or `..` that leads out of it
     is refused, as docker does) and bind-mounted by its fd onto a dir of the container's own:
@@ -155,7 +157,7 @@ def _pin_subpath(ctx: context.Context, cname: str, vol: volumes.Volume,
         raise ServiceError(f"{where} does not exist in the volume") from None
     except OSError as err:
         raise ServiceError(f"{where}: {err.strerror}") from None
-    staging = _subpaths_dir(ctx, cname) / hashlib.sha256(use.target.encode()).hexdigest()[:16]
+    staging = _subpaths_dir(ctx, cid) / hashlib.sha256(use.target.encode()).hexdigest()[:16]
     try:
         safepath.bind(fd, staging)
     finally:
@@ -204,10 +206,12 @@ async def _namespaces(ctx: context.Context, project: str, svc: spec_model.Servic
         mode = getattr(svc, kind) or ""
         if mode.startswith(("service:", "container:")):
             target, name = mode.split(":", 1)
-            cid = f"{project}-{name}-1" if target == "service" else name
             if target == "service":
                 found = await observe.list_containers(ctx.layout, project, name)
-                cid = found[0].id if found else cid
+                cid = found[0].id if found else f"{project}-{name}-1"
+            else:  # a container's name, or its id as docker takes either
+                named = await observe.named(ctx.layout, name)
+                cid = named.id if named else name
             try:
                 out[kind] = await observe.namespace_path(ctx.layout, cid, kind)
             except Exception as err:  # the container to join is not running
@@ -230,18 +234,21 @@ async def run_container(ctx: context.Context, stack: spec_model.Stack, project: 
                         command: list[str] | None = None, entrypoint: list[str] | None = None,
                         environment: dict[str, str] | None = None, oneoff: bool = False,
                         tty: bool | None = None, stdin: bool = False, start: bool = True) -> str:
-    """Make (and start) one container of `service`; returns its id (= its name). `stdin` (or
-    the service's `stdin_open`): conmon keeps the process's input open for an attached client
+    """Make (and start) one container of `service`; returns its id, new for each container
+    made (docker's 64 hex digits); its name is `name` or the service's. `stdin` (or the
+    service's `stdin_open`): conmon keeps the process's input open for an attached client
     (`run -i`), so a shell's input does not end at once."""
     svc = stack.services.get(service)
     if svc is None:
         raise ServiceError(f"no such service: {service}")
     cname = name or service_config.container_name(project, service, svc, replica)
-    existing = await observe.get(ctx.layout, cname)
+    existing = await observe.named(ctx.layout, cname)
     if existing is not None and existing.config_hash != config_hash:
         # Never clean up after a failure here: the name is another container's.
         raise ServiceError(f'the container name "{cname}" is already in use by another '
                            "container; remove it or choose another name")
+    # The same container asked for again (a repeated step) is kept, under its id.
+    cid = existing.id if existing is not None else oci_model.new_id()
     ref = svc.image or f"{project}-{service}"
     try:
         record = await images.ensure(ctx.images, ref, svc.pull_policy or "missing")
@@ -252,16 +259,17 @@ async def run_container(ctx: context.Context, stack: spec_model.Stack, project: 
     except Exception as err:
         raise ServiceError(f"image {ref}: {err}") from None
     _bind_sources(svc)
-    mounts = await asyncio.to_thread(rootfs.prepare, ctx.root, cname, record.chain_ids)
+    mounts = await asyncio.to_thread(rootfs.prepare, ctx.root, cid, record.chain_ids)
     try:
-        dirs = await asyncio.to_thread(_prepare_volumes, ctx, project, stack, svc, cname, mounts.merged_dir)
-        files = _write_files(ctx, stack, svc, cname)
+        dirs = await asyncio.to_thread(_prepare_volumes, ctx, project, stack, svc, cname, cid,
+                                       mounts.merged_dir)
+        files = _write_files(ctx, stack, svc, cid)
         network, addresses = await _attach(ctx, project, stack, service, svc, cname, oneoff)
         nameservers = _nameservers(ctx, cname)
         namespaces = await _namespaces(ctx, project, svc)
         image = service_config.image_config(record.config)
         config = service_config.container_config(
-            project=project, service=service, svc=svc, replica=replica, cname=cname,
+            project=project, service=service, svc=svc, replica=replica, cname=cname, cid=cid,
             config_hash=config_hash, image_ref=record.id, image=image, rootfs=mounts.merged_dir,
             volume_dirs=dirs, files=files, network=network, namespaces=namespaces,
             addresses=addresses, nameservers=nameservers, oneoff=oneoff, command=command,
@@ -270,15 +278,16 @@ async def run_container(ctx: context.Context, stack: spec_model.Stack, project: 
                                      stdin_open=stdin or bool(svc.stdin_open))
         health = service_config.healthcheck(svc, tuple(record.config.healthcheck_test))
         await lifecycle.create(ctx.layout, config)
-        _write_health_check(ctx, cname, health)
-        context.mark_stopped_by_user(ctx, cname, False)
+        _write_health_check(ctx, cid, health)
+        context.mark_stopped_by_user(ctx, cid, False)
         if start:
-            await lifecycle.start(ctx.layout, cname, just_created=existing is None)
+            await lifecycle.start(ctx.layout, cid, just_created=existing is None)
     except BaseException:
-        await remove_container(ctx, cname)
+        await remove_container(ctx, cid, name=cname)
         raise
-    log.info("service.container_created", project=project, service=service, container=cname)
-    return cname
+    log.info("service.container_created", project=project, service=service, container=cname,
+             id=cid)
+    return cid
 
 
 def _with_labels(config, extra: dict[str, str]):
@@ -300,7 +309,14 @@ async def _attach(ctx: context.Context, project: str, stack: spec_model.Stack, s
         found = await observe.list_containers(ctx.layout, project, target)
         if not found:
             raise ServiceError(f"network_mode {mode}: no container of service {target}")
-        wish = dataclasses.replace(wish, mode=f"container:{found[0].id}")
+        # The network records know containers by name.
+        wish = dataclasses.replace(wish, mode=f"container:{found[0].name}")
+    elif mode.startswith("container:"):
+        target = mode.split(":", 1)[1]
+        if await observe.named(ctx.layout, target) is None:
+            by_id = await observe.get(ctx.layout, target)  # docker takes an id as well
+            if by_id is not None:
+                wish = dataclasses.replace(wish, mode=f"container:{by_id.name}")
     try:
         att = await asyncio.to_thread(bridge.attach, ctx.net_host, wish)
     except bridge.NetworkError as err:
@@ -331,27 +347,38 @@ async def stop_container(ctx: context.Context, cid: str, timeout: float | None =
     await lifecycle.stop(ctx.layout, cid, timeout=timeout)
 
 
-async def remove_container(ctx: context.Context, cid: str, *, remove_anonymous: bool = False,
-                           stop: bool = False, timeout: float | None = None) -> None:
-    """Container, network attachment, root and files; anonymous volumes only when asked.
+async def remove_container(ctx: context.Context, cid: str, *, name: str | None = None,
+                           remove_anonymous: bool = False, stop: bool = False,
+                           timeout: float | None = None) -> None:
+    """Container (by id), network attachment and anonymous volumes (by name: the name file
+    beside the id, else `name`), root and files; anonymous volumes only when asked. `name`
+    "": the name is another container's now, its network is left alone.
     `stop`: as docker removes a container, its stop signal first and SIGKILL only after its
     grace period (or `timeout`); without it every process is killed at once, which is right
     for a half-made container rolled back and for what a user removes by force."""
+    if name is None:
+        name = lifecycle.name_of(ctx.layout, cid)
     anon = []
-    if remove_anonymous:
+    if remove_anonymous and name:
         anon = [v.name for v in volumes.list_all(ctx.root)
-                if v.label("io.pcompose.anonymous") and v.name.startswith(f"{cid}_anon_")]
+                if v.label("io.pcompose.anonymous") and v.name.startswith(f"{name}_anon_")]
     project = lifecycle.project_of(ctx.layout, cid)
     await lifecycle.remove(ctx.layout, cid, stop=stop, timeout=timeout)
-    await asyncio.to_thread(_release, ctx, cid, anon)
+    await asyncio.to_thread(_release, ctx, cid, name, anon)
     if project is not None:
         await asyncio.to_thread(_remove_cgroups, ctx, project)
-    log.info("service.container_removed", container=cid)
+    log.info("service.container_removed", container=name or cid, id=cid)
 
 
-def _release(ctx: context.Context, cid: str, anon: list[str]) -> None:
+def release_network(ctx: context.Context, name: str) -> None:
+    """The network namespace, addresses and records of the container called `name`."""
+    bridge.detach(ctx.net_host, name, netns.path(ctx.run_dir, name))
+
+
+def _release(ctx: context.Context, cid: str, name: str, anon: list[str]) -> None:
     """What a removed container held beside runc: network, root, files, anonymous volumes."""
-    bridge.detach(ctx.net_host, cid, netns.path(ctx.run_dir, cid))
+    if name:
+        release_network(ctx, name)
     rootfs.remove(ctx.root, cid)
     _unpin_subpaths(ctx, cid)
     shutil.rmtree(_files_dir(ctx, cid), ignore_errors=True)
@@ -384,7 +411,7 @@ def _remove_cgroups(ctx: context.Context, project: str) -> None:
 def _ports_of(ctx: context.Context) -> dict[str, tuple]:
     out = {}
     for att in records.attachments(ctx.root).values():
-        out[att.container.container] = (
+        out[att.container.container] = (  # by the container's name
             tuple((p.host_ip, p.published, p.target, p.protocol) for p in att.container.ports),
             tuple(e.network for e in att.endpoints))
     return out
@@ -398,7 +425,7 @@ async def list_containers(ctx: context.Context, project: str | None = None,
     for o in found:
         if not all and o.status != "running":
             continue
-        views.append(await asyncio.to_thread(_view, ctx, o, nets.get(o.id, ((), ()))))
+        views.append(await asyncio.to_thread(_view, ctx, o, nets.get(o.name, ((), ()))))
     return sorted(views, key=lambda v: v.name)
 
 
@@ -408,7 +435,7 @@ def _view(ctx: context.Context, o: observe.Observed, net: tuple) -> ContainerVie
     finished = o.exit.finished_at if o.exit else None
     health = context.health_of(ctx, o.id).get("status", "") if o.status == "running" else ""
     return ContainerView(
-        name=o.id, id=o.id, project=o.project, service=o.service, replica=o.replica,
+        name=o.name, id=o.id, project=o.project, service=o.service, replica=o.replica,
         image=o.annotations.get(IMAGE_REF, o.image), command=_command(lay, o.id),
         state=o.status, exit_code=o.exit.code if o.exit else None, health=health,
         created=o.created, started=started, finished=finished, pid=o.pid,

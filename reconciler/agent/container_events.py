@@ -28,19 +28,22 @@ def for_step(project: str, step: plans.Step) -> list[events.Event]:
     actions = ACTIONS.get(step.action, ())
     if isinstance(target, model.DesiredContainer) and not target.start:
         actions = tuple(a for a in actions if a != "start")  # `create`: made, not started
-    return [events.Event("container", project, action, resource=target.name,
+    # docker's id where the step knows it (a container made by the step has none yet).
+    resource = getattr(target, "id", "") or target.name
+    return [events.Event("container", project, action, resource=resource,
                          attributes=attributes)
             for action in actions]
 
 
-def for_exit(project: str, exit_file: Path) -> events.Event | None:
-    """`die` when conmon wrote a container's exit code (the file is named after it)."""
+def for_exit(project: str, exit_file: Path, name: str | None = None) -> events.Event | None:
+    """`die` when conmon wrote a container's exit code (the file is named after its id);
+    `name`: the container's (default: its id, as for a container made before ids)."""
     try:
         code = exit_file.read_text().strip()
     except OSError:
         return None  # already removed with its container
-    name = exit_file.name
-    return events.Event("container", project, "die", resource=name,
+    name = name or exit_file.name
+    return events.Event("container", project, "die", resource=exit_file.name,
                         attributes={"exitCode": code, "name": name,
                                     "service": _service(project, name)})
 

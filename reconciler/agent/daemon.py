@@ -63,6 +63,7 @@ class Runtime:
     actuator: loop.Actuator
     exit_dirs: tuple[Path, ...] = ()  # conmon's exit dirs: a new file is a container exit
     project_of_exit: Callable[[Path], str | None] = field(default=lambda path: None)
+    name_of_exit: Callable[[Path], str | None] = field(default=lambda path: None)
     # What runs beside the loop for the agent's life (DNS, health checks); it is given the
     # queue's `add`, to wake a project's reconcile when something it watches changes.
     background: Callable[[Callable[[str], None]], Awaitable[None]] | None = None
@@ -229,7 +230,7 @@ def _projects_of_exits(agent: server.Agent, runtime: Runtime):
             project = runtime.project_of_exit(path)
             if project:
                 found.add(project)
-                died = container_events.for_exit(project, path)
+                died = container_events.for_exit(project, path, runtime.name_of_exit(path))
                 if died is not None:
                     agent.bus.publish(died)
         return found

@@ -136,7 +136,7 @@ class Machine:
         if limits and o.cgroups_path and o.status in ("running", "paused"):
             limits_drift = self._cgroups().limits_drift(o.cgroups_path, _resources(written))
         return model.ObservedContainer(
-            name=o.id, project=o.project, service=o.service, replica=o.replica,
+            name=o.name, id=o.id, project=o.project, service=o.service, replica=o.replica,
             config_hash=o.config_hash, image_id=o.image or None,
             state=STATES.get(o.status, model.ContainerState.EXITED),
             exit_code=o.exit.code if o.exit else None,
@@ -171,19 +171,19 @@ class Machine:
                 await self._ensure_volume(project, step.desired)
             else:
                 async with self._name(step.observed.name):
-                    await self._stop_before_removal(project, step.observed.name)
-                    await services.remove_container(self.ctx, step.observed.name)
+                    await self._stop_before_removal(project, step.observed.id)
+                    await services.remove_container(self.ctx, step.observed.id)
                 await self._create_container(project, step.desired)
 
         async def update(step: plans.Step) -> None:
             target = step.desired.service.limits
             stack = self._stack(project)
             svc = stack.services[step.desired.service.name]
-            await lifecycle.update(self.ctx.layout, step.observed.name, service_config.resources(svc))
-            _write_limits(self.ctx, step.observed.name, target)
+            await lifecycle.update(self.ctx.layout, step.observed.id, service_config.resources(svc))
+            _write_limits(self.ctx, step.observed.id, target)
 
         async def start(step: plans.Step) -> None:
-            cid = step.observed.name
+            cid = step.observed.id
             observed = step.observed
             if step.reason.startswith(("restart policy", "exited")):
                 delay = restarts.next_delay(observed.restart_delay, observed.ran_for)
@@ -191,18 +191,18 @@ class Machine:
             else:
                 counts = {"count": 0, "delay": 0.0}
             context.write_json(self.ctx.container_dir(cid) / context.RESTARTS, counts)
-            async with self._name(cid):
+            async with self._name(observed.name):
                 with _classified():
                     await services.start_container(self.ctx, cid)
 
         async def unpause(step: plans.Step) -> None:
-            await lifecycle.unpause(self.ctx.layout, step.observed.name)
+            await lifecycle.unpause(self.ctx.layout, step.observed.id)
 
         async def restart(step: plans.Step) -> None:
             async with self._name(step.observed.name):
-                await lifecycle.stop(self.ctx.layout, step.observed.name)
+                await lifecycle.stop(self.ctx.layout, step.observed.id)
                 with _classified():
-                    await services.start_container(self.ctx, step.observed.name)
+                    await services.start_container(self.ctx, step.observed.id)
 
         async def remove(step: plans.Step) -> None:
             kind = step.resource.split(":", 1)[0]
@@ -214,8 +214,8 @@ class Machine:
                 record = self.store.get(project)
                 wipe = bool(record and record.options.remove_volumes)
                 async with self._name(step.observed.name):
-                    await self._stop_before_removal(project, step.observed.name)
-                    await services.remove_container(self.ctx, step.observed.name,
+                    await self._stop_before_removal(project, step.observed.id)
+                    await services.remove_container(self.ctx, step.observed.id,
                                                     remove_anonymous=wipe)
             await self._refresh_dns()
 
@@ -318,7 +318,7 @@ class Machine:
         return self._names.setdefault(name, asyncio.Lock())
 
     async def _check_name_free(self, project: str, want: model.DesiredContainer) -> None:
-        found = await observe.get(self.ctx.layout, want.name)
+        found = await observe.named(self.ctx.layout, want.name)
         if found is None or (found.project, found.service, found.replica) == \
                 (project, want.service.name, want.replica):
             return
@@ -459,4 +459,5 @@ def runtime_for(ctx: context.Context):
                           actuator=machine,
                           exit_dirs=(ctx.layout.exit_dir,),
                           project_of_exit=machine.project_of_exit,
+                          name_of_exit=lambda path: lifecycle.name_of(ctx.layout, path.name),
                           background=machine.background)

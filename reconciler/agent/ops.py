@@ -70,14 +70,14 @@ class Ops:
         seen = self.recent(project)
         if seen is None:
             return [b for b in await self.containers(project) if not b.oneoff]
-        return sorted((Brief(c.name, c.name, c.service, c.state.value, c.exit_code,
+        return sorted((Brief(c.name, c.id or c.name, c.service, c.state.value, c.exit_code,
                              c.health or "", False, c.replica) for c in seen.containers),
                       key=lambda b: b.name)
 
     async def containers(self, project: str) -> list[Brief]:
         """The project's containers, one-off ones too, by name, as runc has them now."""
         found = await services.observed_raw(self.ctx, project)
-        return sorted((Brief(o.id, o.id, o.service, o.status, o.exit.code if o.exit else None,
+        return sorted((Brief(o.name, o.id, o.service, o.status, o.exit.code if o.exit else None,
                              self._health(o), o.oneoff, o.replica) for o in found),
                       key=lambda b: b.name)
 

@@ -26,41 +26,56 @@ from runtime.oci import lifecycle
 log = structlog.get_logger(__name__)
 
 
-def _half_made(ctx: context.Context, before: float) -> list[str]:
-    """Containers with something on the machine that runc does not know, all of it made
-    before `before` (later: a container this agent is making now)."""
+def _half_made(ctx: context.Context, before: float) -> tuple[list[str], list[str]]:
+    """What is on the machine of containers runc does not know, all of it made before
+    `before` (later: a container this agent is making now): the ids of their state (bundle,
+    root, files), and the names whose network (namespace, addresses) no container holds.
+
+    State is keyed by a container's id, the network by its name; a container made before
+    ids were given has its name as its id, and is known as such."""
     times: dict[str, float] = {}
 
-    def seen(name: str, path: Path) -> None:
+    def seen(cid: str, path: Path) -> None:
         try:
             made = path.stat().st_mtime
         except OSError:
             made = 0.0
-        times[name] = max(times.get(name, 0.0), made)
+        times[cid] = max(times.get(cid, 0.0), made)
 
     for folder in (ctx.root / "containers", ctx.root / "rootfs", ctx.run_dir / "files"):
         if folder.is_dir():
             for entry in folder.iterdir():
                 seen(entry.name, entry)
+    ids = sorted(cid for cid, made in times.items()
+                 if made < before and not lifecycle.known(ctx.layout, cid))
     # Timeless: a namespace (an nsfs mount's times are not its making) and an address
     # record come after the root, whose dir times the making.
+    held = {lifecycle.name_of(ctx.layout, cid) for cid in lifecycle.known_ids(ctx.layout)}
     netns_dir = ctx.run_dir / "netns"
-    names = [e.name for e in netns_dir.iterdir()] if netns_dir.is_dir() else []
-    for name in names + list(records.attachments(ctx.root)):
-        times.setdefault(name, 0.0)
-    return sorted(name for name, made in times.items()
-                  if made < before and not lifecycle.known(ctx.layout, name))
+    names = {e.name for e in netns_dir.iterdir()} if netns_dir.is_dir() else set()
+    names |= set(records.attachments(ctx.root))
+    return ids, sorted(names - held)
 
 
 async def remove_half_made(ctx: context.Context, before: float) -> list[str]:
     """Remove every half-made container (root, namespace, lease, files) and the links and
-    leases no record accounts for; returns the containers removed."""
-    found = await asyncio.to_thread(_half_made, ctx, before)
+    leases no record accounts for; returns the containers removed (ids, and names of
+    networks held by no container)."""
+    ids, names = await asyncio.to_thread(_half_made, ctx, before)
     removed = []
-    for name in found:
+    for cid in ids:
         try:
-            await services.remove_container(ctx, name)
+            # The network goes by name below, and only when no live container has that name.
+            await services.remove_container(ctx, cid, name="")
         except Exception as error:  # noqa: BLE001 - one that resists must not stop the agent
+            log.error("container.half_made_kept", container=cid,
+                      error=f"{type(error).__name__}: {error}")
+        else:
+            removed.append(cid)
+    for name in names:
+        try:
+            await asyncio.to_thread(services.release_network, ctx, name)
+        except Exception as error:  # noqa: BLE001 - as above
             log.error("container.half_made_kept", container=name,
                       error=f"{type(error).__name__}: {error}")
         else:

@@ -32,8 +32,10 @@ def project_name(args: argparse.Namespace) -> tuple[str, object | None]:
     return project.name, project
 
 
-def check_services(project, names: list[str]) -> None:
-    if project is None:
+def check_services(project, names: list[str], *, containers: bool = False) -> None:
+    """Each of `names` is a service of the loaded project; `containers`: or may name a
+    container (checked by containers(), which resolves it)."""
+    if project is None or containers:
         return
     for name in names:
         if name not in project.stack.services:
@@ -54,17 +56,50 @@ def context(args: argparse.Namespace):
 
 
 async def containers(ctx, project: str, services: list[str] = (), *, all: bool = True,
-                     oneoff: bool | None = False) -> list:
+                     oneoff: bool | None = False, refs: bool = False, declared=None) -> list:
     """The project's containers (services.ContainerView), of `services` if any are named,
-    sorted by name; one-off containers only when asked (oneoff None: both)."""
+    sorted by name; one-off containers only when asked (oneoff None: both).
+
+    `refs` (a verb that takes a container as well as a service): a name that is no service
+    of `declared` (the loaded project; None with -p) nor of a container of the project names
+    a container: by its name, full ID or unambiguous ID prefix, as docker looks one up."""
     from controllers import services as svc
 
-    found = await svc.list_containers(ctx, project=project, all=all)
-    return sorted((v for v in found
-                   if (not services or v.service in services)
-                   and (oneoff is None or v.oneoff == oneoff)
-                   and (all or v.state in ("running", "paused"))),
+    found = await svc.list_containers(ctx, project=None if refs else project, all=all)
+    mine = [v for v in found if v.project == project]
+    named, chosen = _split(mine, found, list(services), declared) if refs else \
+        (list(services), [])
+    views = {v.id: v for v in mine
+             if (not services or v.service in named)
+             and (oneoff is None or v.oneoff == oneoff)}
+    views.update((v.id, v) for v in chosen)
+    return sorted((v for v in views.values() if all or v.state in ("running", "paused")),
                   key=lambda v: v.name)
+
+
+def _split(mine: list, found: list, refs: list[str], declared) -> tuple[list[str], list]:
+    """The services among `refs`, and the containers the others name; a name that is
+    neither is an error, as an unknown service always was."""
+    from controllers import inspect as inspecting
+
+    services = set(declared.stack.services) if declared is not None else set()
+    services |= {v.service for v in mine}
+    named, chosen = [], []
+    for ref in refs:
+        if ref in services:
+            named.append(ref)
+            continue
+        try:
+            view = inspecting.resolve(found, ref)
+        except inspecting.Ambiguous as error:
+            raise common.UserFacingError(f"Error response from daemon: {error}") from None
+        if view is None:
+            if declared is None:
+                named.append(ref)  # -p: a service with no container yet
+                continue
+            raise common.UserFacingError(f"no such service: {ref}")
+        chosen.append(view)
+    return named, chosen
 
 
 # Errors of the layers below that describe what went wrong with the user's containers:

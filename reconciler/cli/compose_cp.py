@@ -167,10 +167,15 @@ async def _containers(args, ctx, name: str, *, into: bool) -> list:
         views = await compose_base.containers(ctx, project_name, [name], oneoff=None)
         if not views and project is not None:
             raise common.UserFacingError(f'no container found for service "{name}"')
-    if not views:  # a container's name, as docker compose takes SERVICE and docker a container
-        named = [v for v in await services.list_containers(ctx) if name in (v.name, v.id)]
-        if named:
-            return named
+    if not views:  # a container's name, ID or ID prefix, as docker takes a container
+        from controllers import inspect as inspecting
+
+        try:
+            named = inspecting.resolve(await services.list_containers(ctx), name)
+        except inspecting.Ambiguous as error:
+            raise common.UserFacingError(f"Error response from daemon: {error}") from None
+        if named is not None:
+            return [named]
         if failure is not None:
             raise failure
         raise common.UserFacingError(f"no such service: {name}")

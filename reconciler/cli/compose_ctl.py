@@ -52,16 +52,24 @@ def exec_(args: argparse.Namespace) -> int:
     if not argv:
         raise common.UserFacingError("exec: requires SERVICE and COMMAND")
     name, project = compose_base.project_name(args)
-    compose_base.check_services(project, [args.service])
-    return compose_base.run(_exec(args, name, argv))
+    compose_base.check_services(project, [args.service], containers=True)
+    return compose_base.run(_exec(args, name, argv, project))
 
 
-async def _exec(args, name: str, argv: list[str]) -> int:
+async def _exec(args, name: str, argv: list[str], project=None) -> int:
     from runtime.oci import exec as oci_exec
 
     ctx = compose_base.context(args)
-    views = await compose_base.containers(ctx, name, [args.service])
-    view = next((v for v in views if v.replica == args.index and v.state == "running"), None)
+    views = await compose_base.containers(ctx, name, [args.service], refs=True,
+                                          declared=project)
+    if views and all(v.service != args.service for v in views):
+        # SERVICE named one container (its name, ID or ID prefix): that one, not --index.
+        view = next((v for v in views if v.state == "running"), None)
+        if view is None:
+            raise common.UserFacingError(f"container {views[0].name} is not running")
+    else:
+        view = next((v for v in views if v.replica == args.index and v.state == "running"),
+                    None)
     if view is None:
         raise common.UserFacingError(f'service "{args.service}" is not running')
     opts = oci_exec.ExecOptions(user=args.user, env=_environment(args.env), workdir=args.workdir)
@@ -193,9 +201,27 @@ def _act(args: argparse.Namespace, verb: str, **extra) -> int:
         body["project"] = args.project_name
     else:
         body["load"] = compose_up.load_request(args)
+    named = _named_containers(args)
+    if named is not None:  # the agent acts on containers by name
+        body.update(services=[], containers=named)
     compose_up.ensure_agent_now(args)
     compose_create.act(args, body, render.Progress())
     return 0
+
+
+def _named_containers(args: argparse.Namespace) -> list[str] | None:
+    """When a SERVICE argument names a container instead (its name, ID or ID prefix), the
+    names of every container the arguments name; None when they are all services."""
+    if not args.services:
+        return None
+    name, project = compose_base.project_name(args)
+    if project is not None and all(s in project.stack.services for s in args.services):
+        return None
+    views = compose_base.run(compose_base.containers(
+        compose_base.context(args), name, list(args.services), refs=True, declared=project))
+    if all(v.service in args.services for v in views):
+        return None  # services only (with -p, or with no container yet): the agent checks
+    return [v.name for v in views]
 
 
 def stop(args: argparse.Namespace) -> int:

@@ -92,22 +92,24 @@ def timestamp(when: dt.datetime) -> str:
 
 def logs(args: argparse.Namespace) -> int:
     name, project = compose_base.project_name(args)
-    compose_base.check_services(project, args.services)
+    compose_base.check_services(project, args.services, containers=True)
     tail = parse_tail(args.tail)
     since = parse_since(args.since, dt.datetime.now(dt.timezone.utc))
-    return compose_base.run(_logs(args, name, tail, since)) or 0
+    return compose_base.run(_logs(args, name, tail, since, project)) or 0
 
 
-async def _logs(args, name: str, tail: int | None, since) -> int:
+async def _logs(args, name: str, tail: int | None, since, project=None) -> int:
     ctx = compose_base.context(args)
-    views = await compose_base.containers(ctx, name, args.services)
+    # A SERVICE argument may name a container (name, ID or ID prefix), as docker logs takes.
+    views = await compose_base.containers(ctx, name, args.services, refs=True, declared=project)
     if args.index is not None:
         views = [v for v in views if v.replica == args.index]
     printer = Printer([v.name for v in views], project=name, colour=_colour(args),
                       prefix=not args.no_log_prefix, timestamps=args.timestamps)
     if args.follow:
         await follow_project(args, ctx, name, args.services, tail=tail, since=since,
-                             printer=printer, until_all_exited=True)
+                             printer=printer, until_all_exited=True, refs=True,
+                             declared=project)
         return 0
     merged = []
     for view in views:
@@ -128,7 +130,7 @@ def _colour(args) -> bool:
 async def follow_project(args, ctx, name: str, services: list[str], *, tail: int | None,
                          since: dt.datetime | None = None, printer: Printer | None = None,
                          until_all_exited: bool = True, announce_exits: bool = False,
-                         poll: float = 0.3) -> None:
+                         poll: float = 0.3, refs: bool = False, declared=None) -> None:
     """Follow every container of the project (new ones join, restarted ones go on where they
     stopped) until none runs any more, or forever when `until_all_exited` is false.
     `announce_exits` (attached `up`): say `name exited with code N` when one stops."""
@@ -153,7 +155,8 @@ async def follow_project(args, ctx, name: str, services: list[str], *, tail: int
     first = True
     try:
         while True:
-            views = await compose_base.containers(ctx, name, services)
+            views = await compose_base.containers(ctx, name, services, refs=refs,
+                                                  declared=declared)
             was_running = set(running)
             running.clear()
             running.update(v.name for v in views if v.state in ("running", "paused", "created"))

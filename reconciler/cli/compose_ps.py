@@ -138,10 +138,14 @@ def port(args: argparse.Namespace) -> int:
     if not target.isdigit():
         raise common.UserFacingError(f"invalid port: {args.private_port}")
     name, project = compose_base.project_name(args)
-    compose_base.check_services(project, [args.service])
+    compose_base.check_services(project, [args.service], containers=True)
     views = compose_base.run(compose_base.containers(compose_base.context(args), name,
-                                                     [args.service]))
-    view = next((v for v in views if v.replica == args.index), None)
+                                                     [args.service], refs=True,
+                                                     declared=project))
+    if views and all(v.service != args.service for v in views):
+        view = views[0]  # SERVICE named a container (its name, ID or ID prefix)
+    else:
+        view = next((v for v in views if v.replica == args.index), None)
     if view is None:
         raise common.UserFacingError(f"service \"{args.service}\" is not running "
                                      f"(no replica {args.index})")
@@ -155,16 +159,17 @@ def port(args: argparse.Namespace) -> int:
 # -- top
 def top(args: argparse.Namespace) -> int:
     name, project = compose_base.project_name(args)
-    compose_base.check_services(project, args.services)
-    compose_base.run(_top(args, name))
+    compose_base.check_services(project, args.services, containers=True)
+    compose_base.run(_top(args, name, project))
     return 0
 
 
-async def _top(args, name: str) -> None:
+async def _top(args, name: str, project=None) -> None:
     from runtime.oci import observe
 
     ctx = compose_base.context(args)
-    views = [v for v in await compose_base.containers(ctx, name, args.services)
+    views = [v for v in await compose_base.containers(ctx, name, args.services, refs=True,
+                                                      declared=project)
              if v.state in ("running", "paused")]
     for view in views:
         pids = await observe.top(ctx.layout, view.id)
@@ -274,8 +279,9 @@ def _stats_row(view, sample, before) -> dict:
         cpu = max(0, st.cpu_usage_ns - old.cpu_usage_ns) / 1e9 / max(when - then, 1e-6) * 100
     limit = st.memory_limit or _mem_total()
     block = f"{render.size(st.io_read_bytes)} / {render.size(st.io_write_bytes)}"
-    return {"BlockIO": block, "CPUPerc": f"{cpu:.2f}%", "Container": view.id,
-            "ID": view.id, "MemPerc": f"{st.memory_usage / limit * 100 if limit else 0:.2f}%",
+    # docker stats' short ID (12 hex digits); Container: what it names the container by.
+    return {"BlockIO": block, "CPUPerc": f"{cpu:.2f}%", "Container": view.name,
+            "ID": view.id[:12], "MemPerc": f"{st.memory_usage / limit * 100 if limit else 0:.2f}%",
             "MemUsage": f"{render.size(st.memory_usage)} / {render.size(limit)}",
             "Name": view.name, "NetIO": f"{render.size(rx)} / {render.size(tx)}",
             "PIDs": str(st.pids_current)}

@@ -42,12 +42,12 @@ async def _wait(args: argparse.Namespace, name: str) -> int:
         raise common.UserFacingError(f'no containers for project "{name}"')
     codes: list[int] = []
 
-    async def one(cid: str) -> None:
-        code = await exit_code(ctx, cid)
-        print(f'container "{cid}" exited with status code {code}', flush=True)
+    async def one(view) -> None:
+        code = await exit_code(ctx, view.id)
+        print(f'container "{view.name}" exited with status code {code}', flush=True)
         codes.append(code)
 
-    await asyncio.gather(*(one(v.id) for v in views))
+    await asyncio.gather(*(one(v) for v in views))
     return codes[-1]
 
 
@@ -70,17 +70,17 @@ async def exit_code(ctx, cid: str) -> int:
 # -- attach
 def attach(args: argparse.Namespace) -> int:
     name, project = compose_base.project_name(args)
-    compose_base.check_services(project, [args.service])
+    compose_base.check_services(project, [args.service], containers=True)
     keys = detach_keys(args.detach_keys or DEFAULT_DETACH_KEYS)
-    return compose_base.run(_attach(args, name, keys))
+    return compose_base.run(_attach(args, name, keys, project))
 
 
-async def _attach(args: argparse.Namespace, name: str, keys: bytes) -> int:
+async def _attach(args: argparse.Namespace, name: str, keys: bytes, project=None) -> int:
     from runtime.oci import attach as oci_attach
     from runtime.oci import lifecycle
 
     ctx = compose_base.context(args)
-    view = await _target(ctx, name, args.service, args.index)
+    view = await _target(ctx, name, args.service, args.index, project)
     if view.state == "paused":
         raise common.UserFacingError("You cannot attach to a paused container, unpause it first")
     terminal = _has_terminal(ctx, view.id)
@@ -125,10 +125,15 @@ async def _attach(args: argparse.Namespace, name: str, keys: bytes) -> int:
     return 0 if code is None else code
 
 
-async def _target(ctx, name: str, service: str, index: int):
+async def _target(ctx, name: str, service: str, index: int, project=None):
     """docker compose's pick: the running (or paused) container of `service` numbered
-    `index`, else its lowest-numbered one; one-off containers last."""
-    views = [v for v in await compose_base.containers(ctx, name, [service], oneoff=None)
+    `index`, else its lowest-numbered one; one-off containers last. `service` may name a
+    container instead (its name, ID or ID prefix): that one."""
+    views = await compose_base.containers(ctx, name, [service], oneoff=None, refs=True,
+                                          declared=project)
+    if views and all(v.service != service for v in views):
+        index = 0
+    views = [v for v in views
              if v.state in ("running", "paused") and (index <= 0 or v.replica == index)]
     if not views:
         suffix = f" container #{index}" if index > 0 else ""

@@ -122,7 +122,7 @@ def ps_json(view, now: dt.datetime, trunc: bool = True) -> dict:
         "CreatedAt": created_at(view.created),
         "ExitCode": view.exit_code or 0,
         "Health": view.health,
-        "ID": view.id,  # a container's id is its name here: cutting it would only confuse
+        "ID": view.id,  # whole, as docker compose's JSON has it
         "Image": view.image,
         "Labels": ",".join(f"{k}={v}" for k, v in sorted(labels.items())),
         "LocalVolumes": "0",

@@ -171,6 +171,8 @@ class ObservedContainer:
     # False: its process is there but its monitor (conmon) is gone: nothing takes its output
     # or records its exit, so it is made again.
     monitored: bool = True
+    # The runtime's id of this instance (new at each making); "": a plan made without one.
+    id: str = ""
     # What the kernel holds that differs from what was made for it ("" when nothing): a veth
     # of a running container gone or off its bridge, and a cgroup limit changed by hand.
     # Both are repaired in place, never by a restart.

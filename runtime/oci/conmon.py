@@ -33,11 +33,12 @@ class Launch:
     binary: str = CONMON
     terminal: bool = False  # compose `tty: true`: conmon holds the pty and logs what it shows
     stdin: bool = False  # what clients of the attach socket write goes to the process's input
+    name: str = ""  # the container's name, for conmon's messages (default: its id)
 
     def argv(self) -> list[str]:
         return [
             self.binary, "--api-version", "1", "-c", self.cid, "-u", self.cid,
-            "-r", self.runtime, "-b", str(self.bundle), "-n", self.cid,
+            "-r", self.runtime, "-b", str(self.bundle), "-n", self.name or self.cid,
             "-p", str(self.workdir / "pidfile"),
             "--exit-dir", str(self.exit_dir), "--persist-dir", str(self.persist_dir),
             "--full-attach", "--socket-dir-path", str(self.socket_dir),

@@ -25,8 +25,8 @@ def gather(lay: layout.Layout, config: model.ContainerConfig, driver: drivers.Dr
                         "ignored")
     facts = spec.HostFacts(
         user=users.resolve_in_rootfs(config.user or config.image.user, config.rootfs),
-        cgroups_path=lay.cgroups_path(config.identity.project, config.name),
-        etc_dir=str(lay.etc_dir(config.name)),
+        cgroups_path=lay.cgroups_path(config.identity.project, config.cid),
+        etc_dir=str(lay.etc_dir(config.cid)),
         env_file_env=tuple(line for path in config.env_files for line in read_env_file(path)),
         devices=tuple(device_node(d) for d in config.devices) + (host_devices() if config.privileged else ()),
         init_binary=init_binary(),

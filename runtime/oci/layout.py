@@ -42,6 +42,10 @@ class Layout:
     def etc_dir(self, cid: str) -> Path:
         return self.container_dir(cid) / "etc"
 
+    def name_file(self, cid: str) -> Path:
+        """The container's name beside its id: found by name without reading its bundle."""
+        return self.container_dir(cid) / "name"
+
     def persist_dir(self, cid: str) -> Path:
         return self.container_dir(cid) / "persist"
 

@@ -46,25 +46,29 @@ async def create(lay: layout.Layout, config: model.ContainerConfig, driver: driv
 
     Idempotent: an existing container with the same config hash is kept.
     """
+    cid = config.cid
     # Skip a runc call when runc has no state dir for it.
-    existing = await runc.state(lay.runc, config.name) if known(lay, config.name) else None
+    existing = await runc.state(lay.runc, cid) if known(lay, cid) else None
     if existing is not None:
         if existing.get("annotations", {}).get(spec.A_CONFIG_HASH) == config.identity.config_hash:
             return int(existing.get("pid") or 0)
         raise ContainerExists(f"{config.name}: exists with another config; remove it first")
     driver = driver or drivers.detect()
     await asyncio.to_thread(write_bundle, lay, config, driver)
-    pid = await _launch(lay, config.name, config.tty, config.stdin_open)
-    log.info("container.created", container=config.name, pid=pid, project=config.identity.project)
+    pid = await _launch(lay, cid, config.tty, config.stdin_open, config.name)
+    log.info("container.created", container=config.name, id=cid, pid=pid,
+             project=config.identity.project)
     return pid
 
 
-async def _launch(lay: layout.Layout, cid: str, terminal: bool, stdin: bool = False) -> int:
+async def _launch(lay: layout.Layout, cid: str, terminal: bool, stdin: bool = False,
+                  name: str = "") -> int:
     return await conmon.launch(conmon.Launch(
         cid=cid, bundle=lay.bundle(cid), workdir=lay.container_dir(cid),
         exit_dir=lay.exit_dir, persist_dir=lay.persist_dir(cid), log_path=lay.log_path(cid),
         runc_root=lay.runc.root, socket_dir=lay.socket_dir, log_size_max=lay.log_size_max,
         runtime=lay.runc_binary, binary=lay.conmon_binary, terminal=terminal, stdin=stdin,
+        name=name or name_of(lay, cid),
     ))
 
 
@@ -75,18 +79,20 @@ def write_bundle(lay: layout.Layout, config: model.ContainerConfig, driver: driv
     for warning in warnings:
         log.warning("container.limit_adjusted", container=config.name, reason=warning)
     document = spec.build(config, host)  # raises on bad input before anything is written
-    cdir = lay.container_dir(config.name)
+    cid = config.cid
+    cdir = lay.container_dir(cid)
     if cdir.exists():
         shutil.rmtree(cdir)  # leftovers of a container runc no longer knows
-    lay.exit_file(config.name).unlink(missing_ok=True)
+    lay.exit_file(cid).unlink(missing_ok=True)
     statefiles.private_dir(cdir)
+    statefiles.write(lay.name_file(cid), config.name)
     # 0755 and 0644 below: the container's own user (`user: "1000"`) reads /etc/hosts and
     # friends through their bind mounts, which skip the private dirs above them.
-    lay.etc_dir(config.name).mkdir(mode=0o755)
-    lay.persist_dir(config.name).mkdir(mode=0o700)
+    lay.etc_dir(cid).mkdir(mode=0o755)
+    lay.persist_dir(cid).mkdir(mode=0o700)
     nameservers = facts.host_nameservers() if config.network == "host" else ()
     for name, text in spec.etc_files(config, nameservers).items():
-        statefiles.write(lay.etc_dir(config.name) / name, text, mode=0o644)
+        statefiles.write(lay.etc_dir(cid) / name, text, mode=0o644)
     # The environment (secrets passed as variables among it): root's only.
     statefiles.write(cdir / "config.json", spec.dumps(document))
 
@@ -132,14 +138,14 @@ def _record_start(lay: layout.Layout, cid: str, began: dt.datetime) -> None:
 
 async def run(lay: layout.Layout, config: model.ContainerConfig, driver: drivers.Driver | None = None) -> int:
     """create + start; an existing container with the same config is started if it is not yet."""
-    fresh = not known(lay, config.name)
+    fresh = not known(lay, config.cid)
     pid = await create(lay, config, driver)
     if fresh:
         began = _now()
-        await runc.start(lay.runc, config.name)
-        _record_start(lay, config.name, began)
+        await runc.start(lay.runc, config.cid)
+        _record_start(lay, config.cid, began)
     else:
-        await start(lay, config.name)
+        await start(lay, config.cid)
     return pid
 
 
@@ -246,6 +252,27 @@ async def remove(lay: layout.Layout, cid: str, *, stop: bool = False,
 def known(lay: layout.Layout, cid: str) -> bool:
     """runc keeps a state dir per container: without one, runc does not know `cid`."""
     return (lay.run_dir / "runc" / cid).exists()
+
+
+def known_ids(lay: layout.Layout) -> list[str]:
+    """Every container runc knows under this layout (no runc call: its state dirs)."""
+    try:
+        return sorted(e.name for e in os.scandir(lay.run_dir / "runc") if e.is_dir())
+    except FileNotFoundError:
+        return []
+
+
+def name_of(lay: layout.Layout, cid: str) -> str:
+    """The container's name; a container made before ids were given is named by its id."""
+    try:
+        return lay.name_file(cid).read_text().strip() or cid
+    except (FileNotFoundError, NotADirectoryError):
+        return cid
+
+
+def ids_named(lay: layout.Layout, name: str) -> list[str]:
+    """The ids of the containers runc knows by that name (one, unless something is amiss)."""
+    return [cid for cid in known_ids(lay) if name_of(lay, cid) == name]
 
 
 def _remove_files(lay: layout.Layout, cid: str) -> None:

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
 from typing import Mapping
 
 from runtime.cgroups import model as cgroups_model
 
 DEFAULT_SHM_SIZE = 64 * 1024 * 1024
+SHORT_ID = 12  # docker's short form of a container id
+
+
+def new_id() -> str:
+    """A container instance's id, as docker makes them: 64 random hex digits."""
+    return secrets.token_hex(32)
 
 
 @dataclass(frozen=True)
@@ -73,6 +80,9 @@ class ContainerConfig:
     name: str
     identity: Identity
     rootfs: str
+    # The instance's id (new_id()): runc's container id and the key of its state dirs; the
+    # name stays the name users give. "" keys it by its name (a container made before ids).
+    id: str = ""
     image: ImageConfig = ImageConfig()
     entrypoint: tuple[str, ...] | None = None  # None: the image's; () clears it
     command: tuple[str, ...] | None = None  # None: the image's CMD (unless entrypoint is set)
@@ -113,3 +123,8 @@ class ContainerConfig:
     uts: str = "private"
     tty: bool = False
     stdin_open: bool = False  # conmon passes attached clients' input to the process (run -i)
+
+    @property
+    def cid(self) -> str:
+        """What runc and the state dirs know the container by."""
+        return self.id or self.name

@@ -15,7 +15,8 @@ from runtime.oci import layout, lifecycle, runc, spec, timefmt
 
 @dataclass(frozen=True)
 class Observed:
-    id: str
+    id: str  # runc's; a container made before ids were given has its name as its id
+    name: str
     project: str
     service: str
     replica: int
@@ -46,6 +47,7 @@ def from_state(lay: layout.Layout, state: Mapping) -> Observed | None:
     exited = status == "stopped"
     return Observed(
         id=state["id"],
+        name=notes.get(spec.A_NAME) or state["id"],
         project=notes[spec.A_PROJECT],
         service=notes.get(spec.A_SERVICE, ""),
         replica=int(notes.get(spec.A_REPLICA, "1") or 1),
@@ -68,7 +70,7 @@ async def list_containers(lay: layout.Layout, project: str | None = None, servic
     found = await asyncio.to_thread(lambda: [from_state(lay, s) for s in states])
     return sorted(
         (o for o in found if o and (project is None or o.project == project) and (service is None or o.service == service)),
-        key=lambda o: (o.project, o.service, o.replica, o.id),
+        key=lambda o: (o.project, o.service, o.replica, o.name),
     )
 
 
@@ -77,6 +79,16 @@ async def get(lay: layout.Layout, cid: str) -> Observed | None:
         return None  # no runc call for a name runc has no state of
     state = await runc.state(lay.runc, cid)
     return None if state is None else await asyncio.to_thread(from_state, lay, state)
+
+
+async def named(lay: layout.Layout, name: str) -> Observed | None:
+    """The container called `name`, by the name files beside the ids (no runc call when
+    there is none)."""
+    for cid in await asyncio.to_thread(lifecycle.ids_named, lay, name):
+        found = await get(lay, cid)
+        if found is not None:
+            return found
+    return None
 
 
 async def namespace_path(lay: layout.Layout, cid: str, kind: str) -> str:

@@ -21,6 +21,7 @@ A_IMAGE = "io.pcompose.image"
 A_STOP_SIGNAL = "io.pcompose.stop-signal"
 A_STOP_GRACE = "io.pcompose.stop-grace-period"
 A_CGROUP = "io.pcompose.cgroup"
+A_NAME = "io.pcompose.name"  # the container's name; its id is runc's (absent: the id is the name)
 
 RLIMITS = {
     "as": "RLIMIT_AS", "core": "RLIMIT_CORE", "cpu": "RLIMIT_CPU", "data": "RLIMIT_DATA",
@@ -117,7 +118,9 @@ def environment(config: model.ContainerConfig, facts: HostFacts) -> list[str]:
 
 
 def hostname(config: model.ContainerConfig) -> str:
-    return (config.hostname or config.name)[:63]
+    """docker's default: the short id (the name for a container keyed by its name)."""
+    default = config.id[:model.SHORT_ID] if config.id else config.name
+    return (config.hostname or default)[:63]
 
 
 def etc_files(config: model.ContainerConfig, host_nameservers: tuple[str, ...] = ()) -> dict[str, str]:
@@ -325,6 +328,7 @@ def annotations(config: model.ContainerConfig, facts: HostFacts) -> dict[str, st
         A_STOP_SIGNAL: stop_signal(config),
         A_STOP_GRACE: repr(float(config.stop_grace_period)),
         A_CGROUP: facts.cgroups_path,
+        A_NAME: config.name,
         "com.docker.compose.project": ident.project,
         "com.docker.compose.service": ident.service,
         "com.docker.compose.container-number": str(ident.replica),

@@ -155,11 +155,10 @@ def test_inspect_formats_names_prefixes_and_unknown_names(stack):
                     web, worker).stdout
     assert both == f"/{web} web\n/{worker} worker\n"
 
-    # An id prefix names the one container whose id starts with it; two are ambiguous.
-    assert stack.pc("inspect", "-f", "{{.Name}}", web[:-3]).stdout == f"/{web}\n"
-    ambiguous = stack.pc("inspect", f"{p}-", check=False)
-    assert ambiguous.returncode == 1 and json.loads(ambiguous.stdout) == []
-    assert f"multiple IDs found with provided prefix: {p}-" in ambiguous.stderr
+    # An id prefix names the one container whose id starts with it (two that share one are
+    # ambiguous: tests/e2e/test_container_ids.py).
+    web_id = stack.pc("inspect", "-f", "{{.Id}}", web).stdout.strip()
+    assert stack.pc("inspect", "-f", "{{.Name}}", web_id[:-3]).stdout == f"/{web}\n"
 
     missing = stack.pc("inspect", web, "nope", check=False)
     assert missing.returncode == 1

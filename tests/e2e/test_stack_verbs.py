@@ -86,7 +86,7 @@ def test_ps_json_lines_carry_docker_keys(up_stack):
     assert objs[1]["Publishers"] == [{"URL": "0.0.0.0", "TargetPort": 80, "PublishedPort": 8080,
                                       "Protocol": "tcp"}]
     assert up_stack.pc("ps", "--services").stdout == "web\nworker\n"
-    assert up_stack.pc("ps", "-q", "worker").stdout == f"{p}-worker-1\n"
+    assert up_stack.pc("ps", "-q", "worker").stdout == f"{objs[1]['ID']}\n"  # docker's ID
 
 
 def test_logs_show_what_the_containers_printed(up_stack):
@@ -136,7 +136,7 @@ def test_stop_then_start(up_stack):
     assert up_stack.pc("ps", "--services").stdout == "web\n"
     state = json.loads(up_stack.pc("ps", "-a", "--format", "json", "worker").stdout)
     assert state["State"] == "exited"
-    assert up_stack.pc("ps", "--filter", "status=exited", "-q").stdout == f"{p}-worker-1\n"
+    assert up_stack.pc("ps", "--filter", "status=exited", "-q").stdout == f"{state['ID']}\n"
     started = up_stack.pc("start", "worker")
     assert f"Container {p}-worker-1  Started" in started.stderr
     assert up_stack.pc("ps", "--services").stdout == "web\nworker\n"
@@ -223,7 +223,8 @@ def test_events_stream_the_containers_events_as_docker_compose_does(up_stack):
         proc.terminate()
         proc.wait(timeout=30)
     died, started = seen[0], seen[-1]
-    assert died["action"] == "die" and died["id"] == f"{p}-worker-1"
+    assert died["action"] == "die" and died["id"] == worker_state(up_stack)["ID"]
+    assert died["attributes"]["name"] == f"{p}-worker-1"
     assert died["attributes"]["exitCode"] == "137" and died["service"] == "worker"
     assert started["type"] == "container" and started["service"] == "worker"
     assert started["attributes"] == {"image": "busybox", "name": f"{p}-worker-1",
@@ -262,7 +263,10 @@ def test_down_v_leaves_nothing(stack):
     assert f"Container {stack.project}-web-1  Started" in up.stderr
     assert (stack.root / "volumes" / f"{stack.project}_data").exists()
     assert conftest.leftovers(stack) != []  # the check sees what a stack makes
-    oneoff = stack.pc("run", "-d", "web", "echo", "detached").stdout.strip()
+    oneoff_id = stack.pc("run", "-d", "web", "echo", "detached").stdout.strip()  # its ID
+    [oneoff] = [json.loads(line)["Name"] for line in
+                stack.pc("ps", "-a", "--format", "json").stdout.splitlines()
+                if json.loads(line)["ID"] == oneoff_id]
     assert oneoff.startswith(f"{stack.project}-web-run-")
     down = stack.pc("down", "-v")
     assert f"Container {stack.project}-web-1  Removing" in down.stderr
