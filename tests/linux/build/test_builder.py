@@ -248,7 +248,10 @@ def test_run_mounts_cache_secret_and_bind(build, ctx, where, store, tmp_path):
             assert not (snap.merged / gone).exists(), gone  # what was mounted is not in the image
     with pytest.raises(builder.BuildError) as missing:
         build(dockerfile, tags=("m:2",), args=(("RUN_ID", "three"),))
-    assert "Dockerfile:5: secret token is required" in str(missing.value)
+    assert "Dockerfile:5:" in str(missing.value) and "/run/secrets/token" in str(missing.value)  # not mounted
+    with pytest.raises(builder.BuildError) as required:
+        build("FROM busybox\nRUN --mount=type=secret,id=token,required=true true\n", tags=("m:2",))
+    assert "Dockerfile:2: secret token is required" in str(required.value)
 
 
 def test_image_prune_all_drops_the_build_cache(build, store):
