@@ -87,11 +87,12 @@ def hosts() -> Iterator[list[Host]]:
 
 
 def join(hosts: list[Host], cluster: EtcdCluster, name: str, address: str,
-         *labels: str) -> Host:
+         *labels: str, flags: tuple[str, ...] = ()) -> Host:
     host = Host()
     hosts.append(host)
     host.start_agent("--cluster", ",".join(cluster.endpoints), "--node-name", name,
-                     "--advertise-addr", address, *[f"--label={label}" for label in labels])
+                     "--advertise-addr", address, *[f"--label={label}" for label in labels],
+                     *flags)
     return host
 
 
@@ -224,3 +225,13 @@ def test_an_etcd_outage_fails_node_verbs_then_the_node_registers_again(etcd1: Et
     waiting.wait_for(lambda: h1.log().count("node.registered") >= 2, timeout=30,
                      what="h1 registered again under a new lease")
     assert by_name(h1.nodes())["h1"]["Status"] == "Ready"
+
+
+def test_an_agent_joins_over_tls_with_a_client_certificate(etcd_tls: EtcdCluster, hosts):
+    certs = etcd_tls.certs
+    assert certs is not None
+    host = join(hosts, etcd_tls, "h1", "10.99.0.1", flags=(
+        "--cluster-ca", certs.ca, "--cluster-cert", certs.client_cert,
+        "--cluster-key", certs.client_key))
+    waiting.wait_for(lambda: by_name(host.nodes()).get("h1", {}).get("Status") == "Ready",
+                     timeout=30, what="h1 Ready over TLS")
