@@ -89,10 +89,13 @@ def parent_mtu(host_ns: Path | None, parent: str) -> int:
 
 @netns.on_worker
 def ensure_endpoint(host_ns: Path | None, u: Underlay, container_ns: Path, ifname: str,
-                    address: str, prefixlen: int, mac: str | None, mtu: int) -> None:
+                    address: str, prefixlen: int, mac: str | None, mtu: int,
+                    gateway: str | None = None) -> None:
     """`ifname` in `container_ns`: a child of `u.parent` with one address, up; its MTU is `mtu`
-    or the parent's when that is smaller (a child cannot exceed its parent). Safe to repeat: a
-    child of the right kind stays, anything else of that name is made again."""
+    or the parent's when that is smaller (a child cannot exceed its parent). With `gateway`, the
+    namespace's default route goes through it (ipvlan l3: out of the child, as docker does: the
+    parent's namespace routes, nothing answers ARP). Safe to repeat: a child of the right kind
+    stays, anything else of that name is made again."""
     check(u, f"{u.driver} endpoint {ifname}")
     ipr = netns.route(host_ns)
     inner = netns.route(container_ns)
@@ -129,3 +132,7 @@ def ensure_endpoint(host_ns: Path | None, u: Underlay, container_ns: Path, ifnam
         inner.addr("del", index=index, address=ip, prefixlen=int(plen))
     if f"{address}/{prefixlen}" not in have:
         inner.addr("add", index=index, address=address, prefixlen=prefixlen)
+    if gateway and u.driver == "ipvlan" and u.effective_mode == "l3":
+        inner.route("replace", dst="0.0.0.0/0", oif=index)
+    elif gateway:
+        inner.route("replace", dst="0.0.0.0/0", gateway=gateway)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime.net import bridge, links, model, names, netns, underlay
+from runtime.net import bridge, model, names, netns, underlay
 from tests.linux.net import simhosts
 
 GATEWAY = "198.18.0.254"  # the underlay bridge's own address: the hosts' "router"
@@ -36,8 +36,7 @@ def child(cluster: simhosts.Cluster, host: int, name: str, ip: str, u: underlay.
     """A "container" namespace on host `host` whose eth0 is an underlay child of the host's eth0."""
     ns = cluster.ns(name)
     mac = None if u.driver == "ipvlan" else names.mac_for(ip)
-    underlay.ensure_endpoint(cluster.hosts[f"h{host}"], u, ns, "eth0", ip, 24, mac, 1500)
-    links.ensure_default_route(ns, GATEWAY)
+    underlay.ensure_endpoint(cluster.hosts[f"h{host}"], u, ns, "eth0", ip, 24, mac, 1500, GATEWAY)
     return ns
 
 
@@ -52,6 +51,7 @@ def test_macvlan_children_on_two_hosts_reach_each_other_and_the_other_host(clust
     assert simhosts.ping(h2, "198.18.0.65")
     # the documented limit: a host cannot reach its own macvlan children through their parent
     assert not simhosts.ping(h1, "198.18.0.65")
+    assert f"default via {GATEWAY} dev eth0" in simhosts.ip_cmd(c1, "route")
     shown = simhosts.ip_cmd(c1, "-d", "link", "show", "eth0")
     assert "macvlan mode bridge" in shown
     assert "mtu 1400" in shown  # never above the parent's MTU
