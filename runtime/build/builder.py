@@ -320,7 +320,10 @@ class _Build:
             stage.config = json.loads(json.dumps(parent.config))
             stage.layers, stage.history, stage.key = parent.layers, list(parent.history), parent.key
             return
-        base = self._base_image(stage.source, inst)
+        named = dict(self.request.additional_contexts).get(stage.source, "")
+        if named and not named.startswith("docker-image://"):
+            raise self._error(inst, f"FROM {stage.source}: that context is a directory, not an image")
+        base = self._base_image(named.removeprefix("docker-image://") or stage.source, inst)
         stage.config = json.loads(json.dumps(base.config))
         stage.config.pop("OnBuild", None)
         stage.layers, stage.history = base.layers, list(base.history)

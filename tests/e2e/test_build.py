@@ -82,3 +82,28 @@ def test_a_remote_context_and_another_platform_are_refused(stack):
     stack.write("services:\n  web:\n    build: .\n    platform: linux/s390x\n")
     refused = stack.pc("build", check=False)
     assert refused.returncode != 0 and "platform" in refused.stderr
+
+
+def test_a_service_context_orders_the_builds(stack):
+    stack.write("""services:
+  base:
+    build: ./base
+    command: ["sleep", "100000"]
+    stop_signal: SIGKILL
+  app:
+    build:
+      context: ./app
+      additional_contexts:
+        base: service:base
+    command: ["sleep", "100000"]
+    stop_signal: SIGKILL
+""")
+    for name, dockerfile in (("base", "FROM busybox\nRUN echo made-by-base > /marker\n"),
+                             ("app", "FROM base\nRUN cat /marker > /from-base\n")):
+        (stack.dir / name).mkdir()
+        (stack.dir / name / "Dockerfile").write_text(dockerfile)
+    built = stack.pc("build")
+    order = [line for line in built.stderr.splitlines() if "exporting to image" in line]
+    assert [line.split("[")[1].split("]")[0] for line in order] == ["base", "app"], built.stderr
+    stack.pc("up", "-d")
+    assert stack.pc("exec", "-T", "app", "cat", "/from-base").stdout == "made-by-base\n"
