@@ -121,7 +121,10 @@ class Builder:
 def _run(argv: list[str], **kw) -> subprocess.CompletedProcess:
     done = subprocess.run(argv, capture_output=True, text=True, check=False, **kw)
     if done.returncode != 0:
-        raise RuntimeError(f"{shlex.join(argv)} exited {done.returncode}:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+        print(f"{shlex.join(argv)} exited {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}",
+              file=sys.stderr)
+        last = ((done.stderr or done.stdout).strip().splitlines() or ["?"])[-1]
+        raise RuntimeError(f"{Path(argv[0]).name} exited {done.returncode}: {last}")
     return done
 
 
@@ -202,9 +205,9 @@ class BuildahBuilder(Builder):
         _run([*self._b(), "pull", "--quiet", f"docker-archive:{archive}"])
 
     def build(self, ctx: Path, version: str, no_cache: bool) -> None:
-        argv = [*self._b(), "bud", "--layers", "--network", "none", "--pull-never", "--quiet",
-                "--build-arg", f"VERSION={version}", "-t", TAG, "-f", str(ctx / "Dockerfile"), str(ctx)]
-        _run([*argv, "--no-cache"] if no_cache else argv)
+        _run([*self._b(), "bud", "--layers", "--network", "none", "--pull-never", "--quiet",
+              *(["--no-cache"] if no_cache else []), "--build-arg", f"VERSION={version}",
+              "-t", TAG, "-f", str(ctx / "Dockerfile"), str(ctx)])
 
     def env(self) -> list[str]:
         doc = json.loads(_run([*self._b(), "inspect", "--type", "image", TAG]).stdout)
@@ -266,9 +269,9 @@ class DockerBuilder(Builder):
         _run([*self._d(), "load", "-q", "-i", str(archive)])
 
     def build(self, ctx: Path, version: str, no_cache: bool) -> None:
-        argv = [*self._d(), "build", "-q", "--network", "none", "--build-arg", f"VERSION={version}",
-                "-t", TAG, "-f", str(ctx / "Dockerfile"), str(ctx)]
-        _run([*argv, "--no-cache"] if no_cache else argv, env={**os.environ, "DOCKER_BUILDKIT": "1"})
+        _run([*self._d(), "build", "-q", "--network", "none", *(["--no-cache"] if no_cache else []),
+              "--build-arg", f"VERSION={version}", "-t", TAG, "-f", str(ctx / "Dockerfile"), str(ctx)],
+             env={**os.environ, "DOCKER_BUILDKIT": "1"})
 
     def env(self) -> list[str]:
         return json.loads(_run([*self._d(), "image", "inspect", TAG]).stdout)[0]["Config"].get("Env") or []
