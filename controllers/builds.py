@@ -21,6 +21,7 @@ from runtime.images import manifest
 log = structlog.get_logger(__name__)
 
 Emit = Callable[[str], None]
+_swept: set[Path] = set()  # state roots whose builds' leftovers this process removed
 
 
 class BuildRefused(Exception):
@@ -141,6 +142,10 @@ async def build(ctx: context.Context, project: str, stack: spec_model.Stack, ser
                 pull: Callable[[str], None] | None = None) -> list[Built]:
     """Build `services`, each once the services its additional contexts name are built,
     the others at once; a failed one fails those that need it, not the rest."""
+    if ctx.root not in _swept:  # once per agent: what a killed one left halfway
+        _swept.add(ctx.root)
+        for what in await asyncio.to_thread(snapshot.sweep, where(ctx)):
+            log.info("build.leftover_removed", what=what)
     requests: dict[str, builder.Request] = {}
     results: dict[str, Built] = {}
     for name in services:

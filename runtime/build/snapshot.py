@@ -82,6 +82,25 @@ class Where:
     runc_binary: str = "/usr/sbin/runc"
 
 
+def sweep(where: Where) -> list[str]:
+    """What a builder killed halfway left (a RUN's container under runc, step roots mounted in
+    the temp dir), removed; call it before this root's first build. The names of what went."""
+    gone = []
+    if where.runc_root.is_dir():
+        for state in where.runc_root.iterdir():
+            subprocess.run([where.runc_binary, "--root", str(where.runc_root), "delete", "--force", state.name],
+                           capture_output=True, check=False)
+            gone.append(f"container {state.name}")
+    if where.tmp_dir.is_dir():
+        for step in where.tmp_dir.iterdir():
+            leftover = Snapshot(where, ())
+            leftover.base = step
+            leftover._unmount()
+            shutil.rmtree(step, ignore_errors=True)
+            gone.append(f"step root {step.name}")
+    return gone
+
+
 class Snapshot:
     """Mounted on enter over `chain_ids` (bottom first); `commit()` unmounts and returns the layer of
     what changed (None when nothing did); leaving the context unmounts and deletes everything."""

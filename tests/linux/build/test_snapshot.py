@@ -72,3 +72,10 @@ def test_a_failing_run_says_its_exit_code_and_last_lines(where, base):
     assert failed.value.exit_code == 3
     assert failed.value.tail[-1] == "line12" and "line1" not in failed.value.tail
     assert "exit code: 3" in str(failed.value) and "line12" in str(failed.value)
+
+
+def test_sweep_removes_what_a_killed_builder_left(where, base):
+    snap = snapshot.Snapshot(where, (base,)).__enter__()  # never left: as if the builder died here
+    assert (snap.merged / "bin").is_dir()
+    assert snapshot.sweep(where) == [f"step root {snap.base.name}"]
+    assert not snap.base.exists()
