@@ -362,6 +362,10 @@ class Client:
         async with asyncio.timeout(self.timeout):
             response = await self._http().post(url, json=body, headers=NO_LEADER)
         async with response:
+            if response.status >= 400:  # refused before any stream began
+                async with asyncio.timeout(self.timeout):
+                    text = await response.text()
+                _refusal(f"watch {prefix}", response.status, text)
             buffer = b""
             while True:
                 try:
@@ -383,6 +387,20 @@ class Client:
                         yield _watch_events(json.loads(line))
                 if self._current != index:
                     self._current = index
+
+
+def _refusal(what: str, status: int, text: str) -> None:
+    """Raise for an error answer: _Retry when another member may serve it, else EtcdError."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = {}
+    code = int(data.get("code", 0)) if isinstance(data, dict) else 0
+    message = str(data.get("message") or data.get("error") or text[:200]) \
+        if isinstance(data, dict) else text[:200]
+    if code in _ROTATE_CODES or status == 503:
+        raise _Retry(f"code {code}: {message}")
+    raise EtcdError(f"etcd {what}: {message}", code)
 
 
 def _watch_events(data: dict) -> list[Event]:
