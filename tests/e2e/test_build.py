@@ -107,3 +107,20 @@ def test_a_service_context_orders_the_builds(stack):
     assert [line.split("[")[1].split("]")[0] for line in order] == ["base", "app"], built.stderr
     stack.pc("up", "-d")
     assert stack.pc("exec", "-T", "app", "cat", "/from-base").stdout == "made-by-base\n"
+
+
+def test_the_build_example_builds_and_serves(stack):
+    import shutil
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[2] / "specs" / "examples" / "build"
+    shutil.copytree(example, stack.dir / "example")
+    compose = str(stack.dir / "example" / "compose.yaml")
+    stack.pc("-f", compose, "up", "-d", "--wait", timeout=300)
+    page = stack.pc("-f", compose, "exec", "-T", "web", "wget", "-q", "-O", "-", "http://127.0.0.1:8080/").stdout
+    assert "<h1>Built by pcompose</h1>" in page
+    owner = stack.pc("-f", compose, "exec", "-T", "web", "stat", "-c", "%U", "/srv/www/index.html").stdout
+    assert owner == "nobody\n"
+    again = stack.pc("-f", compose, "build")
+    assert again.stderr.count("CACHED") == 5, again.stderr
+    stack.pc("-f", compose, "down", "-v", "-t", "0")
