@@ -72,6 +72,15 @@ class Context:
         """Whether .dockerignore leaves `rel` (relative to the context) out of it."""
         return self.matcher.excluded(rel)
 
+    def left_out(self, rel: str, *, is_dir: bool) -> bool:
+        """For a walker that copies a source dir itself: whether to skip the entry `rel` (in the
+        context) and, for a dir, all under it. An excluded dir is still entered when a `!`
+        pattern may take back something under it (`walk` also leaves such a dir out when
+        nothing is taken back; a walker that only asks this makes it, empty)."""
+        if not self.matcher.excluded(rel):
+            return False
+        return not (is_dir and self.matcher.may_include_under(rel))
+
     def sources(self, patterns: Sequence[str], *, excludes: Sequence[str] = ()) -> list[Entry]:
         """What each source pattern names, in the patterns' order (a glob's matches sorted,
         each entry once); `walk` gives what lies under a dir among them."""

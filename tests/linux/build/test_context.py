@@ -65,6 +65,16 @@ def test_dockerignore_leaves_paths_out_and_takes_back(root: Path) -> None:
     assert "docs" in walked and "docs/keep.md" in walked and "docs/a.md" not in walked
 
 
+def test_left_out_skips_ignored_files_even_when_an_exception_has_wildcards(root: Path) -> None:
+    ctx = _ctx(root, "logs\n*/*.log\ndocs\n!docs/*.md\n")
+    assert ctx.left_out("sub/a.log", is_dir=False)
+    assert ctx.left_out("logs", is_dir=True) is False  # `!docs/*.md` has a wildcard: look inside
+    assert ctx.left_out("logs/x.log", is_dir=False)
+    assert not ctx.left_out("docs/a.md", is_dir=False)
+    assert not ctx.left_out("app/main.c", is_dir=False)
+    assert ctx.left_out("app/main.c", is_dir=False) == ctx.excluded("app/main.c")
+
+
 def test_missing_and_escaping_sources_are_refused(root: Path, tmp_path: Path) -> None:
     (tmp_path / "secret").write_text("host file")
     os.symlink("../secret", root / "up")
