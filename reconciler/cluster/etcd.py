@@ -193,18 +193,22 @@ class Client:
         """One request, moving along the endpoints until one answers or the deadline passed."""
         deadline = time.monotonic() + 2 * self.timeout
         errors: list[str] = []
+        pause = 0.1
         while True:
             index = self._current
             left = deadline - time.monotonic()
             try:
                 return await self._attempt(index, path, body, min(self.timeout, left))
-            except (aiohttp.ClientError, OSError, _Retry) as error:
+            except (aiohttp.ClientError, TimeoutError, OSError, _Retry) as error:
                 errors.append(f"{self.endpoints[index]}: {_describe(error)}")
                 self._rotate(index)
             if time.monotonic() + 0.05 >= deadline:
                 raise Unavailable(f"etcd unavailable ({'; '.join(errors[-len(self.endpoints):])})")
             if self._current == 0 or len(self.endpoints) == 1:
-                await asyncio.sleep(0.1)  # a whole round failed: give an election a moment
+                # A whole round failed: give an election a moment, and a dead cluster fewer
+                # connection attempts the longer it stays dead.
+                await asyncio.sleep(min(pause, max(deadline - time.monotonic() - 0.05, 0)))
+                pause = min(pause * 2, 1.0)
 
     async def _attempt(self, index: int, path: str, body: dict, timeout: float) -> dict:
         url = self.endpoints[index] + path
@@ -324,7 +328,7 @@ class Client:
             async with asyncio.timeout(self.timeout):
                 async with self._http().get(url) as response:
                     data = json.loads(await response.text())
-        except (aiohttp.ClientError, OSError, ValueError):
+        except (aiohttp.ClientError, TimeoutError, OSError, ValueError):
             return False
         return data.get("health") in ("true", True)
 
@@ -333,10 +337,12 @@ class Client:
         across reconnects and failovers. Raises Compacted when etcd no longer has
         `start_revision` (or the revision a reconnect resumes from)."""
         next_revision = start_revision
+        pause = 0.2
         while True:
             index = self._current
             try:
                 async for batch in self._watch_stream(index, prefix, next_revision):
+                    pause = 0.2  # a stream that answered: the next failure starts afresh
                     # A member catching up may send what came before the revision asked for:
                     # delivered already, or before the caller's list.
                     batch = [event for event in batch if event.revision >= next_revision]
@@ -344,13 +350,13 @@ class Client:
                         yield event
                     if batch:  # delivered whole: resume after its last event
                         next_revision = batch[-1].revision + 1
-            except (aiohttp.ClientError, OSError, _Retry,
-                    ValueError) as error:
+            except (aiohttp.ClientError, TimeoutError, OSError, _Retry, ValueError) as error:
                 log.info("etcd.watch_reconnecting", endpoint=self.endpoints[index],
                          error=_describe(error), revision=next_revision)
                 self._rotate(index)
                 if self._current == 0 or len(self.endpoints) == 1:
-                    await asyncio.sleep(0.2)
+                    await asyncio.sleep(pause)  # every member failed: back off, up to 2 s
+                    pause = min(pause * 2, 2.0)
 
     async def _watch_stream(self, index: int, prefix: str,
                             start_revision: int) -> AsyncGenerator[list[Event], None]:
