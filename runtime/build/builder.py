@@ -9,7 +9,6 @@ import json
 import os
 import posixpath
 import re
-import signal
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -17,7 +16,7 @@ from typing import Any, Callable, Iterator
 import structlog
 
 from runtime.build import cache as cache_mod, context as context_mod, dockerfile, files, ignore, image
-from runtime.build import snapshot, words
+from runtime.build import snapshot, stage as stage_mod, words
 from runtime.images import manifest, reference, store as store_mod, unpack
 from runtime.oci import users
 
@@ -26,15 +25,7 @@ log = structlog.get_logger(__name__)
 Progress = Callable[[str], None]
 Pull = Callable[[str], None]  # makes an image present in the store (the agent pulls it)
 
-DEFAULT_SHELL = ("/bin/sh", "-c")
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-HISTORY_COMMENT = "buildkit.dockerfile.v0"
-METADATA = ("env", "label", "workdir", "user", "expose", "volume", "entrypoint", "cmd", "healthcheck",
-            "stopsignal", "shell", "onbuild", "maintainer", "arg")
-_PORT = re.compile(r"(\d+)(?:-(\d+))?(?:/(\w+))?")
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
-_UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000, "m": 60_000_000_000,
-          "h": 3_600_000_000_000}
 
 
 class BuildError(Exception):
@@ -69,38 +60,6 @@ class Result:
     run_steps: int
 
 
-class _Stage:
-    """One stage's state while it builds (mutable only inside the build)."""
-
-    def __init__(self, index: int, name: str, source: str, from_inst: dockerfile.Instruction,
-                 instructions: list[dockerfile.Instruction]) -> None:
-        self.index, self.name, self.source = index, name, source
-        self.from_inst, self.instructions = from_inst, instructions
-        self.config: dict[str, Any] = {}
-        self.layers: tuple[image.LayerRef, ...] = ()
-        self.history: list[dict[str, Any]] = []
-        self.key = ""
-        self.args: dict[str, str] = {}
-        self.shell: tuple[str, ...] = DEFAULT_SHELL
-        self.cmd_set = False
-        self.done = False
-
-    @property
-    def label(self) -> str:
-        return self.name or f"stage-{self.index}"
-
-    def env(self) -> dict[str, str]:
-        out: dict[str, str] = {}
-        for item in self.config.get("Env") or ():
-            k, _, v = item.partition("=")
-            out[k] = v
-        return out
-
-    def visible(self) -> dict[str, str]:
-        """What $NAME expands to here: the stage's ARGs, then its ENV (ENV wins, as docker)."""
-        return {**self.args, **self.env()}
-
-
 def build(where: snapshot.Where, request: Request, progress: Progress, pull: Pull | None = None, *,
           step: Callable[[], int] | None = None, label: str = "") -> Result:
     """Build `request` into the store and tag it; BuildError (tagging nothing) on any failure.
@@ -121,7 +80,7 @@ class _Build:
         self.cached = self.ran = 0
         self.escape = "\\"
         self.meta_args: dict[str, str] = {}
-        self.stages: list[_Stage] = []
+        self.stages: list[stage_mod.Stage] = []
         self.contexts: dict[str, context_mod.Context] = {}
         self.build_args = dict(request.args)
         self.name = "Dockerfile"
@@ -179,7 +138,7 @@ class _Build:
         self.meta_args = {"BUILDPLATFORM": str(plat), "TARGETPLATFORM": str(plat), "TARGETOS": plat.os,
                           "TARGETARCH": plat.architecture, "TARGETVARIANT": plat.variant,
                           "BUILDOS": plat.os, "BUILDARCH": plat.architecture}
-        current: _Stage | None = None
+        current: stage_mod.Stage | None = None
         for inst in instructions:
             if inst.cmd == "from":
                 if not inst.args:
@@ -193,12 +152,12 @@ class _Build:
                     raise self._error(inst, "FROM takes an image and optionally AS name")
                 if name and any(s.name == name for s in self.stages):
                     raise self._error(inst, f"duplicate stage name {name!r}")
-                current = _Stage(len(self.stages), name, source, inst, [])
+                current = stage_mod.Stage(len(self.stages), name, source, inst, [])
                 self.stages.append(current)
             elif current is None:
                 if inst.cmd != "arg":
                     raise self._error(inst, "no build stage in current context: FROM must come first")
-                for key, default in words.split_args(self._raw_words(inst)):
+                for key, default in words.split_args(list(inst.args)):
                     if key in self.build_args:
                         self.meta_args[key] = self.build_args[key]
                     elif default is not None:
@@ -208,7 +167,7 @@ class _Build:
         if not self.stages:
             raise BuildError(f"{self.name}: no FROM instruction: the file defines no build stage")
 
-    def _target(self) -> _Stage:
+    def _target(self) -> stage_mod.Stage:
         if not self.request.target:
             return self.stages[-1]
         for stage in self.stages:
@@ -216,7 +175,7 @@ class _Build:
                 return stage
         raise BuildError(f"target stage {self.request.target!r} could not be found")
 
-    def _stage_ref(self, text: str) -> _Stage | None:
+    def _stage_ref(self, text: str) -> stage_mod.Stage | None:
         for stage in self.stages:
             if stage.name and stage.name == text.lower():
                 return stage
@@ -224,11 +183,11 @@ class _Build:
             return self.stages[int(text)]
         return None
 
-    def _needed(self, target: _Stage) -> list[_Stage]:
+    def _needed(self, target: stage_mod.Stage) -> list[stage_mod.Stage]:
         """The stages `target` depends on (FROM, COPY --from, RUN --mount from=), in file order."""
         seen: set[int] = set()
 
-        def visit(stage: _Stage) -> None:
+        def visit(stage: stage_mod.Stage) -> None:
             if stage.index in seen:
                 return
             seen.add(stage.index)
@@ -241,7 +200,7 @@ class _Build:
         visit(target)
         return [s for s in self.stages if s.index in seen]
 
-    def _deps(self, stage: _Stage) -> Iterator[_Stage]:
+    def _deps(self, stage: stage_mod.Stage) -> Iterator[stage_mod.Stage]:
         found = self._stage_ref(stage.source)
         if found is not None and found.index < stage.index:
             yield found
@@ -282,7 +241,7 @@ class _Build:
         return self._error(inst, message) if inst is not None else BuildError(message)
 
     # -- one stage
-    def _build_stage(self, stage: _Stage) -> None:
+    def _build_stage(self, stage: stage_mod.Stage) -> None:
         total = 1 + sum(1 for i in stage.instructions if i.cmd in ("run", "copy", "add"))
         position = 1
         n = self._begin(f"[{self.label}{stage.label} {position}/{total}] {stage.from_inst.original.strip()}")
@@ -295,17 +254,18 @@ class _Build:
                     position += 1
                     self._layer_step(stage, inst, f"[{self.label}{stage.label} {position}/{total}]")
                 else:
-                    self._metadata(stage, inst)
+                    stage_mod.apply(stage, inst, escape=self.escape, build_args=self.build_args,
+                                    meta_args=self.meta_args)
             except BuildError:
                 raise
             except (words.WordError, context_mod.ContextError, files.CopyError, users.UserError,
-                    ValueError) as err:
+                    stage_mod.StepError, ValueError) as err:
                 raise self._error(inst, str(err)) from None
             except snapshot.RunFailed as err:
                 raise self._error(inst, str(err)) from None
         stage.done = True
 
-    def _start(self, stage: _Stage) -> None:
+    def _start(self, stage: stage_mod.Stage) -> None:
         inst = stage.from_inst
         for flag in inst.flags:
             name, _, value = flag.lstrip("-").partition("=")
@@ -350,135 +310,8 @@ class _Build:
         return image.base_of(self.store, record)
 
     # -- metadata instructions: the config changes, no layer
-    def _metadata(self, stage: _Stage, inst: dockerfile.Instruction) -> None:
-        cmd, env, esc = inst.cmd, stage.visible(), self.escape
-        cfg = stage.config
-        created_by = inst.original.strip()
-        if cmd == "arg":
-            shown = []
-            for key, default in words.split_args(self._raw_words(inst)):
-                if key in self.build_args:
-                    value: str | None = self.build_args[key]
-                elif default is not None:
-                    value = words.expand(default, env, escape=esc)
-                else:
-                    value = self.meta_args.get(key)
-                if value is not None:
-                    stage.args[key] = value
-                    env[key] = value
-                shown.append(f"{key}={value}" if value is not None else key)
-            stage.key = cache_mod.key(stage.key, "ARG", shown)
-            return  # docker keeps ARG out of the history
-        elif cmd in ("env", "label"):
-            pairs = [(words.expand(k, env, escape=esc), words.expand(v, env, escape=esc))
-                     for k, v in words.split_key_values(self._raw_words(inst))]
-            if cmd == "env":
-                current = stage.env()
-                for k, v in pairs:
-                    if not k:
-                        raise self._error(inst, "ENV names can not be blank")
-                    current[k] = v
-                    env[k] = v
-                cfg["Env"] = [f"{k}={v}" for k, v in current.items()]
-            else:
-                cfg["Labels"] = {**(cfg.get("Labels") or {}), **dict(pairs)}
-            created_by = f"{cmd.upper()} " + " ".join(f"{k}={v}" for k, v in pairs)
-        elif cmd == "workdir":
-            path = words.expand(self._text(inst), env, escape=esc)
-            joined = posixpath.join(cfg.get("WorkingDir") or "/", path)
-            cfg["WorkingDir"] = posixpath.normpath(joined) if joined != "/" else "/"
-            created_by = f"WORKDIR {cfg['WorkingDir']}"
-        elif cmd == "user":
-            cfg["User"] = words.expand(self._text(inst), env, escape=esc)
-            created_by = f"USER {cfg['User']}"
-        elif cmd == "expose":
-            ports = cfg.get("ExposedPorts") or {}
-            for word in words.expand_words(" ".join(inst.args), env, escape=esc):
-                ports.update({p: {} for p in _ports(word)})
-            cfg["ExposedPorts"] = ports
-        elif cmd == "volume":
-            paths = list(inst.args) if inst.json_form else words.expand_words(" ".join(inst.args), env, escape=esc)
-            if not paths or not all(paths):
-                raise self._error(inst, "VOLUME specified can not be an empty string")
-            cfg["Volumes"] = {**(cfg.get("Volumes") or {}), **{p: {} for p in paths}}
-        elif cmd in ("cmd", "entrypoint"):
-            argv = list(inst.args) if inst.json_form else [*stage.shell, self._text(inst)]
-            if cmd == "cmd":
-                cfg["Cmd"] = argv
-                stage.cmd_set = True
-            else:
-                cfg["Entrypoint"] = argv
-                if not stage.cmd_set:
-                    cfg.pop("Cmd", None)  # docker: a new ENTRYPOINT drops an inherited CMD
-            created_by = f"{cmd.upper()} {json.dumps(argv)}"
-        elif cmd == "healthcheck":
-            cfg["Healthcheck"] = self._healthcheck(stage, inst)
-        elif cmd == "stopsignal":
-            cfg["StopSignal"] = _signal(words.expand(self._text(inst), env, escape=esc))
-        elif cmd == "shell":
-            if not inst.json_form or not inst.args:
-                raise self._error(inst, "SHELL requires the arguments to be in JSON form")
-            stage.shell = tuple(inst.args)
-            cfg["Shell"] = list(inst.args)
-        elif cmd == "onbuild":
-            cfg["OnBuild"] = [*(cfg.get("OnBuild") or []), self._text(inst)]
-        elif cmd == "maintainer":
-            stage.history.append({"created": None, "created_by": created_by, "empty_layer": True})
-            return
-        else:
-            raise self._error(inst, f"unknown instruction: {cmd.upper()}")
-        stage.key = cache_mod.key(stage.key, cmd, created_by, sorted(env.items()))
-        stage.history.append({"created": None, "created_by": created_by, "comment": HISTORY_COMMENT,
-                              "empty_layer": True})
-
-    def _healthcheck(self, stage: _Stage, inst: dockerfile.Instruction) -> dict[str, Any]:
-        args = list(inst.args)
-        if not args:
-            raise self._error(inst, "HEALTHCHECK requires NONE or CMD")
-        first = args[0].upper()
-        if first == "NONE":
-            return {"Test": ["NONE"]}
-        if first != "CMD" or len(args) < 2:
-            raise self._error(inst, "HEALTHCHECK: expected NONE or CMD followed by a command")
-        rest = args[1:]
-        test = ["CMD", *rest] if inst.json_form else ["CMD-SHELL", " ".join(rest)]
-        if not inst.json_form and len(rest) == 1 and rest[0].lstrip().startswith("["):
-            with contextlib.suppress(ValueError):
-                parsed = json.loads(rest[0])
-                if isinstance(parsed, list) and all(isinstance(p, str) for p in parsed):
-                    test = ["CMD", *parsed]
-        check: dict[str, Any] = {"Test": test}
-        fields = {"interval": "Interval", "timeout": "Timeout", "start-period": "StartPeriod",
-                  "start-interval": "StartInterval"}
-        for flag in inst.flags:
-            name, _, value = flag.lstrip("-").partition("=")
-            if name in fields:
-                check[fields[name]] = _duration(value)
-            elif name == "retries":
-                check["Retries"] = int(value)
-            else:
-                raise self._error(inst, f"HEALTHCHECK: unknown flag --{name}")
-        return check
-
-    def _raw_words(self, inst: dockerfile.Instruction) -> list[str]:
-        """ENV, LABEL and ARG words as written (`K=V`, quotes kept), each expanded afterwards."""
-        return list(inst.args)
-
-    def _text(self, inst: dockerfile.Instruction) -> str:
-        """The instruction's arguments as written (continuations joined, flags left out)."""
-        if inst.args and len(inst.args) == 1 and not inst.json_form:
-            return inst.args[0]
-        text = inst.original.split("\n", 1)[0] if inst.heredocs else inst.original
-        text = re.sub(re.escape(self.escape) + r"[ \t]*\r?\n", "", text).strip()
-        text = text.split(None, 1)[1] if " " in text or "\t" in text else ""
-        for flag in inst.flags:
-            text = text.lstrip()
-            if text.startswith(flag):
-                text = text[len(flag):]
-        return text.strip()
-
     # -- RUN, COPY, ADD: a layer each (or none when nothing changed)
-    def _layer_step(self, stage: _Stage, inst: dockerfile.Instruction, where: str) -> None:
+    def _layer_step(self, stage: stage_mod.Stage, inst: dockerfile.Instruction, where: str) -> None:
         with contextlib.ExitStack() as stack:
             if inst.cmd == "run":
                 run, parts = self._run_plan(stage, inst, stack)
@@ -512,23 +345,23 @@ class _Build:
                 self.ran += 1
                 self._done(n, began)
         stage.key = k
-        entry: dict[str, Any] = {"created": None, "created_by": created_by, "comment": HISTORY_COMMENT}
+        entry: dict[str, Any] = {"created": None, "created_by": created_by, "comment": stage_mod.HISTORY_COMMENT}
         if empty:
             entry["empty_layer"] = True
         stage.history.append(entry)
 
-    def _created_by(self, stage: _Stage, inst: dockerfile.Instruction) -> str:
+    def _created_by(self, stage: stage_mod.Stage, inst: dockerfile.Instruction) -> str:
         if inst.cmd == "run":
-            argv = list(inst.args) if inst.json_form else [*stage.shell, self._text(inst)]
+            argv = list(inst.args) if inst.json_form else [*stage.shell, stage_mod.text_of(inst, self.escape)]
             return "RUN " + " ".join(argv) + " # buildkit"
         return inst.original.strip().splitlines()[0] + " # buildkit"
 
-    def _run(self, snap: snapshot.Snapshot, stage: _Stage, run: snapshot.Run, n: int, began: float) -> None:
+    def _run(self, snap: snapshot.Snapshot, stage: stage_mod.Stage, run: snapshot.Run, n: int, began: float) -> None:
         def output(line: str) -> None:
             self.progress(f"#{n} {time.monotonic() - began:.3f} {line}")
         snap.run(run, output)
 
-    def _run_plan(self, stage: _Stage, inst: dockerfile.Instruction,
+    def _run_plan(self, stage: stage_mod.Stage, inst: dockerfile.Instruction,
                   stack: contextlib.ExitStack) -> tuple[snapshot.Run, list[Any]]:
         network = self.request.network or "default"
         mounts: list[snapshot.Mount] = []
@@ -564,7 +397,7 @@ class _Build:
 
     def _script(self, inst: dockerfile.Instruction) -> str:
         """The shell form's script; heredocs after it, as the shell reads them, or alone the script."""
-        text = self._text(inst)
+        text = stage_mod.text_of(inst, self.escape)
         if not inst.heredocs:
             return text
         first = inst.heredocs[0]
@@ -574,7 +407,7 @@ class _Build:
                        for h in inst.heredocs)
         return f"{text}\n{body}"
 
-    def _mount(self, stage: _Stage, inst: dockerfile.Instruction, opts: dict[str, str],
+    def _mount(self, stage: stage_mod.Stage, inst: dockerfile.Instruction, opts: dict[str, str],
                stack: contextlib.ExitStack) -> tuple[snapshot.Mount | None, Any]:
         kind = opts.get("type", "bind")
         target = opts.get("target") or opts.get("dst") or opts.get("destination") or ""
@@ -655,7 +488,7 @@ class _Build:
         snap = stack.enter_context(snapshot.Snapshot(self.where, base.chain_ids))
         return snap.merged, f"image:{base.id}"
 
-    def _copy_plan(self, stage: _Stage, inst: dockerfile.Instruction,
+    def _copy_plan(self, stage: stage_mod.Stage, inst: dockerfile.Instruction,
                    stack: contextlib.ExitStack) -> tuple[Callable[[snapshot.Snapshot], None], list[Any]]:
         env, esc = stage.visible(), self.escape
         origin = chown = chmod = ""
@@ -677,7 +510,7 @@ class _Build:
         if inst.json_form:
             args = list(inst.args)
         else:
-            args = words.expand_words(self._text(inst), env, escape=esc)
+            args = words.expand_words(stage_mod.text_of(inst, self.escape), env, escape=esc)
         if len(args) < 2:
             raise self._error(inst, f"{inst.cmd.upper()} requires at least two arguments: source and destination")
         *sources, dest = args
@@ -692,8 +525,8 @@ class _Build:
                 raise self._error(inst, f"COPY {s}: a URL is not a path in the context")
         workdir = stage.config.get("WorkingDir") or "/"
         dest_path = posixpath.normpath(posixpath.join(workdir, dest))
-        dir_dest = (dest.endswith("/") or dest in (".", "..") or dest.endswith(("/.", "/.."))
-                    or len(sources) > 1 or any(_has_glob(s) for s in path_sources))
+        dir_dest = (dest.endswith(("/", "/.", "/..")) or dest in (".", "..") or len(sources) > 1
+                    or any(_has_glob(s) for s in path_sources))
         chmod_mode = files.parse_chmod(chmod) if chmod else None
         parts: list[Any] = [dest_path, dir_dest, chown, chmod, excludes]
         parts += [[h.name, h.content] for h in inst.heredocs if h.name in map(_heredoc_name, doc_sources)]
@@ -722,15 +555,15 @@ class _Build:
                 writer.write_file(target, h.content.encode())
             if ctx is not None:
                 for entry in ctx.sources(path_sources, excludes=tuple(excludes)):
-                    _copy_source(writer, entry.rel, entry.path, dest_path, dir_dest, is_add,
+                    files.copy_source(writer, entry.rel, entry.path, dest_path, dir_dest, is_add,
                                  _under(ctx, entry, excludes))
             else:
                 assert root is not None
-                found = [(rel, real) for s in path_sources for rel, real in _glob_in(root, s)]
+                found = [(rel, real) for s in path_sources for rel, real in files.glob_in(root, s)]
                 if not found and path_sources:
                     raise files.CopyError(f"no source files were specified or found: {' '.join(path_sources)}")
                 for rel, real in found:
-                    _copy_source(writer, rel, real, dest_path, dir_dest, False, None)
+                    files.copy_source(writer, rel, real, dest_path, dir_dest, False, None)
             writer.finish()
         return apply, parts
 
@@ -750,94 +583,9 @@ def _under(ctx: context_mod.Context, entry: context_mod.Entry,
     return lambda: ((sub.rel, sub.path) for sub in ctx.walk(entry, excludes=excludes))
 
 
-def _copy_source(writer: files.Writer, rel: str, real: Path, dest: str, dir_dest: bool, unpack_archives: bool,
-                 under: Callable[[], Iterator[tuple[str, Path]]] | None) -> None:
-    """One source to `dest`: a dir's contents into it, an archive (ADD) unpacked there, a file to
-    the path or, when `dest` is a dir, into it. `under` gives a context dir's entries (with
-    .dockerignore and --exclude applied); without it the dir is walked whole."""
-    if unpack_archives and files.is_archive(real):
-        writer.unpack(real, dest)
-    elif real.is_dir() and not real.is_symlink():
-        writer.copy_one(real, dest)
-        if under is None:
-            for name in sorted(os.listdir(real)):
-                writer.copy(real / name, posixpath.join(dest, name))
-            return
-        prefix = "" if rel == "." else rel + "/"
-        for sub_rel, sub_path in under():
-            writer.copy_one(sub_path, posixpath.join(dest, sub_rel[len(prefix):]))
-    elif dir_dest or (writer.real(dest) or Path("/nonexistent")).is_dir():
-        writer.copy_one(real, posixpath.join(dest, posixpath.basename(rel)))
-    else:
-        writer.copy_one(real, dest)
-
-
-def _glob_in(root: Path, pattern: str) -> list[tuple[str, Path]]:
-    """A source in a stage's or image's root, resolved inside it; globs as filepath.Match per part."""
-    import fnmatch
-
-    parts = [p for p in pattern.split("/") if p not in ("", ".")]
-    found: list[str] = [""]
-    for part in parts:
-        nxt = []
-        for base in found:
-            if _has_glob(part):
-                real = files.Writer(root, files.Owner(), None).real("/" + base)
-                if real is None or not real.is_dir():
-                    continue
-                nxt += [posixpath.join(base, n) for n in sorted(os.listdir(real)) if fnmatch.fnmatchcase(n, part)]
-            else:
-                nxt.append(posixpath.join(base, part))
-        found = nxt
-    out = []
-    writer = files.Writer(root, files.Owner(), None)
-    for rel in found:
-        real = writer.real("/" + rel)
-        if real is None:
-            raise files.CopyError(f"{pattern}: not found in the source stage or image")
-        out.append((rel or ".", real))
-    return out
-
-
-def _ports(word: str) -> list[str]:
-    found = _PORT.fullmatch(word)
-    proto = (found[3] or "tcp").lower() if found else ""
-    if not found or proto not in ("tcp", "udp", "sctp"):
-        raise ValueError(f"EXPOSE {word}: expected PORT[-PORT][/tcp|udp|sctp]")
-    first, last = int(found[1]), int(found[2] or found[1])
-    if not 0 < first <= last <= 65535:
-        raise ValueError(f"EXPOSE {word}: ports are 1 to 65535, low to high")
-    return [f"{port}/{proto}" for port in range(first, last + 1)]
-
-
-def _signal(text: str) -> str:
-    """Kept as written (docker does), once it names a signal: SIGTERM, TERM, 15, SIGRTMIN+3."""
-    name = text.upper().removeprefix("SIG")
-    if name.isdigit():
-        known = int(name) in {s.value for s in signal.Signals}
-    else:
-        known = "SIG" + name in signal.Signals.__members__ or bool(re.fullmatch(r"RTM(IN|AX)([+-]\d+)?", name))
-    if not known:
-        raise ValueError(f"STOPSIGNAL {text}: unknown signal")
-    return text
-
-
 def _mount_options(text: str) -> dict[str, str]:
     out = {}
     for item in text.split(","):
         key, sep, value = item.partition("=")
         out[key.strip().lower()] = value.strip() if sep else ""
     return out
-
-
-def _duration(text: str) -> int:
-    """A Go duration (`30s`, `1m30s`, `500ms`) in nanoseconds, as docker's image config keeps it."""
-    pos, total = 0, 0.0
-    for m in _DURATION.finditer(text):
-        if m.start() != pos:
-            break
-        total += float(m.group(1)) * _UNITS[m.group(2)]
-        pos = m.end()
-    if pos != len(text) or not text:
-        raise ValueError(f"invalid duration {text!r}")
-    return int(total)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bz2
 import dataclasses
+import fnmatch
 import gzip
 import lzma
 import os
@@ -13,7 +14,7 @@ import stat
 import tarfile
 import typing
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from runtime import safepath
 
@@ -177,3 +178,50 @@ def parse_chmod(text: str) -> int:
     if not 0 <= mode <= 0o7777:
         raise CopyError(f"--chmod={text}: expected an octal mode such as 755")
     return mode
+
+
+def copy_source(writer: Writer, rel: str, real: Path, dest: str, dir_dest: bool, unpack_archives: bool,
+                under: Callable[[], Iterator[tuple[str, Path]]] | None) -> None:
+    """One source to `dest`: a dir's contents into it, an archive (ADD) unpacked there, a file to
+    the path or, when `dest` is a dir, into it. `under` gives a context dir's entries (with
+    .dockerignore and --exclude applied); without it the dir is walked whole."""
+    if unpack_archives and is_archive(real):
+        writer.unpack(real, dest)
+    elif real.is_dir() and not real.is_symlink():
+        writer.copy_one(real, dest)
+        if under is None:
+            for name in sorted(os.listdir(real)):
+                writer.copy(real / name, posixpath.join(dest, name))
+            return
+        prefix = "" if rel == "." else rel + "/"
+        for sub_rel, sub_path in under():
+            writer.copy_one(sub_path, posixpath.join(dest, sub_rel[len(prefix):]))
+    elif dir_dest or (writer.real(dest) or Path("/nonexistent")).is_dir():
+        writer.copy_one(real, posixpath.join(dest, posixpath.basename(rel)))
+    else:
+        writer.copy_one(real, dest)
+
+
+def glob_in(root: Path, pattern: str) -> list[tuple[str, Path]]:
+    """A source in a stage's or image's root, resolved inside it; globs as filepath.Match per part."""
+    parts = [p for p in pattern.split("/") if p not in ("", ".")]
+    found: list[str] = [""]
+    for part in parts:
+        nxt = []
+        for base in found:
+            if any(c in part for c in "*?["):
+                real = Writer(root, Owner(), None).real("/" + base)
+                if real is None or not real.is_dir():
+                    continue
+                nxt += [posixpath.join(base, n) for n in sorted(os.listdir(real)) if fnmatch.fnmatchcase(n, part)]
+            else:
+                nxt.append(posixpath.join(base, part))
+        found = nxt
+    out = []
+    writer = Writer(root, Owner(), None)
+    for rel in found:
+        real = writer.real("/" + rel)
+        if real is None:
+            raise CopyError(f"{pattern}: not found in the source stage or image")
+        out.append((rel or ".", real))
+    return out
