@@ -552,7 +552,8 @@ class _Build:
             for s in doc_sources:
                 h = heredocs[_heredoc_name(s)]
                 target = posixpath.join(dest_path, h.name) if dir_dest else dest_path
-                writer.write_file(target, h.content.encode())
+                content = _expand_heredoc(h.content, env, self.escape) if h.expand else h.content
+                writer.write_file(target, content.encode())
             if ctx is not None:
                 for entry in ctx.sources(path_sources, excludes=tuple(excludes)):
                     files.copy_source(writer, entry.rel, entry.path, dest_path, dir_dest, is_add,
@@ -581,6 +582,16 @@ def _under(ctx: context_mod.Context, entry: context_mod.Entry,
            excludes: list[str]) -> Callable[[], Iterator[tuple[str, Path]]]:
     """What lies under a context source dir, when the copy asks for it."""
     return lambda: ((sub.rel, sub.path) for sub in ctx.walk(entry, excludes=excludes))
+
+
+_VARIABLE = re.compile(r"(?<!\\)\$(\{[^}]*\}|[A-Za-z_][A-Za-z0-9_]*)")
+
+
+def _expand_heredoc(content: str, env: dict[str, str], escape: str) -> str:
+    """A COPY heredoc whose delimiter was not quoted: its variables replaced, as BuildKit does;
+    quotes and the rest of the text stay as written, `\\$` is a literal `$`."""
+    expanded = _VARIABLE.sub(lambda m: words.expand(m.group(0), env, escape=escape), content)
+    return expanded.replace("\\$", "$")
 
 
 def _mount_options(text: str) -> dict[str, str]:

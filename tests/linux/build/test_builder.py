@@ -211,8 +211,12 @@ def test_heredocs_add_archives_and_dockerignore(build, ctx, where, store):
         FROM busybox
         COPY keep /keep
         ADD pkg.tar.gz /opt/
+        ENV WHO=builder
         COPY <<EOF /etc/motd
-        welcome
+        welcome $WHO
+        EOF
+        COPY <<"EOF" /etc/raw
+        kept $WHO
         EOF
         RUN <<EOT
         set -e
@@ -222,7 +226,8 @@ def test_heredocs_add_archives_and_dockerignore(build, ctx, where, store):
         EOT
     """, tags=("h:1",))
     assert _read(where, store, "h:1", "/seen") == "inside\n"
-    assert _read(where, store, "h:1", "/etc/motd") == "welcome\n"
+    assert _read(where, store, "h:1", "/etc/motd") == "welcome builder\n"
+    assert _read(where, store, "h:1", "/etc/raw") == "kept $WHO\n"  # a quoted delimiter: no expansion
 
 
 def test_run_mounts_cache_secret_and_bind(build, ctx, where, store, tmp_path):
