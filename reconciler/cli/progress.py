@@ -9,6 +9,7 @@ second, so the verb never waits for the terminal.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -335,10 +336,8 @@ class Block:
             self.rows = advance(self.rows, e, now)
             self._dirty = True
             if now - self._last_draw >= FRAME:  # shown at once unless drawn just now
-                try:
+                with contextlib.suppress(OSError, ValueError):
                     self._draw(final=False)
-                except (OSError, ValueError):
-                    pass
             if self._thread is None:
                 self._stop.clear()
                 self._thread = threading.Thread(target=self._run, name="progress", daemon=True)
@@ -348,7 +347,9 @@ class Block:
         while not self._stop.wait(FRAME):
             with self._lock:
                 working = any(r.event.status == WORKING for r in self.rows.values())
-                if not (self._dirty or working):
+                # An event may have drawn the block just now: the next frame can wait.
+                recent = self.clock() - self._last_draw < FRAME * 0.8
+                if not (self._dirty or working) or recent:
                     continue
                 try:
                     self._draw(final=False)
@@ -363,10 +364,8 @@ class Block:
             thread.join()
         with self._lock:
             if self.rows:
-                try:
+                with contextlib.suppress(OSError, ValueError):
                     self._draw(final=True)
-                except (OSError, ValueError):
-                    pass
             self.rows, self._drawn, self._thread = {}, 0, None
 
     def _draw(self, final: bool) -> None:
