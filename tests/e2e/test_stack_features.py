@@ -37,8 +37,15 @@ configs:
     stack.pc("up", "-d")
     assert sh(stack, "app", "cat /run/secrets/token") == "s3cret\n"
     assert sh(stack, "app", "cat /etc/motd") == "welcome"
-    denied = stack.pc("exec", "-T", "app", "sh", "-c", "echo x > /run/secrets/token", check=False)
-    assert denied.returncode != 0 and "Read-only" in denied.stderr + denied.stdout
+    # Root inside the container writes each (a writable file would take it): refused.
+    for path in ("/run/secrets/token", "/etc/motd"):
+        denied = stack.pc("exec", "-T", "app", "sh", "-c", f"echo x > {path}", check=False)
+        assert denied.returncode != 0 and "Read-only" in denied.stderr + denied.stdout, path
+    assert sh(stack, "app", "cat /run/secrets/token") == "s3cret\n"
+    assert sh(stack, "app", "cat /etc/motd") == "welcome"
+    assert (stack.dir / "token.txt").read_text() == "s3cret\n"
+    # The control: the same write to a path of the container's own root succeeds.
+    assert sh(stack, "app", "echo x > /tmp/probe && cat /tmp/probe") == "x\n"
 
 
 def test_a_dependant_starts_only_once_its_dependency_is_healthy(stack):
@@ -64,9 +71,18 @@ services:
     found = rows(stack)
     db, api = found[f"{stack.project}-db-1"], found[f"{stack.project}-api-1"]
     assert db["Health"] == "healthy" and api["State"] == "running"
-    ready = sh(stack, "db", "stat -c %Y /tmp/ready").strip()
-    api_start = stack.pc("exec", "-T", "api", "sh", "-c", "stat -c %Y /proc/1").stdout.strip()
-    assert int(api_start) >= int(ready)
+    # The times the runtime recorded: api started after db's first passing check ended, and
+    # after every failing one (db is not ready for its first two seconds).
+    [db_state] = [c["State"] for c in json.loads(stack.pc("inspect", db["Name"]).stdout)]
+    [api_state] = [c["State"] for c in json.loads(stack.pc("inspect", api["Name"]).stdout)]
+    api_started = dt.datetime.fromisoformat(api_state["StartedAt"])
+    checks = [(dt.datetime.fromisoformat(c["End"]), c["ExitCode"])
+              for c in db_state["Health"]["Log"]]
+    assert [code for _, code in checks if code == 0], checks
+    assert 1 in [code for _, code in checks], checks  # it was found not ready first
+    assert all(end <= api_started for end, code in checks if code != 0), (checks, api_started)
+    assert min(end for end, code in checks if code == 0) <= api_started
+    assert dt.datetime.fromisoformat(db_state["StartedAt"]) < api_started
 
 
 def test_named_volume_data_survives_a_recreate_and_down_v_removes_it(stack):
@@ -111,12 +127,19 @@ networks:
   back: {}
 """)
     stack.pc("up", "-d")
+    [web] = json.loads(stack.pc("inspect", f"{stack.project}-web-1").stdout)
+    web_ip = web["NetworkSettings"]["Networks"][f"{stack.project}_front"]["IPAddress"]
+    lookup = "nslookup web | awk '/^Address/ {a=$2} END {print a}'"
+    # The positive control: over the shared network the name is web's address, which answers.
+    assert sh(stack, "client", lookup).strip() == web_ip
     assert sh(stack, "client", "timeout 5 wget -q -O - http://web/") == "hello\n"
-    web_ip = sh(stack, "client", "nslookup web | awk '/^Address/ {a=$2} END {print a}'").strip()
-    assert web_ip.count(".") == 3
-    # The outsider does not know the name, and the address does not answer it either.
+    assert sh(stack, "client", f"timeout 5 wget -q -O - http://{web_ip}/") == "hello\n"
+    # The outsider: the same lookup finds no address, and the address does not answer.
+    unknown = stack.pc("exec", "-T", "outsider", "nslookup", "web", check=False)
+    assert unknown.returncode != 0 and web_ip not in unknown.stdout, unknown.stdout
+    assert "NXDOMAIN" in unknown.stdout + unknown.stderr, unknown.stdout + unknown.stderr
     refused = stack.pc("exec", "-T", "outsider", "sh", "-c",
-                       f"nslookup web; timeout 3 wget -q -O - http://{web_ip}/", check=False)
+                       f"timeout 3 wget -q -O - http://{web_ip}/", check=False)
     assert refused.returncode != 0 and "hello" not in refused.stdout
 
 
