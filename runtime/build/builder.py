@@ -23,6 +23,9 @@ from runtime.oci import users
 log = structlog.get_logger(__name__)
 
 Progress = Callable[[str], None]
+# docker's build args that need no ARG (proxies): never reported as not consumed
+_PROXIES = ("HTTP_PROXY", "HTTPS_PROXY", "FTP_PROXY", "NO_PROXY", "ALL_PROXY")
+PREDEFINED_ARGS = frozenset(_PROXIES) | frozenset(name.lower() for name in _PROXIES)
 Pull = Callable[[str], None]  # makes an image present in the store (the agent pulls it)
 
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -96,8 +99,14 @@ class _Build:
         self.name = name
         self._split(parsed.instructions)
         target = self._target()
+        needed = self._needed(target)
+        declared = set(self.meta_args) | {key for stage in needed for inst in stage.instructions
+                                          if inst.cmd == "arg" for key, _ in words.split_args(list(inst.args))}
+        unused = sorted(set(self.build_args) - declared - PREDEFINED_ARGS)
+        if unused:
+            self.progress(f"[Warning] One or more build-args [{' '.join(unused)}] were not consumed")
         try:
-            for stage in self._needed(target):
+            for stage in needed:
                 self._build_stage(stage)
         except (words.WordError, context_mod.ContextError, files.CopyError, snapshot.SnapshotError,
                 store_mod.StoreError, users.UserError, manifest.ManifestError,

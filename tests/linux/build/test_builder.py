@@ -133,7 +133,8 @@ def test_cache_hits_and_misses(build, ctx, where, store):
     assert other.cached() == 1  # RUN before the ARG only
     cfg = _config(store, other.result.image_id)["config"]
     assert "FLAVOUR=spicy" in cfg["Env"] and cfg["Labels"] == {"flavour": "spicy"}
-    back = build(dockerfile, tags=("c:3",), args=(("FLAVOUR", "plain"),))
+    back = build(dockerfile, tags=("c:3",), args=(("FLAVOUR", "plain"), ("UNUSED", "x")))
+    assert "[Warning] One or more build-args [UNUSED] were not consumed" in back.lines
     assert "FLAVOUR=plain" in _config(store, back.result.image_id)["config"]["Env"]
     assert build(dockerfile, tags=("c:1",), no_cache=True).cached() == 0
 
