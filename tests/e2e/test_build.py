@@ -70,9 +70,13 @@ def test_build_arg_and_failure_through_the_cli(stack):
     stack.pc("up", "-d")
     assert stack.pc("exec", "-T", "web", "cat", "/www/index.html").stdout == "howdy world\n"
     (stack.dir / "app" / "Dockerfile").write_text("FROM busybox\nRUN echo broken >&2; exit 3\n")
+    (stack.dir / "other").mkdir()
+    (stack.dir / "other" / "Dockerfile").write_text("FROM busybox\nRUN echo fine > /fine\n")
+    stack.write(COMPOSE + "  other:\n    build: ./other\n    command: [\"sleep\", \"100000\"]\n")
     failed = stack.pc("build", check=False)
     assert failed.returncode != 0
     assert "Dockerfile:2" in failed.stderr and "exit code: 3" in failed.stderr and "broken" in failed.stderr
+    assert f"{stack.project}-other" in stack.pc("images").stdout  # the other build went on
 
 
 def test_a_remote_context_and_another_platform_are_refused(stack):
