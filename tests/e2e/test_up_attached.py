@@ -7,7 +7,8 @@ import json
 import signal
 import subprocess
 import threading
-import time
+
+from tests.support import waiting
 
 STACK = """\
 services:
@@ -35,12 +36,11 @@ class Lines:
             self.lines.append(line.rstrip("\n"))
 
     def wait_for(self, text: str, timeout: float = 60.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if any(text in line for line in self.lines):
-                return True
-            time.sleep(0.1)
-        return False
+        try:
+            return waiting.wait_for(lambda: any(text in line for line in self.lines),
+                                    timeout=timeout, what=repr(text))
+        except AssertionError:
+            return False
 
 
 def stop(proc: subprocess.Popen) -> int:
@@ -53,6 +53,15 @@ def stop(proc: subprocess.Popen) -> int:
         proc.kill()
         proc.wait()
         raise
+
+
+def running(stack) -> tuple[dict[str, int], int]:
+    """Each container's main PID as the runtime shows it, and the stored generation."""
+    pids = {name: int(stack.pc("inspect", "-f", "{{.State.Pid}}", name).stdout)
+            for name in states(stack)}
+    status, project = stack.agent_call("GET", f"/v1/projects/{stack.project}")
+    assert status == 200, project
+    return pids, project["generation"]
 
 
 def states(stack) -> dict[str, str]:
@@ -95,14 +104,17 @@ def test_watch_submits_valid_changes_and_keeps_the_stack_on_a_bad_one(stack):
     try:
         err = Lines(proc.stderr)
         assert err.wait_for("Watching"), err.lines
-        assert set(states(stack)) == {f"{p}-web-1", f"{p}-worker-1"}
+        before = running(stack)
+        assert set(before[0]) == {f"{p}-web-1", f"{p}-worker-1"}
+        assert all(before[0].values())
         stack.write(STACK + "    ports: [\"x\"]\n")
         assert err.wait_for("(the running stack is left as it is)"), err.lines
         assert err.wait_for("compose.yaml:10:"), err.lines
-        assert set(states(stack)) == {f"{p}-web-1", f"{p}-worker-1"}
+        assert running(stack) == before  # the same processes; nothing submitted
         stack.write(STACK.replace("  worker:", "  extra:\n    extends:\n      file: extra.yaml\n"
                                   "      service: base\n  worker:"))
         assert err.wait_for("extra.yaml: "), err.lines  # not there yet: reported, stack kept
+        assert running(stack) == before
         stack.write("services:\n  base:\n    image: busybox\n    stop_signal: SIGKILL\n"
                     "    command: [\"sleep\", \"1000\"]\n", "extra.yaml")
         stack.write(stack.dir.joinpath("compose.yaml").read_text() + "\n")
