@@ -32,6 +32,9 @@ class Context:
     netns: Path | None = None  # the host namespace of a simulated host; None: the machine's
     upstreams: tuple[str, ...] = ()  # DNS servers for names outside the stack
     _images: list = field(default_factory=list, compare=False, repr=False)
+    # Who hears how a pull goes (the agent: its event bus), each called with (project, image,
+    # images.Progress) for every layer's step; nobody by default.
+    pull_listeners: list = field(default_factory=list, compare=False, repr=False)
 
     @property
     def layout(self) -> layout.Layout:
@@ -47,6 +50,18 @@ class Context:
         if not self._images:  # one Store per context: it opens directories once
             self._images.append(image_store.Store(self.root))
         return self._images[0]
+
+    def pull_progress(self, project: str, image: str):
+        """The progress callback for pulling `image` for `project`, or None when nobody hears."""
+        if not self.pull_listeners:
+            return None
+        listeners = list(self.pull_listeners)
+
+        def report(step) -> None:
+            for listener in listeners:
+                listener(project, image, step)
+
+        return report
 
     def container_dir(self, cid: str) -> Path:
         return self.layout.container_dir(cid)

@@ -251,7 +251,8 @@ async def run_container(ctx: context.Context, stack: spec_model.Stack, project: 
     cid = existing.id if existing is not None else oci_model.new_id()
     ref = svc.image or f"{project}-{service}"
     try:
-        record = await images.ensure(ctx.images, ref, svc.pull_policy or "missing")
+        record = await images.ensure(ctx.images, ref, svc.pull_policy or "missing",
+                                     progress=ctx.pull_progress(project, ref))
     except registry.RegistryError as err:
         if isinstance(err, (registry.NotFound, registry.Unauthorized)):
             raise ServiceError(f"image {ref}: {err}") from None

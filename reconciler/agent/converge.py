@@ -14,8 +14,9 @@ on the project's containers for ps, ls and the lifecycle verbs.
 Each answers 400 {"error": "<where>: <what>"} before anything is stored or done when the
 request or the stack is wrong. up and down answer JSON lines: first {"type": "accepted",
 project, ...}, then the step events of the project ({"type": "step", ...}, as GET /v1/events
-has them), and last {"type": "result", "ok": bool, "error"?, ...}: what the CLI prints,
-without the CLI loading the stack or polling.
+has them; {"type": "pull", image, layer, status, current, total} for each layer's step of
+an image the containers need pulled), and last {"type": "result", "ok": bool, "error"?,
+...}: what the CLI prints, without the CLI loading the stack or polling.
 """
 
 from __future__ import annotations
@@ -179,6 +180,9 @@ def _outcome(agent: server.Agent, name: str, generation: int, began: float,
 
 
 async def _send_step(agent: server.Agent, stream: _Stream, name: str, event) -> None:
+    if event.project == name and event.type == "pull":  # a layer's step: docker's words
+        await stream.send({"type": "pull", "image": event.resource, "layer": event.action,
+                           "status": event.status, **event.attributes})
     if event.project == name and event.type == "step":
         line = {"type": "step", **json.loads(event.to_json())}
         if event.action == "await" and agent.ops:

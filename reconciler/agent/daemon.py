@@ -251,6 +251,7 @@ async def run(root: Path, run_dir: Path, *, runtime: Runtime | None = None,
         st = open_store(root)
         agent = server.Agent(st, events.EventBus(), metrics.Metrics(), root, run_dir,
                              ops=runtime.ops if runtime else None)
+        _hear_pulls(agent, runtime)
         tasks = _start_reconciling(agent, runtime, resync, workers) if runtime else []
         member = None
         if cluster is not None:
@@ -325,6 +326,22 @@ def default_runtime(root: Path, run_dir: Path, host_netns: str | None = None) ->
     ctx = context.make(root, run_dir, netns=host_netns)
     runtime = machine.runtime_for(ctx)
     return dataclasses.replace(runtime, ops=ops.Ops(ctx, recent=runtime.observer.recent))
+
+
+def _hear_pulls(agent: server.Agent, runtime: Runtime | None) -> None:
+    """Each layer's step of the pulls the controllers make goes on the bus (`up` streams the
+    ones of its project): throttled where they are made, ten a second per layer at most."""
+    ctx = getattr(runtime.ops, "ctx", None) if runtime else None
+    if ctx is None:
+        return
+
+    def heard(project: str, image: str, step) -> None:
+        agent.bus.publish(events.Event("pull", project, step.status, resource=image,
+                                       action=step.layer,
+                                       attributes={"current": step.current,
+                                                   "total": step.total}))
+
+    ctx.pull_listeners.append(heard)
 
 
 def _stop_on_signals() -> asyncio.Event:

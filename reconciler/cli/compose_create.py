@@ -117,6 +117,7 @@ def submit(args: argparse.Namespace, options: dict, progress: render.Progress) -
             "timeout": compose_up.UP_TIMEOUT}
     printed: set[str] = set()
     name, result = "", None
+    pulls = render.PullRows(progress)
     with plainclient.PlainClient(Path(args.run_dir), timeout=None) as agent:
         try:
             for line in agent.stream("POST", "/v1/up", body):
@@ -124,6 +125,8 @@ def submit(args: argparse.Namespace, options: dict, progress: render.Progress) -
                     name = line["project"]
                     for warning in line["warnings"]:
                         common.print_warning(warning)
+                elif line["type"] == "pull":
+                    pulls.line(line)
                 elif line["type"] == "step":
                     _step(name, line, options.get("no_start", False), progress, printed)
                 elif line["type"] == "result":

@@ -79,6 +79,7 @@ def submit(args: argparse.Namespace, progress: render.Progress) -> tuple[str, li
             "wait": bool(args.wait), "timeout": args.wait_timeout or UP_TIMEOUT}
     printed: set[str] = set()
     name, services, result = "", [], None
+    pulls = render.PullRows(progress)
     with plainclient.PlainClient(Path(args.run_dir), timeout=None) as agent:
         try:
             for line in agent.stream("POST", "/v1/up", body):
@@ -86,6 +87,8 @@ def submit(args: argparse.Namespace, progress: render.Progress) -> tuple[str, li
                     name, services = line["project"], line["services"]
                     for warning in line["warnings"]:
                         common.print_warning(warning)
+                elif line["type"] == "pull":
+                    pulls.line(line)
                 elif line["type"] == "step":
                     _print_step(name, line, progress, printed)
                 elif line["type"] == "result":

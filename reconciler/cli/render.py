@@ -261,6 +261,30 @@ class Progress:
             self._writer.title = title
 
 
+class PullRows:
+    """The agent's `pull` lines while `up` or `create` pulls an image: a row for the image,
+    `Pulling` until every layer under it is done, then `Pulled`; a row per layer under it
+    (Waiting, Downloading with its bytes, Verifying Checksum, Download complete, Extracting,
+    Pull complete, Already exists)."""
+
+    def __init__(self, shown: Progress) -> None:
+        self.shown = shown
+        self.layers: dict[str, dict[str, str]] = {}  # image -> layer -> its last status
+
+    def line(self, line: dict) -> None:
+        image, layer, status = line["image"], line["layer"], line["status"]
+        layers = self.layers.get(image)
+        if layers is None:
+            layers = self.layers[image] = {}
+            self.shown.event(progress.Event(image, "Pulling"))
+        layers[layer] = progress.word_status(status)
+        self.shown.event(progress.Event(layer, status, layers[layer], parent=image,
+                                        current=line.get("current", 0),
+                                        total=line.get("total", 0)))
+        if all(s == progress.DONE for s in layers.values()):
+            self.shown.event(progress.Event(image, "Pulled", progress.DONE))
+
+
 class BuildLines:
     """A build's progress from BuildKit's plain lines, as `pcompose build` streams them:
     `#3 [stage 1/2] RUN make` begins step 3 (a row of the `[+] Building` block), `#3 DONE

@@ -161,3 +161,15 @@ def block_above(term: screen.Screen, ref: str) -> tuple[str, dict[str, tuple[str
     trimmed = screen.Screen(term.columns, term.lines)
     trimmed.feed("\r\n".join(text[:-1]))
     return block(trimmed)
+
+
+def test_up_shows_the_pull_the_agent_makes_layer_by_layer(stack, pushed):
+    stack.write(f"services:\n  web:\n    image: {pushed}\n    command: [\"sleep\", \"600\"]\n")
+    p = stack.project
+    header, rows = block(on_terminal(stack, "up", "-d"))
+    layers = {name: row for name, row in rows.items() if re.fullmatch(r"[0-9a-f]{12}", name)}
+    assert rows[pushed] == ("✔", "Pulled")
+    assert len(layers) == 2 and set(layers.values()) == {("✔", "Pull complete")}
+    assert rows[f"Container {p}-web-1"] == ("✔", "Started")
+    assert rows[f"Network {p}_default"] == ("✔", "Created")
+    assert len(rows) == 5 and header == "[+] Running 5/5"
