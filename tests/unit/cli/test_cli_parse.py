@@ -5,11 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from reconciler.cli import _verb_of, common, compose_logs
-from tests.e2e.conftest import REPO
+
+REPO = Path(__file__).resolve().parents[3]
 
 
 def test_the_verb_is_found_after_global_options_and_their_values():
