@@ -79,6 +79,8 @@ def test_multi_stage_build_makes_an_image_with_its_config(build, where, store, c
         WORKDIR /app
         HEALTHCHECK --interval=5s --retries=2 CMD test -f /app/out
         STOPSIGNAL SIGINT
+        ONBUILD RUN echo triggered
+        COPY --from=0 /src/app.txt /app/by-index.txt
         ENTRYPOINT ["cat"]
         CMD ["/app/out"]
     """, tags=("demo:1",), labels=(("from.compose", "yes"),))
@@ -94,6 +96,8 @@ def test_multi_stage_build_makes_an_image_with_its_config(build, where, store, c
     assert (cfg["Entrypoint"], cfg["Cmd"]) == (["cat"], ["/app/out"])
     assert cfg["Healthcheck"] == {"Test": ["CMD-SHELL", "test -f /app/out"], "Interval": 5_000_000_000,
                                   "Retries": 2}
+    assert cfg["OnBuild"] == ["RUN echo triggered"]
+    assert _read(where, store, "demo:1", "/app/by-index.txt") == "source\n"
     history = doc["history"]
     assert sum(1 for h in history if not h.get("empty_layer")) == len(doc["rootfs"]["diff_ids"])
     assert any(h["created_by"].startswith("COPY --from=compile") for h in history)
@@ -210,6 +214,7 @@ def test_heredocs_add_archives_and_dockerignore(build, ctx, where, store):
     (ctx / "pkg.tar.gz").write_bytes(buf.getvalue())
     build("""
         FROM busybox
+        COPY --exclude=*.txt keep /keep-no-txt
         COPY keep /keep
         ADD pkg.tar.gz /opt/
         ENV WHO=builder
@@ -227,6 +232,7 @@ def test_heredocs_add_archives_and_dockerignore(build, ctx, where, store):
         EOT
     """, tags=("h:1",))
     assert _read(where, store, "h:1", "/seen") == "inside\n"
+    assert _read(where, store, "h:1", "/keep-no-txt/a.txt") is None
     assert _read(where, store, "h:1", "/etc/motd") == "welcome builder\n"
     assert _read(where, store, "h:1", "/etc/raw") == "kept $WHO\n"  # a quoted delimiter: no expansion
 
@@ -268,3 +274,9 @@ def test_image_prune_all_drops_the_build_cache(build, store):
     gc.prune(store, all_images=True, keep=lambda record: any("busybox" in r for r in record.references))
     gc.collect(store)
     assert build("FROM busybox\nRUN echo x > /x\n", tags=("p:1",)).cached() == 0
+
+
+def test_another_platform_is_refused(build):
+    with pytest.raises(builder.BuildError) as refused:
+        build("FROM --platform=linux/s390x busybox\nRUN true\n", tags=("pl:1",))
+    assert "Dockerfile:1" in str(refused.value) and "only this host's platform" in str(refused.value)
