@@ -19,6 +19,8 @@ import time
 
 import pytest
 
+from tests.support import waiting
+
 STACK = """\
 services:
   box:
@@ -110,16 +112,17 @@ def terminal():
 def wait_for_process(argv: list[bytes], timeout: float = 30.0) -> int:
     """The PID of the process running `argv` (in a container: its PID on the host)."""
     cmdline = b"\0".join(argv) + b"\0"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def found() -> int | None:
         for proc in os.listdir("/proc"):
             try:
                 if proc.isdigit() and open(f"/proc/{proc}/cmdline", "rb").read() == cmdline:
                     return int(proc)
             except OSError:
                 continue
-        time.sleep(0.1)
-    raise AssertionError(f"{argv} never ran")
+        return None
+
+    return waiting.wait_for(found, timeout=timeout, what=f"{argv} to run")
 
 
 def oneoffs(stack) -> dict[str, str]:

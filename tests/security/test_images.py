@@ -12,7 +12,6 @@ import json
 import re
 import subprocess
 import tarfile
-import time
 import urllib.request
 import uuid
 from pathlib import Path
@@ -21,7 +20,7 @@ import pytest
 
 from tests.e2e import conftest as e2e
 from tests.e2e.conftest import Stack
-from tests.support import oci_image, registry
+from tests.support import oci_image, registry, waiting
 from tests.support.oci_image import LayerBuilder
 
 TINY = LayerBuilder().dir("etc").file("etc/hello", "hi\n").build()
@@ -398,10 +397,8 @@ def test_import_applies_changes_and_up_runs_the_imported_command(stack, tmp_path
              "-c", "ENV A=1", "-m", "made in a test", str(rootfs), "imported:1")
     stack.write('services:\n  job:\n    image: imported:1\n    restart: "no"\n')
     stack.pc("up", "-d")
-    deadline = time.monotonic() + 60
-    while "imported-ok" not in (logs := stack.pc("logs", "--no-log-prefix", "job").stdout):
-        assert time.monotonic() < deadline, logs
-        time.sleep(0.2)
+    logs = waiting.wait_for(lambda: "imported-ok" in (out := stack.pc(
+        "logs", "--no-log-prefix", "job").stdout) and out, timeout=60, what="the job's output")
     assert logs == "imported-ok A=1\n"
 
 
