@@ -196,7 +196,8 @@ def _view(ctx: context.Context, net: net_model.Network, members: list[Member],
         ip_range=pool.ip_range if pool else None, internal=net.internal,
         attachable=bool(meta.get("attachable")), labels=tuple(sorted(labels.items())),
         options=tuple(sorted(options.items())),
-        members=tuple(sorted(members, key=lambda m: m.container)), driver=net.driver)
+        members=tuple(sorted(members, key=lambda m: m.container)), driver=net.driver,
+        scope=str(meta.get("scope") or "local"))  # an overlay's is the cluster's: "swarm"
 
 
 def list_all(ctx: context.Context) -> list[NetworkView]:

@@ -18,6 +18,7 @@ import structlog
 
 from reconciler.agent import (
     api,
+    cluster_networks,
     container_events,
     events,
     launcher,
@@ -26,7 +27,7 @@ from reconciler.agent import (
     server,
     store,
 )
-from reconciler.cluster import membership
+from reconciler.cluster import membership, overlay
 from reconciler.engine import controller, errors, executor, loop, sources
 from reconciler.plan import model, plans
 from runtime import statefiles
@@ -257,10 +258,14 @@ async def run(root: Path, run_dir: Path, *, runtime: Runtime | None = None,
         if cluster is not None:
             member = membership.Membership(cluster.client(), membership.node_id(root), cluster)
             tasks.append(asyncio.ensure_future(member.run()))
+            net_ctx = getattr(runtime.ops, "ctx", None) if runtime else None
+            if net_ctx is not None:  # overlay networks need this host's network runtime
+                tasks.append(asyncio.ensure_future(overlay.Overlays(member, net_ctx).run()))
         lifelines = _Lifelines(tasks)
         sock = api.socket_path(run_dir)
         app = server.make_app(agent)
         nodes.install(app, member)
+        cluster_networks.install(app)
         runner = await server.serve(app, sock)
         log.info("agent.started", pid=os.getpid(), root=str(root), run_dir=str(run_dir),
                  reconciling=runtime is not None)

@@ -11,6 +11,9 @@ from __future__ import annotations
 import argparse
 import hashlib
 import sys
+import time
+import urllib.parse
+from pathlib import Path
 
 from reconciler.cli import common, compose_base, listing
 
@@ -130,9 +133,11 @@ def _row(view, no_trunc: bool) -> dict:
 
 # -- create
 def create(args: argparse.Namespace) -> int:
+    if args.driver == "overlay":
+        return _create_overlay(args)
     if args.driver != "bridge":
-        raise common.UserFacingError(f"network driver {args.driver!r} is not supported: "
-                                     "pcompose runs one host (bridge only)")
+        raise common.UserFacingError(f"network driver {args.driver!r} is not supported "
+                                     "(bridge; overlay with an agent in a cluster)")
     for flag, values in (("--subnet", args.subnet), ("--gateway", args.gateway),
                          ("--ip-range", args.ip_range)):
         if len(values) > 1:
@@ -152,8 +157,49 @@ def create(args: argparse.Namespace) -> int:
     return 0
 
 
+def _quoted(ref: str) -> str:
+    return urllib.parse.quote(ref, safe="")
+
+
 def _one(values: list[str]) -> str | None:
     return values[0] if values else None
+
+
+def _agent_call(args: argparse.Namespace, method: str, path: str, body: dict | None = None):
+    """A cluster network verb through the local agent, which holds the cluster's client."""
+    from reconciler.agent import plainclient, wire
+
+    try:
+        with plainclient.PlainClient(Path(args.run_dir), timeout=15.0) as agent:
+            return agent.call(method, path, body)
+    except wire.AgentUnavailable:
+        raise common.UserFacingError(
+            f"no agent answers on {args.run_dir}: overlay networks need `pcompose agent "
+            "--cluster URL --node-name NAME --advertise-addr IP`") from None
+    except wire.ApiError as error:
+        raise common.UserFacingError(str(error)) from None
+
+
+def _create_overlay(args: argparse.Namespace) -> int:
+    """A cluster network in etcd; every agent of the cluster makes it on its host, this one
+    before the verb returns, so a stack here can join it as `external: true` at once."""
+    if args.gateway or args.ip_range or args.internal or args.opt:
+        raise common.UserFacingError("overlay networks take --subnet, --attachable and --label "
+                                     "(each host gets a part of the subnet)")
+    if len(args.subnet) > 1:
+        raise common.UserFacingError("--subnet: one IPv4 subnet per network is supported")
+    made = _agent_call(args, "POST", "/v1/cluster/networks", {
+        "name": args.name, "subnet": _one(args.subnet), "attachable": True,
+        "labels": listing.key_values(args.label)})
+    ctx = compose_base.context(args)
+    deadline = time.monotonic() + 15
+    while args.name not in {v.name for v in _controller().list_all(ctx)}:
+        if time.monotonic() > deadline:
+            raise common.UserFacingError(f"network {args.name} was created in the cluster, but "
+                                         "this host's agent has not made it yet: see agent.log")
+        time.sleep(0.1)
+    print(made["id"])
+    return 0
 
 
 # -- rm
@@ -163,7 +209,15 @@ def rm(args: argparse.Namespace) -> int:
     status = 0
     for ref in args.networks:
         try:
+            if networks.find(networks.list_all(ctx), ref).driver == "overlay":
+                # The cluster's network: every host takes its part away once etcd forgets it.
+                gone = _agent_call(args, "DELETE", f"/v1/cluster/networks/{_quoted(ref)}")
+                print(gone["name"], flush=True)
+                continue
             print(networks.remove_unused(ctx, ref), flush=True)
+        except common.UserFacingError as err:
+            common.print_error(str(err))
+            status = 1
         except networks.NetworkNotFound as err:
             if not args.force:
                 common.print_error(str(err))
@@ -184,7 +238,15 @@ def inspect(args: argparse.Namespace) -> int:
             found.append(networks.find(views, ref))
         except networks.NetworkNotFound as err:
             missing.append(str(err))
-    listing.write_inspect(args.format, [_inspect(v) for v in found])
+    shown = [_inspect(v) for v in found]
+    if any(v.driver == "overlay" for v in found):
+        cluster = {n["name"]: n for n in _agent_call(args, "GET", "/v1/cluster/networks")["networks"]}
+        for view, item in zip(found, shown, strict=True):
+            net = cluster.get(view.name)
+            if view.driver == "overlay" and net is not None:
+                item["IPAM"]["Config"] = [{"Subnet": net["cidr"]}]
+                item["Subnets"] = net["subnets"]  # node id -> that host's part of the network
+    listing.write_inspect(args.format, shown)
     for message in missing:
         common.print_error(message)
     return 1 if missing else 0

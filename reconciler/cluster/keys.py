@@ -66,3 +66,28 @@ def vtep(network_id: str, node_id: str) -> str:
 
 def endpoint(network_id: str, container_id: str) -> str:
     return f"{network(network_id)}endpoints/{container_id}"
+
+
+NETWORK_NAMES = PREFIX + "network-names/"
+NETWORK_ID = re.compile(r"^[a-z0-9]{1,64}$")
+
+
+def network_name(name: str) -> str:
+    """A cluster network's name, claimed once: it holds the network's id."""
+    return f"{NETWORK_NAMES}{name}"
+
+
+def network_spec(network_id: str) -> str:
+    return network(network_id) + "spec"
+
+
+def parse_network_key(key: str) -> tuple[str, str, str] | None:
+    """(network id, "spec" | "subnets" | "vteps" | "endpoints", the rest) of a key under
+    networks/, None for any other key."""
+    if not key.startswith(NETWORKS):
+        return None
+    network_id, _, rest = key[len(NETWORKS):].partition("/")
+    part, _, name = rest.partition("/")
+    if not NETWORK_ID.match(network_id) or not part:
+        return None
+    return network_id, part, name

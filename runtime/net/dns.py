@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import ipaddress
 import itertools
+import random
 import socket
 import struct
 from pathlib import Path
@@ -102,6 +103,26 @@ def views(networks: list[model.Network], attachments: list[model.Attachment]) ->
             internal=net.internal,
         )
     return out
+
+
+class Remote:
+    """Names of endpoints on other hosts of a cluster, per network name: replaced whole by the
+    cluster's watcher, read by every query. Kept as last set while the cluster store is away."""
+
+    def __init__(self) -> None:
+        self._records: dict[str, dict[str, tuple[str, ...]]] = {}
+
+    def replace(self, records: dict[str, dict[str, tuple[str, ...]]]) -> None:
+        self._records = records
+
+    def lookup(self, network: str, name: str) -> tuple[str, ...]:
+        """The addresses of `name` on other hosts, shuffled (replicas share the load)."""
+        found = list(self._records.get(network, {}).get(_norm(name), ()))
+        random.shuffle(found)
+        return tuple(found)
+
+
+REMOTE = Remote()  # one agent per process: its cluster watcher feeds this
 
 
 class Resolver:
@@ -271,6 +292,9 @@ class Server:
             reply.add_answer(RR(q.qname, QTYPE.PTR, rdata=PTR(target + "."), ttl=TTL))
             return reply
         found = self.resolver.lookup(view, client_ip, str(q.qname))
+        far = REMOTE.lookup(view.network, str(q.qname))
+        if far:  # local replicas from the runtime, the other hosts' from the cluster
+            found = tuple(found or ()) + tuple(ip for ip in far if ip not in (found or ()))
         if found is None:
             return None
         if q.qtype in (QTYPE.A, QTYPE.ANY):

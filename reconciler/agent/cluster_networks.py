@@ -1,0 +1,89 @@
+"""The cluster's overlay networks in the agent: `pcompose network create -d overlay`, `ls`,
+`inspect` and `rm` of them go through this agent's etcd client.
+
+    GET    /v1/cluster/networks         {"self": node id, "networks": [overlay.Detail, ...]}
+    POST   /v1/cluster/networks         {name, subnet?, attachable?, labels?} -> the network
+    DELETE /v1/cluster/networks/{ref}   -> the network removed; 409 while endpoints remain
+
+An agent started without --cluster answers 409; an unreachable etcd is 503, within the
+client's deadline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+
+from aiohttp import web
+
+from reconciler.agent import nodes, server
+from reconciler.cluster import etcd, membership, overlay
+
+routes = web.RouteTableDef()
+
+
+def install(app: web.Application) -> None:
+    """After nodes.install, whose cluster this uses."""
+    app.add_routes(routes)
+
+
+def _error(status: type[web.HTTPException], message: str) -> web.HTTPException:
+    return status(text=json.dumps({"error": message}), content_type="application/json")
+
+
+def _member(request: web.Request) -> membership.Membership:
+    member = request.app[nodes.CLUSTER].member
+    if member is None:
+        raise _error(web.HTTPConflict, "overlay networks need a cluster: "
+                     + nodes.NOT_IN_CLUSTER)
+    return member
+
+
+@contextlib.contextmanager
+def _refusals() -> Iterator[None]:
+    try:
+        yield
+    except etcd.Unavailable as error:
+        raise _error(web.HTTPServiceUnavailable,
+                     f"the cluster store is unavailable: {error}") from None
+    except overlay.OverlayError as error:
+        status = web.HTTPNotFound if "not found" in str(error) else web.HTTPConflict
+        raise _error(status, str(error)) from None
+    except etcd.EtcdError as error:
+        raise _error(web.HTTPBadGateway, f"the cluster store refused: {error}") from None
+
+
+@routes.get("/v1/cluster/networks")
+async def list_networks(request: web.Request) -> web.Response:
+    member = _member(request)
+    with _refusals():
+        found = await overlay.details(member.client)
+    return web.json_response({"self": member.id, "networks": [d.to_json() for d in found]})
+
+
+@routes.post("/v1/cluster/networks")
+async def create_network(request: web.Request) -> web.Response:
+    member = _member(request)
+    body = await server.json_body(request)
+    unknown = sorted(set(body) - {"name", "subnet", "attachable", "labels"})
+    if unknown:
+        raise server.bad_request(f"request body: unknown key(s) {', '.join(unknown)}")
+    name, subnet, labels = body.get("name"), body.get("subnet"), body.get("labels", {})
+    if not isinstance(name, str) or not (subnet is None or isinstance(subnet, str)):
+        raise server.bad_request("name (and subnet) must be strings")
+    if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
+        raise server.bad_request("labels: expected a mapping of strings")
+    with _refusals():
+        net = await overlay.create_network(member.client, name, subnet=subnet,
+                                           attachable=bool(body.get("attachable", True)),
+                                           labels=labels)
+    return web.json_response(net.to_json())
+
+
+@routes.delete("/v1/cluster/networks/{ref}")
+async def remove_network(request: web.Request) -> web.Response:
+    member = _member(request)
+    with _refusals():
+        net = await overlay.remove_network(member.client, request.match_info["ref"])
+    return web.json_response(net.to_json())

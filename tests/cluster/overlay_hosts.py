@@ -1,0 +1,143 @@
+"""Simulated hosts of a cluster for overlay tests: each a network namespace with an eth0 on one
+underlay bridge (MTU 1400, in a namespace of its own), its own state root, run dir, cgroup
+parent and busybox image, and its own agent joined to a real etcd; all removed after."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from tests.cluster.etcd_harness import EtcdCluster
+from tests.e2e import conftest as e2e
+from tests.support import waiting
+
+UNDERLAY_MTU = 1400
+
+
+def ip(*args: str) -> str:
+    return subprocess.run(["ip", *args], check=True, capture_output=True, text=True).stdout
+
+
+class Host:
+    """Host n: 198.18.0.n on the underlay, an agent named hN started by PID."""
+
+    def __init__(self, n: int, lan: str, busybox_archive) -> None:
+        self.n = n
+        self.name = f"h{n}"
+        self.address = f"198.18.0.{n}"
+        self.agent: subprocess.Popen | None = None
+        self.stack = e2e.make_stack(busybox_archive, "t" + uuid.uuid4().hex[:7])
+        ns = self.stack.host_netns
+        port = f"ul{uuid.uuid4().hex[:8]}"
+        ip("-n", lan, "link", "add", port, "mtu", str(UNDERLAY_MTU), "master", "ulbr",
+           "type", "veth", "peer", "name", "eth0", "netns", ns, "mtu", str(UNDERLAY_MTU))
+        ip("-n", lan, "link", "set", port, "up")
+        ip("-n", ns, "addr", "add", f"{self.address}/24", "dev", "eth0")
+        ip("-n", ns, "link", "set", "eth0", "up")
+
+    @property
+    def netns(self) -> str:
+        return self.stack.host_netns
+
+    def pc(self, *args: str, check: bool = True, timeout: float = 120):
+        return self.stack.pc(*args, check=check, timeout=timeout)
+
+    def start_agent(self, etcd: EtcdCluster) -> None:
+        with open(self.stack.dir / "agent.log", "ab") as log:
+            self.agent = subprocess.Popen(
+                self.stack.argv("agent", "--log-format", "json", "--cluster",
+                                ",".join(etcd.endpoints), "--node-name", self.name,
+                                "--advertise-addr", self.address),
+                env=self.stack.env(), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                start_new_session=True)
+        waiting.wait_for(lambda: self.stack.agent_pid() or self._died(), timeout=60,
+                         what=f"{self.name}'s agent to answer")
+
+    def _died(self) -> bool:
+        if self.agent is not None and self.agent.poll() is not None:
+            raise AssertionError(f"{self.name}'s agent exited:\n" + self.log()[-3000:])
+        return False
+
+    def log(self) -> str:
+        return (self.stack.dir / "agent.log").read_text(errors="replace")
+
+    def kill_agent(self) -> None:
+        """kill -9 of the agent: as far as the cluster can tell, the host died."""
+        assert self.agent is not None
+        os.kill(self.agent.pid, signal.SIGKILL)
+        self.agent.wait()
+
+    def stop_agent(self) -> None:
+        if self.agent is not None and self.agent.poll() is None:
+            self.agent.terminate()
+            try:
+                self.agent.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.agent.kill()
+                self.agent.wait()
+
+    def networks(self) -> dict[str, dict]:
+        done = self.pc("network", "ls", "--format", "json")
+        return {row["Name"]: row for row in map(json.loads, done.stdout.splitlines())}
+
+    def wait_network(self, name: str) -> None:
+        waiting.wait_for(lambda: name in self.networks() or self._died(), timeout=30,
+                         what=f"network {name} on {self.name}")
+
+    def sh(self, service: str, script: str, check: bool = True, timeout: float = 60):
+        return self.pc("exec", "-T", service, "sh", "-c", script, check=check, timeout=timeout)
+
+    def kernel(self, *args: str) -> str:
+        return ip("-n", self.netns, *args)
+
+    def remove(self) -> None:
+        try:
+            if self.agent is not None and self.agent.poll() is None:
+                self.pc("-p", self.stack.project, "down", "-v", "-t", "0", check=False)
+        finally:
+            self.stop_agent()
+            e2e.remove_stack(self.stack)
+
+
+class Hosts:
+    """`hosts.add(n)` makes host n and starts its agent in the cluster of `etcd`."""
+
+    def __init__(self, etcd: EtcdCluster, busybox_archive) -> None:
+        self.etcd, self.archive = etcd, busybox_archive
+        self.lan = f"pcul{uuid.uuid4().hex[:8]}"
+        self.made: list[Host] = []
+        ip("netns", "add", self.lan)
+        ip("-n", self.lan, "link", "add", "ulbr", "mtu", str(UNDERLAY_MTU), "type", "bridge")
+        ip("-n", self.lan, "link", "set", "ulbr", "up")
+
+    def add(self, n: int, start: bool = True) -> Host:
+        host = Host(n, self.lan, self.archive)
+        self.made.append(host)
+        if start:
+            host.start_agent(self.etcd)
+        return host
+
+    def remove(self) -> None:
+        try:
+            for host in self.made:
+                try:
+                    host.remove()
+                except Exception:  # the others still go
+                    pass
+        finally:
+            subprocess.run(["ip", "netns", "delete", self.lan], check=False, capture_output=True)
+
+
+@pytest.fixture
+def cluster_hosts(etcd1, busybox_archive) -> Iterator[Hosts]:
+    hosts = Hosts(etcd1, busybox_archive)
+    try:
+        yield hosts
+    finally:
+        hosts.remove()
