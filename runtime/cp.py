@@ -12,6 +12,7 @@ writes or reads that tar by fds beneath its own dir (tartree says how members la
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import dataclasses
 import json
@@ -21,7 +22,7 @@ import signal
 import stat
 import sys
 import tarfile
-from typing import Callable
+from collections.abc import Callable
 
 from runtime import safepath, tartree
 
@@ -239,7 +240,7 @@ def _spawn(ctr: Container, work: Callable[[int, int], dict | None],
             fds = tartree.proc_fds()  # this process's, from the host's /proc: opened before
             root = _enter(ctr)
             report = {"ok": True, **(work(root, fds) or {})}
-        except BaseException as err:  # noqa: BLE001 - everything is reported, nothing raised
+        except BaseException as err:  # everything is reported, nothing raised
             report = _describe(err)
         finally:
             try:
@@ -334,10 +335,8 @@ def _settle(ctr: Container, child: tuple[int, int], failure: Exception | None) -
     short is what the child's failure looks like from here); then the parent's own failure."""
     pid, status_r = child
     if failure is not None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)  # whatever it was doing, its other end is gone
-        except ProcessLookupError:
-            pass
     report = _report(status_r, pid)
     if failure is None:
         if not report["ok"]:

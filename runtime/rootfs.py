@@ -16,8 +16,7 @@ from pathlib import Path
 import structlog
 
 from runtime import mounts as mount_table
-from runtime.images import store as store_mod
-from runtime.images import unpack
+from runtime.images import store as store_mod, unpack
 
 log = structlog.get_logger(__name__)
 
@@ -58,7 +57,8 @@ def plan(root: str | os.PathLike, container_id: str, chain_ids: tuple[str, ...] 
     base = rootfs_dir(root, container_id)
     layers = Path(root) / "layers"
     lowers = tuple(str(layers / c.split(":", 1)[1] / "diff") for c in reversed(tuple(chain_ids)))
-    return Mounts(lowers or (str(base / "empty"),), str(base / "upper"), str(base / "work"), str(base / "merged"))
+    return Mounts(lowers or (str(base / "empty"),), str(base / "upper"), str(base / "work"),
+                  str(base / "merged"))
 
 
 def prepare(root: str | os.PathLike, container_id: str, chain_ids: tuple[str, ...] | list[str]) -> Mounts:

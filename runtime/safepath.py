@@ -17,8 +17,8 @@ import ctypes
 import errno
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 IN_ROOT = "in-root"  # resolve as inside a chroot at the root: `..` and `/` stop there
 BENEATH = "beneath"  # refuse what would leave the root (absolute symlinks, `..` above it)
@@ -127,9 +127,8 @@ def makedirs(root: Root, path: str, mode: int = 0o755, *, scope: str = IN_ROOT) 
                 fd = open_at(rfd, prefix, os.O_PATH | os.O_DIRECTORY, scope=scope)
             except FileNotFoundError:
                 with opened(rfd, "/".join(parts[:i - 1]) or ".", os.O_PATH | os.O_DIRECTORY,
-                            scope=scope) as parent:
-                    with contextlib.suppress(FileExistsError):
-                        os.mkdir(parts[i - 1], mode, dir_fd=parent)
+                            scope=scope) as parent, contextlib.suppress(FileExistsError):
+                    os.mkdir(parts[i - 1], mode, dir_fd=parent)
                 fd = open_at(rfd, prefix, os.O_PATH | os.O_DIRECTORY, scope=scope)
             if i < len(parts):
                 os.close(fd)

@@ -7,6 +7,7 @@ the run dir are 0700 root whoever makes them first, and files that hold configur
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 from pathlib import Path
@@ -56,10 +57,8 @@ def write(path: str | os.PathLike, data: str | bytes, mode: int = PRIVATE_FILE) 
             out.write(data.encode() if isinstance(data, str) else data)
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
 
 

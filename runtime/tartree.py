@@ -15,6 +15,7 @@ from __future__ import annotations
 # bz2, lzma and zlib are loaded here, before a copy enters a container's root: tarfile imports
 # its decompressors lazily, and no module may be imported from in there.
 import bz2  # noqa: F401
+import contextlib
 import ctypes
 import dataclasses
 import errno
@@ -24,7 +25,7 @@ import os
 import stat
 import tarfile
 import zlib  # noqa: F401
-from typing import Iterator
+from collections.abc import Iterator
 
 from runtime import safepath
 
@@ -73,7 +74,8 @@ def read(stream, dest: int, fds: int, landing: Landing) -> list[str]:
     with tarfile.open(fileobj=stream, mode="r|*") as tar:
         while (member := tar.next()) is not None:
             reader.member(tar, member)
-            tar.members.clear()  # a stream of many files must not be kept in memory
+            # typeshed lacks TarFile.members, the list a stream of many files must not fill.
+            tar.members.clear()  # type: ignore[attr-defined]
     reader.finish()
     while stream.read(_CHUNK):
         pass  # the writer's padding: read it, so it does not fail on a closed pipe
@@ -236,10 +238,8 @@ class _Reader:
         if m.isdir():
             if existing is not None and not stat.S_ISDIR(existing.st_mode):
                 os.unlink(leaf, dir_fd=parent)
-            try:
+            with contextlib.suppress(FileExistsError):
                 os.mkdir(leaf, 0o700, dir_fd=parent)
-            except FileExistsError:
-                pass
             self._meta(self._open_placed(leaf, parent, m.name, stat.S_IFDIR), m)
             self.dirs.append((parts, m.mtime))
             return
@@ -259,8 +259,8 @@ class _Reader:
                 self._hardlink(m, parent, leaf)
             else:
                 kind = stat.S_IFIFO if m.isfifo() else stat.S_IFCHR if m.ischr() else stat.S_IFBLK
-                os.mknod(leaf, kind | 0o600, os.makedev(m.devmajor, m.devminor) if m.ischr() or m.isblk() else 0,
-                         dir_fd=parent)
+                device = os.makedev(m.devmajor, m.devminor) if m.ischr() or m.isblk() else 0
+                os.mknod(leaf, kind | 0o600, device, dir_fd=parent)
                 self._meta(self._open_placed(leaf, parent, m.name, kind), m)
         except FileExistsError:
             raise Refused(f"member {m.name!r}: made again beside the copy while it was written") from None
@@ -270,6 +270,8 @@ class _Reader:
                      0o600, dir_fd=parent)
         try:
             source = tar.extractfile(m)
+            if source is None:
+                raise Refused(f"member {m.name!r}: not a regular file")
             while chunk := source.read(_CHUNK):
                 view = memoryview(chunk)
                 while view:
@@ -307,11 +309,9 @@ class _Reader:
                                           scope=safepath.BENEATH)
                 except FileNotFoundError:
                     with safepath.opened(self.dest, "/".join(parts[:i - 1]) or ".",
-                                         os.O_PATH | os.O_DIRECTORY, scope=safepath.BENEATH) as up:
-                        try:
-                            os.mkdir(parts[i - 1], 0o755, dir_fd=up)
-                        except FileExistsError:
-                            pass
+                                         os.O_PATH | os.O_DIRECTORY, scope=safepath.BENEATH) as up, \
+                            contextlib.suppress(FileExistsError):
+                        os.mkdir(parts[i - 1], 0o755, dir_fd=up)
                     fd = safepath.open_at(self.dest, path, os.O_PATH | os.O_DIRECTORY,
                                           scope=safepath.BENEATH)
                 if i < len(parts):

@@ -56,9 +56,13 @@ def _dir(root: Path, name: str) -> Path:
 
 def _read(path: Path) -> Volume | None:
     try:
-        meta = json.loads((path / META).read_text())
+        return _load(path)
     except FileNotFoundError:
         return None
+
+
+def _load(path: Path) -> Volume:
+    meta = json.loads((path / META).read_text())
     return Volume(
         name=meta["name"],
         mountpoint=path / DATA,
@@ -107,7 +111,7 @@ def ensure(root: Path, spec: VolumeSpec) -> Volume:
         }
         # 0600: driver_opts may name a device and its mount options (a password for cifs).
         statefiles.write(path / META, json.dumps(meta, indent=1))
-        existing = _read(path)
+        existing = _load(path)
     if existing.driver_opts != spec.driver_opts:
         args = _mount_args(existing_spec(existing), existing.mountpoint)
     if args and not mounts.is_mounted(existing.mountpoint):

@@ -274,7 +274,8 @@ def _shell_pattern(pattern: str, *, greedy: bool, anchored: bool) -> re.Pattern[
             if following in ("}", "/"):
                 continue
             if following not in ("*", "?", "\\"):
-                raise WordError(f"invalid pattern ({pattern}) in substitution: invalid escape '\\{following}'")
+                raise WordError(
+                    f"invalid pattern ({pattern}) in substitution: invalid escape '\\{following}'")
             out.append(re.escape(following))
             i += 1
         else:

@@ -9,7 +9,8 @@ from collections.abc import Sequence
 
 from runtime.cgroups import model
 
-_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "m": 1024**2, "mb": 1024**2, "g": 1024**3, "gb": 1024**3, "t": 1024**4, "tb": 1024**4}
+_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "m": 1024**2, "mb": 1024**2, "g": 1024**3, "gb": 1024**3,
+          "t": 1024**4, "tb": 1024**4}
 _BYTES = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
 
 
@@ -46,6 +47,7 @@ def blkio_devices(entries: Sequence[tuple[str, str, str, int | str | None]]
     for where, kind, path, value in entries:
         if not path or value is None:
             raise ResourceError(f"{where}: expected a path and a {'weight' if kind == 'weight' else 'rate'}")
+        number: int | None
         if kind == "weight":
             number = int(value)
             if not 10 <= number <= 1000:
@@ -86,12 +88,13 @@ def from_compose(
     blkio_weight: int | None = None,
     blkio_devices: tuple[model.DeviceLimit, ...] = (),
 ) -> model.Resources:
-    memory = _one(parse_bytes(limits_memory, "deploy.resources.limits.memory"), parse_bytes(mem_limit, "mem_limit"),
-                  "deploy.resources.limits.memory", "mem_limit")
+    memory = _one(parse_bytes(limits_memory, "deploy.resources.limits.memory"),
+                  parse_bytes(mem_limit, "mem_limit"), "deploy.resources.limits.memory", "mem_limit")
     reservation = _one(parse_bytes(reservations_memory, "deploy.resources.reservations.memory"),
-                       parse_bytes(mem_reservation, "mem_reservation"), "deploy.resources.reservations.memory", "mem_reservation")
-    cpu_count = _one(None if limits_cpus is None else float(limits_cpus), None if cpus is None else float(cpus),
-                     "deploy.resources.limits.cpus", "cpus")
+                       parse_bytes(mem_reservation, "mem_reservation"),
+                       "deploy.resources.reservations.memory", "mem_reservation")
+    cpu_count = _one(None if limits_cpus is None else float(limits_cpus),
+                     None if cpus is None else float(cpus), "deploy.resources.limits.cpus", "cpus")
     period = cpu_period or model.DEFAULT_CPU_PERIOD
     if cpu_count is None and cpu_quota:
         cpu_count = cpu_quota / period

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 
 def read_int(path: Path, default: int = 0) -> int:
@@ -104,7 +105,5 @@ def rmdir_tree(top: Path) -> None:
 
 
 def _rmdir(path: Path) -> None:
-    try:
+    with contextlib.suppress(FileNotFoundError):
         path.rmdir()
-    except FileNotFoundError:
-        pass

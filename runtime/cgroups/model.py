@@ -38,7 +38,7 @@ class Resources:
     def cpu_quota(self) -> int | None:
         if self.cpus is None:
             return None
-        return max(1000, int(round(self.cpus * self.cpu_period)))
+        return max(1000, round(self.cpus * self.cpu_period))
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,18 @@
 The names below are the API the controllers use; each lives in the module named beside it.
 """
 
-from runtime.images import archive, auth, changes, gc, manifest, pull as _pull, reference, registry, store, unpack
+from runtime.images import (
+    archive,
+    auth,
+    changes,
+    gc,
+    manifest,
+    pull as _pull,
+    reference,
+    registry,
+    store,
+    unpack,
+)
 
 Store = store.Store
 ImageRecord = store.ImageRecord

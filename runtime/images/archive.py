@@ -12,7 +12,7 @@ import posixpath
 import tarfile
 import zlib
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 import structlog
 
@@ -77,7 +77,7 @@ def load(store: store_mod.Store, path: str | os.PathLike,
             store.update_refs({k: store_mod.RefEntry(manifest_digest) for k in keys})
             log.info("image.loaded", refs=list(keys), id=record.id, file=str(path))
             # the names this archive gave, as docker prints them; not every name the image has here
-            records.append(dataclasses.replace(store.resolve(keys[0]), references=tuple(keys)))
+            records.append(dataclasses.replace(store.resolve_written(keys[0]), references=tuple(keys)))
     return records
 
 
@@ -132,15 +132,15 @@ class _Members:
     def has(self, name: str) -> bool:
         return name in self.by_name
 
-    def open(self, name: str) -> tuple[BinaryIO, int]:
+    def open(self, name: str) -> tuple[IO[bytes], int]:
         """The regular file an archive-relative name gives (links followed); with its size."""
         current = self._normal(name, f"entry {name!r}")
         for _ in range(MAX_LINKS):
             info = self.by_name.get(current)
             if info is None:
                 raise ArchiveError(f"{self.path}: entry {name!r} is missing")
-            if info.isreg():
-                return self.tar.extractfile(info), info.size
+            if info.isreg() and (data := self.tar.extractfile(info)) is not None:
+                return data, info.size
             if not (info.issym() or info.islnk()):
                 raise ArchiveError(f"{self.path}: entry {name!r} is not a file")
             current = self._target(current, info)
@@ -160,7 +160,7 @@ class _Members:
             raise ArchiveError(f"{self.path}: {name}: not valid JSON: {err}") from None
 
 
-def _copy_in(store: store_mod.Store, src: BinaryIO, expected: str | None = None) -> tuple[str, int]:
+def _copy_in(store: store_mod.Store, src: IO[bytes], expected: str | None = None) -> tuple[str, int]:
     with store.writer(expected) as w:
         while chunk := src.read(1 << 20):
             w.write(chunk)
@@ -179,7 +179,8 @@ def _docker_entries(members: _Members, path: Path) -> list[_DockerEntry]:
     """manifest.json and each image's config, checked whole before anything is copied in."""
     entries = members.json("manifest.json")
     if not isinstance(entries, list):
-        raise ArchiveError(f"{path}: manifest.json: expected a list of images, found {manifest.json_kind(entries)}")
+        raise ArchiveError(
+            f"{path}: manifest.json: expected a list of images, found {manifest.json_kind(entries)}")
     out = []
     for i, entry in enumerate(entries):
         where = f"manifest.json[{i}]"
@@ -246,7 +247,7 @@ def _load_oci(store: store_mod.Store, members: _Members, path: Path,
     descriptors = manifest.parse_index(index_data)  # checks every entry's shape
     raws = json.loads(index_data).get("manifests") or []
     plans = []
-    for i, (desc, raw) in enumerate(zip(descriptors, raws)):
+    for i, (desc, raw) in enumerate(zip(descriptors, raws, strict=True)):
         where = f"index.json manifests[{i}]"
         names = _oci_names(manifest.obj(raw.get("annotations"), f"{where}.annotations"), where)
         data = blob(desc.digest)
@@ -259,7 +260,7 @@ def _load_oci(store: store_mod.Store, members: _Members, path: Path,
             raise ArchiveError(f"{path}: image {desc.digest}: {len(m.layers)} layers, but its config lists "
                                f"{len(config.diff_ids)} (rootfs.diff_ids)")
         plans.append((desc.digest, m, names))
-    for manifest_digest, m, _ in plans:  # every document is sound: now the layers, the bulk of it
+    for _, m, _ in plans:  # every document is sound: now the layers, the bulk of it
         for layer in m.layers:
             if not store.has_blob(layer.digest):
                 _copy_in(store, members.open(_blob_name(layer.digest))[0], layer.digest)
@@ -301,7 +302,7 @@ def import_rootfs(store: store_mod.Store, path: str | os.PathLike, name: str,
         except OSError as err:
             raise ArchiveError(f"{path}: cannot read: {err.strerror}") from None
         diff_id, gzipped = _diff_id(store.blob_path(layer_digest), path)
-        now = datetime.datetime.now(datetime.timezone.utc).isoformat().replace("+00:00", "Z")
+        now = datetime.datetime.now(datetime.UTC).isoformat().replace("+00:00", "Z")
         config = {"architecture": plat.architecture, "os": plat.os, "created": now,
                   "config": image_config,
                   "rootfs": {"type": "layers", "diff_ids": [diff_id]},
@@ -317,7 +318,7 @@ def import_rootfs(store: store_mod.Store, path: str | os.PathLike, name: str,
         unpack.ensure_layer(store, diff_id, diff_id, store.blob_path(layer_digest))
         store.update_refs({str(ref): store_mod.RefEntry(manifest_digest)})
     log.info("image.imported", ref=str(ref), file=str(path))
-    return store.resolve(str(ref))
+    return store.resolve_written(str(ref))
 
 
 def _diff_id(blob: Path, path: Path) -> tuple[str, bool]:

@@ -132,7 +132,8 @@ def _pairs(args: str, env: dict[str, str], instruction: str) -> list[tuple[str, 
     out = []
     for word in words:
         if "=" not in word:
-            raise ChangeError(f"{instruction} {args}: can't find = in {word!r}; must be of the form name=value")
+            raise ChangeError(
+                f"{instruction} {args}: can't find = in {word!r}; must be of the form name=value")
         name, _, value = word.partition("=")
         out.append((expand(name, env), expand(value, env)))
     return out
@@ -155,7 +156,8 @@ def _signal(text: str) -> str:
     if name.isdigit():
         known = int(name) in {s.value for s in signal.Signals}
     else:
-        known = "SIG" + name in signal.Signals.__members__ or bool(re.fullmatch(r"RTM(IN|AX)([+-]\d+)?", name))
+        known = ("SIG" + name in signal.Signals.__members__
+                 or bool(re.fullmatch(r"RTM(IN|AX)([+-]\d+)?", name)))
     if not known:
         raise ChangeError(f"STOPSIGNAL {text}: unknown signal")
     return text

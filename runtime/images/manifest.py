@@ -157,7 +157,7 @@ def strings(value: object, where: str) -> tuple[str, ...]:
 
 
 def _command(value: object, where: str) -> tuple[str, ...]:
-    """Cmd and Entrypoint: a list of strings, or one string taken as a one-word command (docker's StrSlice)."""
+    """Cmd and Entrypoint: a list of strings, or one string as a one-word command (docker's StrSlice)."""
     return (value,) if isinstance(value, str) else strings(value, where)
 
 
@@ -220,7 +220,8 @@ def _checked_digest(value: object, where: str) -> str:
     if not isinstance(value, str):
         raise _wrong(where, "a digest string", value)
     hexpart = value.removeprefix("sha256:")
-    if not value.startswith("sha256:") or len(hexpart) != 64 or any(c not in "0123456789abcdef" for c in hexpart):
+    if (not value.startswith("sha256:") or len(hexpart) != 64
+            or any(c not in "0123456789abcdef" for c in hexpart)):
         raise ManifestError(f"{where}: unsupported digest {value[:80]!r} (only sha256)")
     return value
 
@@ -256,13 +257,13 @@ def parse_manifest(data: bytes) -> Manifest:
 
 def choose(manifests: tuple[Descriptor, ...], want: Platform) -> Descriptor:
     """The index entry for `want`: exact variant first, then any variant of the architecture."""
-    candidates = [m for m in manifests if m.platform and m.platform.os == want.os
+    candidates = [(m, m.platform) for m in manifests if m.platform and m.platform.os == want.os
                   and m.platform.architecture == want.architecture]
-    for m in candidates:
-        if not want.variant or m.platform.variant == want.variant:
+    for m, platform in candidates:
+        if not want.variant or platform.variant == want.variant:
             return m
     if candidates:
-        return candidates[0]
+        return candidates[0][0]
     offered = ", ".join(str(m.platform) for m in manifests if m.platform) or "none"
     raise ManifestError(f"no image for platform {want} in the index (offered: {offered})")
 

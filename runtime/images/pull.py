@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import time
-from typing import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
 
 import structlog
 
@@ -41,11 +41,12 @@ async def pull(store: store_mod.Store, ref: str | reference.Reference, *,
     async with registry.session(options) as http:
         client = registry.Client(http, ref, creds, options)
         async with _shared(store):
-            manifest_digest, index_digest = await _fetch_manifest(store, client, ref, platform or manifest.host())
+            manifest_digest, index_digest = await _fetch_manifest(
+                store, client, ref, platform or manifest.host())
             record = await _fetch_image(store, client, manifest_digest, options, report)
             store.update_refs({str(ref): store_mod.RefEntry(manifest_digest, index_digest)})
     log.info("image.pulled", ref=str(ref), digest=index_digest or manifest_digest, id=record.id)
-    return store.resolve(str(ref))
+    return store.resolve_written(str(ref))
 
 
 @contextlib.asynccontextmanager
@@ -120,7 +121,8 @@ async def _ensure_layer(store: store_mod.Store, client: registry.Client, layer: 
                                     on_bytes)
         report(Progress(short, "Download complete", layer.size, layer.size))
     report(Progress(short, "Extracting"))
-    await _finish_in_thread(unpack.ensure_layer, store, layer.chain_id, layer.diff_id, store.blob_path(layer.digest))
+    await _finish_in_thread(unpack.ensure_layer, store, layer.chain_id, layer.diff_id,
+                            store.blob_path(layer.digest))
     report(Progress(short, "Pull complete"))
 
 
@@ -169,7 +171,8 @@ async def _finish_in_thread(fn, *args) -> None:
 POLICIES = ("always", "missing", "never", "if_not_present", "daily", "weekly", "build")
 
 
-async def ensure(store: store_mod.Store, ref: str, pull_policy: str = "missing", **pull_args) -> store_mod.ImageRecord:
+async def ensure(store: store_mod.Store, ref: str, pull_policy: str = "missing",
+                 **pull_args) -> store_mod.ImageRecord:
     """The image a service needs, pulled according to compose's `pull_policy` (default: only if missing)."""
     policy = pull_policy or "missing"
     if policy not in POLICIES and not policy.startswith("every_"):

@@ -6,7 +6,7 @@ import dataclasses
 import ipaddress
 import os
 import urllib.parse
-from typing import Callable
+from collections.abc import Callable
 
 import aiohttp
 import structlog
@@ -16,6 +16,9 @@ from runtime.images import auth, manifest, reference, store as store_mod
 log = structlog.get_logger(__name__)
 
 CHUNK = 1 << 18
+# Client.manifest() hides the module inside the class, annotations included.
+_Descriptor = manifest.Descriptor
+
 MAX_MANIFEST = 4 << 20  # as docker: a manifest is small; a huge one is an attack or a mistake
 
 
@@ -126,7 +129,8 @@ class Client:
                     raise RegistryError(f"{self.ref.registry}: token server answered HTTP {resp.status}")
                 doc = await resp.json(content_type=None)
         except aiohttp.ClientError as err:
-            raise RegistryError(f"{self.ref.registry}: token server {challenge.get('realm')}: {err}") from None
+            raise RegistryError(
+                f"{self.ref.registry}: token server {challenge.get('realm')}: {err}") from None
         token = doc.get("token") or doc.get("access_token")
         if not token:
             raise RegistryError(f"{self.ref.registry}: token server gave no token")
@@ -155,7 +159,7 @@ class Client:
             raise store_mod.DigestMismatch(f"{what}: content hashes to {digest}")
         return data, manifest.media_type_of(data, header_type), digest
 
-    async def fetch_blob(self, store: store_mod.Store, desc: manifest.Descriptor,
+    async def fetch_blob(self, store: store_mod.Store, desc: _Descriptor,
                          on_bytes: Callable[[int], None] | None = None) -> str:
         """Download a blob into the store, verified against its digest; nothing stays if it fails."""
         what = f"blob {desc.digest[:19]} of {self.ref.name}"
@@ -170,7 +174,8 @@ class Client:
                 except aiohttp.ClientError as err:
                     raise RegistryError(f"{self.ref.registry}: {what}: download broke off: {err}") from None
                 if desc.size >= 0 and writer.size != desc.size:
-                    raise store_mod.DigestMismatch(f"{what}: got {writer.size} bytes, manifest says {desc.size}")
+                    raise store_mod.DigestMismatch(
+                        f"{what}: got {writer.size} bytes, manifest says {desc.size}")
                 return writer.commit()
 
 

@@ -9,12 +9,11 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from runtime import statefiles
 from runtime.images import manifest, reference
-
 
 LOWERS_FILE = "lowers.json"  # rootfs/<id>/lowers.json: the chain ids a container's root uses
 
@@ -176,7 +175,8 @@ class Store:
                              f"manifest {len(m.layers)}")
         layers = tuple(
             LayerInfo(d.digest, d.media_type, d.size, diff_id, chain_id)
-            for d, diff_id, chain_id in zip(m.layers, config.diff_ids, manifest.chain_ids(config.diff_ids)))
+            for d, diff_id, chain_id in zip(m.layers, config.diff_ids, manifest.chain_ids(config.diff_ids),
+                                             strict=True))
         return ImageRecord(
             id=m.config.digest, digest=repo_digest or manifest_digest, manifest_digest=manifest_digest,
             references=references, config=config, layers=layers,
@@ -186,7 +186,7 @@ class Store:
         """Every image that a reference points to, one record per manifest with all its references."""
         by_manifest: dict[str, tuple[str, list[str]]] = {}
         for key, entry in self.read_refs().items():
-            digest, names = by_manifest.setdefault(entry.manifest, (entry.index or entry.manifest, []))
+            _, names = by_manifest.setdefault(entry.manifest, (entry.index or entry.manifest, []))
             names.append(key)
         return [self.record(m, digest, tuple(sorted(names))) for m, (digest, names) in by_manifest.items()]
 
@@ -205,6 +205,14 @@ class Store:
             names = tuple(sorted(k for k, e in refs.items() if e.manifest == entry.manifest))
             return self.record(entry.manifest, entry.index or entry.manifest, names)
         return self._resolve_id(text)
+
+    def resolve_written(self, text: str) -> ImageRecord:
+        """The image a reference names that this process has just written: one removed again
+        meanwhile (by another process) is an error, not None."""
+        record = self.resolve(text)
+        if record is None:
+            raise StoreError(f"image {text} was removed while it was being written")
+        return record
 
     def _resolve_id(self, text: str) -> ImageRecord | None:
         prefix = text.removeprefix("sha256:")
@@ -225,14 +233,15 @@ def name_of(key: str) -> str | None:
 
 
 class BlobWriter:
-    """Writes a blob to a temp file, then verifies, fsyncs and renames it into place: no partial blob is seen."""
+    """Writes a blob to a temp file, then verifies, fsyncs and renames it into place: no partial
+    blob is ever seen."""
 
     def __init__(self, store: Store, expected: str | None) -> None:
         self._store = store
         self.expected = expected
         self._hash = hashlib.sha256()
         self.size = 0
-        fd, self._tmp = tempfile.mkstemp(dir=store.ingest_dir, prefix="blob.")
+        fd, self._tmp = tempfile.mkstemp(dir=store.ingest_dir, prefix="blob.")  # "": renamed or removed
         self._file = os.fdopen(fd, "wb")
 
     def write(self, data: bytes) -> None:
@@ -249,7 +258,7 @@ class BlobWriter:
             self.abort()
             raise DigestMismatch(f"content announced as {self.expected} hashes to {digest}")
         os.replace(self._tmp, self._store.blob_path(digest))
-        self._tmp = None
+        self._tmp = ""
         return digest
 
     def abort(self) -> None:
@@ -258,7 +267,7 @@ class BlobWriter:
         if self._tmp:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._tmp)
-            self._tmp = None
+            self._tmp = ""
 
     def __enter__(self) -> BlobWriter:
         return self

@@ -1,4 +1,4 @@
-"""Layer tar -> layers/<chainid>/diff, once per layer: OCI whiteouts become overlay ones; nothing escapes the dir."""
+"""Layer tar -> layers/<chainid>/diff, once per layer: OCI whiteouts become overlay ones; nothing escapes."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import tarfile
 import tempfile
 import zlib
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO, Protocol
 
 import structlog
 import zstandard
@@ -95,7 +95,8 @@ def _positive(text: str, what: str) -> int:
     return int(text)
 
 
-def human_size(n: int) -> str:
+def human_size(size: int) -> str:
+    n = float(size)
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024:
             return f"{n:g} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -195,7 +196,13 @@ def remove_layer(store: store_mod.Store, chain_id: str) -> None:
         shutil.rmtree(doomed, ignore_errors=True)
 
 
-def _decompressed(raw: BinaryIO, blob: Path) -> BinaryIO:
+class Readable(Protocol):
+    """What a layer tar is read from: a file, or a decompressing stream over one."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+def _decompressed(raw: BinaryIO, blob: Path) -> Readable:
     magic = raw.read(4)
     raw.seek(0)
     if magic[:2] == b"\x1f\x8b":
@@ -208,7 +215,7 @@ def _decompressed(raw: BinaryIO, blob: Path) -> BinaryIO:
 class _HashingReader:
     """The uncompressed tar as it is read: hashed for the diff id, and counted against the size limit."""
 
-    def __init__(self, inner: BinaryIO, max_size: int) -> None:
+    def __init__(self, inner: Readable, max_size: int) -> None:
         self.inner = inner
         self.hash = hashlib.sha256()
         self.max_size = max_size
@@ -218,7 +225,8 @@ class _HashingReader:
         data = self.inner.read(n if 0 <= n <= CHUNK else CHUNK)
         self.size += len(data)
         if self.size > self.max_size:
-            raise LayerTooLarge(f"its tar expands past {human_size(self.max_size)} (the limit, {MAX_SIZE_ENV})")
+            raise LayerTooLarge(
+                f"its tar expands past {human_size(self.max_size)} (the limit, {MAX_SIZE_ENV})")
         self.hash.update(data)
         return data
 
@@ -228,19 +236,21 @@ class _HashingReader:
         return "sha256:" + self.hash.hexdigest()
 
 
-def unpack(stream: BinaryIO, dest: Path, limits: Limits | None = None) -> str:
+def unpack(stream: Readable, dest: Path, limits: Limits | None = None) -> str:
     """Extract a layer tar stream into `dest`; returns its diff id (sha256 of the tar)."""
     limits = limits or Limits()
     reader = _HashingReader(stream, limits.max_size)
     extractor = _Extractor(dest, limits)
     try:
         try:
-            with tarfile.open(fileobj=reader, mode="r|", tarinfo=TarInfo) as tar:
+            # A stream mode only reads; typeshed asks every fileobj for write, seek and tell.
+            with tarfile.open(fileobj=reader, mode="r|", tarinfo=TarInfo) as tar:  # type: ignore[call-overload]
                 for member in tar:
                     extractor.add(tar, member)
             extractor.finish()
             return reader.drain()
-        except (tarfile.TarError, EOFError, gzip.BadGzipFile, zlib.error, zstandard.ZstdError, OSError) as err:
+        except (tarfile.TarError, EOFError, gzip.BadGzipFile, zlib.error, zstandard.ZstdError,
+                OSError) as err:
             if isinstance(err, OSError) and err.errno is not None:
                 raise
             raise LayerError(f"layer is not a valid tar stream: {err}") from None
@@ -348,8 +358,8 @@ class _Extractor:
         if m.isreg():  # a sparse file's size is its apparent size: its holes are written out as zeros
             self.file_bytes += m.size
             if self.file_bytes > self.limits.max_size:
-                raise LayerTooLarge(f"entry {m.name!r} takes its files past {human_size(self.limits.max_size)} "
-                                    f"(the limit, {MAX_SIZE_ENV})")
+                raise LayerTooLarge(f"entry {m.name!r} takes its files past "
+                                    f"{human_size(self.limits.max_size)} (the limit, {MAX_SIZE_ENV})")
 
     def add(self, tar: tarfile.TarFile, m: tarfile.TarInfo) -> None:
         self._count(m)
@@ -381,10 +391,13 @@ class _Extractor:
                 os.mkdir(base, 0o700, dir_fd=parent)
             self.dir_meta.append((parts, m.mode, m.mtime))
         elif m.isreg():
+            src = tar.extractfile(m)
+            if src is None:  # only for what is not a file, which m is
+                raise LayerError(f"entry {m.name!r}: tar gives no contents for a regular file")
             if m.size > INLINE_OVER:
-                self._write_file(tar.extractfile(m), m, parent, base)
+                self._write_file(src, m, parent, base)
             else:
-                data = tar.extractfile(m).read()
+                data = src.read()
                 self._submit(parts, _write_small, parent, base, m, data)
                 self.queued += len(data)
                 if self.queued > QUEUED_MAX:
@@ -420,7 +433,7 @@ class _Extractor:
             os.unlink(name, dir_fd=parent)
 
     @staticmethod
-    def _write_file(src: BinaryIO, m: tarfile.TarInfo, parent: int, base: str) -> None:
+    def _write_file(src: IO[bytes], m: tarfile.TarInfo, parent: int, base: str) -> None:
         fd = os.open(base, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=parent)
         try:
             while chunk := src.read(CHUNK):

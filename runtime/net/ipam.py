@@ -75,9 +75,11 @@ def _check_subnet(name: str, subnet: str, gateway: str | None, ip_range: str | N
         net = ipaddress.ip_network(subnet, strict=True)
     except ValueError as exc:
         raise IpamError(f"networks.{name}.ipam.config.subnet: {exc}") from None
-    if net.version != 4 or net.prefixlen > 30:
-        raise IpamError(f"networks.{name}.ipam.config.subnet: {subnet} is not an IPv4 subnet of /30 or larger")
-    if ip_range and not ipaddress.ip_network(ip_range).subnet_of(net):
+    if not isinstance(net, ipaddress.IPv4Network) or net.prefixlen > 30:
+        raise IpamError(
+            f"networks.{name}.ipam.config.subnet: {subnet} is not an IPv4 subnet of /30 or larger")
+    span = ipaddress.ip_network(ip_range) if ip_range else None
+    if span is not None and not (isinstance(span, ipaddress.IPv4Network) and span.subnet_of(net)):
         raise IpamError(f"networks.{name}.ipam.config.ip_range: {ip_range} is not inside {subnet}")
     if gateway is None:
         return str(next(net.hosts()))
@@ -104,7 +106,7 @@ def reserve_network(
         nets = doc["networks"]
         if name in nets:
             have = nets[name]
-            if subnet and subnet != have["subnet"] or gateway and gateway != have["gateway"]:
+            if (subnet and subnet != have["subnet"]) or (gateway and gateway != have["gateway"]):
                 raise IpamError(
                     f"networks.{name}: already exists with subnet {have['subnet']} gateway "
                     f"{have['gateway']}; remove it to change its addresses"

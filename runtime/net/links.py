@@ -33,6 +33,14 @@ def _index(ipr, ifname: str) -> int | None:
     return found[0] if found else None
 
 
+def _made_index(ipr, ifname: str) -> int:
+    """The index of a link just made or found: one gone again meanwhile is an error here."""
+    index = _index(ipr, ifname)
+    if index is None:
+        raise LookupError(f"link {ifname} vanished while it was being set up")
+    return index
+
+
 def _addresses(ipr, index: int) -> set[str]:
     return {
         f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}"
@@ -60,7 +68,7 @@ def ensure_bridge(
     index = _index(ipr, name)
     if index is None:
         ipr.link("add", ifname=name, kind="bridge", mtu=mtu)
-        index = _index(ipr, name)
+        index = _made_index(ipr, name)
         log.info("bridge.created", bridge=name, gateway=gateway)
     ipr.link("set", index=index, mtu=mtu, state="up", **({"ifalias": label} if label else {}))
     _set_addresses(ipr, index, {f"{gateway}/{prefixlen}"})
@@ -118,7 +126,7 @@ def ensure_veth(
     else:
         ipr.link("set", ifname=host_ifname, master=master, mtu=mtu, state="up", **alias)
         ipr.brport("set", ifname=host_ifname, mode=1)
-    peer = _index(inner, ifname)
+    peer = _made_index(inner, ifname)
     inner.link("set", index=peer, address=mac, mtu=mtu, state="up")
     if made:
         inner.addr("add", index=peer, address=address, prefixlen=prefixlen)

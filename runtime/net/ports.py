@@ -38,7 +38,8 @@ def expand(
     targets = _span(str(target), f"{where}.target")
     if published in (None, ""):
         ip = host_ip.strip("[]")
-        return tuple(model.PortMapping(t, ANY, protocol, "" if ip in ("", "0.0.0.0") else ip) for t in targets)
+        return tuple(model.PortMapping(t, ANY, protocol, "" if ip in ("", "0.0.0.0") else ip)
+                     for t in targets)
     hosts = _span(str(published), f"{where}.published")
     if len(targets) == 1 and len(hosts) > 1:
         targets = range(targets[0], targets[0] + 1)
@@ -47,7 +48,7 @@ def expand(
         raise PortError(f"{where}: host range {published} and container range {target} differ in size")
     ip = host_ip.strip("[]")
     return tuple(model.PortMapping(t, h, protocol, "" if ip in ("", "0.0.0.0") else ip)
-                 for t, h in zip(targets, hosts))
+                 for t, h in zip(targets, hosts, strict=True))
 
 
 def parse(short: str | int, where: str = "ports") -> tuple[model.PortMapping, ...]:

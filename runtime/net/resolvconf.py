@@ -48,7 +48,7 @@ def write(run_dir: Path, container: str, resolv: str, hosts: str) -> tuple[Path,
     folder = directory(run_dir, container)
     folder.mkdir(parents=True, exist_ok=True)
     paths = (folder / "resolv.conf", folder / "hosts")
-    for file, text in zip(paths, (resolv, hosts)):
+    for file, text in zip(paths, (resolv, hosts), strict=True):
         file.write_text(text)
     return paths
 

@@ -1,4 +1,5 @@
-"""Attach a user's terminal or pipes to a container's process: conmon's attach socket, and the relay `run` and `exec` share."""
+"""Attach a user's terminal or pipes to a container's process: conmon's attach socket, and the
+relay `run` and `exec` share."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ import stat
 import struct
 import termios
 import tty
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Awaitable, Callable, Iterator, Protocol
+from typing import Protocol
 
 STDOUT, STDERR = 2, 3  # conmon's stream ids: the first byte of each message on the attach socket
 CHUNK = 16384  # one message of input; conmon reads at most 32 KiB of a message and drops the rest
@@ -140,7 +142,7 @@ def local_terminal(fd: int | None, stream: Stream) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def signals_forwarded(send: Callable[[str], Awaitable[None]]) -> Iterator[None]:
+def signals_forwarded(send: Callable[[str], Coroutine[object, object, None]]) -> Iterator[None]:
     """While attached, the signals we get are the process's (docker's sig-proxy): Ctrl-C without
     a terminal interrupts the process rather than our wait for it. `send` takes a signal name."""
     loop = asyncio.get_running_loop()
@@ -171,8 +173,8 @@ async def relay(stream: Stream, done: Awaitable[int], *, stdin: int | None = 0, 
     tasks = [t for t in (waiting, drain, feed) if t is not None]
     try:
         await asyncio.wait([waiting, drain], return_when=asyncio.FIRST_COMPLETED)
-        if drain.done() and drain.exception() is not None:
-            raise drain.exception()
+        if drain.done() and (failure := drain.exception()) is not None:
+            raise failure
         code = await waiting
         await asyncio.wait([drain], timeout=OUTPUT_GRACE)
     finally:
@@ -212,7 +214,12 @@ async def _chunks(fd: int):
 async def readable(fd: int) -> None:
     loop = asyncio.get_running_loop()
     ready = loop.create_future()
-    loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_reader(fd, wake)
     try:
         await ready
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import json
 import os
@@ -10,8 +11,8 @@ import signal
 import struct
 import termios
 import tty
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 from runtime.oci import attach as oci_attach, layout, users
 
@@ -51,13 +52,15 @@ async def detach(lay: layout.Layout, cid: str, argv: list[str], opts: ExecOption
     args = runc_args(lay, cid, argv, opts, terminal=False)
     args.insert(args.index("exec") + 1, "--detach")
     proc = await asyncio.create_subprocess_exec(
-        *args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        *args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
     )
     if await proc.wait():
         raise RuntimeError(f"exec -d in {cid}: runc exited {proc.returncode}")
 
 
-async def run(lay: layout.Layout, cid: str, argv: list[str], opts: ExecOptions = ExecOptions(), stdin: bytes | None = None) -> ExecResult:
+async def run(lay: layout.Layout, cid: str, argv: list[str], opts: ExecOptions = ExecOptions(),
+              stdin: bytes | None = None) -> ExecResult:
     """Non-interactive exec: the command's stdout, stderr and exit code (runc passes it through)."""
     proc = await asyncio.create_subprocess_exec(
         *runc_args(lay, cid, argv, opts, terminal=False),
@@ -65,7 +68,7 @@ async def run(lay: layout.Layout, cid: str, argv: list[str], opts: ExecOptions =
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     out, err = await proc.communicate(stdin)
-    return ExecResult(exit_code=proc.returncode, stdout=out, stderr=err)
+    return ExecResult(exit_code=await proc.wait(), stdout=out, stderr=err)  # at once: it ended
 
 
 @dataclass
@@ -102,13 +105,12 @@ class Terminal:
         return await self.process.wait()
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             os.close(self.master_fd)
-        except OSError:
-            pass
 
 
-async def open_terminal(lay: layout.Layout, cid: str, argv: list[str], opts: ExecOptions = ExecOptions(), rows: int = 24, cols: int = 80) -> Terminal:
+async def open_terminal(lay: layout.Layout, cid: str, argv: list[str], opts: ExecOptions = ExecOptions(),
+                        rows: int = 24, cols: int = 80) -> Terminal:
     master, slave = os.openpty()
     _set_size(master, rows, cols)
     # The container's own terminal echoes and edits lines; ours only carries bytes. Raw from

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import os
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import AsyncIterator, Callable, Iterable
 
 from runtime.oci import timefmt
 
@@ -102,8 +102,8 @@ async def follow(
         records = first.split(b"\n")
         buf = records.pop()
         initial = [ln for r in records if (ln := asm.feed(r.decode(errors="replace"))) is not None]
-        for line in select(initial, tail, since):
-            yield line
+        for earlier in select(initial, tail, since):
+            yield earlier
         while True:
             finished = done()  # checked before reading: what was written before the exit is read
             chunk = handle.read()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -37,10 +38,11 @@ async def call(r: Runc, *args: str, input: bytes | None = None) -> bytes:
         stderr=asyncio.subprocess.PIPE,
     )
     out, err = await proc.communicate(input)
-    if proc.returncode != 0:
+    code = await proc.wait()  # at once: communicate saw it end
+    if code != 0:
         text = err.decode(errors="replace")
         cls = NotFound if "does not exist" in text or "not exist" in text else RuncError
-        raise cls(args, proc.returncode, text)
+        raise cls(args, code, text)
     return out
 
 
@@ -84,10 +86,8 @@ async def resume(r: Runc, cid: str) -> None:
 
 async def delete(r: Runc, cid: str, force: bool = False) -> None:
     """Delete the container's runc state (and cgroup); "not found" is success."""
-    try:
+    with contextlib.suppress(NotFound):
         await call(r, "delete", *(["--force"] if force else []), cid)
-    except NotFound:
-        pass
 
 
 async def update(r: Runc, cid: str, resources: dict[str, Any]) -> None:

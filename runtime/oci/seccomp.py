@@ -17,7 +17,8 @@ import errno
 import functools
 import json
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 DEFAULT_PROFILE = "/usr/share/containers/seccomp.json"
 UNCONFINED = "unconfined"
@@ -61,7 +62,8 @@ class ProfileError(ValueError):
     """The profile file cannot be read or is not a seccomp profile in docker's format."""
 
 
-def for_container(choice: str, capabilities: tuple[str, ...], privileged: bool = False) -> dict[str, Any] | None:
+def for_container(choice: str, capabilities: tuple[str, ...],
+                  privileged: bool = False) -> dict[str, Any] | None:
     """linux.seccomp of a container, or None for none. `choice`: "" for the default profile,
     "unconfined", or the absolute path of a profile in docker's format. As docker does, a
     privileged container runs unconfined whatever was asked. The dict returned is shared:
@@ -110,8 +112,10 @@ def as_docker_default(profile: Mapping[str, Any]) -> dict[str, Any]:
     without namespace flags, and clone3 (whose flags seccomp cannot see) answers ENOSYS, so
     libc falls back to clone."""
     gated = set(SYS_ADMIN_ONLY)
-    rules, taken = [], set()
-    with_admin, without_admin = set(), set()  # what the profile already says per case
+    rules: list[dict[str, Any]] = []
+    taken: set[str] = set()
+    with_admin: set[str] = set()
+    without_admin: set[str] = set()  # what the profile already says per case
     for rule in profile.get("syscalls") or ():
         names = _names(rule)
         includes, excludes = rule.get("includes") or {}, rule.get("excludes") or {}
@@ -201,9 +205,7 @@ def _applies(rule: Mapping[str, Any], capabilities, arch: str, kernel: tuple[int
         return False
     if any(c not in capabilities for c in includes.get("caps") or ()):
         return False
-    if includes.get("minKernel") and kernel < _kernel(includes["minKernel"], where):
-        return False
-    return True
+    return not (includes.get("minKernel") and kernel < _kernel(includes["minKernel"], where))
 
 
 def _names(rule: Mapping[str, Any]) -> list[str]:

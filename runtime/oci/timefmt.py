@@ -13,4 +13,4 @@ def parse(text: str) -> dt.datetime:
     text = text.strip().replace("Z", "+00:00")
     text = _FRACTION.sub(lambda m: m.group(1)[:7].ljust(7, "0"), text, count=1)
     value = dt.datetime.fromisoformat(text)
-    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
