@@ -14,8 +14,7 @@ from collections.abc import Callable
 import structlog
 
 from controllers import context
-from runtime.oci import exec as oci_exec
-from runtime.oci import lifecycle, observe
+from runtime.oci import exec as oci_exec, lifecycle, observe
 
 log = structlog.get_logger(__name__)
 
@@ -58,7 +57,7 @@ async def probe(ctx: context.Context, cid: str, started: float) -> dict | None:
             oci_exec.run(ctx.layout, cid, list(check["argv"])), timeout=check["timeout"])
         ok, code = result.exit_code == 0, result.exit_code
         output = (result.stdout + result.stderr)[-OUTPUT_KEEP:].decode(errors="replace")
-    except asyncio.TimeoutError:
+    except TimeoutError:
         ok, code, output = False, -1, f"health check timed out after {check['timeout']}s"
     except Exception as err:  # the container went away between the list and the exec
         ok, code, output = False, -1, str(err)

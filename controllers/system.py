@@ -85,7 +85,7 @@ async def prune_containers(ctx: context.Context,
         if view.state not in ("exited", "created") or keep(view):
             continue
         # Looked at again just before: a restart policy may have started it meanwhile.
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         if not _stopped(await observe.get(ctx.layout, view.id), now):
             continue
         freed = await asyncio.to_thread(writable_bytes, ctx, view.id)
