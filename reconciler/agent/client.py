@@ -10,7 +10,6 @@ import aiohttp
 
 from reconciler.agent import api, events
 
-
 # Defined with the wire format, so that the standard-library client raises the same ones.
 AgentUnavailable = api.AgentUnavailable
 ApiError = api.ApiError

@@ -99,18 +99,19 @@ async def up(request: web.Request) -> web.StreamResponse:
         if not isinstance(wait, bool):
             raise ValueError("wait: expected true or false")
         timeout = _float(body, "timeout", DEFAULT_TIMEOUT) or DEFAULT_TIMEOUT
-    except ValueError as error:
-        raise server.bad_request(str(error)) from None
+    except ValueError as wrong:
+        raise server.bad_request(str(wrong)) from None
     project = await _load(load)
     before = agent.store.get(project.name)
-    previous = dict(before.hashes) if before and before.status != store.REMOVING else None
+    kept = before if before and before.status != store.REMOVING else None
+    previous = dict(kept.hashes) if kept else None
     try:
         services = submit.wanted(project, options)
         submission = submit.submission(
-            project, options, previous, dict(before.options.scale) if previous else None,
-            before.options.removed if previous else ())
-    except submit.Refused as error:
-        raise server.bad_request(str(error)) from None
+            project, options, previous, dict(kept.options.scale) if kept else None,
+            kept.options.removed if kept else ())
+    except submit.Refused as refused:
+        raise server.bad_request(str(refused)) from None
     record = server.record_from_body(project.name, submission)
     began, deadline = time.time(), time.monotonic() + timeout
     queue = agent.bus.subscribe()  # before storing: no step of this submission is missed
@@ -212,7 +213,7 @@ async def _wait_healthy(agent: server.Agent, name: str, services: list[str],
         bad = [v for v in views if v not in done
                and (v.state != "running" or v.health == "unhealthy")]
         waiting = [v for v in views if v.health == "starting"]
-        if any(v.health == "unhealthy" or v.state == "exited" and v.exit_code for v in bad):
+        if any(v.health == "unhealthy" or (v.state == "exited" and v.exit_code) for v in bad):
             return "; ".join(f"container {v.name} is {_failed_state(v)}" for v in bad)
         if not bad and not waiting:
             return None
@@ -238,8 +239,8 @@ async def down(request: web.Request) -> web.StreamResponse:
         if not isinstance(volumes, bool):
             raise ValueError("volumes: expected true or false")
         stop_timeout = _float(body, "timeout", None)
-    except ValueError as error:
-        raise server.bad_request(str(error)) from None
+    except ValueError as wrong:
+        raise server.bad_request(str(wrong)) from None
     name, _ = await _project_of(request, body, {"project", "load", "volumes", "timeout"})
     views = await _views(agent, name)
     record = agent.store.get(name)

@@ -10,7 +10,6 @@ from pathlib import Path
 from reconciler.agent import plainclient, wire
 from runtime import statefiles
 
-
 # The exit code of an agent that found another on its run dir (daemon uses it too); it lives
 # here so that the CLI can start an agent without importing the whole agent.
 EXIT_ALREADY_RUNNING = 3

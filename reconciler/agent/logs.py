@@ -16,7 +16,7 @@ def configure(*, json_output: bool | None = None, level: str = "info",
         json_output = not stream.isatty()
     renderer = (structlog.processors.JSONRenderer() if json_output
                 else structlog.dev.ConsoleRenderer(colors=True))
-    processors = [
+    processors: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),

@@ -110,7 +110,7 @@ class UpOptions:
         if timeout is not None and (isinstance(timeout, bool) or not isinstance(
                 timeout, (int, float)) or timeout < 0):
             raise ValueError("options.timeout: expected a number of seconds")
-        return cls(**lists, **flags, timeout=timeout)
+        return cls(services=lists["services"], scale=lists["scale"], timeout=timeout, **flags)
 
     def to_json(self) -> dict:
         return {"services": list(self.services), "scale": list(self.scale),

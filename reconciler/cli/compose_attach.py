@@ -10,6 +10,7 @@ import contextlib
 import os
 import signal
 import sys
+from collections.abc import Callable
 
 from reconciler.cli import common, compose_base, compose_logs, compose_up, render
 
@@ -29,7 +30,7 @@ async def _attach(args, name: str, services: list[str], progress: render.Progres
     interrupted = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, interrupted.set)
-    tasks = [asyncio.ensure_future(interrupted.wait())]
+    tasks: list[asyncio.Future[object]] = [asyncio.ensure_future(interrupted.wait())]
     if args.watch:
         tasks.append(asyncio.ensure_future(watch(args, progress)))
     if not args.detach:
@@ -120,6 +121,11 @@ def watched(args: argparse.Namespace) -> set[str] | None:
                               *map(os.path.abspath, args.env_files)}
 
 
+def _only(paths: set[str]) -> Callable[[object, str], bool]:
+    """A watchfiles filter that passes the changes of these files only."""
+    return lambda _, path: path in paths
+
+
 async def watch(args: argparse.Namespace, progress: render.Progress) -> None:
     """Reload on every change of a file the stack came from; an invalid file is reported and
     the running stack left as it is, a valid change is submitted."""
@@ -131,7 +137,7 @@ async def watch(args: argparse.Namespace, progress: render.Progress) -> None:
         ready = False
         # yield_on_timeout: a first (empty) batch tells that the watcher runs.
         async for changes in watchfiles.awatch(
-                *dirs, watch_filter=lambda _, path: path in paths, recursive=False,
+                *dirs, watch_filter=_only(paths), recursive=False,
                 debounce=300, rust_timeout=200, yield_on_timeout=True):
             if not ready:
                 ready = True

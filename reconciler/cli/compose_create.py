@@ -55,7 +55,7 @@ def _prepare_images(args: argparse.Namespace, progress: render.Progress) -> None
         else list(project.services_enabled)
     services = {name: project.stack.services[name] for name in names}
     building = sorted(n for n, s in services.items() if s.build is not None)
-    if args.pull == "build" or args.build and building:
+    if args.pull == "build" or (args.build and building):
         raise common.UserFacingError(
             f"service {(building or names)[0]}: {NO_BUILD}")
     refs = list(dict.fromkeys(s.image for s in services.values() if s.image))

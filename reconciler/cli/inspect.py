@@ -50,8 +50,7 @@ def inspect(args: argparse.Namespace) -> int:
 
 
 async def _inspect(args: argparse.Namespace) -> tuple[list[dict], list[str]]:
-    from controllers import inspect as inspecting
-    from controllers import services
+    from controllers import inspect as inspecting, services
 
     ctx = compose_base.context(args)
     views = await services.list_containers(ctx, project=None, all=True)
@@ -119,13 +118,13 @@ def _time(when: dt.datetime | None) -> str:
     """RFC 3339 in UTC with the fraction Go keeps (trailing zeros cut), as the daemon writes."""
     if when is None:
         return _ZERO_TIME
-    when = when.astimezone(dt.timezone.utc)
+    when = when.astimezone(dt.UTC)
     fraction = f".{when.microsecond:06d}".rstrip("0").rstrip(".")
     return f"{when:%Y-%m-%dT%H:%M:%S}{fraction}Z"
 
 
 def _unix_time(seconds: float) -> str:
-    return _time(dt.datetime.fromtimestamp(seconds, dt.timezone.utc))
+    return _time(dt.datetime.fromtimestamp(seconds, dt.UTC))
 
 
 def _container(d, svc, policy) -> dict:
@@ -247,8 +246,8 @@ def _network_settings(d) -> dict:
     for host_ip, published, target, protocol in d.view.ports:
         key = f"{target}/{protocol}"
         if published:
-            ports.setdefault(key, []).append({"HostIp": host_ip or "0.0.0.0",
-                                              "HostPort": str(published)})
+            ports[key] = [*(ports.get(key) or []),
+                          {"HostIp": host_ip or "0.0.0.0", "HostPort": str(published)}]
         else:
             ports.setdefault(key, None)  # exposed, not published: docker's null
     hostname = [d.hostname] if d.hostname and d.hostname != d.view.name else []

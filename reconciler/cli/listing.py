@@ -7,6 +7,8 @@ import datetime as dt
 import json
 import re
 import sys
+from collections.abc import Callable
+from typing import NoReturn
 
 from reconciler.cli import common
 
@@ -21,7 +23,7 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
     lines = [headers, *rows]
     widths = [max(MIN_WIDTH, max(len(r[i]) for r in lines) + PADDING)
               for i in range(len(headers) - 1)]
-    out = ["".join(cell.ljust(w) for cell, w in zip(row, widths)) + row[-1] for row in lines]
+    out = ["".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + row[-1] for row in lines]
     return "".join(line.rstrip() + "\n" for line in out)
 
 
@@ -132,7 +134,7 @@ def _index(value, *keys):
 
 
 # docker's template functions (templates.basicFunctions) and Go's builtins that need no `if`.
-_FUNCTIONS = {
+_FUNCTIONS: dict[str, Callable[..., object]] = {
     "json": _go_json, "index": _index, "len": len,
     "join": lambda items, sep: sep.join(_go_text(i) for i in items or ()),
     "split": lambda text, sep: text.split(sep),
@@ -153,16 +155,17 @@ class _Action:
         self.tokens: list[tuple[str, str, bool]] = []  # (kind, text, space before it)
         space = False
         for match in _TOKEN.finditer(source):
-            if match.lastgroup == "space":
+            kind = match.lastgroup or ""  # every alternative of _TOKEN is a named group
+            if kind == "space":
                 space = True
                 continue
-            self.tokens.append((match.lastgroup, match.group(), space))
+            self.tokens.append((kind, match.group(), space))
             space = False
         if sum(len(m.group()) for m in _TOKEN.finditer(source)) != len(source):
             self.fail("unexpected character")
         self.at = 0
 
-    def fail(self, why: str):
+    def fail(self, why: str) -> NoReturn:
         raise common.UserFacingError(f"template: {{{{{self.source}}}}}: {why}")
 
     def peek(self) -> tuple[str, str, bool] | None:
@@ -170,13 +173,13 @@ class _Action:
 
     def value(self):
         out = self.pipeline()
-        if self.peek() is not None:
-            self.fail(f"unexpected {self.peek()[1]!r}")
+        if (extra := self.peek()) is not None:
+            self.fail(f"unexpected {extra[1]!r}")
         return out
 
     def pipeline(self):
         out = self.command(piped=False)
-        while self.peek() and self.peek()[1] == "|":
+        while (token := self.peek()) and token[1] == "|":
             self.at += 1
             out = self.command(piped=True, value=out)
         return out
@@ -191,7 +194,7 @@ class _Action:
             if function is None:
                 self.fail(f'function "{head[1]}" not defined')
             args = []
-            while self.peek() and self.peek()[1] not in ("|", ")"):
+            while (token := self.peek()) and token[1] not in ("|", ")"):
                 args.append(self.operand())
             try:
                 return function(*args, *([value] if piped else []))
@@ -200,7 +203,7 @@ class _Action:
         if piped:
             self.fail(f"can't give argument to non-function {head[1]}")
         out = self.operand()
-        if self.peek() and self.peek()[1] not in ("|", ")"):
+        if (token := self.peek()) and token[1] not in ("|", ")"):
             self.fail(f"can't give argument to non-function {head[1]}")
         return out
 
@@ -279,7 +282,7 @@ def write_inspect(fmt: str | None, objects: list[dict]) -> None:
 
 # -- Go's time formats, in this machine's zone as docker's daemon shows them
 def _local(ns: int) -> dt.datetime:
-    return dt.datetime.fromtimestamp(ns // 1_000_000_000, dt.timezone.utc).astimezone()
+    return dt.datetime.fromtimestamp(ns // 1_000_000_000, dt.UTC).astimezone()
 
 
 def _fraction(ns: int) -> str:

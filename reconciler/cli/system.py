@@ -14,8 +14,7 @@ import datetime as dt
 import json
 import sys
 
-from reconciler.cli import common, compose_base, listing, render
-from reconciler.cli import images as image_verbs
+from reconciler.cli import common, compose_base, images as image_verbs, listing, render
 from runtime.images import gc
 
 PRUNE_FILTERS = ("label", "label!", "until")
@@ -89,7 +88,7 @@ def _volumes_row(usage) -> dict:
 
 def _verbose(fmt: str, usage) -> None:
     """`system df -v`: a table per kind, or with --format json one object of them all."""
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     image_rows = [_image_row(i, usage.image_containers.get(i.image.id, 0)) for i in usage.images.images]
     container_rows = [_container_row(c, sum(1 for v in usage.volumes if c.view.id in v.users), now)
                       for c in usage.containers]
@@ -131,7 +130,8 @@ def _image_row(found, containers: int) -> dict:
 
 def _container_row(found, local_volumes: int, now: dt.datetime) -> dict:
     view = found.view
-    return {"Command": render.command(view), "CreatedAt": render.created_at(view.created) if view.created else "",
+    return {"Command": render.command(view),
+            "CreatedAt": render.created_at(view.created) if view.created else "",
             "ID": view.id, "Image": view.image, "Labels": listing.labels_text(dict(view.labels)),
             "LocalVolumes": str(local_volumes), "Names": view.name,
             "Networks": ",".join(view.networks), "RunningFor": render.ago(view.created, now),

@@ -1,1 +1,1 @@
-"""Work queue with per-key dedup, backoff, the plan executor, the event sources and the reconcile of a project."""
+"""Work queue with per-key dedup and backoff, the plan executor, event sources, a project's reconcile."""

@@ -9,8 +9,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from reconciler.engine import backoff as backoff_mod
-from reconciler.engine import errors, workqueue
+from reconciler.engine import backoff as backoff_mod, errors, workqueue
 
 log = structlog.get_logger(__name__)
 
@@ -67,7 +66,7 @@ class Controller:
                 controller=self.name, key=str(key), reconcile_id=next(self._ids)):
             try:
                 requeue_after = await self.reconcile(key)
-            except Exception as error:  # noqa: BLE001 - the one place failures are classified
+            except Exception as error:  # the one place failures are classified
                 status = self._failed(key, errors.classify(error))
                 before = self.status.get(key)
                 # Said once: a key that fails the same way pass after pass (a service that

@@ -75,9 +75,10 @@ class Report:
         if all(o.final for o in outcomes):
             raise errors.PermanentError(summary)
         delays = [o.delay for o in outcomes if not o.final]
-        if None in delays:
+        known = [d for d in delays if d is not None]
+        if len(known) < len(delays):
             raise StepsFailed(summary)
-        raise errors.TemporaryError(summary, delay=min(delays))
+        raise errors.TemporaryError(summary, delay=min(known))
 
 
 class StepsFailed(Exception):
@@ -124,7 +125,7 @@ async def execute(plan: plans.Plan, functions: Mapping[plans.Action, StepFunctio
             report(StepResult(step, Status.STARTED))
             try:
                 await functions[step.action](step)
-            except Exception as error:  # noqa: BLE001 - every failure becomes a result
+            except Exception as error:  # every failure becomes a result
                 outcome = errors.classify(error)
                 log.warning("step.failed", step=str(step), error=outcome.reason)
                 return report(StepResult(step, Status.FAILED, outcome.reason, outcome))

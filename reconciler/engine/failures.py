@@ -20,8 +20,7 @@ from __future__ import annotations
 from collections.abc import Hashable
 from dataclasses import dataclass
 
-from reconciler.engine import backoff as backoff_mod
-from reconciler.engine import errors, executor
+from reconciler.engine import backoff as backoff_mod, errors, executor
 from reconciler.plan import plans
 
 # Checks of the world outside the project: a final failure of one is looked at again later.
@@ -41,6 +40,10 @@ class Failure:
     @property
     def final(self) -> bool:
         return self.retry_at is None
+
+    def holds_at(self, now: float) -> bool:
+        """Whether the step may not run yet at `now`."""
+        return self.retry_at is None or self.retry_at > now
 
 
 @dataclass(frozen=True)
@@ -75,7 +78,7 @@ class StepFailures:
             del failed[key]
             self.backoff.forget((project, *key))
         held = [s.number for s in plan.steps if _key(s) in failed
-                and (failed[_key(s)].final or failed[_key(s)].retry_at > now)]
+                and failed[_key(s)].holds_at(now)]
         return Held(plan.without(held), tuple(failed[_key(plan.step(n))] for n in held))
 
     def record(self, project: str, report: executor.Report, now: float) -> None:
@@ -111,7 +114,7 @@ class StepFailures:
         if not failures:
             return None
         summary = "; ".join(f"{f.step}: {f.reason}" for f in failures)
-        due = [f.retry_at - now for f in failures if not f.final]
+        due = [f.retry_at - now for f in failures if f.retry_at is not None]
         if due:
             delay = max(0.0, min(due))
             return errors.TemporaryError(summary, delay if look_again is None

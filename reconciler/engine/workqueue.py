@@ -90,7 +90,7 @@ class WorkQueue:
 
     async def _wait(self) -> None:
         self._changed.clear()
-        waits = [asyncio.ensure_future(self._changed.wait())]
+        waits: list[asyncio.Future[object]] = [asyncio.ensure_future(self._changed.wait())]
         if self._timers:
             timeout = self._timers[0][0] - self.clock.now()
             waits.append(asyncio.ensure_future(self.clock.sleep(timeout)))

@@ -21,9 +21,9 @@ The reconciler calls one function and catches one error:
 from reconciler.spec import errors, graph, model, project, units
 
 SpecError = errors.SpecError
-Warning = errors.Warning  # noqa: A001
+Warning = errors.Warning  # the loader's own record, shadowing the builtin category on purpose
 Project = project.Project
 Stack = model.Stack
 load = project.load
 
-__all__ = ["SpecError", "Warning", "Project", "Stack", "load", "model", "graph", "units"]
+__all__ = ["Project", "SpecError", "Stack", "Warning", "graph", "load", "model", "units"]

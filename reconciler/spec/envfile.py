@@ -111,5 +111,6 @@ def read(path: str, lookup: Mapping[str, str] | None = None,
         column = nul - (text.rfind("\n", 0, nul) + 1) + 1
         raise errors.SpecError("contains a NUL character", errors.Place(path, line, column))
     if fmt == "raw":
-        return parse_raw(text)
+        values: dict[str, str | None] = dict(parse_raw(text))
+        return values
     return parse(text, path, lookup)

@@ -69,7 +69,7 @@ class SpecError(Exception):
 
 
 @dataclasses.dataclass(frozen=True)
-class Warning:  # noqa: A001 - the loader's own warning record, not the builtin category
+class Warning:  # the loader's own warning record, not the builtin category
     """Something the user should know that does not stop the load (obsolete or not applied yet)."""
 
     message: str

@@ -102,8 +102,8 @@ def _merge_value(base, over, path: tuple | None):
 
 
 def _merge_list(base: list, over: list, key_fn) -> list:
-    index = {}
-    out = []
+    index: dict[object, int] = {}
+    out: list = []
     for item in base + over:
         key = key_fn(item)
         if key in index:

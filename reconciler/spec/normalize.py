@@ -212,6 +212,12 @@ def _build(value, ctx: _Ctx):
     if isinstance(context, str) and not _is_remote(context) \
             and not (ctx.lenient and "$" in context):
         value["context"] = ss.abs_path(context, ctx.base, ctx.home)
+    extra = value.get("additional_contexts")
+    if isinstance(extra, dict):  # local dirs as compose-go has them: from the project dir
+        value["additional_contexts"] = {
+            k: ss.abs_path(v, ctx.base, ctx.home) if isinstance(v, str) and not _is_remote(v)
+            and not v.startswith("service:") and not (ctx.lenient and "$" in v) else v
+            for k, v in extra.items()}
     return value
 
 

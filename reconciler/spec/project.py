@@ -8,8 +8,21 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
-from reconciler.spec import (errors, envfile, features, hashing, interpolate, merge, model,
-                             normalize, runnable, schema, unique, validate, yamlload)
+from reconciler.spec import (
+    envfile,
+    errors,
+    features,
+    hashing,
+    interpolate,
+    merge,
+    model,
+    normalize,
+    runnable,
+    schema,
+    unique,
+    validate,
+    yamlload,
+)
 
 DEFAULT_FILES = ("compose.yaml", "compose.yml", "docker-compose.yml", "docker-compose.yaml")
 OVERRIDE_FILES = {"compose.yaml": ("compose.override.yaml", "compose.override.yml"),
@@ -276,7 +289,8 @@ class _Loader:
             paths = [os.path.normpath(os.path.join(here, p)) for p in paths]
             for p in paths:
                 if p in chain or p == doc.file:
-                    raise errors.SpecError("include cycle detected: " + " -> ".join(chain + (doc.file, p)), place)
+                    raise errors.SpecError(
+                        "include cycle detected: " + " -> ".join(chain + (doc.file, p)), place)
             project_dir = os.path.normpath(os.path.join(here, project_dir or os.path.dirname(paths[0])))
             env_files = [os.path.join(here, f) for f in env_files]
             sub_env = _environment(dict(self.env), project_dir, env_files, here)
@@ -294,7 +308,7 @@ class _Loader:
         for name in list(services):
             self._resolve(doc, services, name, (), done)
 
-    def _resolve(self, doc, services: dict, name: str, visiting: tuple, done: set) -> dict:
+    def _resolve(self, doc, services: dict, name: str, visiting: tuple, done: set) -> object:
         svc = services.get(name)
         path = ("services", name, "extends")
         if name in visiting:
@@ -307,6 +321,7 @@ class _Loader:
                 or set(ext) - {"service", "file"}:
             raise errors.SpecError("extends must be a service name or {service, file}", doc.place(path))
         target = ext["service"]
+        base: object
         if "file" in ext and isinstance(ext["file"], str):
             other = os.path.normpath(os.path.join(os.path.dirname(doc.file), ext["file"]))
             base = self._service_from_file(other, target, doc.place(path))
@@ -316,7 +331,8 @@ class _Loader:
                                        doc.place(path))
             base = self._resolve(doc, services, target, visiting + (name,), done)
             if not isinstance(base, dict):
-                raise errors.SpecError(f'service "{target}" must be a mapping', doc.place(("services", target)))
+                raise errors.SpecError(f'service "{target}" must be a mapping',
+                                       doc.place(("services", target)))
         merged = merge.merge_service(_clone(base), svc)
         services[name] = merged
         done.add(name)
@@ -333,7 +349,11 @@ class _Loader:
         for doc in reversed(self.cache[path]):
             services = doc.data.get("services")
             if isinstance(services, dict) and name in services:
-                return self._resolve(doc, services, name, (), set())
+                found = self._resolve(doc, services, name, (), set())
+                if not isinstance(found, dict):
+                    raise errors.SpecError(f'service "{name}" must be a mapping',
+                                           doc.place(("services", name)))
+                return found
         raise errors.SpecError(f'cannot extend: service "{name}" not found in {path}', place)
 
 

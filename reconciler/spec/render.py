@@ -18,12 +18,12 @@ def document(project: projectmod.Project, names=None) -> dict:
     if project.document is not None:
         raw = project.document
         services = {k: v for k, v in (raw.get("services") or {}).items() if k in names}
-        out = {k: raw[k] for k in TOP_ORDER if raw.get(k)}
+        out: dict = {k: raw[k] for k in TOP_ORDER if raw.get(k)}
         out["name"], out["services"] = project.name, services
         out.update({k: v for k, v in raw.items() if k.startswith("x-")})
         return _sorted(_order(out))
     stack = project.stack
-    out: dict = {"name": project.name, "services": {}}
+    out = {"name": project.name, "services": {}}
     for name in sorted(names):
         svc = stack.services[name]
         data = svc.model_dump(mode="json", exclude={"extensions"})

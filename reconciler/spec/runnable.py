@@ -138,6 +138,7 @@ def _check_container_names(project: str, stack: model.Stack, enabled, place_of) 
     taken: dict[str, tuple] = {}
     for name in sorted(enabled):
         svc = stack.services[name]
+        names: list[tuple[str, tuple[str, ...]]]
         if svc.container_name:
             names = [(svc.container_name, ("services", name, "container_name"))]
         else:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pydantic
+import pydantic_core
 
 from reconciler.spec import errors, model
 
@@ -48,7 +51,7 @@ _TYPE_ERRORS = {"string_type", "list_type", "dict_type", "model_type", "model_at
 def _forms(path: tuple) -> str | None:
     if len(path) < 3 or path[0] != "services":
         return None
-    rel = tuple(None if isinstance(p, int) or i > 0 and path[2] == "ulimits" else p
+    rel = tuple(None if isinstance(p, int) or (i > 0 and path[2] == "ulimits") else p
                 for i, p in enumerate(path[2:]))
     return _FORMS.get(rel)
 
@@ -76,11 +79,10 @@ def _drop_templates(exc: pydantic.ValidationError, data: dict, touched: set[int]
         loc = err["loc"]
         if err["type"] == "missing":
             loc = loc[:-1]
-        chain = [(None, None, data)]
+        chain: list[tuple[Any, Any, Any]] = [(None, None, data)]  # (parent, key, node) down the loc
         for part in loc:
             node = chain[-1][2]
-            if isinstance(node, dict) and part in node or \
-                    isinstance(node, list) and isinstance(part, int) and part < len(node):
+            if _has(node, part):
                 chain.append((node, part, node[part]))
         parent, key, node = chain[-1]
         if parent is None:
@@ -97,6 +99,13 @@ def _drop_templates(exc: pydantic.ValidationError, data: dict, touched: set[int]
             parent.pop(key)
         return True  # positions shift after a removal; validate again
     return False
+
+
+def _has(node: object, part: str | int) -> bool:
+    """Whether the document's `node` has `part`: a key of a mapping, an index of a list."""
+    if isinstance(node, dict):
+        return part in node
+    return isinstance(node, list) and isinstance(part, int) and part < len(node)
 
 
 def _is_template(node) -> bool:
@@ -117,18 +126,16 @@ def to_spec_error(exc: pydantic.ValidationError, data: dict, place_of) -> errors
     return errors.SpecError(message, place_of(path))
 
 
-def _translate(err: dict, data: dict) -> tuple[tuple, str]:
+def _translate(err: pydantic_core.ErrorDetails, data: dict) -> tuple[tuple, str]:
     loc, kind = err["loc"], err["type"]
-    path, node = [], data
+    path: list[str | int] = []
+    node: Any = data
     for i, part in enumerate(loc):
         last = i == len(loc) - 1
         if part == "[key]":
             name = path[-1] if path else "?"
             return tuple(path), f"{name!r} is not a valid name (letters, digits, '.', '_', '-')"
-        if isinstance(node, dict) and part in node:
-            path.append(part)
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+        if _has(node, part):
             path.append(part)
             node = node[part]
         elif last and kind in ("missing", "extra_forbidden"):

@@ -113,11 +113,9 @@ def port(item, lenient: bool = False) -> list:
             raise ShortSyntaxError(f'"{item}" is not a valid port mapping '
                                    f"({host_ip!r} is not an IP address)") from None
     t_low, t_high = _port_range(target, "container port", item)
-    p_low = p_high = None
-    if published:
-        p_low, p_high = _port_range(published, "host port", item)
+    host_range = _port_range(published, "host port", item) if published else None
     count = t_high - t_low + 1
-    if p_low is not None and (p_high - p_low + 1) not in (1, count) and count != 1:
+    if host_range is not None and (host_range[1] - host_range[0] + 1) not in (1, count) and count != 1:
         raise ShortSyntaxError(f'"{item}" is not a valid port mapping '
                                "(host and container ranges differ in size)")
     out = []
@@ -125,7 +123,8 @@ def port(item, lenient: bool = False) -> list:
         entry = {"mode": "ingress", "target": t_low + i, "protocol": protocol}
         if host_ip:
             entry["host_ip"] = host_ip
-        if p_low is not None:
+        if host_range is not None:
+            p_low, p_high = host_range
             if count == 1:
                 entry["published"] = published
             else:
@@ -228,8 +227,8 @@ def secrets(value):
 
 def ulimits(value):
     if isinstance(value, dict):
-        return {k: ({"soft": v, "hard": v} if isinstance(v, int) and not isinstance(v, bool)
-                    or isinstance(v, str) and "$" not in v
+        return {k: ({"soft": v, "hard": v} if (isinstance(v, int) and not isinstance(v, bool))
+                    or (isinstance(v, str) and "$" not in v)
                     else v) for k, v in value.items()}
     return value
 

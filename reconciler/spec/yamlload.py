@@ -18,9 +18,9 @@ from reconciler.spec import errors
 
 try:  # libyaml's parser is several times faster; the resolver below stays ours either way
     from yaml import cyaml
-    _Parser = cyaml.CParser
+    _LIBYAML = True
 except ImportError:  # pragma: no cover - PyYAML without libyaml
-    _Parser = None
+    _LIBYAML = False
 
 STR = "tag:yaml.org,2002:str"
 INT = "tag:yaml.org,2002:int"
@@ -134,20 +134,24 @@ _Resolver.add_implicit_resolver(
 _Resolver.add_implicit_resolver(NULL, re.compile(r"^(?:~|null|Null|NULL|)$"), ["~", "n", "N", ""])
 _Resolver.add_implicit_resolver(MERGE, re.compile(r"^(?:<<)$"), ["<"])
 
-if _Parser is not None:
-    class _Loader(_Parser, _Resolver):
+class _PyLoader(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser,
+                yaml.composer.Composer, _Resolver):
+    def __init__(self, stream):  # pragma: no cover - used only without libyaml
+        yaml.reader.Reader.__init__(self, stream)
+        yaml.scanner.Scanner.__init__(self)
+        yaml.parser.Parser.__init__(self)
+        yaml.composer.Composer.__init__(self)
+        _Resolver.__init__(self)
+
+
+_Loader: type = _PyLoader
+if _LIBYAML:
+    class _CLoader(cyaml.CParser, _Resolver):
         def __init__(self, stream):
-            _Parser.__init__(self, stream)
+            cyaml.CParser.__init__(self, stream)
             _Resolver.__init__(self)
-else:  # pragma: no cover
-    class _Loader(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser,
-                  yaml.composer.Composer, _Resolver):
-        def __init__(self, stream):
-            yaml.reader.Reader.__init__(self, stream)
-            yaml.scanner.Scanner.__init__(self)
-            yaml.parser.Parser.__init__(self)
-            yaml.composer.Composer.__init__(self)
-            _Resolver.__init__(self)
+
+    _Loader = _CLoader
 
 
 def load_text(text: str, file: str) -> list[Document]:
