@@ -318,7 +318,6 @@ class _Build:
             unpack.ensure_layer(self.store, layer.chain_id, layer.diff_id, self.store.blob_path(layer.digest))
         return image.base_of(self.store, record)
 
-    # -- metadata instructions: the config changes, no layer
     # -- RUN, COPY, ADD: a layer each (or none when nothing changed)
     def _layer_step(self, stage: stage_mod.Stage, inst: dockerfile.Instruction, where: str) -> None:
         with contextlib.ExitStack() as stack:

@@ -280,3 +280,16 @@ def test_another_platform_is_refused(build):
     with pytest.raises(builder.BuildError) as refused:
         build("FROM --platform=linux/s390x busybox\nRUN true\n", tags=("pl:1",))
     assert "Dockerfile:1" in str(refused.value) and "only this host's platform" in str(refused.value)
+
+
+def test_copy_from_a_named_context_dir(build, where, store, tmp_path):
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    (extra / "f.txt").write_text("from elsewhere\n")
+    build("FROM busybox\nCOPY --from=shared f.txt /f.txt\n", tags=("n:1",),
+          additional_contexts=(("shared", str(extra)),))
+    assert _read(where, store, "n:1", "/f.txt") == "from elsewhere\n"
+    (extra / "f.txt").write_text("changed\n")  # its content is in the step's key too
+    assert build("FROM busybox\nCOPY --from=shared f.txt /f.txt\n", tags=("n:1",),
+                 additional_contexts=(("shared", str(extra)),)).cached() == 0
+    assert _read(where, store, "n:1", "/f.txt") == "changed\n"
