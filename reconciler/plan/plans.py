@@ -5,8 +5,11 @@ from __future__ import annotations
 import dataclasses
 import enum
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from reconciler.plan import model
+
+_T = TypeVar("_T")
 
 
 class Action(str, enum.Enum):
@@ -52,6 +55,19 @@ class Step:
     desired: Target = None
     observed: Target = None
     delay: float = 0.0  # wait this long before acting (restart backoff)
+
+    def desired_as(self, kind: type[_T]) -> _T:
+        """`desired` as the kind the step's action on its resource acts on; a step that carries
+        another is a planner bug, raised as one rather than acted on."""
+        if not isinstance(self.desired, kind):
+            raise TypeError(f"step {self}: desired is {type(self.desired).__name__}, not {kind.__name__}")
+        return self.desired
+
+    def observed_as(self, kind: type[_T]) -> _T:
+        """`observed` as the kind the step's action on its resource acts on (see desired_as)."""
+        if not isinstance(self.observed, kind):
+            raise TypeError(f"step {self}: observed is {type(self.observed).__name__}, not {kind.__name__}")
+        return self.observed
 
     def __str__(self) -> str:
         text = f"#{self.number} {self.resource} {self.action.value}"
