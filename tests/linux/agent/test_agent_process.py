@@ -13,6 +13,7 @@ import pytest
 from prometheus_client import parser
 
 from reconciler.agent import api, client, launcher
+from tests.support import waiting
 
 
 @pytest.fixture
@@ -117,10 +118,11 @@ async def test_events_stream_over_the_socket(state_root, run_dir, started):
     async with client.AgentClient(run_dir) as agent:
         stream = agent.events()
         first = asyncio.ensure_future(stream.__anext__())
-        for _ in range(100):
-            if await subscribers(agent) == 1:
-                break
-            await asyncio.sleep(0.02)
+
+        async def subscribed() -> bool:
+            return await subscribers(agent) == 1
+
+        await waiting.until(subscribed, what="the stream's subscription")
         await agent.put_project("shop", {"services": {}})
         event = await asyncio.wait_for(first, 5)
         await stream.aclose()

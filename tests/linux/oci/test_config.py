@@ -9,6 +9,7 @@ from pathlib import Path
 
 from runtime.oci import exec as oci_exec, lifecycle, model, observe, runc
 from tests.linux.oci import helpers
+from tests.support import waiting
 
 
 async def _run(lay, config) -> tuple[int, str, str]:
@@ -68,10 +69,21 @@ async def test_init_reaps_zombies(lay, make):
     for init in (True, False):
         config = make(service=f"init{int(init)}", command=("sh", "-c", script), init=init)
         await lifecycle.run(lay, config)
-        await asyncio.sleep(0.6)
+        await waiting.until(lambda: _orphans_done(lay, config.name), what="the orphans' end")
         result = await oci_exec.run(lay, config.name, ["sh", "-c", "cat /proc/[0-9]*/stat"])
         zombies[init] = sum(1 for line in result.stdout.decode().splitlines() if line.rsplit(")", 1)[1].split()[0] == "Z")
     assert zombies == {True: 0, False: 3}
+
+
+async def _orphans_done(lay, cid: str) -> bool:
+    """Nothing runs in the container but its main `sleep 1000` (and its init, and this look):
+    each orphan has exited, a zombie now or reaped (a zombie's cmdline is empty)."""
+    listing = "for f in /proc/[0-9]*/cmdline; do tr '\\0' ' ' < $f; echo; done"
+    result = await oci_exec.run(lay, cid, ["sh", "-c", listing])
+    running = [line.strip() for line in result.stdout.decode().splitlines() if line.strip()]
+    # The init runs as `<init> -- sh -c <script>`, whichever binary it is.
+    others = [c for c in running if not c.startswith(("sh -c for f in", "tr ")) and " -- " not in c]
+    return others == ["sleep 1000"]
 
 
 async def test_init_passes_sigterm_to_the_child(lay, make):

@@ -8,6 +8,7 @@ import os
 
 from runtime.oci import exec as oci_exec, lifecycle, logs
 from tests.linux.oci import helpers
+from tests.support import waiting
 
 
 async def test_follow_tail_since_and_timestamps(lay, make):
@@ -28,11 +29,16 @@ async def test_follow_tail_since_and_timestamps(lay, make):
 
 
 async def test_follow_from_the_tail_of_a_running_container(lay, make):
-    config = make(command=("sh", "-c", "echo a; echo b; sleep 0.3; echo c"))
+    # c comes only once the test says so, after the follow has read the tail.
+    script = "echo a; echo b; while [ ! -f /tmp/go ]; do sleep 0.05; done; echo c"
+    config = make(command=("sh", "-c", script))
     await lifecycle.run(lay, config)
-    await asyncio.sleep(0.15)
-    texts = [ln.text async for ln in logs.follow(lay.log_path(config.name), tail=1,
-                                                  done=lambda: lifecycle.exit_status(lay, config.name) is not None)]
+    await waiting.until(lambda: helpers.output(lay, config.name) == "a\nb", what="a and b")
+    lines = logs.follow(lay.log_path(config.name), tail=1,
+                        done=lambda: lifecycle.exit_status(lay, config.name) is not None)
+    texts = [(await lines.__anext__()).text]
+    await oci_exec.run(lay, config.name, ["touch", "/tmp/go"])
+    texts += [ln.text async for ln in lines]
     assert texts == ["b", "c"]
 
 

@@ -7,6 +7,7 @@ import dataclasses
 
 from runtime.oci import exec as oci_exec, lifecycle, model, observe
 from tests.linux.oci import helpers
+from tests.support import waiting
 
 
 async def test_list_by_project_and_service_with_status(lay, make, unique):
@@ -42,13 +43,23 @@ async def test_exits_are_reported_as_container_ids(lay, make):
     async def watch() -> None:
         async for cid in observe.watch_exits(lay, stop):
             seen.append(cid)
-            stop.set()
+            if cid == config.name:
+                stop.set()
 
     watcher = asyncio.create_task(watch())
-    await asyncio.sleep(0.3)  # the watch is set up
+    # A file of our own in the exit dir, written until the watch reports it: then it watches.
+    probe = lay.exit_dir / "probe"
+    lay.exit_dir.mkdir(parents=True, exist_ok=True)
+
+    def armed() -> bool:
+        probe.write_text("0")
+        return "probe" in seen
+
+    await waiting.until(armed, timeout=10, what="the exit watch set up", interval=0.1)
+    probe.unlink()
     await lifecycle.kill(lay, config.name)
     await asyncio.wait_for(watcher, 10)
-    assert seen == [config.name]
+    assert [cid for cid in seen if cid != "probe"] == [config.name]
     assert lifecycle.exit_status(lay, config.name).code == 137
 
 
@@ -56,10 +67,11 @@ async def test_exec_detached_runs_on(lay, make):
     config = make(command=("sleep", "1000"))
     await lifecycle.run(lay, config)
     await oci_exec.detach(lay, config.name, ["sh", "-c", "sleep 0.2; echo done > /tmp/flag; sleep 1000"])
-    for _ in range(100):
+
+    async def flag():
         result = await oci_exec.run(lay, config.name, ["cat", "/tmp/flag"])
-        if result.exit_code == 0:
-            break
-        await asyncio.sleep(0.05)
+        return result.exit_code == 0 and result
+
+    result = await waiting.until(flag, what="the detached process's flag")
     assert result.stdout == b"done\n"
     assert len(await observe.top(lay, config.name)) == 2  # the main process and the detached one

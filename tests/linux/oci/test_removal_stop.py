@@ -3,20 +3,15 @@ then SIGKILL), unless its stop signal is SIGKILL."""
 
 from __future__ import annotations
 
-import asyncio
-
 from runtime.oci import lifecycle, observe
 from tests.linux.oci import helpers
+from tests.support import waiting
 
 TRAPS_TERM = "trap 'echo got-term; exit 0' TERM; echo ready; while :; do sleep 0.05; done"
 
 
 async def _ready(lay, cid: str) -> None:
-    for _ in range(200):
-        if "ready" in helpers.output(lay, cid):
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{cid} never said ready")
+    await waiting.until(lambda: "ready" in helpers.output(lay, cid), what=f"{cid} to say ready")
 
 
 async def test_stop_before_removal_lets_the_process_end_cleanly(lay, make):
