@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from reconciler.cluster import desired, etcd, keys, placement, scheduler  # noqa: E402
+from reconciler.cluster import desired, etcd, keys, placement, scheduler
 
 ZONES = ("east", "west", "north", "south")
 
