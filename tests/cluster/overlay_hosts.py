@@ -96,6 +96,10 @@ class Host:
     def kernel(self, *args: str) -> str:
         return ip("-n", self.netns, *args)
 
+    def bridge(self, *args: str) -> list[str]:
+        return subprocess.run(["bridge", "-n", self.netns, *args], check=True,
+                              capture_output=True, text=True).stdout.splitlines()
+
     def remove(self) -> None:
         try:
             if self.agent is not None and self.agent.poll() is None:

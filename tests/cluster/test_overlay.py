@@ -91,3 +91,91 @@ def test_a_service_fetches_from_another_host_by_name(cluster_hosts: Hosts):
     local_ip = address(a, "lonely", f"{a.stack.project}_local")
     assert b.sh("web", f"ping -c 1 -W 2 {local_ip}", check=False).returncode != 0
     assert b.sh("web", f"ping -c 1 -W 2 {address(a, 'client', 'mesh')}").returncode == 0
+
+
+PINGER = """
+services:
+  client:
+    image: busybox:latest
+    command: ["sleep", "3600"]
+    networks: [{net}]
+networks:
+  {net}: {{external: true}}
+"""
+
+
+def mesh(hosts: Hosts, *numbers: int):
+    """Hosts `numbers` in the cluster, a network mesh, web on the second host, client on the
+    first (and web on every further one)."""
+    made = [hosts.add(n) for n in numbers]
+    made[0].pc("network", "create", "-d", "overlay", "mesh")
+    for n, host in enumerate(made):
+        host.wait_network("mesh")
+        host.stack.write((PINGER if n == 0 else WEB).format(host=host.name, net="mesh"))
+        host.pc("up", "-d")
+    return made
+
+
+def peer_entries(host, other) -> list[str]:
+    """What `host`'s kernel holds towards `other` on the overlay: its fdb entry (by underlay
+    address), its VTEP's neighbour and the route to its subnet."""
+    found = [line for line in host.bridge("fdb", "show") if f"dst {other.address}" in line]
+    vteps = {line.split()[0] for line in host.kernel("route", "show", "proto", "93").splitlines()
+             if " via " in line and other_subnet(other) == line.split()[0]}
+    found += sorted(f"route {v}" for v in vteps)
+    found += [line for line in host.kernel("neigh").splitlines()
+              if line.startswith(other_subnet(other).split("/")[0] + " ")]
+    return found
+
+
+def other_subnet(host) -> str:
+    """The subnet host serves of mesh: its bridge's connected route."""
+    for line in host.kernel("route").splitlines():
+        if line.startswith("10.") and "proto kernel" in line and " dev pco" in line:
+            return line.split()[0]
+    raise AssertionError(f"{host.name} has no overlay subnet")
+
+
+def starts(host) -> list[tuple[str, str]]:
+    """(container ID, when it started) of each container of the host's stack."""
+    ids = host.pc("ps", "-q").stdout.split()
+    shown = json.loads(host.pc("inspect", *ids).stdout)
+    return sorted((c["Id"], c["State"]["StartedAt"]) for c in shown)
+
+
+def resolves(host, service: str, name: str) -> bool:
+    return host.sh(service, f"nslookup {name}", check=False).returncode == 0
+
+
+def test_a_host_joins_while_traffic_flows_and_a_dead_host_is_cleaned_from_its_peers(
+        cluster_hosts: Hosts):
+    a, b = mesh(cluster_hosts, 1, 2)
+    waiting.wait_for(lambda: served(a, "client", "http://web/", "hello from h2"), timeout=30,
+                     what="A to fetch B's page")
+    started = {h.name: starts(h) for h in (a, b)}
+    web_ip = address(b, "web", "mesh")
+    flow = a.stack.start("exec", "-T", "client", "ping", "-c", "40", "-i", "0.25", web_ip)
+
+    c = cluster_hosts.add(3)
+    c.wait_network("mesh")
+    c.stack.write(WEB.format(host="h3", net="mesh").replace("web:", "other:"))
+    c.pc("up", "-d")
+    waiting.wait_for(lambda: served(a, "client", "http://other/", "hello from h3"), timeout=30,
+                     what="A to fetch C's page by name")
+    assert served(c, "other", "http://web/", "hello from h2")
+    out, _ = flow.communicate(timeout=60)
+    assert " 0% packet loss" in out, out
+    # Nothing on A and B was made again: the same containers, started as before.
+    assert {h.name: starts(h) for h in (a, b)} == started
+
+    # B dies: its agent killed, its link to the others gone.
+    assert peer_entries(a, b) and peer_entries(c, b)
+    b.kill_agent()
+    b.kernel("link", "set", "eth0", "down")
+    # Within the node lease's 10 s and 2 s more (and the check's own second), B's fdb entry,
+    # neighbour and route are gone on A and C, and so are its names.
+    waiting.wait_for(lambda: not peer_entries(a, b) and not peer_entries(c, b), timeout=13,
+                     what="B's entries gone on A and C")
+    waiting.wait_for(lambda: not resolves(a, "client", "web") and not resolves(c, "other", "web"),
+                     timeout=3, what="B's names gone on A and C")
+    assert served(a, "client", "http://other/", "hello from h3")
