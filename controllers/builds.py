@@ -1,4 +1,4 @@
-"""Builds of a stack's services: which need one, each as a builder request, independent ones at once, in dependency order."""
+"""Builds of a stack's services: which need one, each a builder request; independent ones at once."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import dataclasses
 import itertools
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import structlog
 
@@ -75,7 +75,8 @@ def request_for(project: str, stack: spec_model.Stack, service: str, options: Op
         except manifest.ManifestError as err:
             raise BuildRefused(f"{where_}: {err}") from None
         if (wanted.os, wanted.architecture) != (host.os, host.architecture):
-            raise BuildRefused(f"{where_}: platform {platform}: only this host's platform ({host}) can be built")
+            raise BuildRefused(f"{where_}: platform {platform}: only this host's platform ({host}) "
+                               "can be built")
     extra = []
     for name, given in sorted(b.additional_contexts.items()):
         value = given or ""
@@ -106,10 +107,12 @@ def request_for(project: str, stack: spec_model.Stack, service: str, options: Op
     if network not in snapshot.NETWORKS:
         raise BuildRefused(f"{where_}.network {network}: expected default, none or host")
     return builder.Request(
-        context=Path(context_dir), dockerfile=b.dockerfile or "Dockerfile", dockerfile_inline=b.dockerfile_inline,
+        context=Path(context_dir), dockerfile=b.dockerfile or "Dockerfile",
+        dockerfile_inline=b.dockerfile_inline,
         args=tuple(sorted((k, str(v)) for k, v in args.items() if v is not None)),
         target=b.target or "", tags=tuple(dict.fromkeys([image_name(project, service, svc), *b.tags])),
-        labels=tuple(sorted((k, v or "") for k, v in b.labels.items())), no_cache=options.no_cache or bool(b.no_cache),
+        labels=tuple(sorted((k, v or "") for k, v in b.labels.items())),
+        no_cache=options.no_cache or bool(b.no_cache),
         pull=options.pull or bool(b.pull), additional_contexts=tuple(extra), secrets=tuple(secrets),
         network=network,
         extra_hosts=tuple((host_name, ip) for host_name, ips in sorted(b.extra_hosts.items()) for ip in ips),
@@ -157,7 +160,8 @@ async def build(ctx: context.Context, project: str, stack: spec_model.Stack, ser
     for name in _in_cycles(stack, list(requests)):
         del requests[name]
         results[name] = Built(name, image_name(project, name, stack.services[name]),
-                              error=f"service {name}: build.additional_contexts name services that need it in turn")
+                              error=f"service {name}: build.additional_contexts name services "
+                                    "that need it in turn")
     counter = itertools.count(1)
     lock = threading.Lock()
 
@@ -173,10 +177,12 @@ async def build(ctx: context.Context, project: str, stack: spec_model.Stack, ser
             if need in tasks:
                 done = await tasks[need]
                 if done.error:
-                    return Built(name, image_name(project, name, svc), error=f"needs {need}, whose build failed")
+                    return Built(name, image_name(project, name, svc),
+                                 error=f"needs {need}, whose build failed")
         request = requests[name]
         try:
-            result = await asyncio.to_thread(builder.build, where(ctx), request, emit, pull, step=step, label=name)
+            result = await asyncio.to_thread(builder.build, where(ctx), request, emit, pull,
+                                             step=step, label=name)
         except builder.BuildError as err:
             log.warning("build.failed", project=project, service=name, error=str(err))
             return Built(name, request.tags[0], error=str(err))

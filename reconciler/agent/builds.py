@@ -12,13 +12,14 @@ the desired state carries image ids, so the containers made from the old one are
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 
 from aiohttp import web
 
 from controllers import builds, context
-from reconciler.agent import server, submit
 from reconciler import spec
+from reconciler.agent import server, submit
 from runtime import images
 
 routes = web.RouteTableDef()
@@ -79,10 +80,9 @@ async def build(request: web.Request) -> web.StreamResponse:
     lines: asyncio.Queue[str | None] = asyncio.Queue()
 
     async def send(doc: dict) -> None:
-        try:
+        # the CLI may have gone away: the build goes on, its image lands all the same
+        with contextlib.suppress(ConnectionResetError, ConnectionError):
             await response.write(json.dumps(doc, separators=(",", ":")).encode() + b"\n")
-        except (ConnectionResetError, ConnectionError):
-            pass  # the CLI went away: the build goes on, its image lands all the same
 
     def emit(line: str) -> None:  # from the builder's threads
         loop.call_soon_threadsafe(lines.put_nowait, line)

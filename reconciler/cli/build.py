@@ -45,7 +45,8 @@ def build(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace, *, services: list[str], no_cache: bool = False, pull: bool = False,
-        build_args: list[str] | None = None, only_missing: bool = False, mode: str | None = None) -> list[dict]:
+        build_args: list[str] | None = None, only_missing: bool = False,
+        mode: str | None = None) -> list[dict]:
     """Have the agent build, its progress lines to stderr as they come (`mode`, else the global
     --progress: plain lines, tty with a RUN's output on one line redrawn, json, quiet); the
     images it made. BuildFailed when a build failed, UserFacingError when the stack is wrong."""

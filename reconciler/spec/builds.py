@@ -1,4 +1,4 @@
-"""Warnings for `build:` sections pcompose cannot build here: a remote context, another platform, unknown references."""
+"""Warnings for `build:` sections pcompose cannot build: a remote context, another platform, unknown names."""
 
 from __future__ import annotations
 
@@ -31,7 +31,9 @@ def check(stack: model.Stack, enabled: tuple[str, ...], place_of) -> list[errors
             out.append(errors.Warning(f'service "{name}": build context {context} is remote; pcompose '
                                       "builds from a local directory only (builds have no network)",
                                       place_of(base)))
-        wanted: list[tuple[str, tuple]] = [(svc.platform, ("services", name, "platform"))] if svc.platform else []
+        wanted: list[tuple[str, tuple]] = []
+        if svc.platform:
+            wanted.append((svc.platform, ("services", name, "platform")))
         wanted += [(p, base + ("platforms", i)) for i, p in enumerate(b.platforms)]
         for value, where in wanted:
             if "/".join(value.split("/")[:2]) != host:
@@ -41,7 +43,8 @@ def check(stack: model.Stack, enabled: tuple[str, ...], place_of) -> list[errors
             value = given or ""
             if value.startswith("service:") and value[8:] not in stack.services:
                 out.append(errors.Warning(f'service "{name}": build context {key} refers to undefined '
-                                          f"service {value[8:]}", place_of(base + ("additional_contexts", key))))
+                                          f"service {value[8:]}",
+                                          place_of(base + ("additional_contexts", key))))
         for i, ref in enumerate(b.secrets):
             if ref.source not in stack.secrets:
                 out.append(errors.Warning(f'service "{name}" refers to undefined build secret {ref.source}',

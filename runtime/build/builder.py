@@ -1,4 +1,4 @@
-"""A Dockerfile build: stages in order of need, each step from the cache or run in a snapshot, the image into the store."""
+"""A Dockerfile build: stages in order of need, each step cached or run in a snapshot, the image stored."""
 
 from __future__ import annotations
 
@@ -10,13 +10,23 @@ import os
 import posixpath
 import re
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import structlog
 
-from runtime.build import cache as cache_mod, context as context_mod, dockerfile, files, ignore, image
-from runtime.build import snapshot, stage as stage_mod, words
+from runtime.build import (
+    cache as cache_mod,
+    context as context_mod,
+    dockerfile,
+    files,
+    ignore,
+    image,
+    snapshot,
+    stage as stage_mod,
+    words,
+)
 from runtime.images import manifest, reference, store as store_mod, unpack
 from runtime.oci import users
 
@@ -100,8 +110,9 @@ class _Build:
         self._split(parsed.instructions)
         target = self._target()
         needed = self._needed(target)
-        declared = set(self.meta_args) | {key for stage in needed for inst in stage.instructions
-                                          if inst.cmd == "arg" for key, _ in words.split_args(list(inst.args))}
+        declared = set(self.meta_args) | {
+            key for stage in needed for inst in stage.instructions if inst.cmd == "arg"
+            for key, _ in words.split_args(list(inst.args))}
         unused = sorted(set(self.build_args) - declared - PREDEFINED_ARGS)
         if unused:
             self.progress(f"[Warning] One or more build-args [{' '.join(unused)}] were not consumed")
@@ -309,7 +320,7 @@ class _Build:
         if record is None and self.pull is not None:
             try:
                 self.pull(ref)
-            except Exception as err:  # noqa: BLE001 - a pull fails in many ways; the build says which image
+            except Exception as err:
                 raise self._failed(inst, f"pulling {ref}: {err}") from None
             record = self.store.resolve(ref)
         if record is None:
@@ -331,7 +342,7 @@ class _Build:
             created_by = self._created_by(stage, inst)
             hit = self.cache.get(k)
             if hit is not None:
-                for ref, chain in zip(hit, image.chain_ids(hit)):
+                for ref, chain in zip(hit, image.chain_ids(hit), strict=True):
                     unpack.ensure_layer(self.store, chain, ref.diff_id, self.store.blob_path(ref.digest))
                 self.progress(f"#{n} CACHED")
                 self.cached += 1
@@ -353,7 +364,8 @@ class _Build:
                 self.ran += 1
                 self._done(n, began)
         stage.key = k
-        entry: dict[str, Any] = {"created": None, "created_by": created_by, "comment": stage_mod.HISTORY_COMMENT}
+        entry: dict[str, Any] = {"created": None, "created_by": created_by,
+                                 "comment": stage_mod.HISTORY_COMMENT}
         if empty:
             entry["empty_layer"] = True
         stage.history.append(entry)
@@ -364,7 +376,8 @@ class _Build:
             return "RUN " + " ".join(argv) + " # buildkit"
         return inst.original.strip().splitlines()[0] + " # buildkit"
 
-    def _run(self, snap: snapshot.Snapshot, stage: stage_mod.Stage, run: snapshot.Run, n: int, began: float) -> None:
+    def _run(self, snap: snapshot.Snapshot, stage: stage_mod.Stage, run: snapshot.Run, n: int,
+             began: float) -> None:
         def output(line: str) -> None:
             self.progress(f"#{n} {time.monotonic() - began:.3f} {line}")
         snap.run(run, output)
@@ -457,7 +470,8 @@ class _Build:
             entries = ctx.sources([source])
             if len(entries) != 1:
                 raise self._error(inst, f"RUN --mount source={source}: expected one file or directory")
-            return snapshot.Mount(target, str(entries[0].path)), ["bind", ctx.checksum([source]), source, target]
+            key = ctx.checksum([source])
+            return snapshot.Mount(target, str(entries[0].path)), ["bind", key, source, target]
         raise self._error(inst, f"RUN --mount type={kind}: expected bind, cache, secret or tmpfs")
 
     @contextlib.contextmanager
@@ -520,7 +534,8 @@ class _Build:
         else:
             args = words.expand_words(stage_mod.text_of(inst, self.escape), env, escape=esc)
         if len(args) < 2:
-            raise self._error(inst, f"{inst.cmd.upper()} requires at least two arguments: source and destination")
+            raise self._error(inst, f"{inst.cmd.upper()} requires at least two arguments: "
+                                    "source and destination")
         *sources, dest = args
         heredocs = {h.name: h for h in inst.heredocs}
         doc_sources = [s for s in sources if _heredoc_name(s) in heredocs]
@@ -570,7 +585,8 @@ class _Build:
                 assert root is not None
                 found = [(rel, real) for s in path_sources for rel, real in files.glob_in(root, s)]
                 if not found and path_sources:
-                    raise files.CopyError(f"no source files were specified or found: {' '.join(path_sources)}")
+                    raise files.CopyError("no source files were specified or found: "
+                                          + " ".join(path_sources))
                 for rel, real in found:
                     files.copy_source(writer, rel, real, dest_path, dir_dest, False, None)
             writer.finish()

@@ -1,4 +1,4 @@
-"""The build cache: a step's chained key -> the layers its stage has after the step, kept under the state root."""
+"""The build cache: a step's chained key -> the layers its stage has after it, under the state root."""
 
 from __future__ import annotations
 

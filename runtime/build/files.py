@@ -1,4 +1,4 @@
-"""COPY and ADD into a build root: sources copied under in-root resolution, owners and modes as asked, archives unpacked."""
+"""COPY and ADD into a build root: resolved inside it, owners and modes as asked, archives unpacked."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import shutil
 import stat
 import tarfile
 import typing
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 from runtime import safepath
 
@@ -213,7 +213,8 @@ def glob_in(root: Path, pattern: str) -> list[tuple[str, Path]]:
                 real = Writer(root, Owner(), None).real("/" + base)
                 if real is None or not real.is_dir():
                     continue
-                nxt += [posixpath.join(base, n) for n in sorted(os.listdir(real)) if fnmatch.fnmatchcase(n, part)]
+                nxt += [posixpath.join(base, n) for n in sorted(os.listdir(real))
+                        if fnmatch.fnmatchcase(n, part)]
             else:
                 nxt.append(posixpath.join(base, part))
         found = nxt

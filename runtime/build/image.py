@@ -1,11 +1,12 @@
-"""A build's images: a base taken from the store (or scratch), and the result written to the store as an OCI image."""
+"""A build's images: a base from the store (or scratch), and the result written there as an OCI image."""
 
 from __future__ import annotations
 
 import dataclasses
 import datetime
 import json
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import structlog
 
@@ -48,7 +49,8 @@ SCRATCH = Base("scratch", {}, (), ())
 
 def base_of(store: store_mod.Store, record: store_mod.ImageRecord) -> Base:
     doc = json.loads(store.read_blob(record.id))
-    layers = tuple(LayerRef(layer.digest, layer.diff_id, layer.media_type, layer.size) for layer in record.layers)
+    layers = tuple(LayerRef(layer.digest, layer.diff_id, layer.media_type, layer.size)
+                   for layer in record.layers)
     return Base(record.id, dict(doc.get("config") or {}), tuple(doc.get("history") or ()), layers)
 
 
@@ -57,7 +59,7 @@ def chain_ids(layers: Iterable[LayerRef]) -> tuple[str, ...]:
 
 
 def now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.datetime.now(datetime.UTC).isoformat().replace("+00:00", "Z")
 
 
 def write(store: store_mod.Store, config: dict[str, Any], layers: tuple[LayerRef, ...],

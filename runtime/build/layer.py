@@ -1,4 +1,4 @@
-"""An overlay upper dir as an OCI layer: whiteouts converted, overlay xattrs dropped, run artefacts removed, stored by digest."""
+"""An overlay upper dir as an OCI layer: whiteouts converted, overlay xattrs and run artefacts dropped."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ import ctypes
 import dataclasses
 import errno
 import json
-import shutil
-import tempfile
-import typing
 import os
+import shutil
 import stat
 import tarfile
+import tempfile
+import typing
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from runtime.images import manifest, store as store_mod, unpack
 

@@ -1,4 +1,4 @@
-"""A build step's root: an overlay over an image's layers whose upper dir becomes the step's layer; RUN under runc in it."""
+"""A build step's root: an overlay over a stage's layers whose upper dir is the step's layer; RUN in it."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import shutil
 import subprocess
 import tempfile
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import structlog
 
@@ -88,8 +88,8 @@ def sweep(where: Where) -> list[str]:
     gone = []
     if where.runc_root.is_dir():
         for state in where.runc_root.iterdir():
-            subprocess.run([where.runc_binary, "--root", str(where.runc_root), "delete", "--force", state.name],
-                           capture_output=True, check=False)
+            subprocess.run([where.runc_binary, "--root", str(where.runc_root), "delete", "--force",
+                            state.name], capture_output=True, check=False)
             gone.append(f"container {state.name}")
     if where.tmp_dir.is_dir():
         for step in where.tmp_dir.iterdir():
@@ -159,8 +159,9 @@ class Snapshot:
                 raise SnapshotError(f"mounting the build root failed: {os.strerror(ctypes.get_errno())}")
             return
         # many layers: short names relative to layers/l keep the options under a page
-        res = subprocess.run(["mount", "-t", "overlay", "overlay", "-o", "lowerdir=" + ":".join(names) + "," + tail,
-                              str(self.merged)], cwd=cwd, capture_output=True, text=True, check=False)
+        options = "lowerdir=" + ":".join(names) + "," + tail
+        res = subprocess.run(["mount", "-t", "overlay", "overlay", "-o", options, str(self.merged)],
+                             cwd=cwd, capture_output=True, text=True, check=False)
         if res.returncode != 0:
             raise SnapshotError(f"mounting the build root failed: {res.stderr.strip()}")
 
@@ -201,7 +202,8 @@ class Snapshot:
         document = self._spec(cid, step)
         self._note_stubs(document)
         (bundle / "config.json").write_text(spec.dumps(document))
-        argv = [self.where.runc_binary, "--root", str(self.where.runc_root), "run", "--bundle", str(bundle), cid]
+        argv = [self.where.runc_binary, "--root", str(self.where.runc_root), "run", "--bundle", str(bundle),
+                cid]
         tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, start_new_session=True)
@@ -226,7 +228,8 @@ class Snapshot:
         config = model.ContainerConfig(
             name=cid, identity=model.Identity(project="build", service=cid), rootfs=str(self.merged),
             image=model.ImageConfig(env=step.env), entrypoint=tuple(step.argv), command=(),
-            working_dir=step.workdir or "/", user=step.user, hostname="buildkitsandbox" if network != "host" else "",
+            working_dir=step.workdir or "/", user=step.user,
+            hostname="buildkitsandbox" if network != "host" else "",
             uts="host" if network == "host" else "private",
             mounts=tuple(model.Mount(m.target, m.source, m.type, m.read_only) for m in step.mounts),
             extra_hosts=step.extra_hosts, shm_size=step.shm_size, network=network)
@@ -257,8 +260,8 @@ class Snapshot:
             proc.wait(timeout=10)
 
     def _delete(self, cid: str) -> None:
-        subprocess.run([self.where.runc_binary, "--root", str(self.where.runc_root), "delete", "--force", cid],
-                       capture_output=True, check=False)
+        subprocess.run([self.where.runc_binary, "--root", str(self.where.runc_root), "delete", "--force",
+                        cid], capture_output=True, check=False)
         # runc took the step's own cgroup; the builds' parent goes once no other step is in it
         for hierarchy in CGROUP_ROOT.iterdir():
             if hierarchy.is_dir() and not hierarchy.is_symlink():

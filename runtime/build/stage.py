@@ -1,4 +1,4 @@
-"""A build stage's state, and the metadata instructions (ARG, ENV, LABEL, WORKDIR, USER, CMD, ...) applied to it."""
+"""A build stage's state, and the metadata instructions (ARG, ENV, LABEL, WORKDIR, CMD...) applied to it."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import json
 import posixpath
 import re
 import signal
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from runtime.build import cache, dockerfile, image, words
 
@@ -102,7 +103,8 @@ def apply(stage: Stage, inst: dockerfile.Instruction, *, escape: str, build_args
             exposed.update({p: {} for p in ports(word)})
         cfg["ExposedPorts"] = exposed
     elif cmd == "volume":
-        paths = list(inst.args) if inst.json_form else words.expand_words(" ".join(inst.args), env, escape=esc)
+        paths = (list(inst.args) if inst.json_form
+                 else words.expand_words(" ".join(inst.args), env, escape=esc))
         if not paths or not all(paths):
             raise StepError("VOLUME specified can not be an empty string")
         cfg["Volumes"] = {**(cfg.get("Volumes") or {}), **{p: {} for p in paths}}
@@ -198,7 +200,8 @@ def signal_name(text: str) -> str:
     if name.isdigit():
         known = int(name) in {s.value for s in signal.Signals}
     else:
-        known = "SIG" + name in signal.Signals.__members__ or bool(re.fullmatch(r"RTM(IN|AX)([+-]\d+)?", name))
+        known = ("SIG" + name in signal.Signals.__members__
+                 or bool(re.fullmatch(r"RTM(IN|AX)([+-]\d+)?", name)))
     if not known:
         raise StepError(f"STOPSIGNAL {text}: unknown signal")
     return text

@@ -36,5 +36,6 @@ def where(store, state_root, run_dir, unique):
     yield snapshot.Where(store=store, tmp_dir=state_root / "build" / "tmp", runc_root=run_dir / "runc",
                          cgroup_parent=cgroup_parent)
     drivers.detect().remove(cgroup_parent)
-    leftovers = list((state_root / "build" / "tmp").glob("*")) if (state_root / "build" / "tmp").exists() else []
+    tmp = state_root / "build" / "tmp"
+    leftovers = list(tmp.glob("*")) if tmp.exists() else []
     assert not leftovers, f"build temp dirs left: {leftovers}"

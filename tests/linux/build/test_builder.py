@@ -1,4 +1,4 @@
-"""Dockerfile builds end to end on the real primitives: stages, cache hits and misses, build args, whiteouts, errors."""
+"""Dockerfile builds on the real primitives: stages, cache hits and misses, build args, whiteouts, errors."""
 
 from __future__ import annotations
 

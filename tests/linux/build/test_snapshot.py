@@ -1,4 +1,4 @@
-"""RUN under runc in an overlay snapshot: its output streamed, its changes (and nothing of runc's) in the layer, failures said."""
+"""RUN under runc in an overlay snapshot: output streamed, its changes (none of runc's) in the layer."""
 
 from __future__ import annotations
 
@@ -37,7 +37,8 @@ def test_run_changes_become_the_layer_without_runs_artefacts(where, base, store)
 def test_run_sees_the_stages_env_user_and_workdir(where, base):
     lines: list[str] = []
     with snapshot.Snapshot(where, (base,)) as snap:
-        snap.run(_sh('echo "$GREETING $(id -u) $(pwd)"', env=("GREETING=hi",), user="app", workdir="/home/app"),
+        snap.run(_sh('echo "$GREETING $(id -u) $(pwd)"', env=("GREETING=hi",), user="app",
+                     workdir="/home/app"),
                  lines.append)
     assert lines == ["hi 1000 /home/app"]
 
@@ -56,7 +57,8 @@ def test_mounts_are_there_during_run_and_not_in_the_layer(where, base, store, tm
     lines: list[str] = []
     with snapshot.Snapshot(where, (base,)) as snap:
         mounts = (snapshot.Mount("/src", str(src)), snapshot.Mount("/scratch", type="tmpfs", read_only=False))
-        snap.run(_sh("cat /src/input; echo x > /scratch/y; cp /src/input /copied", mounts=mounts), lines.append)
+        snap.run(_sh("cat /src/input; echo x > /scratch/y; cp /src/input /copied", mounts=mounts),
+                 lines.append)
         committed = snap.commit()
     assert lines == ["from the context"]
     assert committed is not None
@@ -66,9 +68,8 @@ def test_mounts_are_there_during_run_and_not_in_the_layer(where, base, store, tm
 
 
 def test_a_failing_run_says_its_exit_code_and_last_lines(where, base):
-    with snapshot.Snapshot(where, (base,)) as snap:
-        with pytest.raises(snapshot.RunFailed) as failed:
-            snap.run(_sh("for i in 1 2 3 4 5 6 7 8 9 10 11 12; do echo line$i; done; exit 3"), lambda line: None)
+    with snapshot.Snapshot(where, (base,)) as snap, pytest.raises(snapshot.RunFailed) as failed:
+        snap.run(_sh("for i in 1 2 3 4 5 6 7 8 9 10 11 12; do echo line$i; done; exit 3"), lambda line: None)
     assert failed.value.exit_code == 3
     assert failed.value.tail[-1] == "line12" and "line1" not in failed.value.tail
     assert "exit code: 3" in str(failed.value) and "line12" in str(failed.value)

@@ -1,4 +1,4 @@
-"""How `build` shows the agent's progress lines: all of them plain, a RUN's output on one redrawn line on a terminal."""
+"""How `build` shows the agent's progress: every line plain, a RUN's output on one redrawn line on a tty."""
 
 from __future__ import annotations
 
