@@ -16,7 +16,7 @@ import tty
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 STDOUT, STDERR = 2, 3  # conmon's stream ids: the first byte of each message on the attach socket
 CHUNK = 16384  # one message of input; conmon reads at most 32 KiB of a message and drops the rest
@@ -162,8 +162,11 @@ def signals_forwarded(send: Callable[[str], Coroutine[object, object, None]]) ->
             loop.remove_signal_handler(sig)
 
 
-async def relay(stream: Stream, done: Awaitable[int], *, stdin: int | None = 0, stdout: int = 1,
-                stderr: int = 2) -> int:
+_Code = TypeVar("_Code", int, int | None)
+
+
+async def relay(stream: Stream, done: Awaitable[_Code], *, stdin: int | None = 0, stdout: int = 1,
+                stderr: int = 2) -> _Code:
     """Carry input from `stdin` (None: none) to the process and its output back until it ends;
     return the exit code `done` gives. If our output goes away (BrokenPipeError: `run ... | head`),
     that error ends the relay while the process may still run."""
