@@ -139,6 +139,24 @@ def validate(services: Iterable[Service]) -> dict[str, str]:
     return errors
 
 
+def impossible(nodes: Iterable[Node], services: Iterable[Service]) -> dict[str, str]:
+    """What fails an `up` at once, by service: a constraint or preference that does not
+    parse, or constraints that no node of the cluster meets, whatever its state (a down
+    or drained node may come back; a typo or a missing label will not)."""
+    known = sorted(nodes, key=lambda n: n.id)
+    errors: dict[str, str] = {}
+    for service in services:
+        try:
+            constraints = _constraints(service)
+        except PlacementError as error:
+            errors[service.name] = str(error)
+            continue
+        reasons = {n.id: unmet(constraints, n) for n in known}
+        if constraints and not any(reason is None for reason in reasons.values()):
+            errors[service.name] = _no_node(service, {n.id: n for n in known}, reasons)
+    return errors
+
+
 def _constraints(service: Service) -> tuple[Constraint, ...]:
     for spread in service.spread:
         if not any(spread.startswith(p) and len(spread) > len(p) for p in _LABEL_PREFIXES):
@@ -261,9 +279,9 @@ def place(nodes: Iterable[Node], services: Iterable[Service], current: Mapping[S
                 board.put(service, slot, node.id)
     for service, constraints in wanted:
         reasons = {n.id: _closed(n) or unmet(constraints, n) for n in by_id.values()}
-        if constraints and not any(unmet(constraints, n) is None for n in by_id.values()):
-            errors[service.name] = _no_node(service, by_id, {
-                n.id: unmet(constraints, n) for n in by_id.values()})
+        hopeless = impossible(by_id.values(), [service])
+        if hopeless:
+            errors[service.name] = hopeless[service.name]
         elif service.mode == GLOBAL:
             _place_global(service, by_id, reasons, board)
         else:

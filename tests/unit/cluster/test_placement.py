@@ -85,6 +85,19 @@ def test_a_constraint_no_node_meets_says_why_each_node_was_rejected() -> None:
         "c: constraint node.labels.zone==north not met (node.labels.zone is 'west'))")
 
 
+def test_what_fails_an_up_at_once() -> None:
+    services = [pl.Service("web", constraints=("node.labels.zone==east",)),
+                pl.Service("typo", constraints=("nod.hostname==a",)),
+                pl.Service("nowhere", constraints=("node.hostname==z",)),
+                pl.Service("free")]
+    drained = [node("a", labels={"zone": "east"}, availability=pl.DRAIN, ready=False)]
+    errors = pl.impossible(drained, services)
+    assert sorted(errors) == ["nowhere", "typo"]  # a down or drained node may come back
+    assert "unknown constraint key 'nod.hostname'" in errors["typo"]
+    assert errors["nowhere"] == ("service nowhere: no node meets its constraints (a: "
+                                 "constraint node.hostname==z not met (node.hostname is 'a'))")
+
+
 def test_replicas_spread_over_nodes_then_by_fewest_containers() -> None:
     busy = {"a": pl.Load(containers=5), "b": pl.Load(containers=1)}
     result = pl.place(NODES, [pl.Service("web", replicas=4)], {}, load=busy)
