@@ -293,3 +293,13 @@ def test_copy_from_a_named_context_dir(build, where, store, tmp_path):
     assert build("FROM busybox\nCOPY --from=shared f.txt /f.txt\n", tags=("n:1",),
                  additional_contexts=(("shared", str(extra)),)).cached() == 0
     assert _read(where, store, "n:1", "/f.txt") == "changed\n"
+
+
+def test_a_bad_dockerfile_or_a_missing_context_is_said_and_nothing_is_tagged(build, where, store, tmp_path):
+    with pytest.raises(builder.BuildError) as syntax:
+        build("FROM busybox\nRUNN true\n", tags=("s:1",))
+    assert str(syntax.value).startswith("Dockerfile:2:") and "RUNN" in str(syntax.value)
+    with pytest.raises(builder.BuildError) as missing:
+        builder.build(where, builder.Request(context=tmp_path / "nowhere", tags=("s:1",)), lambda line: None)
+    assert "nowhere" in str(missing.value) and "not a directory" in str(missing.value)
+    assert store.resolve("s:1") is None
