@@ -128,3 +128,28 @@ def test_the_build_example_builds_and_serves(stack):
     again = stack.pc("-f", compose, "build")
     assert again.stderr.count("CACHED") == 5, again.stderr
     stack.pc("-f", compose, "down", "-v", "-t", "0")
+
+
+def test_a_base_image_missing_here_is_pulled_by_the_build(stack, tmp_path):
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from tests.support import oci_image, registry
+
+    work = Path(tempfile.mkdtemp(prefix="pcompose-registry-"))
+    try:
+        with registry.running(work) as reg:
+            layout = tmp_path / "layout"
+            oci_image.write_layout(layout, [oci_image.busybox_layer()], "1.0")
+            reg.push(layout, "1.0", "base/busybox:1.0")
+            stack.write("services:\n  web:\n    build: ./app\n    command: [\"sleep\", \"100000\"]\n"
+                        "    stop_signal: SIGKILL\n")
+            (stack.dir / "app").mkdir()
+            (stack.dir / "app" / "Dockerfile").write_text(
+                f"FROM {reg.host}/base/busybox:1.0\nRUN echo pulled-base > /seen\n")
+            stack.pc("up", "-d")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    assert stack.pc("exec", "-T", "web", "cat", "/seen").stdout == "pulled-base\n"
+    assert "base/busybox" in stack.pc("images").stdout
