@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import resource
 from pathlib import Path
@@ -69,7 +70,8 @@ async def test_init_reaps_zombies(lay, make):
     for init in (True, False):
         config = make(service=f"init{int(init)}", command=("sh", "-c", script), init=init)
         await lifecycle.run(lay, config)
-        await waiting.until(lambda: _orphans_done(lay, config.name), what="the orphans' end")
+        await waiting.until(functools.partial(_orphans_done, lay, config.name),
+                            what="the orphans' end")
         result = await oci_exec.run(lay, config.name, ["sh", "-c", "cat /proc/[0-9]*/stat"])
         zombies[init] = sum(1 for line in result.stdout.decode().splitlines() if line.rsplit(")", 1)[1].split()[0] == "Z")
     assert zombies == {True: 0, False: 3}

@@ -14,6 +14,7 @@ import pytest
 
 from reconciler import cli
 from reconciler.agent import daemon
+from tests.support import waiting
 from tests.unit.agent import test_api
 from tests.unit.engine import fakes
 
@@ -73,10 +74,8 @@ async def test_the_agent_tightens_a_root_and_run_dir_made_open_before_it(dirs):
     stop = asyncio.Event()
     task = asyncio.ensure_future(daemon.run(root, run_dir, stop=stop))
     try:
-        for _ in range(500):
-            if (run_dir / "agent.sock").exists() or task.done():
-                break
-            await asyncio.sleep(0.01)
+        await waiting.until(lambda: (run_dir / "agent.sock").exists() or task.done(),
+                            timeout=10, what="the agent's socket")
         assert [p.stat().st_mode & 0o777 for p in dirs] == [0o700, 0o700]
         assert sorted(p.name for p in root.iterdir()) == [
             "desired.db", "desired.db-shm", "desired.db-wal", "desired.db.bak"]

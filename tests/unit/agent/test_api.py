@@ -19,6 +19,7 @@ from prometheus_client import parser
 from reconciler.agent import api, client, daemon, store
 from reconciler.engine import errors
 from reconciler.plan import model
+from tests.support import waiting
 from tests.unit.engine import fakes
 
 
@@ -58,21 +59,18 @@ async def agent(dirs, machine):
     runtime = daemon.Runtime(FakeTranslator(), machine, machine)
     task = asyncio.ensure_future(daemon.run(root, run_dir, runtime=runtime, stop=stop))
     async with client.AgentClient(run_dir, timeout=5) as agent_client:
-        for _ in range(200):
-            if task.done() or await agent_client.ping():
-                break
-            await asyncio.sleep(0.02)
+
+        async def answers() -> bool:
+            return task.done() or await agent_client.ping()
+
+        await waiting.until(answers, timeout=10, what="the agent's socket")
         yield agent_client
     stop.set()
     await asyncio.wait_for(task, 10)
 
 
 async def until(predicate, timeout=5.0):
-    for _ in range(int(timeout / 0.02)):
-        if await predicate():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("condition not reached")
+    await waiting.until(predicate, timeout=timeout, interval=0.02)
 
 
 async def test_version_and_a_root_only_socket(agent, dirs):

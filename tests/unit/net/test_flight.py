@@ -2,7 +2,6 @@
 after its request is done."""
 
 import threading
-import time
 
 import pytest
 
@@ -13,10 +12,13 @@ def test_concurrent_requests_share_runs_and_each_is_covered():
     records: list[int] = []  # what callers wrote, in order
     seen_by_runs: list[int] = []  # how many records each run read
     one = flight.Flight()
+    all_asked = threading.Event()
 
     def rebuild():
         seen_by_runs.append(len(records))
-        time.sleep(0.05)  # long enough for the other callers to pile up behind this run
+        if len(seen_by_runs) == 1:
+            # The first run lasts until every caller has asked: they pile up behind it.
+            assert all_asked.wait(30), "not every caller asked"
 
     covered_at_return: list[bool] = []
     lock = threading.Lock()
@@ -25,6 +27,8 @@ def test_concurrent_requests_share_runs_and_each_is_covered():
         with lock:
             records.append(i)
             mine = len(records)
+            if mine == 20:
+                all_asked.set()
         one.run(rebuild)
         covered_at_return.append(max(seen_by_runs) >= mine)
 

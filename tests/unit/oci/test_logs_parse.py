@@ -7,6 +7,7 @@ import datetime as dt
 import os
 
 from runtime.oci import logs
+from tests.support import waiting
 
 RECORDS = [
     "2026-01-02T03:04:05.000000001+00:00 stdout F one",
@@ -41,20 +42,23 @@ async def test_follow_continues_in_a_rotated_file(tmp_path):
     path = tmp_path / "ctr.log"
     path.write_text(RECORDS[0] + "\n")
     finished = False
+    texts: list[str] = []
 
     async def writer() -> None:
+        # Each write once the follower has read what came before it.
         nonlocal finished
-        await asyncio.sleep(0.05)
+        await waiting.until(lambda: len(texts) == 1, what="one")
         with open(path, "a") as f:
             f.write("2026-01-02T03:04:09+00:00 stdout F before-rotation\n")
-        await asyncio.sleep(0.05)
+        await waiting.until(lambda: len(texts) == 2, what="before-rotation")
         fresh = tmp_path / "ctr.log.tmp"  # as conmon does: a fresh file renamed over the log
         fresh.write_text("2026-01-02T03:04:10+00:00 stdout F after-rotation\n")
         os.rename(fresh, path)
-        await asyncio.sleep(0.05)
+        await waiting.until(lambda: len(texts) == 3, what="after-rotation")
         finished = True
 
     task = asyncio.create_task(writer())
-    texts = [ln.text async for ln in logs.follow(path, done=lambda: finished, poll=0.01)]
+    async for line in logs.follow(path, done=lambda: finished, poll=0.01):
+        texts.append(line.text)
     await task
     assert texts == ["one", "before-rotation", "after-rotation"]
