@@ -8,12 +8,12 @@ import os
 import signal
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from runtime.net import bridge, dns, links, model, netns
+from tests.support import waiting
 
 LAN_HOST = "192.0.2.1"  # the simulated host's address on a link to a client namespace we make
 
@@ -124,18 +124,21 @@ def httpd(procs: Procs, ns: Path, root: Path, body: str, port: int = 80) -> subp
     return proc
 
 
-def wait_listening(ns: Path, port: int, attempts: int = 100) -> None:
+def wait_listening(ns: Path, port: int, timeout: float = 10.0) -> None:
     """Poll the namespace's own loopback: a refused connect answers at once."""
-    for _ in range(attempts):
+
+    def listens() -> bool:
         sock = netns.socket(ns, socket.AF_INET, socket.SOCK_STREAM)
         try:
             sock.connect(("127.0.0.1", port))
-            return
+            return True
         except ConnectionRefusedError:
-            time.sleep(0.02)
+            return False
         finally:
             sock.close()
-    raise AssertionError(f"nothing listens on port {port} in {ns}")
+
+    waiting.wait_for(listens, timeout=timeout, interval=0.02,
+                     what=f"something listening on port {port} in {ns}")
 
 
 async def fetch(procs: Procs, ns: Path | None, url: str, name: str | None = None, timeout: int = 3):
