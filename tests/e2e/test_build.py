@@ -4,6 +4,11 @@ the cache, a changed source rebuilt with `up --build` recreates the container, a
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
+from pathlib import Path
+
+from tests.support import oci_image, registry
 
 COMPOSE = """services:
   web:
@@ -114,9 +119,6 @@ def test_a_service_context_orders_the_builds(stack):
 
 
 def test_the_build_example_builds_and_serves(stack):
-    import shutil
-    from pathlib import Path
-
     example = Path(__file__).resolve().parents[2] / "specs" / "examples" / "build"
     shutil.copytree(example, stack.dir / "example")
     compose = str(stack.dir / "example" / "compose.yaml")
@@ -131,12 +133,6 @@ def test_the_build_example_builds_and_serves(stack):
 
 
 def test_a_base_image_missing_here_is_pulled_by_the_build(stack, tmp_path):
-    import shutil
-    import tempfile
-    from pathlib import Path
-
-    from tests.support import oci_image, registry
-
     work = Path(tempfile.mkdtemp(prefix="pcompose-registry-"))
     try:
         with registry.running(work) as reg:
