@@ -4,14 +4,13 @@ parent and busybox image, and its own agent joined to a real etcd; all removed a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import uuid
 from collections.abc import Iterator
-
-import pytest
 
 from tests.cluster.etcd_harness import EtcdCluster
 from tests.e2e import conftest as e2e
@@ -130,17 +129,15 @@ class Hosts:
     def remove(self) -> None:
         try:
             for host in self.made:
-                try:
+                with contextlib.suppress(Exception):  # the others still go
                     host.remove()
-                except Exception:  # the others still go
-                    pass
         finally:
             subprocess.run(["ip", "netns", "delete", self.lan], check=False, capture_output=True)
 
 
-@pytest.fixture
-def cluster_hosts(etcd1, busybox_archive) -> Iterator[Hosts]:
-    hosts = Hosts(etcd1, busybox_archive)
+def hosts_in(etcd: EtcdCluster, busybox_archive) -> Iterator[Hosts]:
+    """For a fixture: the hosts, all removed after, pass or fail."""
+    hosts = Hosts(etcd, busybox_archive)
     try:
         yield hosts
     finally:

@@ -7,15 +7,21 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+from collections.abc import Iterator
 
-from tests.cluster.overlay_hosts import Hosts, cluster_hosts  # noqa: F401 (fixture)
+import pytest
+
+from tests.cluster.etcd_harness import EtcdCluster
+from tests.cluster.overlay_hosts import Hosts, hosts_in
 from tests.support import waiting
 
 WEB = """
 services:
   web:
     image: busybox:latest
-    command: ["sh", "-c", "mkdir -p /www && echo hello from {host} > /www/index.html && dd if=/dev/zero of=/www/big bs=1024 count=1024 2>/dev/null && exec httpd -f -p 80 -h /www"]
+    command: ["sh", "-c", "mkdir -p /www && echo hello from {host} > /www/index.html &&
+      dd if=/dev/zero of=/www/big bs=1024 count=1024 2>/dev/null && exec httpd -f -p 80 -h /www"]
     networks: [{net}]
 networks:
   {net}: {{external: true}}
@@ -35,6 +41,11 @@ networks:
   {net}: {{external: true}}
   local: {{}}
 """
+
+
+@pytest.fixture
+def cluster_hosts(etcd1: EtcdCluster, busybox_archive) -> Iterator[Hosts]:
+    yield from hosts_in(etcd1, busybox_archive)
 
 
 def fetch(host, service: str, url: str, check: bool = False):
@@ -179,3 +190,61 @@ def test_a_host_joins_while_traffic_flows_and_a_dead_host_is_cleaned_from_its_pe
     waiting.wait_for(lambda: not resolves(a, "client", "web") and not resolves(c, "other", "web"),
                      timeout=3, what="B's names gone on A and C")
     assert served(a, "client", "http://other/", "hello from h3")
+
+
+def test_an_agent_restart_keeps_every_kernel_entry_and_hand_deleted_ones_come_back(
+        cluster_hosts: Hosts):
+    a, b = mesh(cluster_hosts, 1, 2)
+    waiting.wait_for(lambda: served(a, "client", "http://web/", "hello from h2"), timeout=30,
+                     what="A to fetch B's page")
+    subnet, entries = other_subnet(a), peer_entries(a, b)
+    web_ip = address(b, "web", "mesh")
+    logs = [a.stack.dir / "ip-monitor.log", a.stack.dir / "bridge-monitor.log"]
+    monitors = []
+    try:
+        for tool, what, path in (("ip", ["route", "neigh"], logs[0]),
+                                 ("bridge", ["fdb"], logs[1])):
+            with open(path, "w") as out:
+                monitors.append(subprocess.Popen([tool, "-n", a.netns, "monitor", *what],
+                                                 stdout=out, stderr=subprocess.DEVNULL))
+        flow = a.stack.start("exec", "-T", "client", "ping", "-c", "40", "-i", "0.25", web_ip)
+        a.stop_agent()
+        a.start_agent(cluster_hosts.etcd)
+        waiting.wait_for(lambda: a.log().count('"overlay.listed"') >= 2, timeout=30,
+                         what="A's restarted agent to list the cluster")
+        out, _ = flow.communicate(timeout=60)
+        assert " 0% packet loss" in out, out
+        # Nothing of the overlay's was deleted or made again: no flush at a restart.
+        assert deleted(logs) == []
+        assert other_subnet(a) == subnet and peer_entries(a, b) == entries
+        assert served(a, "client", "http://web/", "hello from h2")
+
+        # Entries deleted by hand come back within the agent's next check (every second).
+        remove_by_hand(a, b)
+        assert peer_entries(a, b) == []
+        waiting.wait_for(lambda: peer_entries(a, b) == entries, timeout=2.5,
+                         what="the peer's entries repaired")
+        # (and the monitors, which saw nothing deleted at the restart, saw these)
+        waiting.wait_for(lambda: len(deleted(logs)) >= 3, timeout=5, what="the monitors")
+    finally:
+        for monitor in monitors:
+            monitor.terminate()
+            monitor.wait()
+
+
+def deleted(logs) -> list[str]:
+    return [line for path in logs for line in path.read_text().splitlines()
+            if line.startswith("Deleted") and ("pcx" in line or "proto 93" in line)]
+
+
+def remove_by_hand(a, b) -> None:
+    """B's route, neighbour and fdb entry on A, deleted as an admin would."""
+    device = next(line.split()[4] for line in a.kernel("route", "show", "proto", "93").splitlines()
+                  if line.startswith(other_subnet(b) + " "))
+    vtep = other_subnet(b).split("/")[0]
+    a.kernel("route", "del", other_subnet(b), "dev", device)
+    a.kernel("neigh", "del", vtep, "dev", device)
+    fdb = next(line for line in a.bridge("fdb", "show", "dev", device)
+               if f"dst {b.address}" in line)
+    subprocess.run(["bridge", "-n", a.netns, "fdb", "del", fdb.split()[0], "dev", device,
+                    "dst", b.address], check=True)
