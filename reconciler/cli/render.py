@@ -269,7 +269,7 @@ class PullRows:
 
     def __init__(self, shown: Progress) -> None:
         self.shown = shown
-        self.layers: dict[str, dict[str, str]] = {}  # image -> layer -> its last status
+        self.layers: dict[str, dict[str, str]] = {}  # image -> layer -> its last word
 
     def line(self, line: dict) -> None:
         image, layer, status = line["image"], line["layer"], line["status"]
@@ -277,11 +277,12 @@ class PullRows:
         if layers is None:
             layers = self.layers[image] = {}
             self.shown.event(progress.Event(image, "Pulling"))
-        layers[layer] = progress.word_status(status)
-        self.shown.event(progress.Event(layer, status, layers[layer], parent=image,
-                                        current=line.get("current", 0),
+        layers[layer] = status
+        self.shown.event(progress.Event(layer, status, progress.word_status(status),
+                                        parent=image, current=line.get("current", 0),
                                         total=line.get("total", 0)))
-        if all(s == progress.DONE for s in layers.values()):
+        # Download complete is a layer's pause, not its end: it is unpacked next.
+        if all(s in ("Pull complete", "Already exists") for s in layers.values()):
             self.shown.event(progress.Event(image, "Pulled", progress.DONE))
 
 

@@ -3,6 +3,7 @@ reports, with time passed in."""
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import importlib
 import io
@@ -273,3 +274,32 @@ def test_a_build_off_a_terminal_is_its_plain_lines_as_they_came():
     for line in BUILD:
         steps.line(line)
     assert out.getvalue().splitlines() == BUILD
+
+
+def test_the_agent_s_pull_lines_are_an_image_row_with_its_layers_under_it():
+    out = io.StringIO()
+    shown = render.Progress(out)
+    pulls = render.PullRows(shown)
+    for layer, status, current in (("aaa", "Waiting", 0), ("bbb", "Already exists", 0),
+                                   ("aaa", "Downloading", 50), ("aaa", "Verifying Checksum", 100),
+                                   ("aaa", "Download complete", 100), ("aaa", "Extracting", 0),
+                                   ("aaa", "Pull complete", 0)):
+        pulls.line({"type": "pull", "image": "web:1", "layer": layer, "status": status,
+                    "current": current, "total": 100})
+    assert out.getvalue().splitlines() == [
+        "web:1  Pulling", "aaa: Waiting", "bbb: Already exists", "aaa: Downloading",
+        "aaa: Verifying Checksum", "aaa: Download complete", "aaa: Extracting",
+        "aaa: Pull complete", "web:1  Pulled"]
+
+
+@pytest.mark.parametrize("no_color_flag, ansi, no_color_env, expected", [
+    (False, "always", False, True), (True, "always", False, False),
+    (False, "never", False, False), (False, "always", True, False)])
+def test_log_colours_follow_no_color_ansi_and_the_environment(monkeypatch, no_color_flag, ansi,
+                                                               no_color_env, expected):
+    monkeypatch.setenv("NO_COLOR", "1" if no_color_env else "")
+    progress.configure("auto", ansi, "logs")
+    try:
+        assert compose_logs._colour(argparse.Namespace(no_color=no_color_flag)) is expected
+    finally:
+        progress.configure(None, None, None)
