@@ -303,3 +303,26 @@ def test_log_colours_follow_no_color_ansi_and_the_environment(monkeypatch, no_co
         assert compose_logs._colour(argparse.Namespace(no_color=no_color_flag)) is expected
     finally:
         progress.configure(None, None, None)
+
+
+def test_a_block_taller_than_the_terminal_ends_whole_and_once_in_its_scrollback(monkeypatch):
+    monkeypatch.setattr(progress, "terminal_size", lambda stream: (60, 10))
+    out, clock = io.StringIO(), Clock()
+    out.write("$ pcompose up -d\n")
+    block = progress.Block(out, "Running", colour=False, clock=clock)
+    block._stop.set()
+    block._thread = object()  # type: ignore[assignment]
+    for i in range(30):
+        clock.now += 0.2  # every event drawn
+        block.event(ev(f"Container c-{i:02d}", "Creating", progress.WORKING))
+    for i in range(30):
+        clock.now += 0.2
+        block.event(ev(f"Container c-{i:02d}", "Started"))
+    block._thread = None
+    block.close()
+    term = screen.Screen(60, 10)
+    term.feed(out.getvalue().replace("\n", "\r\n"))
+    lines = term.text()
+    assert lines[:2] == ["$ pcompose up -d", "[+] Running 30/30"] and len(lines) == 32, lines
+    assert [line.split()[2] for line in lines[2:]] == [f"c-{i:02d}" for i in range(30)]
+    assert all(" Started " in line for line in lines[2:]) and term.wraps == 0
