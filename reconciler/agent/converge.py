@@ -29,7 +29,7 @@ from typing import Protocol
 from aiohttp import web
 
 from reconciler import spec
-from reconciler.agent import ops, server, store, submit
+from reconciler.agent import cluster_projects, ops, server, store, submit
 
 routes = web.RouteTableDef()
 
@@ -112,11 +112,16 @@ async def up(request: web.Request) -> web.StreamResponse:
             kept.options.removed if kept else ())
     except submit.Refused as refused:
         raise server.bad_request(str(refused)) from None
+    try:  # in a cluster: a placement that can never hold fails now, not pending forever
+        await cluster_projects.check(request.app, project.name, submission)
+    except cluster_projects.Refused as refused:
+        raise server.bad_request(str(refused)) from None
     record = server.record_from_body(project.name, submission)
     began, deadline = time.time(), time.monotonic() + timeout
     queue = agent.bus.subscribe()  # before storing: no step of this submission is missed
     try:
         stored = server.accept(agent, record)
+        await cluster_projects.publish(request.app, stored.name, stored.generation, submission)
         stream = _Stream(request)
         await stream.open()
         await stream.send({"type": "accepted", "project": stored.name,
@@ -254,6 +259,7 @@ async def down(request: web.Request) -> web.StreamResponse:
         # their endpoints would keep the project's networks in use.
         await agent.ops.remove([v.id for v in views if v.oneoff])
     stream = _Stream(request)
+    await cluster_projects.withdraw(request.app, name)  # also when `up` ran on another node
     if record is None:
         await stream.open()
         await stream.send({"type": "accepted", "project": name, "known": False})

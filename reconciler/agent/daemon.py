@@ -27,7 +27,7 @@ from reconciler.agent import (
     server,
     store,
 )
-from reconciler.cluster import membership, overlay
+from reconciler.cluster import membership, overlay, scheduler
 from reconciler.engine import controller, errors, executor, loop, sources
 from reconciler.plan import model, plans
 from runtime import statefiles
@@ -258,6 +258,9 @@ async def run(root: Path, run_dir: Path, *, runtime: Runtime | None = None,
         if cluster is not None:
             member = membership.Membership(cluster.client(), membership.node_id(root), cluster)
             tasks.append(asyncio.ensure_future(member.run()))
+            # Every node campaigns; the one elected places the cluster's replicas.
+            tasks.append(asyncio.ensure_future(
+                scheduler.Scheduler(member.client, member.id).run()))
             net_ctx = getattr(runtime.ops, "ctx", None) if runtime else None
             if net_ctx is not None:  # overlay networks need this host's network runtime
                 tasks.append(asyncio.ensure_future(overlay.Overlays(member, net_ctx).run()))

@@ -12,13 +12,14 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from reconciler.cluster import desired, etcd, keys, membership, scheduler
 from tests.cluster.etcd_harness import EtcdCluster
+from tests.cluster.test_membership import Host, join
 from tests.support import waiting
 
 REPO = Path(__file__).resolve().parents[2]
@@ -241,3 +242,66 @@ async def test_an_impossible_constraint_is_recorded_for_the_project(
 
 async def _status_error(client: etcd.Client, service: str) -> str:
     return (await status(client, "shop")).get("errors", {}).get(service, "")
+
+
+# -- with real agents: `up` and `down` in a cluster, the scheduler run by the agents
+
+STACK = """\
+services:
+  web:
+    image: busybox:latest
+    command: ["sleep", "3600"]
+    deploy:
+      placement:
+        constraints: ["{constraint}"]
+"""
+
+
+@pytest.fixture
+def agents() -> Iterator[list[Host]]:
+    """Simulated hosts with agents (test_membership's), each removed at the end."""
+    made: list[Host] = []
+    try:
+        yield made
+    finally:
+        for host in made:
+            host.remove()
+
+
+def test_up_in_a_cluster_is_checked_published_scheduled_and_down_withdraws_it(
+        etcd1: EtcdCluster, agents: list[Host], busybox_archive: Path):
+    host = join(agents, etcd1, "h1", "10.99.0.1", "zone=a")
+    host.stack.pc("image", "load", "-q", "-i", str(busybox_archive))
+    name = host.stack.project
+    node_id = host.stack.root.joinpath(membership.ID_FILE).read_text().strip()
+
+    host.stack.write(STACK.format(constraint="engine.lables.zone==a"))
+    typo = host.stack.pc("up", "-d", check=False)
+    assert typo.returncode != 0
+    assert "service web: unknown constraint key 'engine.lables.zone'" in typo.stderr
+    host.stack.write(STACK.format(constraint="engine.labels.zone==b"))
+    nowhere = host.stack.pc("up", "-d", check=False)
+    assert nowhere.returncode != 0
+    assert ("service web: no node meets its constraints (h1: constraint engine.labels.zone==b "
+            "not met (engine.labels.zone is 'a'))") in nowhere.stderr
+    assert asyncio.run(_get(etcd1, desired.project(name))) is None  # refused: nothing stored
+
+    host.stack.write(STACK.format(constraint="engine.labels.zone==a"))
+    host.stack.pc("up", "-d")
+    record = asyncio.run(_get(etcd1, desired.project(name)))
+    assert record is not None and record["stack"]["services"]["web"]["deploy"]["placement"]
+    # The agent's own scheduler (the only node, so the leader) assigns the replica to it.
+    slot = desired.assignment(node_id, name, "web", 1)
+    waiting.wait_for(lambda: asyncio.run(_get(etcd1, slot)) is not None, timeout=30,
+                     what="the replica assigned to h1")
+
+    host.stack.pc("down", "-t", "0")
+    assert asyncio.run(_get(etcd1, desired.project(name))) is None
+    waiting.wait_for(lambda: asyncio.run(_get(etcd1, slot)) is None, timeout=30,
+                     what="the assignment removed")
+
+
+async def _get(cluster: EtcdCluster, key: str) -> dict | None:
+    async with etcd.Client(cluster.endpoints) as client:
+        found = await client.get(key)
+        return found.json() if found else None
