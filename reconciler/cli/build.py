@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from reconciler.agent import plainclient, wire
-from reconciler.cli import common, progress
+from reconciler.cli import common, compose_up, progress
 
 
 class BuildFailed(common.UserFacingError):
@@ -35,8 +35,6 @@ def register(verbs: argparse._SubParsersAction) -> None:
 
 
 def build(args: argparse.Namespace) -> int:
-    from reconciler.cli import compose_up
-
     compose_up.ensure_agent_now(args)
     run(args, services=list(args.services), no_cache=args.no_cache, pull=args.pull,
         build_args=list(args.build_arg), only_missing=False,
@@ -50,8 +48,6 @@ def run(args: argparse.Namespace, *, services: list[str], no_cache: bool = False
     """Have the agent build, its progress lines to stderr as they come (`mode`, else the global
     --progress: plain lines, tty with a RUN's output on one line redrawn, json, quiet); the
     images it made. BuildFailed when a build failed, UserFacingError when the stack is wrong."""
-    from reconciler.cli import compose_up
-
     shown = Lines(mode or progress.settings().progress, progress.is_terminal(sys.stderr))
 
     body = {"load": compose_up.load_request(args), "services": services, "no_cache": no_cache,

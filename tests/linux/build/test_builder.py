@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from runtime.build import builder, image, snapshot
+from runtime.images import gc
 
 
 @pytest.fixture
@@ -144,8 +145,6 @@ def test_cache_hits_and_misses(build, ctx, where, store):
 
 
 def test_cache_survives_a_new_builder_and_gc_keeps_its_layers(build, ctx, store):
-    from runtime.images import gc
-
     build("FROM busybox\nRUN echo x > /x\n", tags=("g:1",))
     gc.remove_image(store, "g:1")
     gc.collect(store)
@@ -267,8 +266,6 @@ def test_run_mounts_cache_secret_and_bind(build, ctx, where, store, tmp_path):
 
 
 def test_image_prune_all_drops_the_build_cache(build, store):
-    from runtime.images import gc
-
     build("FROM busybox\nRUN echo x > /x\n", tags=("p:1",))
     gc.remove_image(store, "p:1")
     gc.prune(store, all_images=True, keep=lambda record: any("busybox" in r for r in record.references))
