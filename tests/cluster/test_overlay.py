@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -248,3 +249,34 @@ def remove_by_hand(a, b) -> None:
                if f"dst {b.address}" in line)
     subprocess.run(["bridge", "-n", a.netns, "fdb", "del", fdb.split()[0], "dev", device,
                     "dst", b.address], check=True)
+
+
+def test_while_etcd_is_away_flows_and_names_keep_working_and_verbs_fail_fast(
+        cluster_hosts: Hosts):
+    a, b = mesh(cluster_hosts, 1, 2)
+    waiting.wait_for(lambda: served(a, "client", "http://web/", "hello from h2"), timeout=30,
+                     what="A to fetch B's page")
+    entries = peer_entries(a, b)
+    cluster_hosts.etcd.pause(0)
+    try:
+        # The last known routes and names serve on.
+        assert served(a, "client", "http://web/", "hello from h2")
+        assert peer_entries(a, b) == entries
+        began = time.monotonic()
+        done = a.pc("network", "create", "-d", "overlay", "later", check=False)
+        took = time.monotonic() - began
+        assert done.returncode != 0
+        assert "the cluster store is unavailable" in done.stderr, done.stderr
+        # etcd's deadline (4 s) and the CLI's own start; not the CLI's 15 s wait on the agent
+        assert took < 8, took
+        assert served(a, "client", "http://web/", "hello from h2")
+    finally:
+        cluster_hosts.etcd.resume(0)
+    # Back: the cluster's verbs work again and both hosts converge on what they make. (A new
+    # name: the refused request may still be applied when the member wakes, as etcd's are.)
+    waiting.wait_for(lambda: a.pc("network", "create", "-d", "overlay", "after",
+                                  check=False).returncode == 0,
+                     timeout=30, what="network create to work again")
+    b.wait_network("after")
+    waiting.wait_for(lambda: served(a, "client", "http://web/", "hello from h2"), timeout=30,
+                     what="A to fetch B's page after the outage")
