@@ -78,7 +78,10 @@ def build(where: snapshot.Where, request: Request, progress: Progress, pull: Pul
     """Build `request` into the store and tag it; BuildError (tagging nothing) on any failure.
     `step` numbers the progress steps (shared by builds that run at once), `label` names this
     build in them (`#4 [web build 2/3] RUN ...`, as docker compose shows a service's steps)."""
-    return _Build(where, request, progress, pull, step, label).run()
+    # The store's shared lock for the whole build, as a pull holds it: a collection waits
+    # rather than take the blobs and layers made here before the image names them.
+    with where.store.shared():
+        return _Build(where, request, progress, pull, step, label).run()
 
 
 class _Build:
