@@ -384,17 +384,18 @@ class Machine:
             await self._dns.close()
             self._dns = None
 
-    def _projects_of_links(self, names: set[str] | None) -> set[str]:
-        """The projects whose bridges or containers' veths `names` are (None: every project
-        with a network)."""
+    async def _projects_of_links(self, names: set[str] | None) -> set[str]:
+        """The projects whose bridges or containers' veths among `names` drifted (None: every
+        project with a network). The agent's own making of links is announced as well: a
+        look at the links, not a pass of the project, tells the two apart."""
         owners = networks.projects(self.ctx)
         if names is None:
             return set(owners.values())
+        drift = await asyncio.to_thread(bridge.drift, self.ctx.net_host, None, False)
         found = {owners[n.name] for n in records.networks(self.ctx.root).values()
-                 if n.bridge in names and n.name in owners}
-        for att in records.attachments(self.ctx.root).values():
-            ends = {e.host_ifname for e in att.endpoints}
-            if ends & names:
+                 if n.bridge in names and n.name in drift.networks and n.name in owners}
+        for name, att in records.attachments(self.ctx.root).items():
+            if name in drift.containers and {e.host_ifname for e in att.endpoints} & names:
                 project = owners.get(att.endpoints[0].network) if att.endpoints else None
                 if project:
                     found.add(project)
@@ -402,16 +403,29 @@ class Machine:
 
     async def _check(self) -> list[str]:
         """DNS listeners that lost a socket are opened again here; a changed nft table names
-        the projects with networks, whose next pass applies it again."""
+        the projects with networks, and a limit changed by hand its container's project,
+        whose next pass repairs them."""
         if self._dns is not None:
             dead = self._dns.dead()
             if dead:
                 await self._dns.restart(dead)
-        why = await asyncio.to_thread(bridge.rules_drift, self.ctx.net_host)
-        if not why:
-            return []
-        log.warning("drift.found", drift=why)
-        return sorted(set(networks.projects(self.ctx).values()))
+        return await asyncio.to_thread(self._drifted_projects)
+
+    def _drifted_projects(self) -> list[str]:
+        found = set()
+        why = bridge.rules_drift(self.ctx.net_host)
+        if why:
+            log.warning("drift.found", drift=why)
+            found.update(networks.projects(self.ctx).values())
+        driver = self._cgroups()
+        for project, containers in list(self._written.items()):
+            for name, (path, limits) in list(containers.items()):
+                why = driver.limits_drift(path, _resources(limits))
+                if why:
+                    log.warning("drift.found", project=project, container=name, drift=why)
+                    found.add(project)
+                    break
+        return sorted(found)
 
     def project_of_exit(self, path: Path) -> str | None:
         return lifecycle.project_of(self.ctx.layout, path.name)

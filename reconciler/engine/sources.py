@@ -49,14 +49,14 @@ K = TypeVar("K", bound=Hashable)
 
 
 async def watch_socket(sock: socket.socket, names_of: Callable[[bytes], set[str]],
-                       keys_for: Callable[[set[str] | None], Iterable[K]],
+                       keys_for: Callable[[set[str] | None], Awaitable[Iterable[K]]],
                        add: Callable[[K], None], *,
                        debounce: float = 0.05) -> None:
     """Queue the keys `keys_for` derives from the names `names_of` reads in each datagram of
     `sock` (a netlink socket subscribed to link and address changes), a batch per
     `debounce` seconds: a deleted bridge and the veths it takes along are one look.
-    `keys_for` is given None when the socket lost events (a netlink overflow): every key
-    may have changed."""
+    `keys_for` (which may look at the machine first: not every change is drift) is given
+    None when the socket lost events (a netlink overflow): every key may have changed."""
     loop = asyncio.get_running_loop()
     ready = asyncio.Event()
     loop.add_reader(sock.fileno(), ready.set)
@@ -80,7 +80,7 @@ async def watch_socket(sock: socket.socket, names_of: Callable[[bytes], set[str]
                     names |= names_of(data)
             if names is not None and not names:
                 continue
-            keys = list(keys_for(names))
+            keys = list(await keys_for(names))
             log.debug("links.changed", links=sorted(names) if names is not None else "all",
                       keys=[str(k) for k in keys])
             for key in keys:

@@ -357,10 +357,10 @@ class Drift:
     rules: str = ""  # the nft table: missing or changed
 
 
-def drift(host: model.Host, running: set[str] | None = None) -> Drift:
+def drift(host: model.Host, running: set[str] | None = None, rules: bool = True) -> Drift:
     """Bridges (address, MTU, up) and the veths of the containers in `running` (None: every
-    attached one) read by netlink, and the table by its listing, against the records: the
-    agent's records say what it meant, the kernel says what is."""
+    attached one) read by netlink, and the table by its listing (unless not `rules`),
+    against the records: the agent's records say what it meant, the kernel says what is."""
     nets = records.networks(host.state_root)
     found = links.observe(host.netns)
     networks = {name: why for name, net in nets.items()
@@ -372,7 +372,7 @@ def drift(host: model.Host, running: set[str] | None = None) -> Drift:
         why = _veth_drift(att, nets, found)
         if why:
             containers[name] = why
-    return Drift(networks, containers, rules_drift(host, nets))
+    return Drift(networks, containers, rules_drift(host, nets) if rules else "")
 
 
 def _bridge_drift(net: model.Network, found: dict[str, links.Link]) -> str:

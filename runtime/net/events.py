@@ -37,12 +37,28 @@ def open_socket(ns: Path | None) -> socket.socket:
 _marshal = MarshalRtnl()
 
 
+RTM_NEWLINK = 16
+AF_BRIDGE = 7
+IFF_UP = 1
+
+
 def link_names(data: bytes) -> set[str]:
-    """The names of the links a batch of messages is about (address messages name theirs by
-    their label, which IPv4 addresses carry)."""
+    """The names of the links a batch of messages is about that may have drifted (address
+    messages name theirs by their label, which IPv4 addresses carry). A veth that is up on a
+    bridge, and the bridge's own news of its ports, say nothing of drift: making a stack
+    announces hundreds of those."""
     out = set()
     for msg in _marshal.parse(data):
+        if msg["header"]["type"] == RTM_NEWLINK and (msg.get("family") == AF_BRIDGE or (
+                _kind(msg) == "veth" and msg.get("flags", 0) & IFF_UP
+                and msg.get_attr("IFLA_MASTER"))):
+            continue
         name = msg.get_attr("IFLA_IFNAME") or msg.get_attr("IFA_LABEL")
         if name:
             out.add(name)
     return out
+
+
+def _kind(msg) -> str:
+    info = msg.get_attr("IFLA_LINKINFO")
+    return (info.get_attr("IFLA_INFO_KIND") if info else "") or ""

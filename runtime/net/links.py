@@ -5,6 +5,9 @@ from __future__ import annotations
 import dataclasses
 import errno
 import ipaddress
+import os
+import socket
+import struct
 from pathlib import Path
 
 import structlog
@@ -181,27 +184,86 @@ def default_gateway(ns: Path) -> str | None:
     return None
 
 
-@netns.on_worker
 def observe(ns: Path | None) -> dict[str, Link]:
-    """Every link of the namespace, by name."""
-    ipr = netns.route(ns)
-    raw = ipr.get_links()
-    by_index = {link["index"]: link.get_attr("IFLA_IFNAME") for link in raw}
+    """Every link of the namespace, by name. Read by two netlink dumps parsed here for the
+    few attributes a Link has: the agent looks at every link on each pass, and decoding
+    every attribute of a hundred links (pyroute2) costs ten times as much."""
+    sock = netns.socket(ns, socket.AF_NETLINK, socket.SOCK_RAW)
+    try:
+        raw_links = _dump(sock, RTM_GETLINK, struct.pack("=BxHiII", 0, 0, 0, 0, 0))
+        raw_addrs = _dump(sock, RTM_GETADDR, struct.pack("=BBBBI", socket.AF_INET, 0, 0, 0, 0))
+    finally:
+        sock.close()
     addrs: dict[int, list[str]] = {}
-    for a in ipr.get_addr(family=2):
-        addrs.setdefault(a["index"], []).append(f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}")
+    for body in raw_addrs:
+        _, prefixlen, _, _, index = struct.unpack_from("=BBBBI", body)
+        attrs = _attrs(body, 8)
+        if IFA_ADDRESS in attrs:
+            ip = socket.inet_ntoa(attrs[IFA_ADDRESS][:4])
+            addrs.setdefault(index, []).append(f"{ip}/{prefixlen}")
+    parsed = []
+    for body in raw_links:
+        _, _, index, flags, _ = struct.unpack_from("=BxHiII", body)
+        parsed.append((index, flags, _attrs(body, 16)))
+    by_index = {index: _text(a.get(IFLA_IFNAME, b"")) for index, _, a in parsed}
     out = {}
-    for link in raw:
-        info = link.get_attr("IFLA_LINKINFO")
-        kind = info.get_attr("IFLA_INFO_KIND") if info else ""
-        name = link.get_attr("IFLA_IFNAME")
+    for index, flags, a in parsed:
+        name = by_index[index]
+        info = _attrs(a[IFLA_LINKINFO], 0) if IFLA_LINKINFO in a else {}
+        master = struct.unpack("=I", a[IFLA_MASTER][:4])[0] if IFLA_MASTER in a else None
         out[name] = Link(
             ifname=name,
-            kind=kind or "",
-            mtu=link.get_attr("IFLA_MTU"),
-            master=by_index.get(link.get_attr("IFLA_MASTER")),
-            addresses=tuple(sorted(addrs.get(link["index"], ()))),
-            up=bool(link["flags"] & 1),
-            label=link.get_attr("IFLA_IFALIAS") or "",
+            kind=_text(info.get(IFLA_INFO_KIND, b"")),
+            mtu=struct.unpack("=I", a[IFLA_MTU][:4])[0] if IFLA_MTU in a else 0,
+            master=by_index.get(master) if master is not None else None,
+            addresses=tuple(sorted(addrs.get(index, ()))),
+            up=bool(flags & 1),
+            label=_text(a.get(IFLA_IFALIAS, b"")),
         )
     return out
+
+
+RTM_GETLINK, RTM_GETADDR = 18, 22
+NLMSG_ERROR, NLMSG_DONE = 2, 3
+NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
+IFLA_IFNAME, IFLA_MTU, IFLA_MASTER, IFLA_LINKINFO, IFLA_IFALIAS = 3, 4, 10, 18, 20
+IFLA_INFO_KIND = 1
+IFA_ADDRESS = 1
+_HEADER = struct.Struct("=IHHII")
+
+
+def _dump(sock: socket.socket, kind: int, body: bytes) -> list[bytes]:
+    """The bodies of every message a dump request of `kind` answers with."""
+    sock.send(_HEADER.pack(_HEADER.size + len(body), kind, NLM_F_REQUEST | NLM_F_DUMP, 1, 0)
+              + body)
+    out = []
+    while True:
+        data = sock.recv(1 << 20)
+        offset = 0
+        while offset + _HEADER.size <= len(data):
+            length, mtype, _, _, _ = _HEADER.unpack_from(data, offset)
+            if mtype == NLMSG_DONE:
+                return out
+            if mtype == NLMSG_ERROR:
+                code = -struct.unpack_from("=i", data, offset + _HEADER.size)[0]
+                raise OSError(code, f"netlink dump {kind}: {os.strerror(code)}")
+            out.append(data[offset + _HEADER.size:offset + length])
+            offset += (length + 3) & ~3
+            if length == 0:
+                break
+
+
+def _attrs(data: bytes, offset: int) -> dict[int, bytes]:
+    """The route attributes from `offset` on, by type (nested ones left as bytes)."""
+    out = {}
+    while offset + 4 <= len(data):
+        length, kind = struct.unpack_from("=HH", data, offset)
+        if length < 4:
+            break
+        out[kind & 0x3FFF] = data[offset + 4:offset + length]
+        offset += (length + 3) & ~3
+    return out
+
+
+def _text(value: bytes) -> str:
+    return value.split(b"\0", 1)[0].decode(errors="replace")

@@ -15,7 +15,7 @@ async def test_names_in_datagrams_become_the_keys_of_their_owners_in_one_batch()
     owners = {"br1": "shop", "veth1": "shop", "br2": "blog"}
     batches: list[set[str] | None] = []
 
-    def keys_for(names):
+    async def keys_for(names):
         batches.append(names)
         return {owners[n] for n in names if n in owners}
 
