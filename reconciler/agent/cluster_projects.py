@@ -56,15 +56,70 @@ async def check(app: web.Application, name: str, submission: dict[str, Any]) -> 
         raise Refused("; ".join(errors[s] for s in sorted(errors)))
 
 
-async def publish(app: web.Application, name: str, generation: int,
-                  submission: dict[str, Any]) -> None:
-    """The project as the scheduler reads it, at this generation."""
+async def publish(app: web.Application, name: str, submission: dict[str, Any]) -> None:
+    """The project as the scheduler and every agent read it, one generation on."""
     member = _member(app)
     if member is None:
         return
-    await member.client.put(desired.project(name),
-                            desired.record(name, generation, stack_of(submission)))
-    log.info("cluster.project_published", project=name, generation=generation)
+    key = desired.project(name)
+    for _ in range(10):  # a compare-and-swap: two `up`s from two hosts each get a generation
+        before = await member.client.get(key)
+        generation = _generation(before.value if before else None) + 1
+        won, _ = await member.client.txn(
+            [etcd.compare(key, "mod", "=", before.mod_revision if before else 0)],
+            [etcd.put_op(key, desired.record(name, generation, stack_of(submission),
+                                             submission))])
+        if won:
+            log.info("cluster.project_published", project=name, generation=generation)
+            return
+    raise etcd.EtcdError(f"project {name}: its record kept changing; try again")
+
+
+def _generation(value: bytes | None) -> int:
+    try:
+        found = json.loads(value or b"{}").get("generation", 0)
+        return int(found) if isinstance(found, int) else 0
+    except (ValueError, AttributeError):
+        return 0
+
+
+def for_node(submission: dict[str, Any], slots: dict[str, set[int]]) -> dict[str, Any]:
+    """The submission as one node runs it: of each service, the replicas assigned to it
+    (`slots`), by their cluster-wide numbers: scaled to the highest, the others marked
+    removed as `rm` marks them, so the single-host plan makes exactly these."""
+    body = copy.deepcopy(submission)
+    options = dict(body.get("options") or {})
+    services = body["stack"].get("services") or {}
+    removed = set(options.get("removed") or [])
+    scale: dict[str, int] = {}
+    for service in sorted(body.get("hashes") or services):
+        mine = slots.get(service, set())
+        scale[service] = max(mine) if mine else 1
+        removed |= {f"service:{service}:{n}" for n in range(1, scale[service] + 1)
+                    if n not in mine}
+    options["scale"], options["removed"] = scale, sorted(removed)
+    body["options"] = options
+    return body
+
+
+async def local(app: web.Application, name: str, submission: dict[str, Any]) -> dict[str, Any]:
+    """What this node runs of an `up`'s submission: in a cluster, only the replicas the
+    scheduler assigned to it (none of a new project yet: they come as it assigns them)."""
+    member = _member(app)
+    if member is None:
+        return submission
+    return for_node(submission, (await assigned_here(member)).get(name, {}))
+
+
+async def assigned_here(member: membership.Membership) -> dict[str, dict[str, set[int]]]:
+    """This node's assignments: project -> service -> slots."""
+    _, kvs = await member.client.range(desired.node_assignments(member.id))
+    found: dict[str, dict[str, set[int]]] = {}
+    for kv in kvs:
+        slot = desired.parse_assignment(kv.key)
+        if slot is not None:
+            found.setdefault(slot.project, {}).setdefault(slot.service, set()).add(slot.slot)
+    return found
 
 
 async def withdraw(app: web.Application, name: str) -> None:

@@ -18,6 +18,7 @@ import structlog
 
 from reconciler.agent import (
     api,
+    cluster_assign,
     cluster_networks,
     container_events,
     events,
@@ -258,9 +259,11 @@ async def run(root: Path, run_dir: Path, *, runtime: Runtime | None = None,
         if cluster is not None:
             member = membership.Membership(cluster.client(), membership.node_id(root), cluster)
             tasks.append(asyncio.ensure_future(member.run()))
-            # Every node campaigns; the one elected places the cluster's replicas.
+            # Every node campaigns; the one elected places the cluster's replicas, and each
+            # runs those assigned to it.
             tasks.append(asyncio.ensure_future(
                 scheduler.Scheduler(member.client, member.id).run()))
+            tasks.append(asyncio.ensure_future(cluster_assign.Assigned(agent, member).run()))
             net_ctx = getattr(runtime.ops, "ctx", None) if runtime else None
             if net_ctx is not None:  # overlay networks need this host's network runtime
                 tasks.append(asyncio.ensure_future(overlay.Overlays(member, net_ctx).run()))

@@ -80,11 +80,25 @@ class Project:
     services: tuple[placement.Service, ...]
 
 
-def record(name: str, generation: int, stack: Mapping[str, Any]) -> str:
+def record(name: str, generation: int, stack: Mapping[str, Any],
+           submission: Mapping[str, Any] | None = None) -> str:
     """The value `up` stores for a project: the normalized stack as `config --format json`
-    prints it, and its generation."""
-    return json.dumps({"name": name, "generation": generation, "stack": stack},
-                      sort_keys=True)
+    prints it (the services it runs, with their replicas), its generation, and the agent's
+    submission it came from, which each agent runs its own replicas of."""
+    value: dict[str, Any] = {"name": name, "generation": generation, "stack": stack}
+    if submission is not None:
+        value["submission"] = submission
+    return json.dumps(value, sort_keys=True)
+
+
+def submission_of(value: bytes) -> dict[str, Any] | None:
+    """The submission in a project's record; None for a record without one."""
+    try:
+        data = json.loads(value)
+    except ValueError:
+        return None
+    found = data.get("submission") if isinstance(data, dict) else None
+    return found if isinstance(found, dict) and isinstance(found.get("stack"), dict) else None
 
 
 def read_project(name: str, value: bytes) -> Project:

@@ -305,3 +305,48 @@ async def _get(cluster: EtcdCluster, key: str) -> dict | None:
     async with etcd.Client(cluster.endpoints) as client:
         found = await client.get(key)
         return found.json() if found else None
+
+
+SPREAD = """\
+services:
+  web:
+    image: busybox:latest
+    command: ["sleep", "3600"]
+    deploy:
+      replicas: 2
+      placement:
+        max_replicas_per_node: 1
+  db:
+    image: busybox:latest
+    command: ["sleep", "3600"]
+    deploy:
+      placement:
+        constraints: ["engine.labels.zone==b"]
+"""
+
+
+def running_here(host: Host, project: str) -> list[str]:
+    done = host.stack.pc("-p", project, "ps", "--format", "json")
+    rows = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+    return sorted(row["Name"] for row in rows if row.get("State") == "running")
+
+
+def test_each_agent_runs_the_replicas_assigned_to_its_node(
+        etcd1: EtcdCluster, agents: list[Host], busybox_archive: Path):
+    h1 = join(agents, etcd1, "h1", "10.99.0.1", "zone=a")
+    h2 = join(agents, etcd1, "h2", "10.99.0.2", "zone=b")
+    for host in (h1, h2):
+        host.stack.pc("image", "load", "-q", "-i", str(busybox_archive))
+    waiting.wait_for(lambda: all(n["Status"] == "Ready" for n in h1.nodes())
+                     and len(h1.nodes()) == 2, timeout=30, what="both nodes Ready")
+    name = h1.stack.project
+    h1.stack.write(SPREAD)
+    h1.stack.pc("up", "-d")
+    # db only fits h2; web's two replicas one per node, numbered cluster-wide.
+    waiting.wait_for(lambda: running_here(h1, name) == [f"{name}-web-1"]
+                     and running_here(h2, name) == [f"{name}-db-1", f"{name}-web-2"],
+                     timeout=90, what="each replica running on its node")
+
+    h2.stack.pc("-p", name, "down", "-t", "0")  # from the other host: gone everywhere
+    waiting.wait_for(lambda: running_here(h1, name) == [] and running_here(h2, name) == [],
+                     timeout=60, what="every replica gone")
