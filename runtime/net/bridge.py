@@ -431,7 +431,19 @@ def reattach(host: model.Host, container: str) -> model.Attachment | None:
     if att is None or att.container.mode != "bridge" or att.container.netns is None \
             or not netns.exists(att.container.netns):
         return None
-    return attach(host, att.container)
+    nets = records.networks(host.state_root)
+    found = links.observe(host.netns)
+    ends = [(ep, nets[ep.network]) for ep in att.endpoints
+            if ep.network in nets and nets[ep.network].bridge]
+    if any(ep.host_ifname not in found for ep, _ in ends):
+        return attach(host, att.container)  # a pair gone: made again, with its lease
+    # Only off their bridge (it was deleted and made again): each goes back on it, which a
+    # stack of 50 needs done in a moment, not by attaching each container again.
+    for ep, net in ends:
+        link = found[ep.host_ifname]
+        if link.master != net.bridge or not link.up or link.mtu != net.mtu:
+            links.enslave(host.netns, ep.host_ifname, net.bridge, net.mtu)
+    return att
 
 
 def sweep(host: model.Host) -> list[str]:

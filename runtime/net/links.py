@@ -137,6 +137,15 @@ def ensure_veth(
         _set_addresses(inner, peer, {f"{address}/{prefixlen}"})
 
 
+@netns.on_worker
+def enslave(host_ns: Path | None, ifname: str, bridge: str, mtu: int) -> None:
+    """Put an existing veth end back on `bridge` (up, hairpin), as ensure_veth leaves it: a
+    bridge deleted and made again lost its ports, which kept their peers and addresses."""
+    ipr = netns.route(host_ns)
+    ipr.link("set", ifname=ifname, master=_index(ipr, bridge), mtu=mtu, state="up")
+    ipr.brport("set", ifname=ifname, mode=1)
+
+
 def _add(ipr, link: dict, exist_ok: bool = True) -> bool:
     """Add `link`; False if one of that name exists already (and `exist_ok`)."""
     try:
