@@ -71,11 +71,18 @@ def _underlay(net: spec_model.Network) -> tuple[str, str, str]:
             str(net.driver_opts.get(f"{net.driver}_mode", "")))
 
 
+# Set by an agent in a cluster (reconciler.cluster.overlay): `await OVERLAY.declare(name,
+# subnet, attachable)` makes a stack's `driver: overlay` network in the cluster and returns once
+# this host serves it; `await OVERLAY.withdraw(name)` removes it from the cluster unless
+# containers of any host use it. None on a single host.
+OVERLAY: typing.Any = None
+
+
 async def ensure(ctx: context.Context, project: str, key: str, name: str,
                  net: spec_model.Network, config_hash: str) -> None:
     if net.driver == "overlay":
-        raise NetworkControllerError(f"network {key}: driver overlay needs pcompose agent "
-                                     "--cluster (this agent runs one host)")
+        await _ensure_overlay(ctx, project, key, name, net, config_hash)
+        return
     if net.driver not in (None, "bridge", "default", *UNDERLAY_DRIVERS):
         raise NetworkControllerError(f"network {key}: driver {net.driver!r} is not supported "
                                      "(bridge, macvlan, ipvlan)")
@@ -89,6 +96,19 @@ async def ensure(ctx: context.Context, project: str, key: str, name: str,
                             "options": {k: str(v) for k, v in net.driver_opts.items()}})
 
 
+async def _ensure_overlay(ctx: context.Context, project: str, key: str, name: str,
+                          net: spec_model.Network, config_hash: str) -> None:
+    if OVERLAY is None:
+        raise NetworkControllerError(f"network {key}: driver overlay needs pcompose agent "
+                                     "--cluster (this agent runs one host)")
+    pool = net.ipam.config[0] if net.ipam and net.ipam.config else None
+    await OVERLAY.declare(name, pool.subnet if pool else None, bool(net.attachable))
+    labels = {**{k: str(v) for k, v in net.labels.items()}, PROJECT: project, NETWORK: key}
+    _write_meta(ctx, name, {**context.read_json(_labels_dir(ctx) / f"{name}.json"),
+                            "project": project, "key": key, "config_hash": config_hash,
+                            "labels": labels, "attachable": bool(net.attachable)})
+
+
 async def require(ctx: context.Context, name: str) -> None:
     """An external network must exist already; pcompose never makes or removes it."""
     found = await asyncio.to_thread(bridge.observe, ctx.net_host)
@@ -97,6 +117,12 @@ async def require(ctx: context.Context, name: str) -> None:
 
 
 async def remove(ctx: context.Context, name: str) -> None:
+    meta = context.read_json(_labels_dir(ctx) / f"{name}.json")
+    if meta.get("scope") == "swarm" and OVERLAY is not None:
+        # The cluster's network: each host takes its part away once the cluster forgets it.
+        await OVERLAY.withdraw(name)
+        (_labels_dir(ctx) / f"{name}.json").unlink(missing_ok=True)
+        return
     await asyncio.to_thread(bridge.remove_network, ctx.net_host, name)
     (_labels_dir(ctx) / f"{name}.json").unlink(missing_ok=True)
     log.info("network.removed_for_project", network=name)

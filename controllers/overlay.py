@@ -96,9 +96,10 @@ def ensure(ctx: context.Context, local: Local) -> model.Network:
         raise OverlayControllerError(f"overlay network {local.name}: {error}") from None
     path = _meta_file(ctx, local.name)
     before = context.read_json(path)
-    wanted = {"id": local.id, "created": before.get("created") or time.time_ns(),
-              "labels": before.get("labels") or {}, "attachable": local.attachable,
-              "options": {}, "scope": SCOPE, "cidr": local.cidr, "vni": local.vni}
+    # What a stack that declared the network wrote beside (its project, key, labels) stays.
+    wanted = {"labels": {}, "attachable": local.attachable, "options": {}, **before,
+              "id": local.id, "created": before.get("created") or time.time_ns(),
+              "scope": SCOPE, "cidr": local.cidr, "vni": local.vni}
     if before != wanted:
         path.parent.mkdir(parents=True, exist_ok=True)
         context.write_json(path, wanted)

@@ -25,8 +25,7 @@ from typing import Any
 
 import structlog
 
-from controllers import context
-from controllers import overlay as local_overlay
+from controllers import context, networks, overlay as local_overlay
 from reconciler.cluster import etcd, keys, membership
 from runtime.net import dns, vxlan
 
@@ -257,7 +256,55 @@ class Overlays:
         member.extra.append(lambda: list(self.lease_keys.items()))
 
     async def run(self) -> None:
-        await asyncio.gather(self._watch(), self._converge())
+        networks.OVERLAY = self  # a stack's `driver: overlay` networks come through here
+        try:
+            await asyncio.gather(self._watch(), self._converge())
+        finally:
+            networks.OVERLAY = None
+
+    # -- a stack's own overlay networks (controllers.networks calls these)
+    async def declare(self, name: str, subnet: str | None, attachable: bool) -> None:
+        """The cluster network `name`, made unless it exists, once this host serves it."""
+        try:
+            if not any(n.name == name for n in _networks(self.state).values()):
+                try:
+                    await create_network(self.client, name, subnet=subnet,
+                                         attachable=attachable)
+                except OverlayError as error:
+                    if "already exists" not in str(error):
+                        raise
+            self.dirty.set()
+            deadline = time.monotonic() + 15
+            while name not in await asyncio.to_thread(local_overlay.local_names, self.ctx):
+                if time.monotonic() > deadline:
+                    raise OverlayError(f"network {name}: this host does not serve it yet "
+                                       "(see the agent's log)")
+                await asyncio.sleep(0.1)
+        except (OverlayError, etcd.EtcdError) as error:
+            raise networks.NetworkControllerError(f"overlay network {name}: {error}") from None
+
+    async def withdraw(self, name: str) -> None:
+        """The cluster network `name` removed, unless containers of another host still use
+        it (then it stays, as docker's swarm keeps a network with tasks on it)."""
+        deadline = time.monotonic() + 5
+        while True:
+            self.dirty.set()  # this host's endpoints of it go at the next pass
+            try:
+                await remove_network(self.client, name)
+                return
+            except OverlayError as error:
+                if "not found" in str(error):
+                    return
+                net = find(_networks(self.state).values(), name)
+                others = [e for e in _View(self.state, net).endpoints.values()
+                          if e.get("node") != self.node]
+                if others or time.monotonic() > deadline:
+                    log.info("overlay.kept", network=name, reason=str(error))
+                    return
+            except etcd.EtcdError as error:
+                raise networks.NetworkControllerError(
+                    f"overlay network {name}: {error}") from None
+            await asyncio.sleep(0.2)
 
     # -- the copy of the store
     async def _watch(self) -> None:

@@ -280,3 +280,28 @@ def test_while_etcd_is_away_flows_and_names_keep_working_and_verbs_fail_fast(
     b.wait_network("after")
     waiting.wait_for(lambda: served(a, "client", "http://web/", "hello from h2"), timeout=30,
                      what="A to fetch B's page after the outage")
+
+
+def test_a_stack_declares_an_overlay_network_that_another_host_joins(cluster_hosts: Hosts):
+    a, b = cluster_hosts.add(1), cluster_hosts.add(2)
+    a.stack.write(WEB.format(host="h1", net="mesh").replace(
+        "  mesh: {external: true}", "  mesh: {driver: overlay, attachable: true}"))
+    a.pc("up", "-d")
+    name = f"{a.stack.project}_mesh"
+    b.wait_network(name)
+    assert b.networks()[name]["Scope"] == "swarm"
+    b.stack.write(PINGER.format(net="mesh").replace(
+        "  mesh: {external: true}", f"  mesh: {{external: true, name: {name}}}"))
+    b.pc("up", "-d")
+    waiting.wait_for(lambda: served(b, "client", "http://web/", "hello from h1"), timeout=30,
+                     what="B to fetch A's page over A's stack's network")
+    # A's stack is converged as declared: the network stays its own (labels kept beside it).
+    assert a.networks()[name]["Labels"].count(f"com.docker.compose.project={a.stack.project}") == 1
+
+    # The stack that declared it takes it out of the cluster at its down, once B's
+    # containers left it; every host then lets it go.
+    b.pc("down", "-t", "0")
+    a.pc("down", "-t", "0")
+    for host in (a, b):
+        waiting.wait_for(lambda h=host: name not in h.networks(), timeout=15,
+                         what=f"{name} gone from {host.name}")
