@@ -6,6 +6,8 @@ or the periodic resync) only marks the world dirty; each pass reads nodes, proje
 assignments afresh, places, and writes the difference in transactions that hold only while
 this instance still owns the leader key. A new leader resumes from etcd alone: it knows no
 more than what is stored, so a node already down when it took over gets a full grace period.
+The grace period is the cluster's `scheduler_grace` (seconds, in /pcompose/v1/config) when
+set, else the instance's own.
 """
 
 from __future__ import annotations
@@ -110,7 +112,7 @@ class Scheduler:
         self._down_since.clear()  # what a new leader knows is what etcd holds
         revision, _ = await self.client.range(desired.LEADER)
         watchers = [asyncio.ensure_future(self._watch(prefix, revision + 1))
-                    for prefix in (keys.NODES, desired.PROJECTS)]
+                    for prefix in (keys.NODES, desired.PROJECTS, keys.CONFIG)]
         try:
             while True:
                 self._dirty.clear()
@@ -143,10 +145,11 @@ class Scheduler:
     async def schedule(self, lease: int) -> float:
         """One pass; the seconds until a down node's grace period ends (inf: none pending)."""
         now = self.clock()
+        grace = _grace((await self.client.get(keys.CONFIG)), self.grace)
         nodes = await membership.list_nodes(self.client)
         _, project_kvs = await self.client.range(desired.PROJECTS)
         _, assigned_kvs = await self.client.range(desired.ASSIGNMENTS)
-        placed_nodes, wake = self._nodes(nodes, now)
+        placed_nodes, wake = self._nodes(nodes, now, grace)
         records: dict[str, bytes] = {}
         statuses: dict[str, bytes] = {}
         for kv in project_kvs:
@@ -180,7 +183,7 @@ class Scheduler:
                      errors=sum(len(e) for e in errors.values()))
         return wake
 
-    def _nodes(self, nodes: list[membership.Node], now: float
+    def _nodes(self, nodes: list[membership.Node], now: float, grace: float
                ) -> tuple[list[placement.Node], float]:
         """The nodes in placement's terms, and the seconds until the next grace ends."""
         placed, wake = [], math.inf
@@ -193,7 +196,7 @@ class Scheduler:
                 self._down_since.pop(node.id, None)
                 holding = False
             else:
-                left = self._down_since.setdefault(node.id, now) + self.grace - now
+                left = self._down_since.setdefault(node.id, now) + grace - now
                 holding = left > 0
                 if holding:
                     wake = min(wake, left)
@@ -264,6 +267,17 @@ class Scheduler:
                 if not won:
                     raise LostLeadership("the leader key is no longer this scheduler's")
         return puts, deletes
+
+
+def _grace(config: etcd.KV | None, default: float) -> float:
+    """The cluster's grace period when its config sets a valid one."""
+    try:
+        found = json.loads(config.value).get("scheduler_grace") if config else None
+    except (ValueError, AttributeError):
+        return default
+    if isinstance(found, (int, float)) and not isinstance(found, bool) and found >= 0:
+        return float(found)
+    return default
 
 
 def _slot_of(key: str) -> tuple[str, str, int]:

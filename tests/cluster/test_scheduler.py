@@ -158,8 +158,9 @@ async def test_a_node_down_past_its_grace_period_loses_its_replicas(etcd1: EtcdC
             await waiting.until(lambda: instance.passes > seen, what="that pass written")
             assert await assigned(client) == first  # inside the grace period: kept
 
-            clock.now += 31
-            instance.poke()
+            # The cluster's own setting wins over the instance's 30 s.
+            await client.put(keys.CONFIG, json.dumps({"scheduler_grace": 5}))
+            clock.now += 6
             # c is excluded by the constraint: both replicas on b now.
             await waiting.until(reaches(client, lambda a: a == {
                 ("shop", "web", 1): "b", ("shop", "web", 2): "b"}), what="web 1 moved to b")
@@ -350,3 +351,39 @@ def test_each_agent_runs_the_replicas_assigned_to_its_node(
     h2.stack.pc("-p", name, "down", "-t", "0")  # from the other host: gone everywhere
     waiting.wait_for(lambda: running_here(h1, name) == [] and running_here(h2, name) == [],
                      timeout=60, what="every replica gone")
+
+
+def test_replicas_of_a_dead_host_run_elsewhere_and_it_holds_no_duplicate_when_back(
+        etcd1: EtcdCluster, agents: list[Host], busybox_archive: Path):
+    asyncio.run(_put(etcd1, keys.CONFIG, json.dumps({"scheduler_grace": 1})))
+    joining = ("--cluster", ",".join(etcd1.endpoints), "--node-name", "h2",
+               "--advertise-addr", "10.99.0.2")
+    h1 = join(agents, etcd1, "h1", "10.99.0.1")
+    h2 = join(agents, etcd1, "h2", "10.99.0.2")
+    for host in (h1, h2):
+        host.stack.pc("image", "load", "-q", "-i", str(busybox_archive))
+    waiting.wait_for(lambda: len(h1.nodes()) == 2
+                     and all(n["Status"] == "Ready" for n in h1.nodes()),
+                     timeout=30, what="both nodes Ready")
+    name = h1.stack.project
+    h1.stack.write(SPREAD.replace("        max_replicas_per_node: 1\n", "").split("  db:")[0])
+    h1.stack.pc("up", "-d")
+    waiting.wait_for(lambda: running_here(h1, name) == [f"{name}-web-1"]
+                     and running_here(h2, name) == [f"{name}-web-2"],
+                     timeout=90, what="one replica on each node")
+
+    h2.kill_agent()  # as far as the cluster can tell, h2 died (its container lives on)
+    # Down after the lease's TTL, moved after the grace period, then started by h1.
+    waiting.wait_for(lambda: running_here(h1, name) == [f"{name}-web-1", f"{name}-web-2"],
+                     timeout=membership.TTL + 1 + 30, what="web 2 running on h1")
+
+    h2.start_agent(*joining)  # back: what is no longer its own goes
+    waiting.wait_for(lambda: running_here(h2, name) == [], timeout=60,
+                     what="h2 to remove its stale copy of web 2")
+    assert running_here(h1, name) == [f"{name}-web-1", f"{name}-web-2"]
+    h1.stack.pc("down", "-t", "0")
+
+
+async def _put(cluster: EtcdCluster, key: str, value: str) -> None:
+    async with etcd.Client(cluster.endpoints) as client:
+        await client.put(key, value)
