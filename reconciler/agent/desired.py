@@ -7,7 +7,6 @@ import contextlib
 import dataclasses
 import hashlib
 import json
-import os
 
 from controllers import service_config
 from reconciler.agent import store
@@ -64,7 +63,7 @@ class Translator:
         self.images = image_store
         # ref -> image ID, valid while refs.json is the file it was read from.
         self._ids: dict[str, str | None] = {}
-        self._refs_version: tuple[int, int, int] | None = None
+        self._refs_version: bytes | None = None
 
     def desired(self, record: store.ProjectRecord) -> model.DesiredState:
         state = from_record(record)
@@ -78,8 +77,9 @@ class Translator:
         making pulls it) or cannot be read, which compares as no change."""
         assert self.images is not None
         try:
-            st = os.stat(self.images.refs_file)
-            version = (st.st_ino, st.st_mtime_ns, st.st_size)
+            # Its bytes, not its stat: two moves within a clock tick can leave the same size,
+            # mtime and (reused) inode; the file is small and read once per pass.
+            version: bytes | None = self.images.refs_file.read_bytes()
         except FileNotFoundError:
             version = None
         if version != self._refs_version:  # refs.json is replaced whole by every change
