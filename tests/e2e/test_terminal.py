@@ -173,3 +173,20 @@ def test_up_shows_the_pull_the_agent_makes_layer_by_layer(stack, pushed):
     assert rows[f"Container {p}-web-1"] == ("✔", "Started")
     assert rows[f"Network {p}_default"] == ("✔", "Created")
     assert len(rows) == 5 and header == "[+] Running 5/5"
+
+
+def test_an_attached_up_ends_its_block_before_the_logs_start(stack):
+    stack.write("services:\n  job:\n    image: busybox:latest\n"
+                "    command: [\"sh\", \"-c\", \"echo hello from the job\"]\n")
+    p = stack.project
+    text = on_terminal(stack, "up").text()
+    attaching = text.index("Attaching to job-1")
+    before = screen.Screen(100, 40)
+    before.feed("\r\n".join(text[:attaching]))
+    header, rows = block(before)
+    assert rows == {f"Network {p}_default": ("✔", "Created"),
+                    f"Container {p}-job-1": ("✔", "Started")}
+    assert header == "[+] Running 2/2"
+    after = text[attaching + 1:]
+    assert after[0].startswith("job-1") and after[0].endswith("| hello from the job"), text
+    assert after[-1] == "job-1 exited with code 0", text
