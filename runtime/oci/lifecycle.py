@@ -127,13 +127,13 @@ async def _recreate(lay: layout.Layout, cid: str) -> None:
         (lay.container_dir(cid) / stale).unlink(missing_ok=True)
     document = json.loads((lay.bundle(cid) / "config.json").read_text())
     pid = await _launch(lay, cid, bool(document["process"].get("terminal")))
-    log.info("container.recreated", container=cid, pid=pid)
+    log.info("container.recreated", **_who(lay, cid), pid=pid)
 
 
 def _record_start(lay: layout.Layout, cid: str, began: dt.datetime) -> None:
     # The time before `runc start`: a short-lived process may have exited when it returns.
     (lay.container_dir(cid) / "started_at").write_text(began.isoformat())
-    log.info("container.started", container=cid)
+    log.info("container.started", **_who(lay, cid))
 
 
 async def run(lay: layout.Layout, config: model.ContainerConfig, driver: drivers.Driver | None = None) -> int:
@@ -152,7 +152,7 @@ async def run(lay: layout.Layout, config: model.ContainerConfig, driver: drivers
 async def kill(lay: layout.Layout, cid: str, sig: str = "SIGKILL") -> None:
     """Signal the container's main process (runc thaws a paused container around SIGKILL)."""
     await runc.kill(lay.runc, cid, spec.normalize_signal(sig))
-    log.info("container.signalled", container=cid, signal=sig)
+    log.info("container.signalled", **_who(lay, cid), signal=sig)
 
 
 async def stop(lay: layout.Layout, cid: str, timeout: float | None = None, sig: str | None = None) -> ExitStatus | None:
@@ -197,7 +197,7 @@ async def _stop_running(lay: layout.Layout, cid: str, state: dict, timeout: floa
     if status is None:
         await _signal_quietly(lay, cid, "SIGKILL", all_processes=True)
         status = await wait(lay, cid, timeout=30.0)
-    log.info("container.stopped", container=cid, signal=sig, exit_code=status.code if status else None)
+    log.info("container.stopped", **_who(lay, cid), signal=sig, exit_code=status.code if status else None)
     return status
 
 
@@ -212,12 +212,12 @@ async def _signal_quietly(lay: layout.Layout, cid: str, sig: str, all_processes:
 
 async def pause(lay: layout.Layout, cid: str) -> None:
     await runc.pause(lay.runc, cid)
-    log.info("container.paused", container=cid)
+    log.info("container.paused", **_who(lay, cid))
 
 
 async def unpause(lay: layout.Layout, cid: str) -> None:
     await runc.resume(lay.runc, cid)
-    log.info("container.unpaused", container=cid)
+    log.info("container.unpaused", **_who(lay, cid))
 
 
 async def update(lay: layout.Layout, cid: str, resources: cgroups_model.Resources, driver: drivers.Driver | None = None) -> None:
@@ -225,7 +225,7 @@ async def update(lay: layout.Layout, cid: str, resources: cgroups_model.Resource
     driver = driver or drivers.detect()
     blkio = driver.supports("blkio", "blkio.weight") or driver.supports("blkio", "blkio.bfq.weight")
     await runc.update(lay.runc, cid, spec.resources(resources, blkio))
-    log.info("container.updated", container=cid)
+    log.info("container.updated", **_who(lay, cid))
 
 
 async def remove(lay: layout.Layout, cid: str, *, stop: bool = False,
@@ -233,6 +233,7 @@ async def remove(lay: layout.Layout, cid: str, *, stop: bool = False,
     """Kill every process, delete runc state and cgroup, remove the files; a missing container
     is fine. `stop`: first as stop_before_removal (with `timeout` for the grace period);
     without it the kill comes at once, as for a container that was never completely made."""
+    who = _who(lay, cid)
     if stop:
         await stop_before_removal(lay, cid, timeout)
     if known(lay, cid):
@@ -246,12 +247,18 @@ async def remove(lay: layout.Layout, cid: str, *, stop: bool = False,
         await runc.delete(lay.runc, cid, force=True)
     await _wait_conmon_gone(lay, cid)
     await asyncio.to_thread(_remove_files, lay, cid)
-    log.info("container.removed", container=cid)
+    log.info("container.removed", **who)
 
 
 def known(lay: layout.Layout, cid: str) -> bool:
     """runc keeps a state dir per container: without one, runc does not know `cid`."""
     return (lay.run_dir / "runc" / cid).exists()
+
+
+def _who(lay: layout.Layout, cid: str) -> dict[str, str]:
+    """A container as log events name it: its name, and its id when that differs."""
+    name = name_of(lay, cid)
+    return {"container": name} if name == cid else {"container": name, "id": cid}
 
 
 def known_ids(lay: layout.Layout) -> list[str]:

@@ -119,7 +119,7 @@ def environment(config: model.ContainerConfig, facts: HostFacts) -> list[str]:
 
 def hostname(config: model.ContainerConfig) -> str:
     """docker's default: the short id (the name for a container keyed by its name)."""
-    default = config.id[:model.SHORT_ID] if config.id else config.name
+    default = config.name if config.cid == config.name else config.id[:model.SHORT_ID]
     return (config.hostname or default)[:63]
 
 

@@ -108,3 +108,69 @@ def test_a_prefix_of_two_ids_is_refused_as_docker_refuses_it(stack):
     assert f"multiple IDs found with provided prefix: {digit}" in refused.stderr
     unknown = stack.pc("inspect", "f" * 64, check=False)
     assert unknown.returncode == 1 and "No such object" in unknown.stderr
+
+
+OLD = """\
+services:
+  web:
+    image: busybox
+    stop_signal: SIGKILL
+    command: ["sleep", "1000"]
+    environment:
+      GREETING: {greeting}
+  peer:
+    image: busybox
+    stop_signal: SIGKILL
+    command: ["sleep", "1000"]
+"""
+
+
+def make_the_old_way(stack, service: str) -> str:
+    """A container of `service` made as pcompose made them before IDs: runc's id is its name,
+    and nothing beside it says otherwise. Made in this process, with the agent stopped, as
+    that agent's own would have been."""
+    import asyncio
+    from unittest import mock
+
+    from controllers import context, services
+    from reconciler import spec
+    from reconciler.agent import desired
+    from runtime.oci import model
+
+    project = spec.load([str(stack.dir / "compose.yaml")], project_name=stack.project)
+    name = f"{stack.project}-{service}-1"
+    ctx = context.make(stack.root, stack.run_dir, netns=f"/run/netns/{stack.host_netns}")
+    with mock.patch.object(model, "new_id", lambda: name):
+        made = asyncio.run(services.run_container(
+            ctx, project.stack, stack.project, service,
+            config_hash=desired.hashes(project)[service]))
+    assert made == name
+    ctx.layout.name_file(name).unlink()  # no name file then: the id was the name
+    return name
+
+
+def test_a_container_made_before_ids_is_adopted_and_kept_working(stack):
+    p = stack.project
+    stack.write(OLD.format(greeting="hi"))
+    stack.pc("up", "-d", "peer")  # the network, and a container made with an ID
+    stack.pc("agent", "--stop")
+    old = make_the_old_way(stack, "web")
+    stack.pc("up", "-d")  # a new agent: the old container is the one it wants, kept
+    rows = ps_json(stack)
+    assert rows[old]["ID"] == old and rows[old]["State"] == "running"
+    assert HEX64.fullmatch(rows[f"{p}-peer-1"]["ID"])
+    assert stack.pc("exec", "-T", old, "sh", "-c", "echo $GREETING").stdout == "hi\n"
+    assert stack.pc("exec", "-T", "web", "hostname").stdout.strip() == old
+    stack.pc("exec", "-T", "peer", "ping", "-c", "1", "-W", "5", old)  # its DNS name
+    stack.pc("stop", "web")
+    assert ps_json(stack)[old]["State"] == "exited"
+    stack.pc("start", "web")
+    assert ps_json(stack)[old]["State"] == "running"
+    # A change recreates it as any container: the new one has an ID of its own.
+    stack.write(OLD.format(greeting="changed"))
+    stack.pc("up", "-d")
+    new = ps_json(stack)[old]
+    assert HEX64.fullmatch(new["ID"]) and new["State"] == "running"
+    assert stack.pc("exec", "-T", "web", "sh", "-c", "echo $GREETING").stdout == "changed\n"
+    stack.pc("down")
+    assert conftest.leftovers(stack) == []
