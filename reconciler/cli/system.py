@@ -15,6 +15,7 @@ import json
 import sys
 
 from reconciler.cli import common, compose_base, images as image_verbs, listing, render
+from runtime.build import cache as build_cache
 from runtime.images import gc
 
 PRUNE_FILTERS = ("label", "label!", "until")
@@ -50,8 +51,11 @@ def df(args: argparse.Namespace) -> int:
     if args.verbose:
         _verbose(args.format, usage)
         return 0
+    steps, cached = build_cache.usage(compose_base.context(args).images)
+    size = listing.human_size(cached)
     rows = [_images_row(usage), _containers_row(usage), _volumes_row(usage),
-            {"Type": "Build Cache", "TotalCount": "0", "Active": "0", "Size": "0B", "Reclaimable": "0B"}]
+            {"Type": "Build Cache", "TotalCount": str(steps), "Active": "0", "Size": size,
+             "Reclaimable": size}]
     listing.write_list(args.format, rows, [("Type", "TYPE"), ("TotalCount", "TOTAL"), ("Active", "ACTIVE"),
                                            ("Size", "SIZE"), ("Reclaimable", "RECLAIMABLE")])
     return 0

@@ -89,6 +89,16 @@ def reachable(store: store_mod.Store) -> tuple[set[str], set[str]]:
     return blobs, chains
 
 
+def usage(store: store_mod.Store) -> tuple[int, int]:
+    """`system df`'s Build Cache: how many steps the cache keeps, and the bytes of their layers
+    that no image uses (what dropping the cache would free)."""
+    kept = entries(store)
+    in_images = {layer.digest for record in store.list_images() for layer in record.layers}
+    only_cached = {layer.digest: layer.size for layers in kept for layer in layers
+                   if layer.digest not in in_images}
+    return len(kept), sum(only_cached.values())
+
+
 def clear(store: store_mod.Store) -> int:
     """Drop every entry (image prune -a); the blobs go with the next collection. How many went."""
     directory = cache_dir(store)

@@ -59,6 +59,9 @@ def test_up_builds_the_missing_image_and_runs_it_and_up_build_recreates(stack):
 
     cached = stack.pc("build", "web")
     assert cached.stderr.count("CACHED") >= 3, cached.stderr
+    rows = [json.loads(line) for line in stack.pc("system", "df", "--format", "json").stdout.splitlines()]
+    build_cache = next(r for r in rows if r["Type"] == "Build Cache")
+    assert int(build_cache["TotalCount"]) >= 3  # the steps the cache keeps
     stack.pc("up", "-d")  # every step cached: the same image, so the container stays
     assert _container(stack, "web")["ID"] == first
 
