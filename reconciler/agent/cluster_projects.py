@@ -5,6 +5,8 @@ it, and the scheduler removes its assignments. Outside a cluster these do nothin
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import copy
 import json
 from typing import Any
@@ -16,6 +18,8 @@ from reconciler.agent import nodes
 from reconciler.cluster import desired, etcd, membership, placement
 
 log = structlog.get_logger(__name__)
+
+VERDICT_WAIT = 10.0  # seconds an `up` waits for the scheduler to place its generation
 
 
 class Refused(Exception):
@@ -56,11 +60,15 @@ async def check(app: web.Application, name: str, submission: dict[str, Any]) -> 
         raise Refused("; ".join(errors[s] for s in sorted(errors)))
 
 
-async def publish(app: web.Application, name: str, submission: dict[str, Any]) -> None:
-    """The project as the scheduler and every agent read it, one generation on."""
+async def publish(app: web.Application, name: str, submission: dict[str, Any], *,
+                  wait: float = VERDICT_WAIT) -> list[str]:
+    """The project stored for the scheduler and every agent, one generation on; then the
+    scheduler's verdict on that generation, as warnings for the user (a service that is
+    short of nodes, a replica that moved without its volume's data). Outside a cluster:
+    nothing, and no warnings."""
     member = _member(app)
     if member is None:
-        return
+        return []
     key = desired.project(name)
     for _ in range(10):  # a compare-and-swap: two `up`s from two hosts each get a generation
         before = await member.client.get(key)
@@ -71,8 +79,37 @@ async def publish(app: web.Application, name: str, submission: dict[str, Any]) -
                                              submission))])
         if won:
             log.info("cluster.project_published", project=name, generation=generation)
-            return
+            return await _verdict(member.client, name, generation, wait)
     raise etcd.EtcdError(f"project {name}: its record kept changing; try again")
+
+
+async def _verdict(client: etcd.Client, name: str, generation: int, wait: float) -> list[str]:
+    key = desired.project_status(name)
+    try:
+        async with asyncio.timeout(wait):
+            revision, found = await client.range(key)
+            value = found[0].json() if found and found[0].key == key else {}
+            if not _at(value, generation):
+                async with contextlib.aclosing(
+                        client.watch(key, start_revision=revision + 1)) as events:
+                    async for event in events:
+                        if event.type == "put" and event.kv.key == key:
+                            value = event.kv.json()
+                            if _at(value, generation):
+                                break
+    except TimeoutError:
+        return [f"no scheduler placed generation {generation} of project {name} within "
+                f"{wait:g} s: its replicas start once one does"]
+    except (etcd.EtcdError, ValueError):
+        return []
+    errors = value.get("errors") or {}
+    return [str(errors[s]) for s in sorted(errors)] + [str(w) for w in
+                                                        value.get("warnings") or []]
+
+
+def _at(value: object, generation: int) -> bool:
+    return isinstance(value, dict) and isinstance(value.get("generation"), int) and \
+        value["generation"] >= generation
 
 
 def _generation(value: bytes | None) -> int:

@@ -116,18 +116,19 @@ async def up(request: web.Request) -> web.StreamResponse:
         await cluster_projects.check(request.app, project.name, submission)
     except cluster_projects.Refused as refused:
         raise server.bad_request(str(refused)) from None
+    # Published and placed first: this node then runs at once what was assigned to it.
+    placed = await cluster_projects.publish(request.app, project.name, submission)
     record = server.record_from_body(
         project.name, await cluster_projects.local(request.app, project.name, submission))
     began, deadline = time.time(), time.monotonic() + timeout
     queue = agent.bus.subscribe()  # before storing: no step of this submission is missed
     try:
         stored = server.accept(agent, record)
-        await cluster_projects.publish(request.app, stored.name, submission)
         stream = _Stream(request)
         await stream.open()
         await stream.send({"type": "accepted", "project": stored.name,
                            "generation": stored.generation,
-                           "warnings": [str(w) for w in project.warnings],
+                           "warnings": [str(w) for w in project.warnings] + placed,
                            "services": services})
         error = await _follow(agent, queue, stream, stored.name, stored.generation, began,
                               deadline)

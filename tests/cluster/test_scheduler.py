@@ -287,8 +287,14 @@ def test_up_in_a_cluster_is_checked_published_scheduled_and_down_withdraws_it(
             "not met (engine.labels.zone is 'a'))") in nowhere.stderr
     assert asyncio.run(_get(etcd1, desired.project(name))) is None  # refused: nothing stored
 
-    host.stack.write(STACK.format(constraint="engine.labels.zone==a"))
-    host.stack.pc("up", "-d")
+    host.stack.write(STACK.format(constraint="engine.labels.zone==a").replace(
+        "      placement:\n", "      replicas: 2\n      placement:\n        "
+        "max_replicas_per_node: 1\n"))
+    up = host.stack.pc("up", "-d")
+    # The scheduler's verdict is the user's to see; what it placed here runs at once.
+    assert ("service web: 1 of 2 replicas can't be placed (h1: max_replicas_per_node 1 "
+            "reached)") in up.stderr
+    assert running_here(host, name) == [f"{name}-web-1"]
     record = asyncio.run(_get(etcd1, desired.project(name)))
     assert record is not None and record["stack"]["services"]["web"]["deploy"]["placement"]
     # The agent's own scheduler (the only node, so the leader) assigns the replica to it.
