@@ -393,3 +393,28 @@ def test_replicas_of_a_dead_host_run_elsewhere_and_it_holds_no_duplicate_when_ba
 async def _put(cluster: EtcdCluster, key: str, value: str) -> None:
     async with etcd.Client(cluster.endpoints) as client:
         await client.put(key, value)
+
+
+def test_the_schedulers_agent_killed_another_is_elected_and_up_converges(
+        etcd1: EtcdCluster, agents: list[Host], busybox_archive: Path):
+    h1 = join(agents, etcd1, "h1", "10.99.0.1")
+    h2 = join(agents, etcd1, "h2", "10.99.0.2")
+    ids = {h: h.stack.root.joinpath(membership.ID_FILE).read_text().strip() for h in (h1, h2)}
+
+    def leader() -> str | None:
+        found = asyncio.run(_get(etcd1, desired.LEADER))
+        return found["identity"] if found else None
+
+    elected = waiting.wait_for(leader, timeout=30, what="a scheduler elected")
+    dead, alive = (h1, h2) if elected == ids[h1] else (h2, h1)
+    alive.stack.pc("image", "load", "-q", "-i", str(busybox_archive))
+    dead.kill_agent()
+    waiting.wait_for(lambda: leader() == ids[alive], timeout=15,
+                     what="the other agent elected within 15 s")
+
+    name = alive.stack.project
+    alive.stack.write(SPREAD.replace("        max_replicas_per_node: 1\n", "").split("  db:")[0])
+    up = alive.stack.pc("up", "-d")
+    # The dead node is inside its grace period: it keeps nothing new, the live one runs both.
+    assert running_here(alive, name) == [f"{name}-web-1", f"{name}-web-2"], up.stderr
+    alive.stack.pc("down", "-t", "0")
