@@ -94,6 +94,14 @@ def stopped_by_user(ctx: Context, cid: str) -> bool:
     return (ctx.container_dir(cid) / STOPPED_BY_USER).exists()
 
 
+def stopped_by_user_at(ctx: Context, cid: str) -> float | None:
+    """When `stop` or `kill` last marked it (the mark's mtime), None when unmarked."""
+    try:
+        return (ctx.container_dir(cid) / STOPPED_BY_USER).stat().st_mtime
+    except FileNotFoundError:
+        return None
+
+
 def read_json(path: Path) -> dict:
     try:
         return json.loads(path.read_text())

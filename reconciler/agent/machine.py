@@ -131,6 +131,7 @@ class Machine:
         counts = context.read_json(ctx.container_dir(o.id) / context.RESTARTS)
         limits = context.read_json(ctx.container_dir(o.id) / LIMITS)
         health_state = context.health_of(ctx, o.id)
+        stopped_at = context.stopped_by_user_at(ctx, o.id)
         written = model.Limits(**limits) if limits else model.Limits()
         limits_drift = ""
         if limits and o.cgroups_path and o.status in ("running", "paused"):
@@ -146,7 +147,8 @@ class Machine:
             finished_at=finished.timestamp() if finished else None,
             restart_count=int(counts.get("count", 0)),
             restart_delay=float(counts.get("delay", 0.0)),
-            stopped_by_user=context.stopped_by_user(ctx, o.id),
+            stopped_by_user=stopped_at is not None,
+            stopped_before_agent=stopped_at is not None and stopped_at < self._started,
             monitored=o.monitored)
 
     # -- act ----------------------------------------------------------------------------

@@ -168,6 +168,9 @@ class ObservedContainer:
     restart_count: int = 0
     restart_delay: float = 0.0  # the delay of its last restart (docker's backoff state)
     stopped_by_user: bool = False
+    # The stop was asked of an agent before this one: as after dockerd's restart, `always`
+    # runs it again (`unless-stopped` does not).
+    stopped_before_agent: bool = False
     # False: its process is there but its monitor (conmon) is gone: nothing takes its output
     # or records its exit, so it is made again.
     monitored: bool = True

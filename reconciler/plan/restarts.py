@@ -26,12 +26,15 @@ def next_delay(previous_delay: float, ran_for: float) -> float:
 
 
 def decide(policy: model.RestartPolicy, *, exit_code: int, ran_for: float,
-           previous_delay: float, restart_count: int, stopped_by_user: bool) -> RestartDecision:
-    """The decision for one exit. `stopped_by_user` means `stop`/`kill` asked for it."""
+           previous_delay: float, restart_count: int, stopped_by_user: bool,
+           stopped_before_agent: bool = False) -> RestartDecision:
+    """The decision for one exit. `stopped_by_user` means `stop`/`kill` asked for it;
+    `stopped_before_agent` that an earlier agent was asked, which `always` forgets as docker's
+    restart manager does when the daemon starts again."""
     delay = next_delay(previous_delay, ran_for)
     if policy.name == "no":
         return RestartDecision(False, delay, "restart policy no")
-    if stopped_by_user:
+    if stopped_by_user and not (policy.name == "always" and stopped_before_agent):
         return RestartDecision(False, delay, "stopped by user")
     if policy.name in ("always", "unless-stopped"):
         return RestartDecision(True, delay, f"restart policy {policy.name}")
@@ -47,4 +50,5 @@ def decide_for(container: model.ObservedContainer,
     return decide(policy, exit_code=container.exit_code or 0, ran_for=container.ran_for,
                   previous_delay=container.restart_delay,
                   restart_count=container.restart_count,
-                  stopped_by_user=container.stopped_by_user)
+                  stopped_by_user=container.stopped_by_user,
+                  stopped_before_agent=container.stopped_before_agent)

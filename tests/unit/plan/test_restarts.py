@@ -47,3 +47,13 @@ def test_reasons_are_readable():
 def test_bad_policy_says_what(text):
     with pytest.raises(ValueError, match="invalid restart policy"):
         model.RestartPolicy.parse(text)
+
+
+@pytest.mark.parametrize("policy, expected", [
+    ("always", True), ("unless-stopped", False), ("on-failure", False), ("no", False)])
+def test_a_stop_asked_of_an_earlier_agent_is_forgotten_by_always_only(policy, expected):
+    # As dockerd's restart: `always` runs again, whatever stopped it before.
+    decision = restarts.decide(model.RestartPolicy.parse(policy), exit_code=137, ran_for=5.0,
+                               previous_delay=0.0, restart_count=0, stopped_by_user=True,
+                               stopped_before_agent=True)
+    assert decision.restart is expected
