@@ -75,7 +75,7 @@ async def remove_half_made(ctx: context.Context, before: float) -> list[str]:
     for name in names:
         try:
             await asyncio.to_thread(services.release_network, ctx, name)
-        except Exception as error:  # noqa: BLE001 - as above
+        except Exception as error:  # as above
             log.error("container.half_made_kept", container=name,
                       error=f"{type(error).__name__}: {error}")
         else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-
+from collections.abc import Sequence
 
 from reconciler.cli import common
 
@@ -32,6 +32,11 @@ def project_name(args: argparse.Namespace) -> tuple[str, object | None]:
     return project.name, project
 
 
+def declared_services(project) -> set[str]:
+    """The services of a loaded project (spec.Project); none when -p named it."""
+    return set(project.stack.services) if project is not None else set()
+
+
 def check_services(project, names: list[str], *, containers: bool = False) -> None:
     """Each of `names` is a service of the loaded project; `containers`: or may name a
     container (checked by containers(), which resolves it)."""
@@ -55,7 +60,7 @@ def context(args: argparse.Namespace):
     return ctx_mod.make(args.root, args.run_dir, netns=host_netns(args))
 
 
-async def containers(ctx, project: str, services: list[str] = (), *, all: bool = True,
+async def containers(ctx, project: str, services: Sequence[str] = (), *, all: bool = True,
                      oneoff: bool | None = False, refs: bool = False, declared=None) -> list:
     """The project's containers (services.ContainerView), of `services` if any are named,
     sorted by name; one-off containers only when asked (oneoff None: both).
@@ -82,8 +87,7 @@ def _split(mine: list, found: list, refs: list[str], declared) -> tuple[list[str
     neither is an error, as an unknown service always was."""
     from controllers import inspect as inspecting
 
-    services = set(declared.stack.services) if declared is not None else set()
-    services |= {v.service for v in mine}
+    services = declared_services(declared) | {v.service for v in mine}
     named, chosen = [], []
     for ref in refs:
         if ref in services:

@@ -215,7 +215,7 @@ def _named_containers(args: argparse.Namespace) -> list[str] | None:
     if not args.services:
         return None
     name, project = compose_base.project_name(args)
-    if project is not None and all(s in project.stack.services for s in args.services):
+    if project is not None and set(args.services) <= compose_base.declared_services(project):
         return None
     views = compose_base.run(compose_base.containers(
         compose_base.context(args), name, list(args.services), refs=True, declared=project))

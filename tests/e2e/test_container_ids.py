@@ -90,6 +90,13 @@ def test_verbs_take_a_name_a_full_id_or_a_prefix_and_the_hostname_is_the_short_i
     assert stack.pc("inspect", "-f", "{{.Config.Hostname}}", web).stdout.strip() == web[:12]
     # Names still resolve between containers (the DNS knows names, not IDs).
     stack.pc("exec", "-T", "named", "ping", "-c", "1", "-W", "5", f"{p}-web-1")
+    # The lifecycle verbs and top take one as well, and act on that container only.
+    assert f"Container {p}-web-1  Stopped" in stack.pc("stop", web[:10]).stderr
+    states = {n: r["State"] for n, r in ps_json(stack).items()}
+    assert states == {f"{p}-web-1": "exited", f"{p}-named-1": "running"}
+    assert f"Container {p}-web-1  Started" in stack.pc("start", web).stderr
+    assert stack.pc("top", web[:7]).stdout.splitlines()[0] == f"{p}-web-1"
+    assert ps_json(stack)[f"{p}-web-1"]["ID"] == web  # a restart keeps the ID
 
 
 def test_a_prefix_of_two_ids_is_refused_as_docker_refuses_it(stack):

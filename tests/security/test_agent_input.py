@@ -166,7 +166,8 @@ def test_a_container_name_another_project_holds_is_refused_cleanly(stack):
     stack.write("services:\n  web:\n    image: busybox\n    container_name: shared-" + p
                 + '\n    command: ["sleep", "100000"]\n    stop_signal: SIGKILL\n')
     stack.pc("up", "-d")
-    held = runc_pid(stack, f"shared-{p}")
+    shared = stack.pc("ps", "-q", "web").stdout.strip()  # runc knows it by its ID
+    held = runc_pid(stack, shared)
     other_dir = stack.dir.parent / "other"
     other_dir.mkdir()
     (other_dir / "compose.yaml").write_text(
@@ -182,8 +183,8 @@ def test_a_container_name_another_project_holds_is_refused_cleanly(stack):
         sides = [json.loads(line) for line in stack.pc("-p", other, "ps", "--format", "json",
                                                        cwd=other_dir).stdout.splitlines()]
         assert [(r["Service"], r["State"]) for r in sides] == [("side", "running")]
-        assert runc_pid(stack, f"shared-{p}") == held  # the same container, untouched
-        mounts = [line for line in open("/proc/mounts") if f"/rootfs/shared-{p}/" in line]
+        assert runc_pid(stack, shared) == held  # the same container, untouched
+        mounts = [line for line in open("/proc/mounts") if f"/rootfs/{shared}/" in line]
         assert len(mounts) == 1, mounts
     finally:
         stack.pc("-p", other, "down", "-v", "-t", "0", check=False, cwd=other_dir)

@@ -92,7 +92,7 @@ def test_nobody_reaches_nothing_under_the_root_and_run_dir_made_by_image_load(fr
     (stack.dir / "token.txt").write_text("tok-123\n")
     stack.write(STACK)
     stack.pc("up", "-d", "--wait")
-    cid = f"{stack.project}-app-1"
+    cid = stack.pc("ps", "-q", "app").stdout.strip()  # its state is kept under its ID
     merged = stack.root / "rootfs" / cid / "merged"
     wait_for(lambda: (merged / "x.done").exists())
     setuid = merged / "x"
