@@ -23,7 +23,8 @@ VERDICT_WAIT = 10.0  # seconds an `up` waits for the scheduler to place its gene
 
 
 class Refused(Exception):
-    """The project can't be placed as written: the message names each service and why."""
+    """The project can't be placed as written (the message names each service and why),
+    or the cluster's store did not take it."""
 
 
 def _member(app: web.Application) -> membership.Membership | None:
@@ -53,8 +54,12 @@ async def check(app: web.Application, name: str, submission: dict[str, Any]) -> 
         return
     project = desired.read_project(name, desired.record(name, 0, stack_of(submission))
                                    .encode())
+    try:
+        listed = await membership.list_nodes(member.client)
+    except etcd.EtcdError as error:
+        raise Refused(f"the cluster's store is unavailable: {error}") from None
     known = [desired.to_placement(n, ready=n.status == membership.READY, holding=False)
-             for n in await membership.list_nodes(member.client)]
+             for n in listed]
     errors = placement.impossible(known, project.services)
     if errors:
         raise Refused("; ".join(errors[s] for s in sorted(errors)))
@@ -70,17 +75,21 @@ async def publish(app: web.Application, name: str, submission: dict[str, Any], *
     if member is None:
         return []
     key = desired.project(name)
-    for _ in range(10):  # a compare-and-swap: two `up`s from two hosts each get a generation
-        before = await member.client.get(key)
-        generation = _generation(before.value if before else None) + 1
-        won, _ = await member.client.txn(
-            [etcd.compare(key, "mod", "=", before.mod_revision if before else 0)],
-            [etcd.put_op(key, desired.record(name, generation, stack_of(submission),
-                                             submission))])
-        if won:
-            log.info("cluster.project_published", project=name, generation=generation)
-            return await _verdict(member.client, name, generation, wait)
-    raise etcd.EtcdError(f"project {name}: its record kept changing; try again")
+    try:
+        for _ in range(10):  # compare-and-swap: two `up`s from two hosts, two generations
+            before = await member.client.get(key)
+            generation = _generation(before.value if before else None) + 1
+            won, _ = await member.client.txn(
+                [etcd.compare(key, "mod", "=", before.mod_revision if before else 0)],
+                [etcd.put_op(key, desired.record(name, generation, stack_of(submission),
+                                                 submission))])
+            if won:
+                log.info("cluster.project_published", project=name, generation=generation)
+                return await _verdict(member.client, name, generation, wait)
+    except etcd.EtcdError as error:  # unavailable, or a record larger than etcd takes
+        raise Refused(f"project {name} could not be stored in the cluster: {error}") \
+            from None
+    raise Refused(f"project {name}: its record in the cluster kept changing; try again")
 
 
 async def _verdict(client: etcd.Client, name: str, generation: int, wait: float) -> list[str]:
@@ -145,7 +154,12 @@ async def local(app: web.Application, name: str, submission: dict[str, Any]) -> 
     member = _member(app)
     if member is None:
         return submission
-    return for_node(submission, (await assigned_here(member)).get(name, {}))
+    try:
+        here = (await assigned_here(member)).get(name, {})
+    except etcd.EtcdError as error:  # none for now: they come when the store answers
+        log.warning("cluster.assignments_unavailable", project=name, error=str(error))
+        here = {}
+    return for_node(submission, here)
 
 
 async def assigned_here(member: membership.Membership) -> dict[str, dict[str, set[int]]]:
@@ -164,8 +178,15 @@ async def withdraw(app: web.Application, name: str) -> None:
     member = _member(app)
     if member is None:
         return
-    await member.client.txn([], [etcd.delete_op(desired.project(name)),
-                                 etcd.delete_op(desired.project(name) + "/", prefix=True)])
+    try:
+        await member.client.txn([], [etcd.delete_op(desired.project(name)),
+                                     etcd.delete_op(desired.project(name) + "/", prefix=True)])
+    except etcd.EtcdError as error:
+        # Taken down here only, it would come back from the cluster: refuse instead.
+        raise web.HTTPServiceUnavailable(
+            text=json.dumps({"error": f"project {name} could not be withdrawn from the "
+                                      f"cluster: {error}"}),
+            content_type="application/json") from None
     log.info("cluster.project_withdrawn", project=name)
 
 

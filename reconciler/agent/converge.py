@@ -114,10 +114,10 @@ async def up(request: web.Request) -> web.StreamResponse:
         raise server.bad_request(str(refused)) from None
     try:  # in a cluster: a placement that can never hold fails now, not pending forever
         await cluster_projects.check(request.app, project.name, submission)
+        # Published and placed first: this node then runs at once what is assigned to it.
+        placed = await cluster_projects.publish(request.app, project.name, submission)
     except cluster_projects.Refused as refused:
         raise server.bad_request(str(refused)) from None
-    # Published and placed first: this node then runs at once what was assigned to it.
-    placed = await cluster_projects.publish(request.app, project.name, submission)
     record = server.record_from_body(
         project.name, await cluster_projects.local(request.app, project.name, submission))
     began, deadline = time.time(), time.monotonic() + timeout

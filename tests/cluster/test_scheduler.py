@@ -307,6 +307,11 @@ def test_up_in_a_cluster_is_checked_published_scheduled_and_down_withdraws_it(
     waiting.wait_for(lambda: asyncio.run(_get(etcd1, slot)) is None, timeout=30,
                      what="the assignment removed")
 
+    etcd1.kill(0)  # no store: an `up` can't be placed, and says so rather than run here alone
+    lost = host.stack.pc("up", "-d", check=False)
+    assert lost.returncode != 0 and "the cluster's store is unavailable" in lost.stderr
+    assert running_here(host, name) == []
+
 
 async def _get(cluster: EtcdCluster, key: str) -> dict | None:
     async with etcd.Client(cluster.endpoints) as client:
