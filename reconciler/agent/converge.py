@@ -29,6 +29,8 @@ from typing import Protocol
 from aiohttp import web
 
 from reconciler import spec
+from reconciler.spec import graph
+from reconciler.spec import model as spec_model
 from reconciler.agent import cluster_projects, ops, server, store, submit
 
 routes = web.RouteTableDef()
@@ -251,20 +253,20 @@ async def down(request: web.Request) -> web.StreamResponse:
     name, _ = await _project_of(request, body, {"project", "load", "volumes", "timeout"})
     views = await _views(agent, name)
     record = agent.store.get(name)
+    stream = _Stream(request)
+    await stream.open()
+    await stream.send({"type": "accepted", "project": name, "known": record is not None})
     if agent.ops:
         # Every container stops as docker compose stops it, with its stop signal and SIGKILL
-        # only after its grace period: the loop's removal steps stop the project's service
-        # containers (all at once); what they do not remove, and all with -t, stops here.
-        await agent.ops.stop([v.id for v in views if v.state in ("running", "paused") and (
-            stop_timeout is not None or v.oneoff or record is None)], stop_timeout)
+        # only after its grace period (or -t), dependents before what they depend on; the
+        # loop's removal steps then find them stopped.
+        for wave in _stop_waves(views, record):
+            await _stop_wave(agent, stream, wave, stop_timeout)
         # One-off containers (`run` without --rm) are not the loop's: they go first, or
         # their endpoints would keep the project's networks in use.
         await agent.ops.remove([v.id for v in views if v.oneoff])
-    stream = _Stream(request)
     await cluster_projects.withdraw(request.app, name)  # also when `up` ran on another node
     if record is None:
-        await stream.open()
-        await stream.send({"type": "accepted", "project": name, "known": False})
         if agent.ops:
             await agent.ops.remove([v.id for v in views if not v.oneoff])
         await stream.send({"type": "result", "ok": True, "error": None,
@@ -274,8 +276,6 @@ async def down(request: web.Request) -> web.StreamResponse:
     queue = agent.bus.subscribe()
     try:
         removing = server.remove(agent, name, volumes)
-        await stream.open()
-        await stream.send({"type": "accepted", "project": name, "known": True})
         error = await _follow(agent, queue, stream, name, removing.generation, time.time(),
                               time.monotonic() + DEFAULT_TIMEOUT) if removing else None
     finally:
@@ -286,6 +286,40 @@ async def down(request: web.Request) -> web.StreamResponse:
                        "networks": _networks(name, stack),
                        "volumes": _volumes(name, stack) if volumes else []})
     return stream.response
+
+
+def _stop_waves(views: list, record: store.ProjectRecord | None) -> list[list]:
+    """The running containers in docker compose's stop order: one-off containers and those of
+    services the stack does not have first, then the services' in reverse depends_on order
+    (dependents first), each wave stopped at once."""
+    running = [v for v in views if v.state in ("running", "paused")]
+    stack = None
+    if record is not None:
+        try:
+            stack = spec_model.Stack.model_validate(json.loads(record.stack))
+        except ValueError:
+            stack = None  # a stored stack that no longer reads: all at once, as before
+    known = set(stack.services) if stack is not None else set()
+    first = [v for v in running if v.oneoff or v.service not in known]
+    waves = [first] if first else []
+    if stack is not None:
+        order = graph.stop_order(stack, {v.service for v in running if v not in first})
+        waves += [[v for v in running if v not in first and v.service in wave]
+                  for wave in order]
+    return [w for w in waves if w]
+
+
+async def _stop_wave(agent: server.Agent, stream: _Stream, views: list,
+                     timeout: float | None) -> None:
+    """Stop `views` together, with docker compose's `Stopping` and `Stopped` lines."""
+    for view in views:
+        await stream.send({"type": "progress", "line": f"Container {view.name}  Stopping"})
+
+    async def one(view) -> None:
+        await agent.ops.stop([view.id], timeout)
+        await stream.send({"type": "progress", "line": f"Container {view.name}  Stopped"})
+
+    await asyncio.gather(*(one(v) for v in views))
 
 
 @routes.post("/v1/ps")

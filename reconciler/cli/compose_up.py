@@ -165,6 +165,8 @@ def down(args: argparse.Namespace) -> int:
                     name = line["project"]
                 elif line["type"] == "step":
                     _print_step(name, line, progress, printed)
+                elif line["type"] == "progress":  # Stopping, Stopped, in the stop order
+                    _print_once(progress, printed, line["line"])
                 elif line["type"] == "result":
                     result = line
         except (wire.ApiError, wire.AgentUnavailable) as error:

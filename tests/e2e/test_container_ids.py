@@ -181,3 +181,35 @@ def test_a_container_made_before_ids_is_adopted_and_kept_working(stack):
     assert stack.pc("exec", "-T", "web", "sh", "-c", "echo $GREETING").stdout == "changed\n"
     stack.pc("down")
     assert conftest.leftovers(stack) == []
+
+
+ORDERED = """\
+services:
+  db:
+    image: busybox
+    command: ["sh", "-c", "trap 'echo db >> /out/order; exit 0' TERM; while :; do sleep 0.1; done"]
+    volumes: ["./out:/out"]
+  web:
+    image: busybox
+    depends_on: [db]
+    command: ["sh", "-c", "trap 'echo web >> /out/order; exit 0' TERM; while :; do sleep 0.1; done"]
+    volumes: ["./out:/out"]
+"""
+
+
+def test_down_stops_dependents_first_with_docker_compose_lines(stack):
+    p = stack.project
+    (stack.dir / "out").mkdir()
+    stack.write(ORDERED)
+    stack.pc("up", "-d")
+    lines = stack.pc("down").stderr.splitlines()
+    # Each got its stop signal (TERM) and ended on it, web before the db it depends on.
+    assert (stack.dir / "out" / "order").read_text() == "web\ndb\n"
+    mine = [line.strip() for line in lines if line.strip().startswith("Container ")]
+    for name in (f"{p}-web-1", f"{p}-db-1"):
+        assert [w for w in ("Stopping", "Stopped", "Removing", "Removed")
+                if f"Container {name}  {w}" in mine] == ["Stopping", "Stopped", "Removing",
+                                                         "Removed"], lines
+    assert mine.index(f"Container {p}-web-1  Stopped") < \
+        mine.index(f"Container {p}-db-1  Stopping")
+    assert conftest.leftovers(stack) == []
