@@ -253,6 +253,8 @@ async def down(request: web.Request) -> web.StreamResponse:
     name, _ = await _project_of(request, body, {"project", "load", "volumes", "timeout"})
     views = await _views(agent, name)
     record = agent.store.get(name)
+    # Refused (503) before anything stops or the stream opens.
+    await cluster_projects.withdraw(request.app, name)  # also when `up` ran on another node
     stream = _Stream(request)
     await stream.open()
     await stream.send({"type": "accepted", "project": name, "known": record is not None})
@@ -265,7 +267,6 @@ async def down(request: web.Request) -> web.StreamResponse:
         # One-off containers (`run` without --rm) are not the loop's: they go first, or
         # their endpoints would keep the project's networks in use.
         await agent.ops.remove([v.id for v in views if v.oneoff])
-    await cluster_projects.withdraw(request.app, name)  # also when `up` ran on another node
     if record is None:
         if agent.ops:
             await agent.ops.remove([v.id for v in views if not v.oneoff])
