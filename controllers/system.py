@@ -75,11 +75,13 @@ def _stopped(o: observe.Observed | None, now: dt.datetime) -> bool:
 
 async def prune_containers(ctx: context.Context,
                            keep: Callable[[services.ContainerView], bool] = lambda view: False,
+                           removing: Callable[[services.ContainerView], None] = lambda view: None,
                            ) -> list[tuple[str, int]]:
     """`docker container prune`: every container that does not run (but those `keep` spares),
     as a user removes them: a stopped container of a project goes too, and comes back at its
-    next `up`. Anonymous volumes stay for `volume prune`, as docker leaves them. Returns
-    (container, bytes freed) of each."""
+    next `up`. Anonymous volumes stay for `volume prune`, as docker leaves them. `removing`
+    is told of each just before it goes (the agent stops wanting it). Returns (container ID,
+    bytes freed) of each."""
     gone = []
     for view in await services.list_containers(ctx):
         if view.state not in ("exited", "created") or keep(view):
@@ -89,6 +91,7 @@ async def prune_containers(ctx: context.Context,
         if not _stopped(await observe.get(ctx.layout, view.id), now):
             continue
         freed = await asyncio.to_thread(writable_bytes, ctx, view.id)
+        removing(view)
         await services.remove_container(ctx, view.id)
         log.info("container.pruned", container=view.id, freed_bytes=freed)
         gone.append((view.id, freed))

@@ -10,6 +10,8 @@ on the project's containers for ps, ls and the lifecycle verbs.
                    containers?, volumes?}: stop, start, restart, kill, pause, unpause, rm
                    (of `containers` if named; `volumes`: their anonymous volumes too);
                    lines {type: "progress", line} then result
+    POST /v1/prune {containers: [ID]} -> {removed: [[ID, bytes freed]]}: `system prune`'s
+                   stopped containers, which their projects stop wanting as `rm` does
 
 Each answers 400 {"error": "<where>: <what>"} before anything is stored or done when the
 request or the stack is wrong. up and down answer JSON lines: first {"type": "accepted",
@@ -29,9 +31,8 @@ from typing import Protocol
 from aiohttp import web
 
 from reconciler import spec
-from reconciler.spec import graph
-from reconciler.spec import model as spec_model
 from reconciler.agent import cluster_projects, ops, server, store, submit
+from reconciler.spec import graph, model as spec_model
 
 routes = web.RouteTableDef()
 
@@ -50,6 +51,7 @@ class ContainerOps(Protocol):
     async def states(self) -> dict[str, list[str]]: ...
     async def act(self, verb: str, cid: str, state: str, *, timeout: float | None,
                   signal: str, volumes: bool = False) -> None: ...
+    async def prune(self, ids: set[str], removing) -> list: ...  # [(ID, bytes freed)]
 
 
 class _Stream:
@@ -409,6 +411,31 @@ async def act(request: web.Request) -> web.StreamResponse:
         await stream.send({"type": "progress", "line": f"Container {orphan.name}  Removed"})
     await stream.send({"type": "result", "ok": not failures, "error": "; ".join(failures) or None})
     return stream.response
+
+
+@routes.post("/v1/prune")
+async def prune(request: web.Request) -> web.Response:
+    """Remove those of the given containers that do not run (the CLI chose them by its
+    filters; each is looked at again here). A project's container is held removed first, as
+    `rm` holds it, so that no pass makes it again until a submission asks for its service."""
+    agent = request.app[server.AGENT]
+    body = await server.json_body(request)
+    chosen = body.get("containers")
+    if set(body) - {"containers"} or not isinstance(chosen, list) \
+            or not all(isinstance(x, str) for x in chosen):
+        raise server.bad_request("request body: expected {\"containers\": [ID, ...]}")
+    touched: set[str] = set()
+
+    def removing(view) -> None:
+        if not view.oneoff:
+            agent.store.hold_removed(view.project, {f"service:{view.service}:{view.replica}"})
+            touched.add(view.project)
+
+    removed = await agent.ops.prune(set(chosen), removing) if agent.ops else []
+    for project in sorted(touched):
+        if agent.on_change:
+            agent.on_change(project)
+    return web.json_response({"removed": [[cid, freed] for cid, freed in removed]})
 
 
 def _stored_services(agent: server.Agent, name: str) -> set[str]:

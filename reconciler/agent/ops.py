@@ -9,7 +9,7 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from controllers import context, services
+from controllers import context, services, system
 from reconciler.plan import model
 from runtime.oci import lifecycle, observe
 
@@ -125,6 +125,13 @@ class Ops:
     async def views(self, project: str) -> list[services.ContainerView]:
         """What `ps` shows of the project's containers."""
         return await services.list_containers(self.ctx, project=project, all=True)
+
+    async def prune(self, ids: set[str],
+                    removing: Callable[[services.ContainerView], None]) -> list[tuple[str, int]]:
+        """`system prune`: those of `ids` that do not run (looked at again just before each
+        goes), `removing` told of each first; (ID, bytes freed) of each removed."""
+        return await system.prune_containers(self.ctx, lambda view: view.id not in ids,
+                                             removing)
 
     async def stop(self, ids: list[str], timeout: float | None) -> None:
         await asyncio.gather(*(services.stop_container(self.ctx, cid, timeout) for cid in ids))

@@ -13,6 +13,7 @@ import asyncio
 import datetime as dt
 import json
 import sys
+from pathlib import Path
 
 from reconciler.cli import common, compose_base, images as image_verbs, listing, render
 from runtime.build import cache as build_cache
@@ -166,6 +167,26 @@ def _warning(args: argparse.Namespace, filters: dict[str, list[str]]) -> str:
     return text.rstrip("\n")
 
 
+def _prune_containers(args: argparse.Namespace, ctx, keep) -> list[tuple[str, int]]:
+    """The stopped containers the filters leave, removed by the agent: it stops wanting
+    those of a project first, as for `rm`, so that no pass of its loop makes them again."""
+    from controllers import services
+    from reconciler.agent import plainclient, wire
+    from reconciler.cli import compose_up
+
+    views = asyncio.run(services.list_containers(ctx))
+    chosen = [v.id for v in views if v.state in ("exited", "created") and not keep(v)]
+    if not chosen:
+        return []
+    compose_up.ensure_agent_now(args)
+    try:
+        with plainclient.PlainClient(Path(args.run_dir), timeout=None) as agent:
+            answer = agent.call("POST", "/v1/prune", {"containers": chosen})
+    except (wire.ApiError, wire.AgentUnavailable) as error:
+        raise common.UserFacingError(str(error)) from None
+    return [(cid, int(freed)) for cid, freed in answer["removed"]]
+
+
 def prune(args: argparse.Namespace) -> int:
     filters = listing.parse_filters(args.filter, PRUNE_FILTERS)
     if args.volumes and "until" in filters:
@@ -186,7 +207,7 @@ def prune(args: argparse.Namespace) -> int:
         created = int(view.created.timestamp() * 1e9) if view.created else 0
         return labels_kept(dict(view.labels)) or (until is not None and created >= until)
 
-    gone = asyncio.run(_controller().prune_containers(ctx, keep_container))
+    gone = _prune_containers(args, ctx, keep_container)
     if gone:
         sections.append("Deleted Containers:\n" + "".join(f"{cid}\n" for cid, _ in gone))
     freed += sum(size for _, size in gone)

@@ -213,3 +213,20 @@ def test_down_stops_dependents_first_with_docker_compose_lines(stack):
     assert mine.index(f"Container {p}-web-1  Stopped") < \
         mine.index(f"Container {p}-db-1  Stopping")
     assert conftest.leftovers(stack) == []
+
+
+def test_system_prune_removes_a_stopped_container_and_its_project_stops_wanting_it(stack):
+    p = stack.project
+    stack.write(STACK.format(greeting="hi"))
+    stack.pc("up", "-d")
+    web = ps_json(stack)[f"{p}-web-1"]["ID"]
+    stack.pc("stop", "web")
+    pruned = stack.pc("system", "prune", "-f").stdout
+    assert f"Deleted Containers:\n{web}\n" in pruned
+    # The agent took it out of what the project wants: a pass of the project (the `up` of
+    # another service converges it) does not make it again.
+    stack.pc("up", "-d", "named")
+    assert set(ps_json(stack)) == {f"{p}-named-1"}
+    stack.pc("up", "-d")  # asked for again: a new container, with a new ID
+    again = ps_json(stack)[f"{p}-web-1"]
+    assert again["State"] == "running" and again["ID"] != web
