@@ -34,8 +34,10 @@ REPO = BENCH.parent
 sys.path.insert(0, str(REPO))
 
 from runtime.net import records  # noqa: E402
-from tests.e2e import conftest  # noqa: E402
-from tests.e2e import test_drift as drift  # noqa: E402
+from tests.e2e import (  # noqa: E402
+    conftest,
+    test_drift as drift,
+)
 from tests.support import oci_image  # noqa: E402
 
 RESULTS = BENCH / "RESULTS-drift.md"
@@ -161,7 +163,7 @@ def main() -> int:
 
 
 def report(args: argparse.Namespace, times: dict[str, list[float]], idle: float) -> None:
-    lines = [f"## {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, N = {args.n}",
+    lines = [f"## {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, N = {args.n}",
              "", f"`{shlex.join(['.venv/bin/python', 'bench/bench_drift.py', *sys.argv[1:]])}`"
              f" on {platform.node()} ({os.cpu_count()} cores, kernel {platform.release()})", "",
              f"| drift | median s | min s | max s | goal ≤ {GOAL_SECONDS:g} s |",

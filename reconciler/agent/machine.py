@@ -239,13 +239,15 @@ class Machine:
             log.warning("drift.repairing", project=project, resource=step.resource,
                         drift=step.reason)
             if kind == "network":
+                assert isinstance(step.desired, model.DesiredNetwork)
                 await self._ensure_network(project, step.desired)
             elif kind == "rules":
                 await asyncio.to_thread(bridge.sync_rules, self.ctx.net_host)
             else:
-                async with self._name(step.observed.name):
-                    await asyncio.to_thread(self._repair_container, project,
-                                            step.observed.name)
+                assert isinstance(step.observed, model.ObservedContainer)
+                name = step.observed.name
+                async with self._name(name):
+                    await asyncio.to_thread(self._repair_container, project, name)
 
         def counted(function: executor.StepFunction) -> executor.StepFunction:
             async def run(step: plans.Step) -> None:
@@ -414,7 +416,7 @@ class Machine:
         return await asyncio.to_thread(self._drifted_projects)
 
     def _drifted_projects(self) -> list[str]:
-        found = set()
+        found: set[str] = set()
         why = bridge.rules_drift(self.ctx.net_host)
         if why:
             log.warning("drift.found", drift=why)

@@ -245,7 +245,7 @@ def _dump(sock: socket.socket, kind: int, body: bytes) -> list[bytes]:
     """The bodies of every message a dump request of `kind` answers with."""
     sock.send(_HEADER.pack(_HEADER.size + len(body), kind, NLM_F_REQUEST | NLM_F_DUMP, 1, 0)
               + body)
-    out = []
+    out: list[bytes] = []
     while True:
         data = sock.recv(1 << 20)
         offset = 0
