@@ -78,7 +78,7 @@ def one_round(hosts: overlay_hosts.Hosts, etcd: etcd_harness.EtcdCluster,
     until(lambda: has_route(a, subnet) and has_route(b, subnet), 30, "peers' routes")
     join = time.monotonic() - began
     service = f"svc{n}"
-    new.stack.write(scenarios.WEB.format(host=new.name, net="mesh").replace("web:", f"{service}:"))
+    new.write(scenarios.WEB.format(host=new.name, net="mesh").replace("web:", f"{service}:"))
     new.pc("up", "-d")
     name = until(lambda: scenarios.resolves(a, "client", service), 60,
                  "the new service's name on host 1")

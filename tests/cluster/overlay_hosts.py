@@ -44,6 +44,13 @@ class Host:
     def netns(self) -> str:
         return self.stack.host_netns
 
+    def write(self, text: str) -> None:
+        """The stack of this host: each service placed here (in a cluster `up` places the
+        replicas on any node, as `docker stack deploy` does)."""
+        here = f'    deploy: {{placement: {{constraints: ["node.hostname == {self.name}"]}}}}\n'
+        self.stack.write(text.replace("    image: busybox:latest\n",
+                                      "    image: busybox:latest\n" + here))
+
     def pc(self, *args: str, check: bool = True, timeout: float = 120):
         return self.stack.pc(*args, check=check, timeout=timeout)
 

@@ -73,9 +73,9 @@ def test_a_service_fetches_from_another_host_by_name(cluster_hosts: Hosts):
     listed = a.networks()
     assert (listed["mesh"]["Driver"], listed["mesh"]["Scope"]) == ("overlay", "swarm")
 
-    b.stack.write(WEB.format(host="b", net="mesh"))
+    b.write(WEB.format(host="b", net="mesh"))
     b.pc("up", "-d")
-    a.stack.write(CLIENT.format(net="mesh"))
+    a.write(CLIENT.format(net="mesh"))
     a.pc("up", "-d")
 
     # By service name, resolved on A from B's endpoint in the cluster.
@@ -95,7 +95,7 @@ def test_a_service_fetches_from_another_host_by_name(cluster_hosts: Hosts):
     assert all(re.match(r"^10\.\d+\.\d+\.0/24$", s) for s in shown["Subnets"].values())
 
     # Another overlay is isolated from this one; a bridge network stays on its host.
-    b.stack.write(WEB.format(host="b", net="mesh").replace(
+    b.write(WEB.format(host="b", net="mesh").replace(
         "networks: [mesh]", "networks: [mesh]\n  other:\n    image: busybox:latest\n"
         "    command: [sleep, '3600']\n    networks: [other]") + "  other: {external: true}\n")
     b.pc("up", "-d")
@@ -123,7 +123,7 @@ def mesh(hosts: Hosts, *numbers: int):
     made[0].pc("network", "create", "-d", "overlay", "mesh")
     for n, host in enumerate(made):
         host.wait_network("mesh")
-        host.stack.write((PINGER if n == 0 else WEB).format(host=host.name, net="mesh"))
+        host.write((PINGER if n == 0 else WEB).format(host=host.name, net="mesh"))
         host.pc("up", "-d")
     return made
 
@@ -170,7 +170,7 @@ def test_a_host_joins_while_traffic_flows_and_a_dead_host_is_cleaned_from_its_pe
 
     c = cluster_hosts.add(3)
     c.wait_network("mesh")
-    c.stack.write(WEB.format(host="h3", net="mesh").replace("web:", "other:"))
+    c.write(WEB.format(host="h3", net="mesh").replace("web:", "other:"))
     c.pc("up", "-d")
     waiting.wait_for(lambda: served(a, "client", "http://other/", "hello from h3"), timeout=30,
                      what="A to fetch C's page by name")
@@ -284,13 +284,13 @@ def test_while_etcd_is_away_flows_and_names_keep_working_and_verbs_fail_fast(
 
 def test_a_stack_declares_an_overlay_network_that_another_host_joins(cluster_hosts: Hosts):
     a, b = cluster_hosts.add(1), cluster_hosts.add(2)
-    a.stack.write(WEB.format(host="h1", net="mesh").replace(
+    a.write(WEB.format(host="h1", net="mesh").replace(
         "  mesh: {external: true}", "  mesh: {driver: overlay, attachable: true}"))
     a.pc("up", "-d")
     name = f"{a.stack.project}_mesh"
     b.wait_network(name)
     assert b.networks()[name]["Scope"] == "swarm"
-    b.stack.write(PINGER.format(net="mesh").replace(
+    b.write(PINGER.format(net="mesh").replace(
         "  mesh: {external: true}", f"  mesh: {{external: true, name: {name}}}"))
     b.pc("up", "-d")
     waiting.wait_for(lambda: served(b, "client", "http://web/", "hello from h1"), timeout=30,
