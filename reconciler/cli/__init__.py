@@ -37,7 +37,8 @@ _VALUED = {"-f", "--file", "-p", "--project-name", "--profile", "--env-file",
 # quick verbs do not pay for importing structlog (compose_base.context quiets it when they
 # act in-process after all: attached `up`, `ps` without an agent).
 _OWN_LOGGING = {"agent", "up", "down", "version", "ps", "ls", "stop", "start", "restart",
-                "kill", "pause", "unpause", "create", "rm", "scale", "wait", "attach", "volumes"}
+                "kill", "pause", "unpause", "create", "rm", "scale", "wait", "attach", "volumes",
+                "build"}
 
 
 # Verbs a user other than root may run: they read the stack file and print, nothing more.
