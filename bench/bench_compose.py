@@ -590,7 +590,7 @@ class Sampler:
         if tool and tool.agent and out:
             self.argv = [str(REPO / ".venv" / "bin" / "py-spy"), "record", "--pid", str(tool.agent.pid),
                          "--rate", str(SAMPLE_RATE), "--format", "raw", "--output", str(out),
-                         "--threads", "--nonblocking"]
+                         "--threads", "--gil", "--nonblocking"]
         self.proc: subprocess.Popen | None = None
 
     def __enter__(self) -> Sampler:
