@@ -133,6 +133,7 @@ def _register_exec_run(verbs) -> None:
     p.set_defaults(handler=_handler("compose_ctl", "exec_"))
 
     p = verbs.add_parser("run", help="Run a one-off command on a service")
+    p.add_argument("--build", action="store_true", help="Build image before starting container")
     p.add_argument("--rm", action="store_true", help="Remove the container when it exits")
     p.add_argument("-d", "--detach", action="store_true")
     p.add_argument("-e", "--env", action="append", default=[], metavar="KEY=VAL")

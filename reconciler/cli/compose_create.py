@@ -3,8 +3,9 @@ their progress lines. `create` makes the containers and starts none (a later `st
 does); `scale` sets the replicas of the services it names and touches no other.
 
 Like `up`, neither loads the stack here: the agent does, with this shell's directory and
-environment. Only `create --pull always|never` and `--build` read it here first, to pull or
-look for the images before anything is submitted.
+environment. `create` first has the agent build what has no image yet (as `up` does; every
+`build:` service with `--build` or `--pull build`, none with `--no-build`); only `--pull
+always|never` reads the stack here, to pull or look for the images before anything is submitted.
 """
 
 from __future__ import annotations
@@ -19,8 +20,6 @@ from reconciler.cli import common, compose_up, render
 
 # docker compose's --pull values; `policy` (each service's own pull_policy) is the default.
 PULL_POLICIES = ("always", "missing", "if_not_present", "never", "build")
-NO_BUILD = ("pcompose does not build images: make the image elsewhere, then `pcompose image "
-            "load` or `pull` it")
 
 
 # -- create
@@ -31,10 +30,17 @@ def create(args: argparse.Namespace) -> int:
         raise common.UserFacingError("--force-recreate and --no-recreate are incompatible")
     if args.pull is not None and args.pull not in PULL_POLICIES:
         raise common.UserFacingError(f'invalid --pull option "{args.pull}"')
-    progress = render.Progress()
-    if args.build or args.pull in ("always", "never", "build"):
-        _prepare_images(args, progress)
+    if args.pull == "build" and args.no_build:
+        raise common.UserFacingError("--pull build and --no-build are incompatible")
     compose_up.ensure_agent_now(args)
+    if not args.no_build:
+        from reconciler.cli import build
+
+        build.run(args, services=list(args.services),
+                  only_missing=not (args.build or args.pull == "build"))
+    progress = render.Progress()
+    if args.pull in ("always", "never"):
+        _prepare_images(args, progress)
     submit(args, {"services": list(args.services), "scale": list(args.scale),
                   "force_recreate": args.force_recreate, "no_recreate": args.no_recreate,
                   "remove_orphans": args.remove_orphans, "no_start": True}, progress)
@@ -42,8 +48,8 @@ def create(args: argparse.Namespace) -> int:
 
 
 def _prepare_images(args: argparse.Namespace, progress: render.Progress) -> None:
-    """What --build and --pull ask of the images of the services `create` makes: pcompose
-    builds none, pulls each with `always`, and with `never` makes sure each is here."""
+    """What --pull asks of the images of the services `create` makes: each pulled with `always`,
+    with `never` each made sure to be here; those with `build:` were just built instead."""
     from reconciler.cli import stack
     from runtime import images
 
@@ -53,11 +59,8 @@ def _prepare_images(args: argparse.Namespace, progress: render.Progress) -> None
             raise common.UserFacingError(f"no such service: {name}")
     names = project.with_dependencies(list(args.services)) if args.services \
         else list(project.services_enabled)
-    services = {name: project.stack.services[name] for name in names}
-    building = sorted(n for n, s in services.items() if s.build is not None)
-    if args.pull == "build" or (args.build and building):
-        raise common.UserFacingError(
-            f"service {(building or names)[0]}: {NO_BUILD}")
+    services = {name: project.stack.services[name] for name in names
+                if project.stack.services[name].build is None}
     refs = list(dict.fromkeys(s.image for s in services.values() if s.image))
     try:
         store = images.Store(args.root)

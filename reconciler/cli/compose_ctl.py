@@ -104,6 +104,7 @@ async def _run(args, project) -> int:
     from reconciler.cli import compose_up
 
     await compose_up.ensure_agent(args)
+    await _build_images(args, project)
     await _ensure_dependencies(args, project)
     ctx = compose_base.context(args)
     entrypoint = shlex.split(args.entrypoint) if args.entrypoint is not None else None
@@ -168,6 +169,17 @@ async def _attached(ctx, cid: str, terminal: bool, stdin: bool) -> int:
         return 141
     finally:
         session.close()
+
+
+async def _build_images(args, project) -> None:
+    """As docker compose run: the service's image and those of what it depends on are built
+    when missing (every one of them with --build), before anything of the project starts."""
+    from reconciler.cli import build
+
+    names = [n for n in project.with_dependencies([args.service])
+             if project.stack.services[n].build is not None]
+    if names:
+        await asyncio.to_thread(build.run, args, services=names, only_missing=not args.build)
 
 
 async def _ensure_dependencies(args, project) -> None:

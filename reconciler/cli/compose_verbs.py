@@ -35,7 +35,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
     """Add this module's verbs to the parser."""
     p = verbs.add_parser("create", help="Creates containers for a service")
     p.add_argument("--build", action="store_true",
-                   help="Build images before starting containers (pcompose builds none)")
+                   help="Build images before starting containers")
     p.add_argument("--no-build", action="store_true", help="Don't build an image")
     p.add_argument("--pull", default=None, metavar="POLICY",
                    help='Pull image before running ("always"|"missing"|"never")')
