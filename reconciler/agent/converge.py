@@ -31,7 +31,7 @@ from typing import Protocol
 from aiohttp import web
 
 from reconciler import spec
-from reconciler.agent import cluster_projects, ops, server, store, submit
+from reconciler.agent import cluster_projects, ops, peers, server, store, submit
 from reconciler.spec import graph, model as spec_model
 
 routes = web.RouteTableDef()
@@ -331,11 +331,14 @@ async def ps(request: web.Request) -> web.Response:
     request named files (the CLI checks the services it was given against them)."""
     agent = request.app[server.AGENT]
     body = await server.json_body(request)
-    name, project = await _project_of(request, body, {"project", "load"})
+    name, project = await _project_of(request, body, {"project", "load", "local"})
     views = await agent.ops.views(name) if agent.ops else []
+    rows, unreachable = [ops.view_json(v) for v in views], []
+    if not body.get("local"):  # in a cluster: every node's rows, each with its node
+        rows, unreachable = await peers.gather_ps(request, name, rows)
     return web.json_response({
         "project": name, "services": sorted(project.stack.services) if project else None,
-        "containers": [ops.view_json(v) for v in views]})
+        "containers": rows, "unreachable": unreachable})
 
 
 @routes.post("/v1/act")

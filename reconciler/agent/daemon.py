@@ -25,6 +25,7 @@ from reconciler.agent import (
     launcher,
     metrics,
     nodes,
+    peers,
     server,
     store,
 )
@@ -242,7 +243,8 @@ def _projects_of_exits(agent: server.Agent, runtime: Runtime):
 async def run(root: Path, run_dir: Path, *, runtime: Runtime | None = None,
               resync: float = 10.0, workers: int = 4,
               stop: asyncio.Event | None = None,
-              cluster: membership.Config | None = None) -> None:
+              cluster: membership.Config | None = None,
+              listen: peers.Listen | None = None) -> None:
     """Serve until `stop` is set (or SIGTERM/SIGINT when it is not given). Raises
     store.Damaged without serving when the store fails its check, and TaskFailed after
     stopping when a task that must run for the agent's life ended. With `cluster`, the
@@ -272,7 +274,11 @@ async def run(root: Path, run_dir: Path, *, runtime: Runtime | None = None,
         app = server.make_app(agent)
         nodes.install(app, member)
         cluster_networks.install(app)
+        if listen is not None and member is not None:
+            peers.install(app, listen, member)
         runner = await server.serve(app, sock)
+        if listen is not None and member is not None:
+            await peers.serve(runner, listen)
         log.info("agent.started", pid=os.getpid(), root=str(root), run_dir=str(run_dir),
                  reconciling=runtime is not None)
         try:

@@ -35,7 +35,7 @@ class PlainClient:
 
     def __init__(self, run_dir, timeout: float | None = 30.0) -> None:
         self.socket = wire.socket_path(run_dir)
-        self._conn = _UnixConnection(str(self.socket), timeout)
+        self._conn: http.client.HTTPConnection = _UnixConnection(str(self.socket), timeout)
 
     def __enter__(self) -> PlainClient:
         return self

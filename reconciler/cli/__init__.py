@@ -23,6 +23,7 @@ VERB_MODULES = {
     "volumes": ("volume",),
     "system": ("system",),
     "nodes": ("node",),
+    "cluster": ("cluster",),
     "inspect": ("inspect",),
     "agent": ("agent",),
 }
@@ -30,7 +31,7 @@ VERB_MODULES = {
 # Global options that take a value as the next word (common.add_global_options).
 _VALUED = {"-f", "--file", "-p", "--project-name", "--profile", "--env-file",
            "--project-directory", "--root", "--run-dir", "--host-netns", "--progress",
-           "--ansi"}
+           "--ansi", "-H", "--host", "--tlscacert", "--tlscert", "--tlskey", "--token-file"}
 
 
 # Verbs that set up logging themselves when they need it: the agent logs its own way, and the
@@ -61,6 +62,7 @@ _WHY_ROOT = {
     "inspect": "containers' bundles and records under the state root are root's only",
     "agent": "the agent runs containers through runc, mounts, cgroups and network namespaces",
     "nodes": "it asks the agent, whose socket is root's only, for the cluster's nodes",
+    "cluster": "the cluster's keys are root's only",
     "login": "the agent, which runs as root, pulls with root's credentials",
     "logout": "the agent, which runs as root, pulls with root's credentials",
 }

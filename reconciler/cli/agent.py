@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 from pathlib import Path
 
 from reconciler.cli import common
@@ -32,6 +33,16 @@ def register(verbs: argparse._SubParsersAction) -> None:
                          help="This node's address on the hosts' network (underlay)")
     cluster.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
                          help="An engine label of this node (repeatable)")
+    remote = parser.add_argument_group("tcp", "Serve the API to the cluster's peers and clients")
+    remote.add_argument("--listen-tcp", metavar="ADDR:PORT",
+                        help="Serve the API on this TCP address too (needs --cluster)")
+    remote.add_argument("--tls-ca", metavar="FILE", help="The cluster's CA (pcompose cluster init)")
+    remote.add_argument("--tls-cert", metavar="FILE", help="This agent's cert")
+    remote.add_argument("--tls-key", metavar="FILE", help="This agent's key")
+    remote.add_argument("--token", metavar="FILE",
+                        help="A shared secret a client may show instead of a cert")
+    remote.add_argument("--insecure-tcp", action="store_true",
+                        help="Serve the TCP API in clear (anyone who reaches it runs containers)")
     parser.set_defaults(handler=run)
 
 
@@ -117,9 +128,17 @@ def run(args: argparse.Namespace) -> int:
     try:
         root, run_dir = Path(args.root), Path(args.run_dir)
         cluster = cluster_config(args)
+        listen = None
+        if cluster is not None and args.listen_tcp:
+            from reconciler.cli import cluster as cluster_cli
+
+            listen = cluster_cli.listen_of(args)
+            cluster = dataclasses.replace(cluster, api=listen.url(cluster.address))
+        elif args.listen_tcp:
+            raise common.UserFacingError("--listen-tcp needs --cluster")
         runtime = daemon.default_runtime(root, run_dir, args.host_netns)
         asyncio.run(daemon.run(root, run_dir, runtime=runtime,
-                               resync=args.resync, cluster=cluster))
+                               resync=args.resync, cluster=cluster, listen=listen))
     except daemon.AlreadyRunning as error:
         raise common.UserFacingError(str(error), daemon.EXIT_ALREADY_RUNNING) from None
     except store.Damaged as error:

@@ -46,6 +46,9 @@ def add_global_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ansi", default=os.environ.get("COMPOSE_ANSI") or "auto",
                         choices=("never", "always", "auto"),
                         help="Control when to print ANSI control characters; env COMPOSE_ANSI")
+    from reconciler.cli import cluster  # -H and the TLS files of a remote agent's API
+
+    cluster.add_client_options(parser)
 
 
 def print_error(message: str) -> None:

@@ -56,15 +56,19 @@ def ps(args: argparse.Namespace) -> int:
 def _ps_views(args: argparse.Namespace) -> list:
     """The project's containers (one-off ones too) from the agent, which has the stack's
     loader and the runtime warm; read here when no agent answers."""
-    from reconciler.agent import plainclient, wire
-    from reconciler.cli import compose_up
+    from reconciler.agent import wire
+    from reconciler.cli import cluster, compose_up
 
     body = {"project": args.project_name} if args.project_name \
         else {"load": compose_up.load_request(args)}
+    if cluster.remote(args) and not args.project_name:  # the files are here, not there
+        body = {"project": compose_base.project_name(args)[0]}
     try:
-        with plainclient.PlainClient(Path(args.run_dir), timeout=60.0) as agent:
+        with cluster.agent_client(args, timeout=60.0) as agent:
             answer = agent.call("POST", "/v1/ps", body)
-    except wire.AgentUnavailable:
+    except wire.AgentUnavailable as error:
+        if cluster.remote(args):
+            raise common.UserFacingError(str(error)) from None
         name, project = compose_base.project_name(args)
         compose_base.check_services(project, args.services)
         return compose_base.run(compose_base.containers(
@@ -74,6 +78,8 @@ def _ps_views(args: argparse.Namespace) -> list:
     for service in args.services:
         if answer["services"] is not None and service not in answer["services"]:
             raise common.UserFacingError(f"no such service: {service}")
+    for node in answer.get("unreachable") or ():
+        common.print_warning(f"node {node} did not answer: its containers are not listed")
     views = (_view(v) for v in answer["containers"])
     return sorted((v for v in views if not args.services or v.service in args.services),
                   key=lambda v: v.name)

@@ -105,7 +105,12 @@ def created_at(when: dt.datetime) -> str:
 def ps_table(views, now: dt.datetime, trunc: bool = True) -> str:
     rows = [[v.name, v.image, command(v, trunc), v.service, ago(v.created, now), status(v, now),
              ports(v)] for v in sorted(views, key=lambda v: v.name)]
-    return table(["NAME", "IMAGE", "COMMAND", "SERVICE", "CREATED", "STATUS", "PORTS"], rows)
+    heads = ["NAME", "IMAGE", "COMMAND", "SERVICE", "CREATED", "STATUS", "PORTS"]
+    if any(getattr(v, "node", "") for v in views):  # in a cluster: the node that runs it
+        rows = [[*row, v.node] for row, v in zip(rows, sorted(views, key=lambda v: v.name),
+                                                 strict=True)]
+        heads.append("NODE")
+    return table(heads, rows)
 
 
 def ps_json(view, now: dt.datetime, trunc: bool = True) -> dict:
@@ -130,6 +135,7 @@ def ps_json(view, now: dt.datetime, trunc: bool = True) -> dict:
         "Name": view.name,
         "Names": view.name,
         "Networks": ",".join(view.networks),
+        **({"Node": view.node} if getattr(view, "node", "") else {}),
         "Ports": ports(view),
         "Project": view.project,
         # A port published on every address shows 0.0.0.0, as docker's engine reports it.

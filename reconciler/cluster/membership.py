@@ -69,6 +69,7 @@ class Config:
     ca: str | None = None
     cert: str | None = None
     key: str | None = None
+    api: str = ""  # where peers reach this agent's API (agent --listen-tcp), if it serves one
 
     def client(self) -> etcd.Client:
         return etcd.Client(list(self.endpoints), ca=self.ca, cert=self.cert, key=self.key)
@@ -123,7 +124,7 @@ class Membership:
         return {"hostname": self.config.name, "address": self.config.address,
                 "platform": f"{platform.system().lower()}/{platform.machine()}",
                 "engine_labels": dict(self.config.labels), "started": self.started,
-                "host": socket.gethostname()}
+                "host": socket.gethostname(), "api": self.config.api}
 
     async def run(self) -> None:
         pause = 0.5
