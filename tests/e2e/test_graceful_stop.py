@@ -33,8 +33,16 @@ def stops(stack) -> dict[str, list[int | None]]:
     return out
 
 
-def marker(stack, name: str) -> str | None:
-    path = stack.dir / "out" / name
+def hostnames(stack) -> dict[str, str]:
+    """name -> hostname (the short ID, docker's default) of each container: what the marker
+    of a container is called."""
+    rows = [json.loads(line) for line in stack.pc("ps", "-a", "--format", "json").stdout
+            .splitlines() if line.strip()]
+    return {row["Name"]: row["ID"][:12] for row in rows}
+
+
+def marker(stack, hostname: str) -> str | None:
+    path = stack.dir / "out" / hostname
     return path.read_text().strip() if path.exists() else None
 
 
@@ -47,9 +55,10 @@ def test_down_stops_each_container_with_its_stop_signal_and_grace_period(stack):
                 + service("stubborn", '["sleep", "100000"]', stop_grace_period="2s"))
     p = stack.project
     stack.pc("up", "-d")
+    host = hostnames(stack)
     stack.pc("down")
-    assert marker(stack, f"{p}-db-1") == "clean"
-    assert marker(stack, f"{p}-usr1-1") == "usr1"
+    assert marker(stack, host[f"{p}-db-1"]) == "clean"
+    assert marker(stack, host[f"{p}-usr1-1"]) == "usr1"
     ended = stops(stack)
     assert ended[f"{p}-db-1"] == [0] and ended[f"{p}-usr1-1"] == [0]
     assert ended[f"{p}-stubborn-1"] == [137]
@@ -60,38 +69,41 @@ def test_down_with_timeout_zero_kills_at_once(stack):
     stack.write("services:\n" + service("db", stop_grace_period="5s"))
     p = stack.project
     stack.pc("up", "-d")
+    host = hostnames(stack)
     stack.pc("down", "-t", "0")
     assert stops(stack)[f"{p}-db-1"] == [137]
-    assert marker(stack, f"{p}-db-1") is None
+    assert marker(stack, host[f"{p}-db-1"]) is None
 
 
 def test_a_changed_service_is_stopped_gracefully_before_it_is_recreated(stack):
     stack.write("services:\n" + service("db", stop_grace_period="5s"))
     p = stack.project
     stack.pc("up", "-d")
+    first = hostnames(stack)[f"{p}-db-1"]
     stack.write("services:\n" + service("db", TRAPS_TERM.replace("0.2", "0.3"),
                                         stop_grace_period="5s"))
     done = stack.pc("up", "-d")
     assert f"Container {p}-db-1  Recreated" in done.stderr
-    assert marker(stack, f"{p}-db-1") == "clean"
+    assert marker(stack, first) == "clean"
     assert stops(stack)[f"{p}-db-1"] == [0]
     # `up -t` is the grace period of what that `up` recreates.
-    (stack.dir / "out" / f"{p}-db-1").unlink()
+    second = hostnames(stack)[f"{p}-db-1"]
     stack.write("services:\n" + service("db", stop_grace_period="5s"))
     stack.pc("up", "-d", "-t", "0")
     assert stops(stack)[f"{p}-db-1"] == [0, 137]
-    assert marker(stack, f"{p}-db-1") is None
+    assert marker(stack, second) is None
 
 
 def test_scaling_down_stops_the_replica_gracefully(stack):
     stack.write("services:\n" + service("db", stop_grace_period="5s"))
     p = stack.project
     stack.pc("up", "-d", "--scale", "db=2")
+    host = hostnames(stack)
     stack.pc("up", "-d", "--scale", "db=1")
-    assert marker(stack, f"{p}-db-2") == "clean"
-    assert marker(stack, f"{p}-db-1") is None
+    assert marker(stack, host[f"{p}-db-2"]) == "clean"
+    assert marker(stack, host[f"{p}-db-1"]) is None
     assert stops(stack) == {f"{p}-db-2": [0]}
-    assert stack.pc("ps", "-q").stdout.split() == [f"{p}-db-1"]
+    assert [i[:12] for i in stack.pc("ps", "-q").stdout.split()] == [host[f"{p}-db-1"]]
 
 
 def test_up_says_waiting_then_exited_or_healthy_for_the_dependencies_it_waits_for(stack):
