@@ -265,17 +265,21 @@ class _Build:
 
     # -- one stage
     def _build_stage(self, stage: stage_mod.Stage) -> None:
-        total = 1 + sum(1 for i in stage.instructions if i.cmd in ("run", "copy", "add"))
+        began = time.monotonic()
+        # the base's ONBUILD triggers are steps of this stage, run first (docker's rule): its
+        # step count is known once the base is
+        triggers = self._start(stage)
+        steps = [*triggers, *stage.instructions]
+        total = 1 + sum(1 for i in steps if i.cmd in ("run", "copy", "add"))
         position = 1
         n = self._begin(f"[{self.label}{stage.label} {position}/{total}] {stage.from_inst.original.strip()}")
-        began = time.monotonic()
-        self._start(stage)
         self._done(n, began)
-        for inst in stage.instructions:
+        for inst in steps:
             try:
                 if inst.cmd in ("run", "copy", "add"):
                     position += 1
-                    self._layer_step(stage, inst, f"[{self.label}{stage.label} {position}/{total}]")
+                    where = f"[{self.label}{stage.label} {position}/{total}]"
+                    self._layer_step(stage, inst, f"{where} ONBUILD" if inst in triggers else where)
                 else:
                     stage_mod.apply(stage, inst, escape=self.escape, build_args=self.build_args,
                                     meta_args=self.meta_args)
@@ -288,7 +292,9 @@ class _Build:
                 raise self._error(inst, str(err)) from None
         stage.done = True
 
-    def _start(self, stage: stage_mod.Stage) -> None:
+    def _start(self, stage: stage_mod.Stage) -> list[dockerfile.Instruction]:
+        """The stage's starting point (its base image or earlier stage); the ONBUILD triggers of
+        a base image, to run before the stage's own instructions."""
         inst = stage.from_inst
         for flag in inst.flags:
             name, _, value = flag.lstrip("-").partition("=")
@@ -302,7 +308,7 @@ class _Build:
         if parent is not None and parent.index < stage.index:
             stage.config = json.loads(json.dumps(parent.config))
             stage.layers, stage.history, stage.key = parent.layers, list(parent.history), parent.key
-            return
+            return []  # as BuildKit: an earlier stage's own ONBUILD instructions are not triggered
         named = dict(self.request.additional_contexts).get(stage.source, "")
         if named and not named.startswith("docker-image://"):
             raise self._error(inst, f"FROM {stage.source}: that context is a directory, not an image")
@@ -313,8 +319,25 @@ class _Build:
         stage.key = cache_mod.key("from", base.id)
         if not stage.config.get("Env"):
             stage.config["Env"] = [DEFAULT_PATH]
-        if base.config.get("OnBuild"):
-            log.warning("build.onbuild_ignored", image=stage.source, triggers=len(base.config["OnBuild"]))
+        return self._triggers(inst, list(base.config.get("OnBuild") or []))
+
+    def _triggers(self, inst: dockerfile.Instruction, triggers: list[str]) -> list[dockerfile.Instruction]:
+        """A base image's ONBUILD triggers as instructions, reported at the FROM line that
+        inherits them (they are not in this Dockerfile)."""
+        if not triggers:
+            return []
+        prefix = f"# escape={self.escape}\n" if self.escape != "\\" else ""
+        text = prefix + "FROM scratch\n" + "".join(t if t.endswith("\n") else t + "\n" for t in triggers)
+        try:
+            parsed = dockerfile.parse(text, "ONBUILD")
+        except dockerfile.DockerfileError as err:
+            raise self._error(inst, f"the base image's ONBUILD triggers: {err}") from None
+        out = []
+        for trigger in parsed.instructions[1:]:
+            if trigger.cmd in ("from", "onbuild", "maintainer"):
+                raise self._error(inst, f"{trigger.cmd.upper()} isn't allowed as an ONBUILD trigger")
+            out.append(dataclasses.replace(trigger, line=inst.line, end_line=inst.line))
+        return out
 
     def _base_image(self, ref: str, inst: dockerfile.Instruction | None) -> image.Base:
         if ref == "scratch":

@@ -126,7 +126,8 @@ class Context:
             content = f"{stat.S_IFMT(st.st_mode):o}:{st.st_rdev}"
         else:
             content = ""
-        record = f"{entry.kind}\0{entry.rel}\0{stat.S_IMODE(st.st_mode):o}\0{st.st_uid}\0{st.st_gid}\0{content}\n"
+        record = (f"{entry.kind}\0{entry.rel}\0{stat.S_IMODE(st.st_mode):o}\0{st.st_uid}\0{st.st_gid}"
+                  f"\0{content}\n")
         digest.update(record.encode("utf-8", "surrogateescape"))
 
     def _file_digest(self, path: Path, st: os.stat_result) -> str:

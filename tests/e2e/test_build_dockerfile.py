@@ -1,0 +1,48 @@
+"""Dockerfile features as a user of `pcompose build` sees them: a base image's ONBUILD triggers run in
+the stage that uses it, COPY --parents and --link, RUN --mount=type=bind,rw."""
+
+from __future__ import annotations
+
+import json
+
+from runtime import images
+
+
+def _config(stack, ref: str) -> dict:
+    """The image's OCI config as stored (what a push sends)."""
+    store = images.Store(stack.root)
+    record = store.resolve(ref)
+    assert record is not None
+    return json.loads(store.read_blob(record.id))["config"]
+
+
+def test_onbuild_triggers_of_a_base_image_run_first_in_the_stage_that_uses_it(stack):
+    stack.write("""services:
+  base:
+    build: ./base
+    image: onbuild-base:1
+  app:
+    build:
+      context: ./app
+      additional_contexts:
+        base: service:base
+    command: ["sleep", "100000"]
+    stop_signal: SIGKILL
+""")
+    (stack.dir / "base").mkdir()
+    (stack.dir / "base" / "Dockerfile").write_text(
+        "FROM busybox\nONBUILD COPY greeting.txt /greeting\nONBUILD RUN echo triggered > /ran\n")
+    (stack.dir / "app").mkdir()
+    (stack.dir / "app" / "Dockerfile").write_text("FROM base\nRUN cat /greeting /ran > /both\n")
+    (stack.dir / "app" / "greeting.txt").write_text("hello\n")
+    built = stack.pc("build")
+    assert "ONBUILD COPY greeting.txt /greeting" in built.stderr, built.stderr
+    assert _config(stack, "onbuild-base:1")["OnBuild"] == [
+        "COPY greeting.txt /greeting", "RUN echo triggered > /ran"]
+    assert not _config(stack, f"{stack.project}-app").get("OnBuild")  # not inherited
+
+    stack.pc("up", "-d", "app")
+    assert stack.pc("exec", "-T", "app", "cat", "/both").stdout == "hello\ntriggered\n"
+
+    again = stack.pc("build", "app")
+    assert again.stderr.count("CACHED") == 3, again.stderr  # the triggers are cached steps too
