@@ -154,3 +154,85 @@ def agent_client(args: argparse.Namespace, timeout: float | None = 30.0
 
 AgentUnavailable = wire.AgentUnavailable
 ApiError = wire.ApiError
+
+
+# -- verbs that reach the node running the container, through the agent
+def logs(args: argparse.Namespace, project: str, tail: int | None, since) -> int | None:
+    """`logs` of every node's containers, through the agent (which asks its peers); None when
+    the local agent is no node serving its peers (then the CLI reads the logs itself)."""
+    import datetime as dt
+
+    from reconciler.cli import compose_logs
+    from runtime.oci import logs as oci_logs
+
+    body = {"project": project, "services": list(args.services), "index": args.index,
+            "tail": tail, "follow": bool(args.follow)}
+    printer = compose_logs.Printer([], project=project, colour=compose_logs._colour(args),
+                                   prefix=not args.no_log_prefix, timestamps=args.timestamps)
+    held: list[dict] = []  # not following: every line first, for the prefixes' width
+
+    def show(item: dict) -> None:
+        line = oci_logs.LogLine(dt.datetime.fromisoformat(item["time"]), item["stream"],
+                                item["text"])
+        if since is None or line.time >= since:
+            printer.write(item["name"], line)
+
+    try:
+        with agent_client(args, timeout=None) as agent:
+            for item in agent.stream("POST", "/v1/logs", body):
+                if "unreachable" in item:
+                    common.print_warning(f"node {item['node']} did not answer: its "
+                                         "containers' logs are not shown")
+                elif args.follow:
+                    printer.add([item["name"]])
+                    show(item)
+                else:
+                    held.append(item)
+        printer.add(sorted({item["name"] for item in held}))
+        for item in held:
+            show(item)
+    except wire.AgentUnavailable as error:
+        if remote(args):
+            raise common.UserFacingError(str(error)) from None
+        return None
+    except wire.ApiError as error:
+        if error.status == 404 and not remote(args):
+            return None  # an agent of one host: the logs are all here
+        raise common.UserFacingError(str(error)) from None
+    return 0
+
+
+def exec_(args: argparse.Namespace, project: str, argv: list[str]) -> int | None:
+    """`exec` on the node that runs the replica, through the agent, its output streamed
+    (no terminal, no input); None when the local agent is no node serving its peers."""
+    import base64
+    import sys
+
+    from reconciler.cli import compose_ctl
+
+    body = {"project": project, "service": args.service, "index": args.index,
+            "command": argv, "user": args.user, "env": compose_ctl._environment(args.env),
+            "workdir": args.workdir}
+    code = None
+    try:
+        with agent_client(args, timeout=None) as agent:
+            for item in agent.stream("POST", "/v1/exec", body):
+                if "error" in item:
+                    raise common.UserFacingError(item["error"])
+                if "exit" in item:
+                    code = int(item["exit"])
+                    continue
+                out = sys.stdout if item["stream"] == "stdout" else sys.stderr
+                out.buffer.write(base64.b64decode(item["data"]))
+                out.flush()
+    except wire.AgentUnavailable as error:
+        if remote(args):
+            raise common.UserFacingError(str(error)) from None
+        return None
+    except wire.ApiError as error:
+        if error.status == 404 and "Not Found" in str(error) and not remote(args):
+            return None
+        raise common.UserFacingError(str(error)) from None
+    if code is None:
+        raise common.UserFacingError("the exec's node went away before it ended")
+    return code

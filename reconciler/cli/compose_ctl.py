@@ -53,6 +53,10 @@ def exec_(args: argparse.Namespace) -> int:
         raise common.UserFacingError("exec: requires SERVICE and COMMAND")
     name, project = compose_base.project_name(args)
     compose_base.check_services(project, [args.service], containers=True)
+    from reconciler.cli import cluster
+
+    if cluster.remote(args):  # -H: the agent finds the node that runs it
+        return cluster.exec_(args, name, argv) or 0
     return compose_base.run(_exec(args, name, argv, project))
 
 
@@ -71,6 +75,12 @@ async def _exec(args, name: str, argv: list[str], project=None) -> int:
         view = next((v for v in views if v.replica == args.index and v.state == "running"),
                     None)
     if view is None:
+        from reconciler.cli import cluster  # in a cluster: on the node that runs it
+
+        elsewhere = not any(v.replica == args.index for v in views)
+        code = await asyncio.to_thread(cluster.exec_, args, name, argv) if elsewhere else None
+        if code is not None:
+            return code
         raise common.UserFacingError(f'service "{args.service}" is not running')
     opts = oci_exec.ExecOptions(user=args.user, env=_environment(args.env), workdir=args.workdir)
     try:
@@ -151,7 +161,9 @@ async def _attached(ctx, cid: str, terminal: bool, stdin: bool) -> int:
             raise
 
     async def exit_code() -> int:
-        return (await lifecycle.wait(ctx.layout, cid)).code
+        status = await lifecycle.wait(ctx.layout, cid)
+        assert status is not None  # without a timeout it returns once the container exited
+        return status.code
 
     async def signal(name: str) -> None:
         try:

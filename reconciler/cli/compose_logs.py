@@ -95,6 +95,11 @@ def logs(args: argparse.Namespace) -> int:
     compose_base.check_services(project, args.services, containers=True)
     tail = parse_tail(args.tail)
     since = parse_since(args.since, dt.datetime.now(dt.timezone.utc))
+    from reconciler.cli import cluster  # in a cluster: every node's, through the agent
+
+    through = cluster.logs(args, name, tail, since)
+    if through is not None:
+        return through
     return compose_base.run(_logs(args, name, tail, since, project)) or 0
 
 
