@@ -172,7 +172,7 @@ def _details(ctx: context.Context, view: services.ContainerView, att, nets: Mapp
     linux = doc.get("linux") or {}
     mounts = doc.get("mounts") or []
     endpoints = tuple(_endpoint(ep, nets.get(ep.network)) for ep in att.endpoints) if att else ()
-    shm = next((m for m in mounts if m.get("destination") == "/dev/shm"
+    shm: Mapping = next((m for m in mounts if m.get("destination") == "/dev/shm"
                 and (m.get("destination"), m.get("source")) in _SYSTEM_MOUNTS), {})
     return Details(
         view=view, process=_process(doc.get("process") or {}, view.command),

@@ -243,7 +243,7 @@ def container_net(*, project: str, stack: spec_model.Stack, service: str,
     endpoints = []
     if mode == "bridge":
         for key, opts in svc.networks.items():
-            aliases = (service,) if not oneoff else ()
+            aliases: tuple[str, ...] = (service,) if not oneoff else ()
             aliases += tuple(opts.aliases) if opts else ()
             endpoints.append(net_model.EndpointSpec(
                 network=network_name(project, stack, key),

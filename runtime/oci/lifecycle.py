@@ -357,7 +357,12 @@ async def _ended(pidfd: int, timeout: float) -> bool:
     """Whether the process of `pidfd` ends (a zombie counts) within `timeout` seconds."""
     loop = asyncio.get_running_loop()
     done = loop.create_future()
-    loop.add_reader(pidfd, lambda: done.done() or done.set_result(True))
+
+    def ended() -> None:
+        if not done.done():
+            done.set_result(True)
+
+    loop.add_reader(pidfd, ended)
     try:
         await asyncio.wait_for(done, timeout)
         return True

@@ -306,14 +306,14 @@ def build(config: model.ContainerConfig, facts: HostFacts) -> dict[str, Any]:
         "root": {"path": config.rootfs, "readonly": config.read_only},
         "mounts": mounts(config, facts),
         "linux": linux,
-        "annotations": annotations(config, facts),
+        "annotations": container_annotations(config, facts),
     }
     if config.uts != "host":
         spec["hostname"] = hostname(config)
     return spec
 
 
-def annotations(config: model.ContainerConfig, facts: HostFacts) -> dict[str, str]:
+def container_annotations(config: model.ContainerConfig, facts: HostFacts) -> dict[str, str]:
     """Image labels, then service labels, then identity (which a label cannot override)."""
     ident = config.identity
     out = dict(config.image.labels)
