@@ -16,8 +16,20 @@ def inspect(stack, name: str) -> dict:
     return found
 
 
+def inspect_while_restarting(stack, name: str) -> dict:
+    """inspect, or {} while runc makes the container again for a restart (then it is briefly
+    not listed)."""
+    done = stack.pc("inspect", name, check=False)
+    found = json.loads(done.stdout or "[]")
+    return found[0] if found else {}
+
+
 def state(stack, service: str) -> dict:
     return inspect(stack, f"{stack.project}-{service}-1")["State"]
+
+
+def restarting_state(stack, service: str) -> dict:
+    return inspect_while_restarting(stack, f"{stack.project}-{service}-1").get("State", {})
 
 
 def when(text: str) -> dt.datetime:
@@ -66,9 +78,9 @@ def killed_and_restarted(stack, service: str) -> None:
     os.kill(before["Pid"], signal.SIGKILL)
     name = f"{stack.project}-{service}-1"
     after = waiting.wait_for(
-        lambda: (found := inspect(stack, name))["State"]["Running"]
-        and found["State"]["Pid"] not in (0, before["Pid"]) and found,
-        what=f"{name} restarted")
+        lambda: (found := inspect_while_restarting(stack, name))
+        and found["State"]["Running"] and found["State"]["Pid"] not in (0, before["Pid"])
+        and found, what=f"{name} restarted")
     assert after["RestartCount"] == 1
     assert when(after["State"]["StartedAt"]) > when(before["StartedAt"])
 
@@ -108,7 +120,8 @@ def test_after_an_agent_restart_what_died_meanwhile_restarts_and_what_was_stoppe
     convergence.kill_9(died)
     convergence.kill_9(state(stack, "never")["Pid"])
     with convergence.agent_alone(stack):
-        waiting.wait_for(lambda: state(stack, "died")["Running"], what="died running again")
+        waiting.wait_for(lambda: restarting_state(stack, "died").get("Running"),
+                         what="died running again")
         assert state(stack, "died")["Pid"] != died
         assert state(stack, "unless")["Status"] == "exited"
         assert state(stack, "never")["Status"] == "exited"
@@ -124,7 +137,8 @@ def test_after_an_agent_restart_a_stopped_always_container_runs_again(stack):
     assert before["Status"] == "exited"
     convergence.kill_9(stack.agent_pid())
     with convergence.agent_alone(stack):
-        after = waiting.wait_for(lambda: (s := state(stack, "always"))["Running"] and s,
+        after = waiting.wait_for(lambda: (s := restarting_state(stack, "always")).get("Running")
+                                 and s,
                                  what="the stopped `always` container running again")
         assert when(after["StartedAt"]) > when(before["FinishedAt"])
 
