@@ -266,6 +266,10 @@ def _row_lines(row: Row, pad: str, now: float, width: int, id_width: int, colour
     if e.detail and e.status == ERROR:
         message = ellipsis(f"{pad}   {e.detail}", width - 1)
         out.append(_paint(message, "31") if colour else message)
+    elif e.detail and e.status == WORKING:  # a running build step's last lines of output
+        for text in e.detail.splitlines():
+            message = ellipsis(f"{pad}   => # {text}", width - 1)
+            out.append(_paint(message, "2") if colour else message)
     return out
 
 

@@ -295,13 +295,19 @@ class PullRows:
 class BuildLines:
     """A build's progress from BuildKit's plain lines, as `pcompose build` streams them:
     `#3 [stage 1/2] RUN make` begins step 3 (a row of the `[+] Building` block), `#3 DONE
-    0.4s` and `#3 CACHED` end it, `#3 ERROR: ...` fails it; the step's other `#3 ...` lines
-    are its output. Off a terminal (plain) every line is written as it came, as docker's
-    `--progress plain` does; in JSON each step's changes are events."""
+    0.4s` and `#3 CACHED` end it, `#3 ERROR: ...` fails it; the step's other `#3 0.51 ...`
+    lines are its output: on a terminal its last TAIL lines are shown under its row while it
+    runs, and go when it ends (docker's collapsing block). Off a terminal (plain) every line
+    is written as it came, as docker's `--progress plain` does; in JSON each step's changes
+    are events. Lines of no step (warnings) are shown below the block once it ends."""
+
+    TAIL = 6
 
     def __init__(self, shown: Progress) -> None:
         self.shown = shown
         self.steps: dict[str, str] = {}  # step number -> its row's name
+        self.output: dict[str, list[str]] = {}  # step number -> its last lines of output
+        self.other: list[str] = []
 
     def line(self, text: str) -> None:
         if self.shown.mode == "plain":
@@ -309,7 +315,8 @@ class BuildLines:
             return
         number, _, rest = text.partition(" ")
         if not number.startswith("#") or not number[1:].isdigit():
-            return  # not a step's line: a plain run shows it, the block has no row for it
+            self.other.append(text)  # not a step's line: the block has no row for it
+            return
         name = self.steps.get(number)
         if name is None:
             name = self.steps[number] = f"{number} {rest}".rstrip()
@@ -321,6 +328,21 @@ class BuildLines:
         elif rest.startswith("ERROR"):
             self.shown.event(progress.Event(name, "Error", progress.ERROR,
                                             rest[len("ERROR"):].lstrip(": ")))
+        elif self.shown.mode == "tty":
+            seconds, _, output = rest.partition(" ")  # `0.512 cc -o app app.c`
+            tail = self.output.setdefault(number, [])
+            output = output if seconds.replace(".", "", 1).isdigit() else rest
+            tail.append("".join(c if c.isprintable() else " " for c in output))  # no escapes
+            del tail[:-self.TAIL]
+            self.shown.event(progress.Event(name, "Building", detail="\n".join(tail)))
+
+    def close(self) -> None:
+        """End the block; then the lines that belonged to no step."""
+        self.shown.close()
+        if self.shown.mode == "tty":
+            for text in self.other:
+                print(text, file=self.shown.stream, flush=True)
+        self.other.clear()
 
 
 def container_event(event, service: str, as_json: bool) -> str:

@@ -375,12 +375,16 @@ class _Build:
                 empty = len(hit) == len(stage.layers)
                 stage.layers = hit
             else:
-                with snapshot.Snapshot(self.where, image.chain_ids(stage.layers)) as snap:
-                    if inst.cmd == "run":
-                        self._run(snap, stage, run, n, began)
-                    else:
-                        apply(snap)
-                    committed = snap.commit()
+                try:
+                    with snapshot.Snapshot(self.where, image.chain_ids(stage.layers)) as snap:
+                        if inst.cmd == "run":
+                            self._run(snap, stage, run, n, began)
+                        else:
+                            apply(snap)
+                        committed = snap.commit()
+                except Exception as err:  # the step's row fails, as BuildKit's does; the error goes on
+                    self.progress(f"#{n} ERROR: {(str(err).splitlines() or [type(err).__name__])[0]}")
+                    raise
                 empty = committed is None
                 if committed is not None:
                     made = committed[0]

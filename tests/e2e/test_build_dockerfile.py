@@ -46,3 +46,34 @@ def test_onbuild_triggers_of_a_base_image_run_first_in_the_stage_that_uses_it(st
 
     again = stack.pc("build", "app")
     assert again.stderr.count("CACHED") == 3, again.stderr  # the triggers are cached steps too
+
+
+def test_on_a_terminal_a_running_steps_output_shows_under_it_and_collapses_when_done(stack):
+    stack.write("services:\n  app:\n    build: ./app\n")
+    app = stack.dir / "app"
+    app.mkdir()
+    # The step prints, then waits for the test to have seen its output in the block (a file the
+    # test makes in the context, which the step sees through its bind mount).
+    (app / "Dockerfile").write_text(
+        "FROM busybox\n"
+        "RUN --mount=type=bind,target=/ctx echo waiting-for-go && i=0 && "
+        "while [ ! -e /ctx/go ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done && echo went\n")
+    proc = stack.start("--progress", "tty", "build")
+    assert proc.stderr is not None
+    seen = ""
+    try:
+        while "=> # waiting-for-go" not in seen:
+            chunk = proc.stderr.read(1)
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        (app / "go").touch()
+        _, rest = proc.communicate(timeout=120)
+    assert "=> # waiting-for-go" in seen, seen
+    assert proc.returncode == 0, seen + rest
+    final = (seen + rest).rsplit("\x1b[?25l", 1)[-1]  # the last drawing of the block
+    assert "[+] Building 4/4" in final, final  # FROM, RUN, the export, the image
+    assert "✔ #2 [app stage-0 2/2] RUN --mount" in final
+    assert f"✔ Image {stack.project}-app" in final
+    assert "=> #" not in final  # the step's output went with it
