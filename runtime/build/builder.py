@@ -487,22 +487,29 @@ class _Build:
             return snapshot.Mount(target, str(host), read_only=False), ["cache", cid, target]
         if kind == "bind":
             source = opts.get("source") or opts.get("src") or "."
-            rw = opts.get("rw", opts.get("readwrite", "false")) in ("true", "")
-            if rw:
-                raise self._error(inst, "RUN --mount type=bind,rw: writable bind mounts are not supported; "
-                                        "copy the files in with COPY")
+            rw = any(opts.get(name, "false") in ("true", "") for name in ("rw", "readwrite"))
             origin = opts.get("from", "")
             if origin:
                 root, key = self._other_root(origin, stack)
                 with self._resolving(root, source) as real:
-                    return snapshot.Mount(target, str(real)), ["bind", origin, key, source, target]
+                    return (self._bind(target, real, rw, stack),
+                            ["bind", origin, key, source, target, *(["rw"] if rw else [])])
             ctx = self._context("")
             entries = ctx.sources([source])
             if len(entries) != 1:
                 raise self._error(inst, f"RUN --mount source={source}: expected one file or directory")
             key = ctx.checksum([source])
-            return snapshot.Mount(target, str(entries[0].path)), ["bind", key, source, target]
+            return (self._bind(target, entries[0].path, rw, stack),
+                    ["bind", key, source, target, *(["rw"] if rw else [])])
         raise self._error(inst, f"RUN --mount type={kind}: expected bind, cache, secret or tmpfs")
+
+    def _bind(self, target: str, source: Path, rw: bool, stack: contextlib.ExitStack) -> snapshot.Mount:
+        """A bind of `source`; with rw, of a writable view of it whose writes the step's end
+        discards (the context, a stage or an image are never written)."""
+        if not rw:
+            return snapshot.Mount(target, str(source))
+        scratch = stack.enter_context(snapshot.Scratch(self.where, source))
+        return snapshot.Mount(target, str(scratch.path), read_only=False)
 
     @contextlib.contextmanager
     def _resolving(self, root: Path, path: str) -> Iterator[Path]:

@@ -267,3 +267,49 @@ class Snapshot:
             if hierarchy.is_dir() and not hierarchy.is_symlink():
                 with contextlib.suppress(OSError):
                     os.rmdir(hierarchy / self.where.cgroup_parent.strip("/"))
+
+
+class Scratch:
+    """A writable view of a host file or directory for RUN --mount=type=bind,rw: what the step
+    writes there is thrown away with the view (BuildKit's rule), the source stays untouched. A
+    directory is an overlay with the source as its only lower dir; a file is copied."""
+
+    def __init__(self, where: Where, source: Path) -> None:
+        self.where, self.source = where, Path(source)
+        self.base = Path()
+
+    @property
+    def path(self) -> Path:
+        """What to bind into the step: the overlay's merged dir, or the file's copy."""
+        return self.base / ("merged" if self.source.is_dir() else "file")
+
+    def __enter__(self) -> Scratch:
+        self.where.tmp_dir.mkdir(parents=True, exist_ok=True)
+        self.base = Path(tempfile.mkdtemp(dir=self.where.tmp_dir, prefix="bind-"))
+        try:
+            if not self.source.is_dir():
+                shutil.copy2(self.source, self.base / "file", follow_symlinks=True)
+            elif not self._overlay():
+                # a path overlay's options cannot hold, or overlays stacked too deep: a copy
+                shutil.rmtree(self.base / "merged")
+                shutil.copytree(self.source, self.base / "merged", symlinks=True)
+        except BaseException:
+            shutil.rmtree(self.base, ignore_errors=True)
+            raise
+        return self
+
+    def _overlay(self) -> bool:
+        for d in ("upper", "work", "merged"):
+            (self.base / d).mkdir()
+        if any(c in str(self.source) for c in ",:\\"):
+            return False
+        options = (f"lowerdir={self.source},upperdir={self.base / 'upper'},"
+                   f"workdir={self.base / 'work'},{OVERLAY_OPTIONS}")
+        return _libc.mount(b"overlay", str(self.base / "merged").encode(), b"overlay", 0,
+                           options.encode()) == 0
+
+    def __exit__(self, *exc: object) -> None:
+        leftover = Snapshot(self.where, ())
+        leftover.base = self.base  # the same unmount, of the same `merged` dir
+        leftover._unmount()
+        shutil.rmtree(self.base, ignore_errors=True)
