@@ -358,10 +358,11 @@ class _Build:
     # -- RUN, COPY, ADD: a layer each (or none when nothing changed)
     def _layer_step(self, stage: stage_mod.Stage, inst: dockerfile.Instruction, where: str) -> None:
         with contextlib.ExitStack() as stack:
+            linked = False
             if inst.cmd == "run":
                 run, parts = self._run_plan(stage, inst, stack)
             else:
-                apply, parts = self._copy_plan(stage, inst, stack)
+                apply, parts, linked = self._copy_plan(stage, inst, stack)
             k = cache_mod.key(stage.key, inst.cmd, parts)
             n = self._begin(f"{where} {inst.original.strip().splitlines()[0]}")
             began = time.monotonic()
@@ -376,20 +377,20 @@ class _Build:
                 stage.layers = hit
             else:
                 try:
-                    with snapshot.Snapshot(self.where, image.chain_ids(stage.layers)) as snap:
-                        if inst.cmd == "run":
-                            self._run(snap, stage, run, n, began)
-                        else:
-                            apply(snap)
-                        committed = snap.commit()
+                    if linked:
+                        layers = self._linked(stage, inst, parts, apply)
+                    else:
+                        with snapshot.Snapshot(self.where, image.chain_ids(stage.layers)) as snap:
+                            if inst.cmd == "run":
+                                self._run(snap, stage, run, n, began)
+                            else:
+                                apply(snap)
+                            layers = (*stage.layers, *_refs(snap.commit()))
                 except Exception as err:  # the step's row fails, as BuildKit's does; the error goes on
                     self.progress(f"#{n} ERROR: {(str(err).splitlines() or [type(err).__name__])[0]}")
                     raise
-                empty = committed is None
-                if committed is not None:
-                    made = committed[0]
-                    stage.layers = (*stage.layers, image.LayerRef(made.digest, made.diff_id, made.media_type,
-                                                                  made.size))
+                empty = len(layers) == len(stage.layers)
+                stage.layers = layers
                 self.cache.put(k, stage.layers)
                 self.ran += 1
                 self._done(n, began)
@@ -399,6 +400,24 @@ class _Build:
         if empty:
             entry["empty_layer"] = True
         stage.history.append(entry)
+
+    def _linked(self, stage: stage_mod.Stage, inst: dockerfile.Instruction, parts: list[Any],
+                apply: Callable[[snapshot.Snapshot], None]) -> tuple[image.LayerRef, ...]:
+        """COPY --link: the copy made on an empty root, its layer cached by the copy alone (not
+        what lies below it), so that a changed base takes the same layer again (BuildKit's
+        rebase); the stage's layers with it on top."""
+        below = image.chain_ids(stage.layers)
+        k = cache_mod.key("link", inst.cmd, parts)
+        made = self.cache.get(k)
+        if made is None:
+            with snapshot.Snapshot(self.where, ()) as snap:
+                apply(snap)
+                made = _refs(snap.commit(apart=True, below=below[-1] if below else None))
+            self.cache.put(k, made)
+        layers = (*stage.layers, *made)
+        for ref, chain in list(zip(layers, image.chain_ids(layers), strict=True))[len(below):]:
+            unpack.ensure_layer(self.store, chain, ref.diff_id, self.store.blob_path(ref.digest))
+        return layers
 
     def _created_by(self, stage: stage_mod.Stage, inst: dockerfile.Instruction) -> str:
         if inst.cmd == "run":
@@ -547,14 +566,24 @@ class _Build:
         snap = stack.enter_context(snapshot.Snapshot(self.where, base.chain_ids))
         return snap.merged, f"image:{base.id}"
 
-    def _copy_plan(self, stage: stage_mod.Stage, inst: dockerfile.Instruction,
-                   stack: contextlib.ExitStack) -> tuple[Callable[[snapshot.Snapshot], None], list[Any]]:
+    def _copy_plan(self, stage: stage_mod.Stage, inst: dockerfile.Instruction, stack: contextlib.ExitStack
+                   ) -> tuple[Callable[[snapshot.Snapshot], None], list[Any], bool]:
+        """How the step copies, its cache key's parts, and whether it is linked (COPY --link:
+        made apart from the layers below; not when --chown names a user only they can say)."""
         env, esc = stage.visible(), self.escape
         origin = chown = chmod = ""
         excludes: list[str] = []
+        parents = link = False
         for flag in inst.flags:
             name, _, value = flag.lstrip("-").partition("=")
-            if name == "from":
+            if name in ("parents", "link"):
+                if value not in ("", "true", "false"):
+                    raise self._error(inst, f"{inst.cmd.upper()} --{name}={value}: expected true or false")
+                if name == "parents":
+                    parents = value != "false"
+                else:
+                    link = value != "false"
+            elif name == "from":
                 origin = words.expand(value, self.meta_args, escape=esc)
             elif name == "chown":
                 chown = words.expand(value, env, escape=esc)
@@ -562,8 +591,8 @@ class _Build:
                 chmod = words.expand(value, env, escape=esc)
             elif name == "exclude":
                 excludes.append(words.expand(value, env, escape=esc))
-            elif name in ("link", "parents", "checksum", "keep-git-dir"):
-                continue  # --link: layers are independent here anyway
+            elif name in ("checksum", "keep-git-dir"):
+                continue  # for remote sources, which are refused below
             else:
                 raise self._error(inst, f"{inst.cmd.upper()}: unknown flag --{name}")
         if inst.json_form:
@@ -586,9 +615,10 @@ class _Build:
         workdir = stage.config.get("WorkingDir") or "/"
         dest_path = posixpath.normpath(posixpath.join(workdir, dest))
         dir_dest = (dest.endswith(("/", "/.", "/..")) or dest in (".", "..") or len(sources) > 1
-                    or any(_has_glob(s) for s in path_sources))
+                    or any(_has_glob(s) for s in path_sources) or parents)
         chmod_mode = files.parse_chmod(chmod) if chmod else None
         parts: list[Any] = [dest_path, dir_dest, chown, chmod, excludes]
+        parts += [name for name, on in (("parents", parents), ("link", link)) if on]
         parts += [[h.name, h.content] for h in inst.heredocs if h.name in map(_heredoc_name, doc_sources)]
         extra = dict(self.request.additional_contexts)
         root: Path | None = None
@@ -615,19 +645,48 @@ class _Build:
                 content = _expand_heredoc(h.content, env, self.escape) if h.expand else h.content
                 writer.write_file(target, content.encode())
             if ctx is not None:
-                for entry in ctx.sources(path_sources, excludes=tuple(excludes)):
-                    files.copy_source(writer, entry.rel, entry.path, dest_path, dir_dest, is_add,
-                                 _under(ctx, entry, excludes))
+                # --parents: each source alone, to know which pattern (and pivot) an entry is of
+                for group in [[s] for s in path_sources] if parents else [path_sources]:
+                    for entry in ctx.sources(group, excludes=tuple(excludes)):
+                        target = _kept(dest_path, group[0], entry.rel) if parents else dest_path
+                        files.copy_source(writer, entry.rel, entry.path, target, dir_dest and not parents,
+                                          is_add, _under(ctx, entry, excludes))
             else:
                 assert root is not None
-                found = [(rel, real) for s in path_sources for rel, real in files.glob_in(root, s)]
+                found = [(s, rel, real) for s in path_sources for rel, real in files.glob_in(root, s)]
                 if not found and path_sources:
                     raise files.CopyError("no source files were specified or found: "
                                           + " ".join(path_sources))
-                for rel, real in found:
-                    files.copy_source(writer, rel, real, dest_path, dir_dest, False, None)
+                for s, rel, real in found:
+                    target = _kept(dest_path, s, rel) if parents else dest_path
+                    files.copy_source(writer, rel, real, target, dir_dest and not parents, False, None)
             writer.finish()
-        return apply, parts
+        numeric_owner = all(part.isdigit() for part in chown.split(":")) if chown else True
+        return apply, parts, link and numeric_owner
+
+
+def _refs(committed: tuple[Any, str] | None) -> tuple[image.LayerRef, ...]:
+    """The layer a step committed (none when it changed nothing), as the image lists it."""
+    if committed is None:
+        return ()
+    made = committed[0]
+    return (image.LayerRef(made.digest, made.diff_id, made.media_type, made.size),)
+
+
+def _kept(dest: str, pattern: str, rel: str) -> str:
+    """COPY --parents: where a source lands, its path kept under `dest`: all of it, or what
+    follows a `/./` in the source as written (BuildKit's pivot)."""
+    written = pattern.lstrip("/")
+    while written.startswith("./"):
+        written = written[2:]
+    rel = "" if rel == "." else rel.lstrip("/")
+    if "/./" in written:
+        pivot = posixpath.normpath(written.split("/./", 1)[0])
+        if rel == pivot:
+            rel = ""
+        elif rel.startswith(pivot + "/"):
+            rel = rel[len(pivot) + 1:]
+    return posixpath.join(dest, rel) if rel else dest
 
 
 def _heredoc_name(source: str) -> str:

@@ -177,18 +177,20 @@ class Snapshot:
                 return
             raise SnapshotError(f"unmounting {self.merged} failed: {os.strerror(err)}")
 
-    def commit(self) -> tuple[layer_mod.Layer, str] | None:
+    def commit(self, *, apart: bool = False, below: str | None = None) -> tuple[layer_mod.Layer, str] | None:
         """Unmount, take out what runc made to mount over, store the upper dir as a layer and
         move it into the store as that layer's dir: the layer and its chain id (None when
-        nothing changed)."""
+        nothing changed). The layer goes on the snapshot's own layers, or, made `apart` from
+        them (COPY --link), on the chain `below` (None: at the bottom)."""
         self._unmount()
         layer_mod.remove_stubs(self.upper, self.stubs, self.lower_dirs())
         if layer_mod.is_empty(self.upper):
             return None
         with self.where.store.shared():
             made = layer_mod.write(self.where.store, self.upper, clean=True)
-        return made, layer_mod.adopt(self.where.store, self.upper, made,
-                                     self.chain_ids[-1] if self.chain_ids else None)
+        if not apart:
+            below = self.chain_ids[-1] if self.chain_ids else None
+        return made, layer_mod.adopt(self.where.store, self.upper, made, below)
 
     # -- RUN
     def run(self, step: Run, output: Output) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime.build import builder
+from runtime.build import builder, snapshot
 from tests.linux.build.test_builder import _read, busybox  # noqa: F401  (a fixture)
 
 
@@ -47,3 +47,48 @@ def test_a_writable_bind_takes_the_steps_writes_and_drops_them(where, store, ctx
     assert _read(where, store, "rw:1", "/sg") == "gone\n"
     assert _read(where, store, "rw:1", "/still") == "kept\n"  # the stage itself was not written
     assert result.image_id
+
+
+def test_copy_parents_keeps_each_sources_path_or_what_follows_its_pivot(where, store, ctx, busybox):  # noqa: F811
+    for rel in ("src/a/x.txt", "src/b/y.txt", "src/b/deep/z.txt", "lib/one/two/w.txt"):
+        (ctx / rel).parent.mkdir(parents=True, exist_ok=True)
+        (ctx / rel).write_text(rel + "\n")
+    _build(where, ctx, """
+        FROM busybox AS files
+        COPY --parents src/*/*.txt lib/./one/two /out/
+        FROM busybox
+        COPY --parents --from=files /out/./src/b/y.txt /again/
+        """, tags=("parents:1",))
+    record = store.resolve("parents:1")
+    assert record is not None
+    assert _read(where, store, "parents:1", "/again/src/b/y.txt") == "src/b/y.txt\n"
+    _build(where, ctx, "FROM busybox\nCOPY --parents src/*/*.txt lib/./one/two /out/\n", tags=("parents:2",))
+    assert _read(where, store, "parents:2", "/out/src/a/x.txt") == "src/a/x.txt\n"
+    assert _read(where, store, "parents:2", "/out/src/b/y.txt") == "src/b/y.txt\n"
+    assert _read(where, store, "parents:2", "/out/src/b/deep/z.txt") is None  # not matched by the glob
+    assert _read(where, store, "parents:2", "/out/one/two/w.txt") == "lib/one/two/w.txt\n"
+    assert _read(where, store, "parents:2", "/out/lib/one/two/w.txt") is None
+
+
+def test_copy_link_makes_a_layer_a_changed_base_takes_again(where, store, ctx, busybox):  # noqa: F811
+    (ctx / "app.txt").write_text("app\n")
+    dockerfile = """
+        FROM busybox
+        ARG BASE=1
+        RUN echo $BASE > /base
+        COPY --link --chown=1000:1000 app.txt /srv/app/app.txt
+        RUN cat /base /srv/app/app.txt > /both
+        """
+    _build(where, ctx, dockerfile, args=(("BASE", "1"),), tags=("link:1",))
+    _build(where, ctx, dockerfile, args=(("BASE", "2"),), tags=("link:2",))
+    one, two = store.resolve("link:1"), store.resolve("link:2")
+    assert one is not None and two is not None
+    # the RUN below changed, the linked layer is the same blob on top of the new one
+    assert one.layers[1].digest != two.layers[1].digest
+    assert one.layers[2].digest == two.layers[2].digest
+    assert _read(where, store, "link:2", "/both") == "2\napp\n"
+    assert _read(where, store, "link:1", "/both") == "1\napp\n"
+    with snapshot.Snapshot(where, two.chain_ids) as snap:
+        st = (snap.merged / "srv/app/app.txt").stat()
+        assert (st.st_uid, st.st_gid) == (1000, 1000)
+        assert (snap.merged / "bin/busybox").exists()  # what is below is still there
