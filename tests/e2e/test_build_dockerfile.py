@@ -77,3 +77,20 @@ def test_on_a_terminal_a_running_steps_output_shows_under_it_and_collapses_when_
     assert "✔ #2 [app stage-0 2/2] RUN --mount" in final
     assert f"✔ Image {stack.project}-app" in final
     assert "=> #" not in final  # the step's output went with it
+
+
+def test_copy_parents_copy_link_and_a_writable_bind_through_the_cli(stack):
+    stack.write("services:\n  app:\n    build: ./app\n")
+    app = stack.dir / "app"
+    for rel, text in (("src/a/x.txt", "x\n"), ("src/b/y.txt", "y\n"), ("data.txt", "original\n")):
+        (app / rel).parent.mkdir(parents=True, exist_ok=True)
+        (app / rel).write_text(text)
+    (app / "Dockerfile").write_text(
+        "FROM busybox\n"
+        "COPY --parents src/*/*.txt /out/\n"
+        "COPY --link data.txt /srv/data.txt\n"
+        "RUN --mount=type=bind,target=/ctx,rw echo scribbled > /ctx/data.txt && cat /ctx/data.txt > /seen\n")
+    shown = stack.pc("run", "--rm", "-T", "app", "cat", "/out/src/a/x.txt", "/out/src/b/y.txt",
+                     "/srv/data.txt", "/seen")
+    assert shown.stdout == "x\ny\noriginal\nscribbled\n", shown.stderr
+    assert (app / "data.txt").read_text() == "original\n"  # the step's write went with its view
