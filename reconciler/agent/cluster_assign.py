@@ -17,7 +17,7 @@ import dataclasses
 import structlog
 from aiohttp import web
 
-from reconciler.agent import cluster_projects, server, store
+from reconciler.agent import cluster_depends, cluster_projects, server, store
 from reconciler.cluster import desired, etcd, membership
 from reconciler.plan import model
 
@@ -48,7 +48,8 @@ class Assigned:
     async def _follow(self) -> None:
         revision, _ = await self.member.client.range(desired.LEADER)
         watchers = [asyncio.ensure_future(self._watch(prefix, revision + 1))
-                    for prefix in (desired.node_assignments(self.member.id), desired.PROJECTS)]
+                    for prefix in (desired.node_assignments(self.member.id), desired.PROJECTS,
+                                   cluster_depends.STATUS)]
         try:
             while True:
                 self._dirty.clear()
@@ -89,9 +90,12 @@ class Assigned:
             stored = self.agent.store.get(name)
             if name not in mine and name not in self._managed and stored is None:
                 continue  # nothing of it here, ever
+            here = mine.get(name, {})
+            body = await cluster_depends.gate(  # dependencies on other nodes: from their status
+                self.member.client, cluster_projects.for_node(submission, here), name, here,
+                await cluster_depends.existing(self.agent, name))
             try:
-                record = server.record_from_body(
-                    name, cluster_projects.for_node(submission, mine.get(name, {})))
+                record = server.record_from_body(name, body)
             except (ValueError, KeyError, TypeError, web.HTTPException) as error:
                 log.warning("cluster.project_unreadable", project=name, error=str(error))
                 continue

@@ -14,7 +14,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from reconciler.agent import nodes
+from reconciler.agent import cluster_depends, nodes, server
 from reconciler.cluster import desired, etcd, membership, placement
 
 log = structlog.get_logger(__name__)
@@ -159,7 +159,12 @@ async def local(app: web.Application, name: str, submission: dict[str, Any]) -> 
     except etcd.EtcdError as error:  # none for now: they come when the store answers
         log.warning("cluster.assignments_unavailable", project=name, error=str(error))
         here = {}
-    return for_node(submission, here)
+    try:
+        return await cluster_depends.gate(member.client, for_node(submission, here), name,
+                                          here, await cluster_depends.existing(
+                                              app[server.AGENT], name))
+    except etcd.EtcdError:
+        return for_node(submission, here)
 
 
 async def assigned_here(member: membership.Membership) -> dict[str, dict[str, set[int]]]:

@@ -372,7 +372,7 @@ async def act(request: web.Request) -> web.StreamResponse:
         raise server.bad_request(str(error)) from None
     name, project = await _project_of(request, body, {"project", "load", "verb", "services",
                                                       "timeout", "signal", "remove_orphans",
-                                                      "containers", "volumes"})
+                                                      "containers", "volumes", "local"})
     missing = [s for s in services if project and s not in project.stack.services]
     if missing:
         raise server.bad_request(f"no such service: {missing[0]}")
@@ -412,6 +412,8 @@ async def act(request: web.Request) -> web.StreamResponse:
         await stream.send({"type": "progress", "line": f"Container {orphan.name}  Removing"})
         await agent.ops.remove([orphan.id])
         await stream.send({"type": "progress", "line": f"Container {orphan.name}  Removed"})
+    if not body.get("local"):  # in a cluster: the other nodes' containers too
+        failures += await peers.forward_act(request, name, body, stream.send)
     await stream.send({"type": "result", "ok": not failures, "error": "; ".join(failures) or None})
     return stream.response
 

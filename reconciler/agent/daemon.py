@@ -19,6 +19,7 @@ import structlog
 from reconciler.agent import (
     api,
     cluster_assign,
+    cluster_depends,
     cluster_networks,
     container_events,
     events,
@@ -266,6 +267,8 @@ async def run(root: Path, run_dir: Path, *, runtime: Runtime | None = None,
             tasks.append(asyncio.ensure_future(
                 scheduler.Scheduler(member.client, member.id).run()))
             tasks.append(asyncio.ensure_future(cluster_assign.Assigned(agent, member).run()))
+            # Its replicas' state, for depends_on conditions held on other nodes.
+            tasks.append(asyncio.ensure_future(cluster_depends.Publisher(agent, member).run()))
             net_ctx = getattr(runtime.ops, "ctx", None) if runtime else None
             if net_ctx is not None:  # overlay networks need this host's network runtime
                 tasks.append(asyncio.ensure_future(overlay.Overlays(member, net_ctx).run()))

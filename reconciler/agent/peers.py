@@ -18,7 +18,7 @@ import base64
 import hmac
 import json
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -431,3 +431,37 @@ async def _runner_of(peers: Peers, project: str, body: dict) -> str | None:
                                      return_exceptions=True)
     return next((url for (_, url), hit in zip(others, found, strict=True) if hit is True),
                 None)
+
+
+# -- lifecycle verbs
+async def forward_act(request: web.Request, project: str, body: dict,
+                      send: Callable[[dict], Awaitable[None]]) -> list[str]:
+    """A lifecycle verb (POST /v1/act) on every peer's containers of the project too, their
+    progress lines sent on as they come; the failures, a node that did not answer among them."""
+    peers = peers_of(request)
+    if peers is None:
+        return []
+    asked = {k: v for k, v in body.items() if k != "load"} | {"project": project, "local": True}
+    failures: list[str] = []
+
+    async def one(session: aiohttp.ClientSession, node: str, url: str) -> None:
+        try:
+            async with session.post(f"{url}/v1/act", json=asked) as response:
+                if response.status != 200:
+                    failures.append(f"node {node}: {_error_of(await response.text())}")
+                    return
+                async for line in response.content:
+                    if not line.strip():
+                        continue
+                    item = json.loads(line)
+                    if item.get("type") == "progress":
+                        await send(item)
+                    elif item.get("type") == "result" and not item.get("ok"):
+                        failures.append(str(item.get("error")))
+        except (aiohttp.ClientError, TimeoutError, OSError) as error:
+            failures.append(f"node {node} did not answer: {error or type(error).__name__}")
+
+    others = await peers.others()
+    async with peers.session(None) as session:
+        await asyncio.gather(*(one(session, n, u) for n, u in others))
+    return failures

@@ -65,7 +65,7 @@ def cluster(etcd1: EtcdCluster, busybox_archive: Path, tmp_path: Path
 
 
 def ps_rows(host: Host, project: str) -> tuple[list[tuple[str, str, str]], str]:
-    done = host.stack.pc("-p", project, "ps", "--format", "json")
+    done = host.stack.pc("-p", project, "ps", "-a", "--format", "json")
     rows = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
     return sorted((r["Name"], r["Node"], r["State"]) for r in rows), done.stderr
 
@@ -108,6 +108,20 @@ def test_ps_logs_and_exec_from_any_host(cluster: tuple[list[Host], Path, dict[st
     missing = h1.stack.pc("-p", name, "exec", "-T", "--index", "2", "web", "true", check=False)
     assert missing.returncode != 0 and "is not running" in missing.stderr
 
+    # stop, start and kill from hosts that do not run the container.
+    def state(service: str) -> str:
+        return next(s for n, _, s in ps_rows(h1, name)[0] if n == f"{name}-{service}-1")
+
+    stopped = h1.stack.pc("-p", name, "stop", "-t", "0", "web")
+    assert f"Container {name}-web-1  Stopped" in stopped.stdout + stopped.stderr
+    assert state("web") == "exited"
+    h3.stack.pc("-p", name, "start", "web")
+    assert state("web") == "running"
+    h2.stack.pc("-p", name, "kill", "db")
+    assert state("db") == "exited"
+    h2.stack.pc("-p", name, "restart", "db")
+    assert state("db") == "running"
+
     # From outside the cluster (a CLI with no agent of its own), with the client cert.
     outside = ("-H", f"tcp://127.0.0.1:{ports['h3']}", "--tlscacert", str(certs / "ca.pem"),
                "--tlscert", str(certs / "client" / "cert.pem"),
@@ -116,7 +130,8 @@ def test_ps_logs_and_exec_from_any_host(cluster: tuple[list[Host], Path, dict[st
     try:
         rows = [json.loads(line) for line in probe.stack.pc(
             *outside, "-p", name, "ps", "--format", "json").stdout.splitlines()]
-        assert sorted((r["Name"], r["Node"]) for r in rows) == [(n, node) for n, node, _ in want]
+        assert sorted((r["Name"], r["Node"]) for r in rows) == [(n, node) for n, node, _ in want], \
+            [(r["Name"], r["Node"], r["State"], r["ID"][:8]) for r in rows]
         assert "hello from web" in probe.stack.pc(*outside, "-p", name, "logs", "web").stdout
         done = probe.stack.pc(*outside, "-p", name, "exec", "web", "echo", "hi")
         assert done.stdout == "hi\n"
