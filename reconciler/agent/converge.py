@@ -24,6 +24,7 @@ an image the containers need pulled), and last {"type": "result", "ok": bool, "e
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from typing import Protocol
@@ -52,6 +53,7 @@ class ContainerOps(Protocol):
     async def act(self, verb: str, cid: str, state: str, *, timeout: float | None,
                   signal: str, volumes: bool = False) -> None: ...
     async def prune(self, ids: set[str], removing) -> list: ...  # [(ID, bytes freed)]
+    def serial(self, project: str) -> contextlib.AbstractAsyncContextManager: ...
 
 
 class _Stream:
@@ -377,41 +379,43 @@ async def act(request: web.Request) -> web.StreamResponse:
     if missing:
         raise server.bad_request(f"no such service: {missing[0]}")
     states, before, after = ops.VERBS[verb]
-    found = [v for v in await _views(agent, name) if not v.oneoff]
-    views = [v for v in found if v.state in states and (not services or v.service in services)
-             and (chosen is None or v.name in chosen)]
-    # `kill --remove-orphans`: containers of services the stack no longer has (the stored
-    # stack's services when the request named the project only).
-    defined = set(project.stack.services) if project else _stored_services(agent, name)
-    orphans = [v for v in found if v.service not in defined] if remove_orphans else []
-    views = [v for v in views if v not in orphans]
-    if verb == "rm" and views:
-        # Wanted no more before it goes: a reconcile of the project does not make it again.
-        agent.store.hold_removed(name, {v.resource for v in views})
-    stream = _Stream(request)
-    await stream.open()
-    failures: list[str] = []
+    # One actor per project: the loop plans no pass from a look the verb makes stale.
+    async with agent.ops.serial(name):
+        found = [v for v in await _views(agent, name) if not v.oneoff]
+        views = [v for v in found if v.state in states and (not services or v.service in services)
+                 and (chosen is None or v.name in chosen)]
+        # `kill --remove-orphans`: containers of services the stack no longer has (the stored
+        # stack's services when the request named the project only).
+        defined = set(project.stack.services) if project else _stored_services(agent, name)
+        orphans = [v for v in found if v.service not in defined] if remove_orphans else []
+        views = [v for v in views if v not in orphans]
+        if verb == "rm" and views:
+            # Wanted no more before it goes: a reconcile of the project does not make it again.
+            agent.store.hold_removed(name, {v.resource for v in views})
+        stream = _Stream(request)
+        await stream.open()
+        failures: list[str] = []
 
-    async def one(view) -> None:
-        await stream.send({"type": "progress", "line": f"Container {view.name}  {before}"})
-        try:
-            await agent.ops.act(verb, view.id, view.state, timeout=timeout, signal=signal,
-                                volumes=volumes)
-        except Exception as error:  # one container's failure does not stop the others
-            failures.append(f"container {view.name}: {error}".strip())
-            await stream.send({"type": "progress", "line": f"Container {view.name}  Error"})
-            return
-        await stream.send({"type": "progress", "line": f"Container {view.name}  {after}"})
+        async def one(view) -> None:
+            await stream.send({"type": "progress", "line": f"Container {view.name}  {before}"})
+            try:
+                await agent.ops.act(verb, view.id, view.state, timeout=timeout, signal=signal,
+                                    volumes=volumes)
+            except Exception as error:  # one container's failure does not stop the others
+                failures.append(f"container {view.name}: {error}".strip())
+                await stream.send({"type": "progress", "line": f"Container {view.name}  Error"})
+                return
+            await stream.send({"type": "progress", "line": f"Container {view.name}  {after}"})
 
-    await asyncio.gather(*(one(v) for v in views))
-    if verb == "rm" and views and agent.on_change:
-        agent.on_change(name)  # one made again by a pass that looked before goes (the plan)
-    if orphans:
-        agent.store.drop_services(name, {v.service for v in orphans})
-    for orphan in orphans:
-        await stream.send({"type": "progress", "line": f"Container {orphan.name}  Removing"})
-        await agent.ops.remove([orphan.id])
-        await stream.send({"type": "progress", "line": f"Container {orphan.name}  Removed"})
+        await asyncio.gather(*(one(v) for v in views))
+        if verb == "rm" and views and agent.on_change:
+            agent.on_change(name)  # one made again by a pass that looked before goes (the plan)
+        if orphans:
+            agent.store.drop_services(name, {v.service for v in orphans})
+        for orphan in orphans:
+            await stream.send({"type": "progress", "line": f"Container {orphan.name}  Removing"})
+            await agent.ops.remove([orphan.id])
+            await stream.send({"type": "progress", "line": f"Container {orphan.name}  Removed"})
     if not body.get("local"):  # in a cluster: the other nodes' containers too
         failures += await peers.forward_act(request, name, body, stream.send)
     await stream.send({"type": "result", "ok": not failures, "error": "; ".join(failures) or None})

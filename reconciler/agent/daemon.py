@@ -31,7 +31,7 @@ from reconciler.agent import (
     store,
 )
 from reconciler.cluster import membership, overlay, scheduler
-from reconciler.engine import controller, errors, executor, loop, sources
+from reconciler.engine import controller, errors, executor, keylocks, loop, sources
 from reconciler.plan import model, plans
 from runtime import statefiles
 
@@ -73,6 +73,8 @@ class Runtime:
     background: Callable[[Callable[[str], None]], Awaitable[None]] | None = None
     # The containers as verbs see them, and what `down` does outside the plan (ops.Ops).
     ops: object | None = None
+    # One actor per project: the loop's passes and the verbs (ops) hold the same locks.
+    locks: keylocks.KeyLocks = field(default_factory=keylocks.KeyLocks)
 
 
 class StoreSource:
@@ -168,7 +170,8 @@ def _start_reconciling(agent: server.Agent, runtime: Runtime, resync: float,
                        workers: int) -> list[asyncio.Task]:
     reconcile = loop.ProjectReconciler(
         StoreSource(agent.store, runtime.translator), runtime.observer, runtime.actuator,
-        resync=resync, listener=_step_listener(agent), plan_listener=_plan_listener(agent))
+        resync=resync, listener=_step_listener(agent), plan_listener=_plan_listener(agent),
+        locks=runtime.locks)
     ctrl = controller.Controller("projects", _reconcile_with_status(agent, reconcile),
                                  workers=workers)
     agent.on_change = ctrl.queue.add
@@ -345,7 +348,8 @@ def default_runtime(root: Path, run_dir: Path, host_netns: str | None = None) ->
 
     ctx = context.make(root, run_dir, netns=host_netns)
     runtime = machine.runtime_for(ctx)
-    return dataclasses.replace(runtime, ops=ops.Ops(ctx, recent=runtime.observer.recent))
+    return dataclasses.replace(runtime, ops=ops.Ops(ctx, recent=runtime.observer.recent,
+                                                    locks=runtime.locks))
 
 
 def _hear_pulls(agent: server.Agent, runtime: Runtime | None) -> None:

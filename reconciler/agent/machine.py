@@ -23,8 +23,7 @@ from reconciler.agent import desired, recovery, store
 from reconciler.engine import coalesce, errors, executor, sources
 from reconciler.plan import model, plans, restarts
 from reconciler.spec import model as spec_model
-from runtime.cgroups import drivers as cgroup_drivers
-from runtime.cgroups import model as cgroups_model
+from runtime.cgroups import drivers as cgroup_drivers, model as cgroups_model
 from runtime.net import bridge, dns, events, records
 from runtime.oci import conmon, lifecycle, observe
 
@@ -33,10 +32,9 @@ log = structlog.get_logger(__name__)
 STATES = {"created": model.ContainerState.CREATED, "running": model.ContainerState.RUNNING,
           "paused": model.ContainerState.PAUSED, "exited": model.ContainerState.EXITED}
 LIMITS = "limits.json"
-AWAIT_POLL = 0.2
-AWAIT_PATIENCE = 30.0
+AWAIT_POLL = 0.2  # a dependency not ready yet is looked at again this much later
 CHECK_EVERY = 1.0  # the nft table and the DNS sockets, which no netlink event announces
-REGISTRY_RETRY = 10.0  # a registry that failed is asked again this much later  # then the step fails for now and the project is looked at again
+REGISTRY_RETRY = 10.0  # a registry that failed is asked again this much later
 
 
 class Machine:
@@ -95,7 +93,7 @@ class Machine:
         containers = tuple(await asyncio.to_thread(
             lambda: [self._container(o, drift.containers.get(_name_of(o), "")) for o in kept]))
         self._written[project] = {_name_of(o): (o.cgroups_path, c.limits)
-                                  for o, c in zip(kept, containers)
+                                  for o, c in zip(kept, containers, strict=True)
                                   if o.cgroups_path and _name_of(o) in live}
         nets = tuple(model.ObservedNetwork(name, project, key, h, drift.networks.get(name, ""))
                      for name, key, h in networks.observe(self.ctx, project))
@@ -331,35 +329,32 @@ class Machine:
                                     f"a container of {owner}; remove it or choose another name")
 
     async def _await(self, project: str, step: plans.Step) -> None:
-        target: model.DesiredService = step.desired
+        target = step.desired_as(model.DesiredService)
         condition = "healthy" if step.reason == "healthy" else "completed"
-        deadline = time.monotonic() + AWAIT_PATIENCE
-        while True:
-            state = await self.observe(project)
-            mine = [c for c in state.containers if c.service == target.name]
-            if condition == "healthy":
-                bad = [c for c in mine if c.health == "unhealthy"]
-                if bad:
-                    raise errors.TemporaryError(f"container {bad[0].name} is unhealthy", 2.0)
-                if mine and all(c.health == "healthy" for c in mine):
-                    return
-                if mine and any(c.health is None and c.state is model.ContainerState.RUNNING
-                                for c in mine):
-                    raise errors.PermanentError(f"service {target.name} has no healthcheck")
-            else:
-                failed = [c for c in mine if c.state is model.ContainerState.EXITED
-                          and c.exit_code not in (0, None)]
-                if failed:  # docker compose's words
-                    raise errors.PermanentError(
-                        f'service "{target.name}" didn\'t complete successfully: '
-                        f"exit {failed[0].exit_code}")
-                if mine and all(c.state is model.ContainerState.EXITED and c.exit_code == 0
-                                for c in mine):
-                    return
-            if time.monotonic() > deadline:
-                raise errors.TemporaryError(
-                    f"waiting for {target.name} to be {condition}", 1.0)
-            await asyncio.sleep(AWAIT_POLL)
+        # One look: a dependency not ready yet ends the pass (NotReady), so the wait never
+        # holds the project's key against a user's verb; the loop looks again soon.
+        state = await self.observe(project)
+        mine = [c for c in state.containers if c.service == target.name]
+        if condition == "healthy":
+            bad = [c for c in mine if c.health == "unhealthy"]
+            if bad:
+                raise errors.TemporaryError(f"container {bad[0].name} is unhealthy", 2.0)
+            if mine and all(c.health == "healthy" for c in mine):
+                return
+            if mine and any(c.health is None and c.state is model.ContainerState.RUNNING
+                            for c in mine):
+                raise errors.PermanentError(f"service {target.name} has no healthcheck")
+        else:
+            failed = [c for c in mine if c.state is model.ContainerState.EXITED
+                      and c.exit_code not in (0, None)]
+            if failed:  # docker compose's words
+                raise errors.PermanentError(
+                    f'service "{target.name}" didn\'t complete successfully: '
+                    f"exit {failed[0].exit_code}")
+            if mine and all(c.state is model.ContainerState.EXITED and c.exit_code == 0
+                            for c in mine):
+                return
+        raise errors.NotReady(f"waiting for {target.name} to be {condition}", AWAIT_POLL)
 
     # -- beside the loop ----------------------------------------------------------------
     async def _rebuild_dns(self) -> None:

@@ -5,11 +5,13 @@ and the verbs stop, start, restart, kill, pause, unpause and rm."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from controllers import context, services, system
+from reconciler.engine import keylocks
 from reconciler.plan import model
 from runtime.oci import lifecycle, observe
 
@@ -58,10 +60,19 @@ def view_json(view: services.ContainerView) -> dict:
 
 class Ops:
     def __init__(self, ctx: context.Context,
-                 recent: Callable[[str], model.ObservedState | None] = lambda project: None
-                 ) -> None:
+                 recent: Callable[[str], model.ObservedState | None] = lambda project: None,
+                 locks: keylocks.KeyLocks | None = None) -> None:
         self.ctx = ctx
         self.recent = recent  # the loop's last look at a project, if nothing changed since
+        # The reconcile loop's, when one runs: a verb and a pass never act on a project at once.
+        self.locks = locks if locks is not None else keylocks.KeyLocks()
+
+    @contextlib.asynccontextmanager
+    async def serial(self, project: str) -> AsyncIterator[None]:
+        """Hold `project` from the verb's look at its containers to its last act on them: no
+        pass of the loop plans from a look taken before the verb changed them."""
+        async with self.locks.hold(project):
+            yield
 
     async def converged(self, project: str) -> list[Brief]:
         """The service containers, right after the loop converged the project: what its last

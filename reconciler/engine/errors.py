@@ -23,6 +23,16 @@ class PermanentError(Exception):
         self.requeue_after = requeue_after
 
 
+class NotReady(Exception):
+    """A step's precondition does not hold yet (a dependency not healthy, not completed): no
+    failure. The pass ends without the step and those requiring it, and the key comes back
+    after `delay`: a wait never holds the key, so a user's verb acts meanwhile."""
+
+    def __init__(self, message: str, delay: float = 0.25) -> None:
+        super().__init__(message)
+        self.delay = delay
+
+
 @dataclass(frozen=True)
 class Outcome:
     """What a failure means for the key: retry after `delay` (None: use backoff), or give up

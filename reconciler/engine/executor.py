@@ -32,6 +32,7 @@ class Status(str, enum.Enum):
     DONE = "done"
     FAILED = "failed"
     SKIPPED = "skipped"
+    WAITING = "waiting"  # not ready yet (errors.NotReady): the step runs in a later pass
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class StepResult:
     status: Status
     reason: str = ""
     outcome: errors.Outcome | None = None  # for a failure: how to retry
+    retry_in: float | None = None  # for a step not ready yet: when to look again
 
 
 @dataclass(frozen=True)
@@ -57,8 +59,12 @@ class Report:
         return tuple(r for r in self.results if r.status is Status.SKIPPED)
 
     @property
+    def waiting(self) -> tuple[StepResult, ...]:
+        return tuple(r for r in self.results if r.status is Status.WAITING)
+
+    @property
     def ok(self) -> bool:
-        return not self.failed and not self.skipped
+        return not self.failed and not self.skipped and not self.waiting
 
     def __str__(self) -> str:
         return "\n".join(f"#{r.step.number} {r.step.resource} {r.step.action.value}: "
@@ -125,6 +131,9 @@ async def execute(plan: plans.Plan, functions: Mapping[plans.Action, StepFunctio
             report(StepResult(step, Status.STARTED))
             try:
                 await functions[step.action](step)
+            except errors.NotReady as not_ready:
+                return report(StepResult(step, Status.WAITING, str(not_ready),
+                                         retry_in=not_ready.delay))
             except Exception as error:  # every failure becomes a result
                 outcome = errors.classify(error)
                 log.warning("step.failed", step=str(step), error=outcome.reason)
