@@ -284,7 +284,10 @@ async def run_container(ctx: context.Context, stack: spec_model.Stack, project: 
         if start:
             await lifecycle.start(ctx.layout, cid, just_created=existing is None)
     except BaseException:
-        await remove_container(ctx, cid, name=cname)
+        # Only what this call began is undone: a container an earlier call made (the same
+        # step again) runs on with its network, whatever failed here.
+        if existing is None:
+            await remove_container(ctx, cid, name=cname)
         raise
     log.info("service.container_created", project=project, service=service, container=cname,
              id=cid)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from reconciler.engine import backoff as backoff_mod, errors, workqueue
+from reconciler.engine import backoff as backoff_mod, errors, executor, workqueue
 
 log = structlog.get_logger(__name__)
 
@@ -73,9 +73,13 @@ class Controller:
                 # cannot be made, looked at on every resync) does not fill the log.
                 same = before is not None and (before.state, before.reason) == \
                     (status.state, status.reason)
+                # An error the engine does not know (a bug in observing, say) comes with its
+                # traceback, once: the only way to find where it was raised.
+                known = (errors.TemporaryError, errors.PermanentError, executor.StepsFailed)
                 (log.debug if same else log.warning)(
                     "reconcile.failed", reason=status.reason, state=status.state,
-                    retry_in=status.retry_in)
+                    retry_in=status.retry_in,
+                    exc_info=None if same or isinstance(error, known) else error)
             else:
                 self.backoff.forget(key)
                 status = KeyStatus("ok", retry_in=requeue_after)

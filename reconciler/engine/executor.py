@@ -42,6 +42,7 @@ class StepResult:
     reason: str = ""
     outcome: errors.Outcome | None = None  # for a failure: how to retry
     retry_in: float | None = None  # for a step not ready yet: when to look again
+    error: BaseException | None = None  # for a failure: what was raised (its traceback)
 
 
 @dataclass(frozen=True)
@@ -136,8 +137,11 @@ async def execute(plan: plans.Plan, functions: Mapping[plans.Action, StepFunctio
                                          retry_in=not_ready.delay))
             except Exception as error:  # every failure becomes a result
                 outcome = errors.classify(error)
-                log.warning("step.failed", step=str(step), error=outcome.reason)
-                return report(StepResult(step, Status.FAILED, outcome.reason, outcome))
+                # Said once, with its traceback when unexpected, by whoever keeps the
+                # failures from pass to pass (failures.py): a retried step says it again.
+                log.debug("step.failed", step=str(step), error=outcome.reason)
+                return report(StepResult(step, Status.FAILED, outcome.reason, outcome,
+                                         error=error))
         finally:
             place.give_up()
         return report(StepResult(step, Status.DONE))

@@ -10,7 +10,10 @@ So the failures are remembered per step (resource and action):
   network, a dependency's health), which can come right without an `up`: those are checked
   again after a backoff;
 - any other failure holds the step for its own delay (TemporaryError) or its own exponential
-  backoff, however often the project is looked at meanwhile.
+  backoff, however often the project is looked at meanwhile: only PermanentError gives up.
+
+Each failure is logged once (with its traceback when it is not one of the engine's errors),
+not once per retry.
 
 What is held is left out of the plan, with the steps that require it; the rest runs.
 """
@@ -20,8 +23,12 @@ from __future__ import annotations
 from collections.abc import Hashable
 from dataclasses import dataclass
 
+import structlog
+
 from reconciler.engine import backoff as backoff_mod, errors, executor
 from reconciler.plan import plans
+
+log = structlog.get_logger(__name__)
 
 # Checks of the world outside the project: a final failure of one is looked at again later.
 CHECKS = frozenset({plans.Action.REQUIRE, plans.Action.AWAIT})
@@ -90,7 +97,10 @@ class StepFailures:
                 failed.pop(key, None)
                 self.backoff.forget((project, *key))
             elif result.status is executor.Status.FAILED:
-                failed[key] = self._failure(project, result, now)
+                before = failed.get(key)
+                failed[key] = failure = self._failure(project, result, now)
+                _tell(project, result, failure, again=before is not None
+                      and before.reason == failure.reason)
 
     def _failure(self, project: str, result: executor.StepResult, now: float) -> Failure:
         outcome = result.outcome or errors.Outcome(False, None, result.reason)
@@ -125,6 +135,19 @@ class StepFailures:
         for key in self._failed.pop(project, {}):
             self.backoff.forget((project, *key))
         self._versions.pop(project, None)
+
+
+def _tell(project: str, result: executor.StepResult, failure: Failure, again: bool) -> None:
+    """A step's failure in the log once: its retries, failing the same way, say it at debug
+    level only. An error neither of the engine's own (a bug, an OSError nobody classified) is
+    logged with its traceback, the one place to find where it came from."""
+    error = result.error
+    unexpected = error is not None and not isinstance(
+        error, (errors.TemporaryError, errors.PermanentError))
+    (log.debug if again else log.warning)(
+        "step.failed", project=project, resource=result.step.resource,
+        action=result.step.action.value, error=failure.reason, final=failure.final,
+        retry_at=failure.retry_at, exc_info=error if unexpected and not again else None)
 
 
 def _key(step: plans.Step) -> StepKey:

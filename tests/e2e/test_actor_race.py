@@ -126,3 +126,44 @@ def test_verbs_racing_passes_leave_one_container_per_slot_with_its_network(stack
     # pass at once (its `runc init` would hold its cgroup for ever).
     stack.pc("down", "-v", "-t", "0")
     assert conftest.leftovers(stack) == []
+
+
+ONE = """\
+services:
+  web:
+    image: busybox
+    stop_signal: SIGKILL
+    command: ["sleep", "1000"]
+"""
+
+
+def test_a_repeated_create_that_fails_keeps_the_container_an_earlier_one_made(stack):
+    """The same create asked for again (a step repeated after an answer was lost) that then
+    fails undoes nothing of the container the first one made: it runs on, with its network."""
+    import asyncio
+    from unittest import mock
+
+    from controllers import context, services
+    from reconciler import spec
+    from runtime.oci import lifecycle, observe
+
+    stack.write(ONE)
+    stack.pc("up", "-d")
+    name = f"{stack.project}-web-1"
+    [before] = _containers(stack)
+    address = _address(stack, "web", 1)
+    project = spec.load([str(stack.dir / "compose.yaml")], project_name=stack.project)
+    ctx = context.make(stack.root, stack.run_dir, netns=f"/run/netns/{stack.host_netns}")
+    made = asyncio.run(observe.named(ctx.layout, name))
+    assert made is not None
+
+    async def broken_start(*args, **kwargs) -> None:
+        raise RuntimeError("runc start: the machine said no")
+
+    with mock.patch.object(lifecycle, "start", broken_start), \
+            pytest.raises(RuntimeError, match="the machine said no"):
+        asyncio.run(services.run_container(
+            ctx, project.stack, stack.project, "web", replica=1, name=name,
+            config_hash=made.config_hash))
+    assert [(c["ID"], c["State"]) for c in _containers(stack)] == [(before["ID"], "running")]
+    assert _address(stack, "web", 1) == address
