@@ -223,7 +223,8 @@ def test_system_df_counts_and_system_prune_leaves_a_running_stack(stack, tmp_pat
     assert table[0].split() == ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"]
     assert [line.split()[0] for line in table[1:]] == ["Images", "Containers", "Local", "Build"]
     rows = df_rows(stack)
-    uppers = {c: tree_bytes(stack.root / "rootfs" / c / "upper") for c in (app, job)}
+    ids = {c: ps_all(stack)[c]["ID"] for c in (app, job)}  # a container's root is by its ID
+    uppers = {c: tree_bytes(stack.root / "rootfs" / ids[c] / "upper") for c in (app, job)}
     assert uppers[app] >= 5000 and uppers[job] >= 700
     total = sum(uppers.values())
     assert rows["Containers"] == {
@@ -244,7 +245,7 @@ def test_system_df_counts_and_system_prune_leaves_a_running_stack(stack, tmp_pat
     assert freed_images > 0
     assert images["Reclaimable"] == f"{listing.human_size(freed_images)} ({freed_images * 100 // before}%)"
     sections = pruned.split("\n\n")
-    assert sections[0] == f"Deleted Containers:\n{job}"
+    assert sections[0] == f"Deleted Containers:\n{ids[job]}"
     assert sections[1] == "Deleted Networks:\nidle"
     deleted_volumes = sections[2].splitlines()
     assert deleted_volumes[0] == "Deleted Volumes:"
