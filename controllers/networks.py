@@ -20,8 +20,8 @@ from pathlib import Path
 import structlog
 
 from controllers import context
-from runtime.net import bridge, ipam, names, records
-from runtime.net import model as net_model
+from runtime import labels
+from runtime.net import bridge, ipam, model as net_model, names, records
 
 if typing.TYPE_CHECKING:  # the verbs that only list need not import the stack loader
     from reconciler.spec import model as spec_model
@@ -29,8 +29,8 @@ if typing.TYPE_CHECKING:  # the verbs that only list need not import the stack l
 log = structlog.get_logger(__name__)
 
 DEFAULT_MTU = 1500
-PROJECT = "com.docker.compose.project"
-NETWORK = "com.docker.compose.network"
+PROJECT = labels.PROJECT
+NETWORK = labels.NETWORK
 MTU_OPTION = "com.docker.network.driver.mtu"
 UNDERLAY_DRIVERS = ("macvlan", "ipvlan")
 

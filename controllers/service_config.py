@@ -10,12 +10,10 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from reconciler.spec import model as spec_model
-from reconciler.spec import units
-from runtime.cgroups import compose as cgroups_compose
-from runtime.cgroups import model as cgroups_model
-from runtime.net import model as net_model
-from runtime.net import ports as net_ports
+from reconciler.spec import model as spec_model, units
+from runtime import labels as label_keys
+from runtime.cgroups import compose as cgroups_compose, model as cgroups_model
+from runtime.net import model as net_model, ports as net_ports
 from runtime.oci import model as oci_model
 
 DEFAULT_STOP_GRACE = 10.0
@@ -172,13 +170,9 @@ def container_config(
     env.update(environment or {})
     grace = units.parse_duration(svc.stop_grace_period) if svc.stop_grace_period else DEFAULT_STOP_GRACE
     labels = {k: str(v) for k, v in svc.labels.items()}
-    labels.update({
-        "com.docker.compose.project": project, "com.docker.compose.service": service,
-        "com.docker.compose.container-number": str(replica),
-        "com.docker.compose.oneoff": "True" if oneoff else "False",
-    })
+    labels.update(label_keys.container(project, service, replica, oneoff))
     if config_hash:  # what `config --hash` prints, under docker compose's name for it
-        labels["com.docker.compose.config-hash"] = config_hash
+        labels[label_keys.CONFIG_HASH] = config_hash
     return oci_model.ContainerConfig(
         name=cname, id=cid,
         identity=oci_model.Identity(project, service, replica, config_hash, image_ref, oneoff),

@@ -22,7 +22,7 @@ import structlog
 
 from controllers import context, service_config
 from reconciler.spec import model as spec_model
-from runtime import rootfs, safepath, volumes
+from runtime import labels, rootfs, safepath, volumes
 from runtime import images
 from runtime.images import registry
 from runtime.net import bridge, netns, records, resolvconf
@@ -32,8 +32,8 @@ from runtime.oci import spec as oci_spec
 
 log = structlog.get_logger(__name__)
 
-IMAGE_REF = "io.pcompose.image-ref"
-COMMAND = "io.pcompose.command"
+IMAGE_REF = labels.OWN_IMAGE_REF
+COMMAND = labels.OWN_COMMAND
 
 
 class ServiceError(Exception):
@@ -75,7 +75,7 @@ class ContainerView:
 def container_labels(annotations) -> tuple[tuple[str, str], ...]:
     """The container's labels among its annotations, sorted: io.pcompose.* are the runtime's
     own notes (identity, cgroup, stop signal), not labels a user or docker compose set."""
-    return tuple(sorted((k, v) for k, v in annotations.items() if not k.startswith("io.pcompose.")))
+    return tuple(sorted((k, v) for k, v in annotations.items() if not k.startswith(labels.OWN_PREFIX)))
 
 
 def _files_dir(ctx: context.Context, cid: str) -> Path:
@@ -130,10 +130,9 @@ def _prepare_volumes(ctx: context.Context, project: str, stack: spec_model.Stack
     for use in service_config.volume_uses(project, stack, svc, cname):
         vol = volumes.get(ctx.root, use.name)
         if vol is None:
-            labels = (("com.docker.compose.project", project),
-                      ("com.docker.compose.volume", use.name),
-                      ("io.pcompose.anonymous", "true"))
-            vol = volumes.ensure(ctx.root, volumes.VolumeSpec(use.name, labels=labels))
+            marks = ((labels.PROJECT, project), (labels.VOLUME, use.name),
+                     (labels.OWN_ANONYMOUS, "true"))
+            vol = volumes.ensure(ctx.root, volumes.VolumeSpec(use.name, labels=marks))
         if use.subpath:
             dirs[use.target] = str(_pin_subpath(ctx, cid, vol, use))
             continue  # a subpath must exist, so the volume is not new: nothing to copy
@@ -365,7 +364,7 @@ async def remove_container(ctx: context.Context, cid: str, *, name: str | None =
     anon = []
     if remove_anonymous and name:
         anon = [v.name for v in volumes.list_all(ctx.root)
-                if v.label("io.pcompose.anonymous") and v.name.startswith(f"{name}_anon_")]
+                if v.label(labels.OWN_ANONYMOUS) and v.name.startswith(f"{name}_anon_")]
     project = lifecycle.project_of(ctx.layout, cid)
     await lifecycle.remove(ctx.layout, cid, stop=stop, timeout=timeout)
     await asyncio.to_thread(_release, ctx, cid, name, anon)

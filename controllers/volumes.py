@@ -11,16 +11,16 @@ import typing
 from pathlib import Path
 
 from controllers import context
-from runtime import mounts, volumes
+from runtime import labels, mounts, volumes
 
 if typing.TYPE_CHECKING:  # the verbs that only list need not import the stack loader
     from reconciler.spec import model as spec_model
 
-PROJECT = "com.docker.compose.project"
-KEY = "com.docker.compose.volume"
-HASH = "io.pcompose.config-hash"
-ANONYMOUS = "io.pcompose.anonymous"
-DOCKER_ANONYMOUS = "com.docker.volume.anonymous"  # what docker marks a volume made without a name
+PROJECT = labels.PROJECT
+KEY = labels.VOLUME
+HASH = labels.OWN_CONFIG_HASH
+ANONYMOUS = labels.OWN_ANONYMOUS
+DOCKER_ANONYMOUS = labels.DOCKER_ANONYMOUS
 LOCAL_OPTIONS = ("type", "o", "device")  # what docker's local driver takes
 
 

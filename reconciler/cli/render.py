@@ -11,6 +11,7 @@ import json
 import sys
 
 from reconciler.cli import progress
+from runtime import labels as label_keys
 
 # docker compose's log prefix colours, in the order containers get them: cyan, yellow, green,
 # magenta, blue, then the same bold ("intense").
@@ -117,10 +118,7 @@ def ps_json(view, now: dt.datetime, trunc: bool = True) -> dict:
     """One line of `ps --format json`: docker's keys, in their (alphabetical) order and types."""
     # Every label of the container; compose's own from the view's fields when the agent that
     # sent it is older than labels in views.
-    labels = {"com.docker.compose.project": view.project,
-              "com.docker.compose.service": view.service,
-              "com.docker.compose.container-number": str(view.replica),
-              "com.docker.compose.oneoff": "True" if view.oneoff else "False",
+    labels = {**label_keys.container(view.project, view.service, view.replica, view.oneoff),
               **dict(getattr(view, "labels", ()) or ())}
     return {
         "Command": command(view, trunc),

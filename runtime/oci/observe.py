@@ -9,6 +9,7 @@ from typing import AsyncIterator, Mapping
 
 import watchfiles
 
+from runtime import labels
 from runtime.cgroups import drivers, model as cgroups_model
 from runtime.oci import layout, lifecycle, runc, spec, timefmt
 
@@ -53,7 +54,7 @@ def from_state(lay: layout.Layout, state: Mapping) -> Observed | None:
         replica=int(notes.get(spec.A_REPLICA, "1") or 1),
         config_hash=notes.get(spec.A_CONFIG_HASH, ""),
         image=notes.get(spec.A_IMAGE, ""),
-        oneoff=notes.get("com.docker.compose.oneoff") == "True",
+        oneoff=notes.get(labels.ONEOFF) == labels.flag(True),
         status="exited" if exited else status,
         pid=0 if exited else int(state.get("pid") or 0),
         created=timefmt.parse(state["created"]) if state.get("created") else None,

@@ -7,21 +7,23 @@ import signal
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from runtime import labels
 from runtime.cgroups import model as cgroups_model
 from runtime.oci import caps, model, users
 
 INIT_PATH = "/sbin/docker-init"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-A_PROJECT = "io.pcompose.project"
-A_SERVICE = "io.pcompose.service"
-A_REPLICA = "io.pcompose.replica"
-A_CONFIG_HASH = "io.pcompose.config-hash"
-A_IMAGE = "io.pcompose.image"
-A_STOP_SIGNAL = "io.pcompose.stop-signal"
-A_STOP_GRACE = "io.pcompose.stop-grace-period"
-A_CGROUP = "io.pcompose.cgroup"
-A_NAME = "io.pcompose.name"  # the container's name; its id is runc's (absent: the id is the name)
+# The runtime's own annotations, by the names the oci layer has always used (runtime/labels.py).
+A_PROJECT = labels.OWN_PROJECT
+A_SERVICE = labels.OWN_SERVICE
+A_REPLICA = labels.OWN_REPLICA
+A_CONFIG_HASH = labels.OWN_CONFIG_HASH
+A_IMAGE = labels.OWN_IMAGE
+A_STOP_SIGNAL = labels.OWN_STOP_SIGNAL
+A_STOP_GRACE = labels.OWN_STOP_GRACE
+A_CGROUP = labels.OWN_CGROUP
+A_NAME = labels.OWN_NAME
 
 RLIMITS = {
     "as": "RLIMIT_AS", "core": "RLIMIT_CORE", "cpu": "RLIMIT_CPU", "data": "RLIMIT_DATA",
@@ -329,10 +331,7 @@ def container_annotations(config: model.ContainerConfig, facts: HostFacts) -> di
         A_STOP_GRACE: repr(float(config.stop_grace_period)),
         A_CGROUP: facts.cgroups_path,
         A_NAME: config.name,
-        "com.docker.compose.project": ident.project,
-        "com.docker.compose.service": ident.service,
-        "com.docker.compose.container-number": str(ident.replica),
-        "com.docker.compose.oneoff": "True" if ident.oneoff else "False",
+        **labels.container(ident.project, ident.service, ident.replica, ident.oneoff),
     })
     return out
 
