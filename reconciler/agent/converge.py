@@ -340,7 +340,7 @@ async def ps(request: web.Request) -> web.Response:
         rows, unreachable = await peers.gather_ps(request, name, rows)
     return web.json_response({
         "project": name, "services": sorted(project.stack.services) if project else None,
-        "containers": rows, "unreachable": unreachable})
+        "containers": rows, **({"unreachable": unreachable} if unreachable else {})})
 
 
 @routes.post("/v1/act")

@@ -15,11 +15,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime as dt
 import hmac
 import json
+import os
+import pwd
 import ssl
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -465,3 +470,73 @@ async def forward_act(request: web.Request, project: str, body: dict,
     async with peers.session(None) as session:
         await asyncio.gather(*(one(session, n, u) for n, u in others))
     return failures
+
+
+# -- top
+def process_row(pid: int) -> list[str] | None:
+    """One line of `top` from /proc: what ps -ef shows (None for a process gone meanwhile)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        uid = os.stat(f"/proc/{pid}").st_uid
+    except OSError:
+        return None  # exited meanwhile
+    fields = stat[stat.rindex(")") + 2:].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu = (int(fields[11]) + int(fields[12])) // ticks
+    boot = time.time() - float(Path("/proc/uptime").read_text().split()[0])
+    started = dt.datetime.fromtimestamp(boot + int(fields[19]) / ticks)
+    try:
+        user = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        user = str(uid)
+    command = " ".join(a.decode(errors="replace") for a in cmdline.split(b"\0") if a)
+    return [user, str(pid), fields[1], "0", f"{started:%H:%M}", "?",
+            f"{cpu // 3600:02d}:{cpu // 60 % 60:02d}:{cpu % 60:02d}",
+            command or stat[stat.index("(") + 1:stat.rindex(")")]]
+
+
+async def _local_top(request: web.Request, body: dict) -> list[dict]:
+    from runtime.oci import observe
+
+    the_ops = _agent_ops(request)
+    project = _project(body)
+    services = body.get("services") or []
+    peers = peers_of(request)
+    found = []
+    for view in await the_ops.views(project):
+        if view.state not in ("running", "paused") or (services and view.service not in services):
+            continue
+        pids = await observe.top(the_ops.ctx.layout, view.id)
+        rows = [r for r in map(process_row, sorted(pids)) if r]
+        found.append({"name": view.name, "node": peers.name if peers else "", "processes": rows})
+    return found
+
+
+@routes.post("/v1/top")
+async def top(request: web.Request) -> web.Response:
+    """{containers: [{name, node, processes: [ps -ef's columns]}], unreachable: [node]}: of
+    every node unless `local`."""
+    body = await server.json_body(request)
+    found = await _local_top(request, body)
+    peers = peers_of(request)
+    unreachable: list[str] = []
+    if peers is not None and not body.get("local"):
+        others = await peers.others()
+
+        async def ask(session: aiohttp.ClientSession, url: str) -> list[dict]:
+            async with session.post(f"{url}/v1/top", json=body | {"local": True}) as answer:
+                if answer.status != 200:
+                    raise aiohttp.ClientError(f"HTTP {answer.status}")
+                return (await answer.json())["containers"]
+
+        async with peers.session() as session:
+            answers = await asyncio.gather(*(ask(session, u) for _, u in others),
+                                           return_exceptions=True)
+        for (node, _), answer in zip(others, answers, strict=True):
+            if isinstance(answer, BaseException):
+                unreachable.append(node)
+            else:
+                found += answer
+    return web.json_response({"containers": sorted(found, key=lambda c: c["name"]),
+                              "unreachable": unreachable})

@@ -236,3 +236,30 @@ def exec_(args: argparse.Namespace, project: str, argv: list[str]) -> int | None
     if code is None:
         raise common.UserFacingError("the exec's node went away before it ended")
     return code
+
+
+def top(args: argparse.Namespace, project: str) -> int | None:
+    """`top` of every node's containers, through the agent; None when the local agent is no
+    node serving its peers (then the CLI reads /proc itself)."""
+    from reconciler.cli import render
+
+    body = {"project": project, "services": list(args.services)}
+    try:
+        with agent_client(args, timeout=60.0) as agent:
+            answer = agent.call("POST", "/v1/top", body)
+    except wire.AgentUnavailable as error:
+        if remote(args):
+            raise common.UserFacingError(str(error)) from None
+        return None
+    except wire.ApiError as error:
+        if error.status == 404 and not remote(args):
+            return None
+        raise common.UserFacingError(str(error)) from None
+    for node in answer.get("unreachable") or ():
+        common.print_warning(f"node {node} did not answer: its containers are not listed")
+    for container in answer["containers"]:
+        print(container["name"])
+        print(render.table(["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"],
+                           container["processes"]), end="")
+        print()
+    return 0

@@ -6,8 +6,6 @@ import argparse
 import asyncio
 import datetime as dt
 import json
-import os
-import pwd
 import sys
 import time
 from pathlib import Path
@@ -166,11 +164,15 @@ def port(args: argparse.Namespace) -> int:
 def top(args: argparse.Namespace) -> int:
     name, project = compose_base.project_name(args)
     compose_base.check_services(project, args.services, containers=True)
-    compose_base.run(_top(args, name, project))
+    from reconciler.cli import cluster  # in a cluster: every node's, through the agent
+
+    if cluster.top(args, name) is None:
+        compose_base.run(_top(args, name, project))
     return 0
 
 
 async def _top(args, name: str, project=None) -> None:
+    from reconciler.agent import peers
     from runtime.oci import observe
 
     ctx = compose_base.context(args)
@@ -179,34 +181,11 @@ async def _top(args, name: str, project=None) -> None:
              if v.state in ("running", "paused")]
     for view in views:
         pids = await observe.top(ctx.layout, view.id)
-        rows = [r for r in map(_process_row, sorted(pids)) if r]
+        rows = [r for r in map(peers.process_row, sorted(pids)) if r]
         print(view.name)
         sys.stdout.write(render.table(
             ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"], rows))
         print()
-
-
-def _process_row(pid: int) -> list[str] | None:
-    """One line of `top` from /proc: what ps -ef shows."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        uid = os.stat(f"/proc/{pid}").st_uid
-    except OSError:
-        return None  # exited meanwhile
-    fields = stat[stat.rindex(")") + 2:].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    cpu = (int(fields[11]) + int(fields[12])) // ticks
-    boot = time.time() - float(Path("/proc/uptime").read_text().split()[0])
-    started = dt.datetime.fromtimestamp(boot + int(fields[19]) / ticks)
-    try:
-        user = pwd.getpwuid(uid).pw_name
-    except KeyError:
-        user = str(uid)
-    command = " ".join(a.decode(errors="replace") for a in cmdline.split(b"\0") if a)
-    return [user, str(pid), fields[1], "0", f"{started:%H:%M}", "?",
-            f"{cpu // 3600:02d}:{cpu // 60 % 60:02d}:{cpu % 60:02d}",
-            command or stat[stat.index("(") + 1:stat.rindex(")")]]
 
 
 # -- stats

@@ -108,6 +108,11 @@ def test_ps_logs_and_exec_from_any_host(cluster: tuple[list[Host], Path, dict[st
     missing = h1.stack.pc("-p", name, "exec", "-T", "--index", "2", "web", "true", check=False)
     assert missing.returncode != 0 and "is not running" in missing.stderr
 
+    # top of web (on h2) from h1: its processes, under its name.
+    top = h1.stack.pc("-p", name, "top", "web").stdout.splitlines()
+    assert top[0] == f"{name}-web-1" and top[1].split()[:2] == ["UID", "PID"]
+    assert any(line.endswith("sleep 3600") for line in top[2:])
+
     # stop, start and kill from hosts that do not run the container.
     def state(service: str) -> str:
         return next(s for n, _, s in ps_rows(h1, name)[0] if n == f"{name}-{service}-1")
