@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import errno
 import json
 import os
+import re
 import shutil
 import signal
 import time
@@ -236,11 +238,10 @@ async def remove(lay: layout.Layout, cid: str, *, stop: bool = False,
     who = _who(lay, cid)
     if stop:
         await stop_before_removal(lay, cid, timeout)
-    if known(lay, cid):
-        try:
+    if known(lay, cid) and not _kill_by_pidfd(lay, cid):
+        with contextlib.suppress(runc.NotFound):
             await _signal_quietly(lay, cid, "SIGKILL", all_processes=True)
-        except runc.NotFound:
-            pass
+    if known(lay, cid):
         # Once conmon has seen the exit, runc finds the container stopped and deletes it at
         # once; `delete --force` of a live one sleeps 100 ms before it looks again.
         await _wait_conmon_gone(lay, cid)
@@ -248,6 +249,56 @@ async def remove(lay: layout.Layout, cid: str, *, stop: bool = False,
     await _wait_conmon_gone(lay, cid)
     await asyncio.to_thread(_remove_files, lay, cid)
     log.info("container.removed", **who)
+
+
+_STATE_PID = re.compile(r'"init_process_pid":(\d+)')
+_STATE_START = re.compile(r'"init_process_start":(\d+)')
+_STATE_FREEZER = re.compile(r'"freezer":"((?:[^"\\]|\\.)*)"')
+_OWN_PID_NS = '{"type":"NEWPID","path":""}'
+
+
+def _kill_by_pidfd(lay: layout.Layout, cid: str) -> bool:
+    """SIGKILL to the container's init through a pidfd, without a runc process (each costs
+    ~15 ms of CPU, and a removal ran two): what `runc kill --all` achieves for a container
+    with a PID namespace of its own, where the init's death ends every process in it. The
+    init is the one runc recorded only if its start time still matches after the pidfd is
+    open, as runc checks it. False when this does not do (a shared PID namespace, a frozen
+    or unreadable container): the caller asks runc."""
+    try:
+        text = (lay.run_dir / "runc" / cid / "state.json").read_text()
+    except OSError:
+        return False
+    # Searched, not parsed: the file is ~33 KB (the seccomp filter), and json.loads of it cost
+    # more of the agent's time than the runc call it replaces. The keys are the structure's:
+    # inside a string value a quote is escaped, so no label or variable can fake them.
+    pid_found, start_found = _STATE_PID.search(text), _STATE_START.search(text)
+    paths = text.find('"cgroup_paths":{')  # the config before it has a "freezer" of its own
+    freezer = _STATE_FREEZER.search(text, paths) if paths >= 0 else None
+    if pid_found is None or start_found is None or freezer is None or _OWN_PID_NS not in text:
+        return False
+    try:
+        if Path(json.loads(f'"{freezer[1]}"'), "freezer.state").read_text().strip() != "THAWED":
+            return False
+    except (OSError, ValueError):
+        return False
+    pid, start = int(pid_found[1]), int(start_found[1])
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True  # the init is gone, and with it its namespace's processes
+    try:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except FileNotFoundError:
+            return True
+        if int(stat.rsplit(")", 1)[1].split()[19]) != start:
+            return True  # its PID is another process's now: the init ended
+        signal.pidfd_send_signal(fd, signal.SIGKILL)
+    except ProcessLookupError:
+        pass  # ended between the open and the signal
+    finally:
+        os.close(fd)
+    return True
 
 
 def known(lay: layout.Layout, cid: str) -> bool:
