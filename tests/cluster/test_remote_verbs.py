@@ -180,3 +180,30 @@ def test_ps_names_a_node_that_does_not_answer_instead_of_hanging(
         silent.close()
         for lease in leases:
             asyncio.run(revoke(lease))
+
+
+def test_logs_follow_streams_another_hosts_container_until_it_exits(
+        cluster: tuple[list[Host], Path, dict[str, int]]):
+    (h1, _, _), _, _ = cluster
+    name = h1.stack.project
+    h1.stack.write("""\
+services:
+  tick:
+    image: busybox:latest
+    command: ["sh", "-c", "echo one; sleep 3; echo two"]
+    restart: "no"
+    deploy: {placement: {constraints: ["node.hostname==h2"]}}
+""")
+    h1.stack.pc("up", "-d")
+    waiting.wait_for(lambda: ps_rows(h1, name)[0] != [], timeout=60, what="tick on h2")
+    follow = h1.stack.start("-p", name, "logs", "-f", "--no-log-prefix", "tick")
+    try:
+        out, err = follow.communicate(timeout=90)  # it ends once tick has exited on h2
+    finally:
+        if follow.poll() is None:
+            follow.kill()
+            follow.wait()
+    assert follow.returncode == 0, err
+    assert out.splitlines() == ["one", "two"]
+    assert any(r[1] == "h2" and r[2] == "exited" for r in ps_rows(h1, name)[0])
+    h1.stack.pc("-p", name, "down", "-t", "0")
