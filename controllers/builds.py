@@ -14,7 +14,7 @@ import structlog
 
 from controllers import context
 from reconciler.spec import model as spec_model
-from runtime import images
+from runtime import images, names as naming
 from runtime.build import builder, snapshot
 from runtime.images import manifest
 
@@ -48,7 +48,7 @@ class Built:
 
 def image_name(project: str, service: str, svc: spec_model.Service) -> str:
     """docker compose v2's rule: `image:` when given, else `<project>-<service>`."""
-    return svc.image or f"{project}-{service}"
+    return svc.image or naming.image(project, service)
 
 
 def where(ctx: context.Context) -> snapshot.Where:

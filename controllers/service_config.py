@@ -6,12 +6,11 @@ needs (rootfs, volume dirs, secret files, namespaces) are worked out by the call
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler.spec import model as spec_model, units
-from runtime import labels as label_keys
+from runtime import labels as label_keys, names as naming
 from runtime.cgroups import compose as cgroups_compose, model as cgroups_model
 from runtime.net import model as net_model, ports as net_ports
 from runtime.oci import model as oci_model
@@ -41,7 +40,7 @@ class FileUse:
 
 
 def container_name(project: str, service: str, svc: spec_model.Service, replica: int) -> str:
-    return svc.container_name or f"{project}-{service}-{replica}"
+    return svc.container_name or naming.container(project, service, replica)
 
 
 def _real_name(project: str, declared, key: str) -> str:
@@ -52,7 +51,7 @@ def _real_name(project: str, declared, key: str) -> str:
         return found.name
     if found is not None and found.external:
         return key
-    return f"{project}_{key}"
+    return naming.scoped(project, key)
 
 
 def network_name(project: str, stack: spec_model.Stack, key: str) -> str:
@@ -66,7 +65,7 @@ def volume_name(project: str, stack: spec_model.Stack, key: str) -> str:
 def anonymous_volume_name(cname: str, target: str) -> str:
     """Stable for a container name and target, so a recreated container keeps its data
     (docker carries anonymous volumes over to the new container the same way)."""
-    return f"{cname}_anon_{hashlib.sha256(target.encode()).hexdigest()[:12]}"
+    return naming.anonymous_volume(cname, target)
 
 
 def volume_uses(project: str, stack: spec_model.Stack, svc: spec_model.Service,

@@ -22,13 +22,10 @@ import structlog
 
 from controllers import context, service_config
 from reconciler.spec import model as spec_model
-from runtime import labels, rootfs, safepath, volumes
-from runtime import images
+from runtime import images, labels, names as naming, rootfs, safepath, volumes
 from runtime.images import registry
 from runtime.net import bridge, netns, records, resolvconf
-from runtime.oci import lifecycle, observe
-from runtime.oci import model as oci_model
-from runtime.oci import spec as oci_spec
+from runtime.oci import lifecycle, model as oci_model, observe, spec as oci_spec
 
 log = structlog.get_logger(__name__)
 
@@ -207,7 +204,7 @@ async def _namespaces(ctx: context.Context, project: str, svc: spec_model.Servic
             target, name = mode.split(":", 1)
             if target == "service":
                 found = await observe.list_containers(ctx.layout, project, name)
-                cid = found[0].id if found else f"{project}-{name}-1"
+                cid = found[0].id if found else naming.container(project, name, 1)
             else:  # a container's name, or its id as docker takes either
                 named = await observe.named(ctx.layout, name)
                 cid = named.id if named else name
@@ -248,7 +245,7 @@ async def run_container(ctx: context.Context, stack: spec_model.Stack, project: 
                            "container; remove it or choose another name")
     # The same container asked for again (a repeated step) is kept, under its id.
     cid = existing.id if existing is not None else oci_model.new_id()
-    ref = svc.image or f"{project}-{service}"
+    ref = svc.image or naming.image(project, service)
     try:
         record = await images.ensure(ctx.images, ref, svc.pull_policy or "missing",
                                      progress=ctx.pull_progress(project, ref))
@@ -364,7 +361,7 @@ async def remove_container(ctx: context.Context, cid: str, *, name: str | None =
     anon = []
     if remove_anonymous and name:
         anon = [v.name for v in volumes.list_all(ctx.root)
-                if v.label(labels.OWN_ANONYMOUS) and v.name.startswith(f"{name}_anon_")]
+                if v.label(labels.OWN_ANONYMOUS) and v.name.startswith(naming.anonymous_prefix(name))]
     project = lifecycle.project_of(ctx.layout, cid)
     await lifecycle.remove(ctx.layout, cid, stop=stop, timeout=timeout)
     await asyncio.to_thread(_release, ctx, cid, name, anon)

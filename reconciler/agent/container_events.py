@@ -7,6 +7,7 @@ from pathlib import Path
 
 from reconciler.agent import events
 from reconciler.plan import model, plans
+from runtime import names as naming
 
 A = plans.Action
 # What docker reports for each step once it is done, in the order it reports them.
@@ -50,7 +51,7 @@ def for_exit(project: str, exit_file: Path, name: str | None = None) -> events.E
 
 def _service(project: str, name: str) -> str:
     """`shop-web-1` -> `web`; a container_name says nothing of its service."""
-    if not name.startswith(f"{project}-"):
+    if not naming.of_project(project, name):
         return ""
     service, _, replica = name[len(project) + 1:].rpartition("-")
     return service if replica.isdigit() else ""

@@ -34,6 +34,7 @@ from aiohttp import web
 from reconciler import spec
 from reconciler.agent import cluster_projects, ops, peers, server, store, submit
 from reconciler.spec import graph, model as spec_model
+from runtime import names as naming
 
 routes = web.RouteTableDef()
 
@@ -488,14 +489,14 @@ async def _project_of(request: web.Request, body: dict, allowed: set[str]):
 def _networks(project: str, stack: dict) -> list[str]:
     """The project's own networks; a network exists only when a service joins it."""
     services = (stack.get("services") or {}).values()
-    return [net.get("name") or f"{project}_{key}"
+    return [net.get("name") or naming.scoped(project, key)
             for key, net in sorted((stack.get("networks") or {}).items())
             if not net.get("external") and any(key in (s.get("networks") or {})
                                                for s in services)]
 
 
 def _volumes(project: str, stack: dict) -> list[str]:
-    return [vol.get("name") or f"{project}_{key}"
+    return [vol.get("name") or naming.scoped(project, key)
             for key, vol in sorted((stack.get("volumes") or {}).items())
             if not vol.get("external")]
 

@@ -11,10 +11,8 @@ import json
 from controllers import service_config
 from reconciler.agent import store
 from reconciler.plan import model
-from reconciler.spec import hashing
-from reconciler.spec import model as spec_model
-from reconciler.spec import project as spec_project
-from runtime import images
+from reconciler.spec import hashing, model as spec_model, project as spec_project
+from runtime import images, names as naming
 
 
 def hashes(project: spec_project.Project) -> dict[str, str]:
@@ -98,7 +96,7 @@ def _service(project: str, name: str, stack: spec_model.Stack,
     svc = stack.services[name]
     health = svc.healthcheck
     return model.DesiredService(
-        project=project, name=name, config_hash=config, image=svc.image or f"{project}-{name}",
+        project=project, name=name, config_hash=config, image=svc.image or naming.image(project, name),
         replicas=svc.replicas,
         networks=() if svc.network_mode else tuple(sorted(svc.networks)),
         volumes=tuple(sorted({v.source for v in svc.volumes
@@ -121,10 +119,10 @@ def _definition_hash(definition) -> str:
 def _network(project: str, key: str, net: spec_model.Network) -> model.DesiredNetwork:
     if net.external:
         return model.DesiredNetwork(key, net.name or key, external=True)
-    return model.DesiredNetwork(key, net.name or f"{project}_{key}", _definition_hash(net))
+    return model.DesiredNetwork(key, net.name or naming.scoped(project, key), _definition_hash(net))
 
 
 def _volume(project: str, key: str, vol: spec_model.Volume) -> model.DesiredVolume:
     if vol.external:
         return model.DesiredVolume(key, vol.name or key, external=True)
-    return model.DesiredVolume(key, vol.name or f"{project}_{key}", _definition_hash(vol))
+    return model.DesiredVolume(key, vol.name or naming.scoped(project, key), _definition_hash(vol))

@@ -12,6 +12,7 @@ import uuid
 from pathlib import Path
 
 from reconciler.cli import common, compose_base, render
+from runtime import names as naming
 
 
 def _environment(pairs: list[str]) -> dict[str, str]:
@@ -119,7 +120,7 @@ async def _run(args, project) -> int:
     ctx = compose_base.context(args)
     entrypoint = shlex.split(args.entrypoint) if args.entrypoint is not None else None
     # docker compose's one-off name; the service's own replicas keep theirs.
-    cname = args.name or f"{project.name}-{args.service}-run-{uuid.uuid4().hex[:12]}"
+    cname = args.name or naming.oneoff(project.name, args.service, uuid.uuid4().hex[:12])
     terminal = not args.detach and _tty(args)
     stdin = not args.detach and args.interactive and (terminal or _piped() or os.isatty(0))
     cid = await services.run_container(

@@ -11,7 +11,7 @@ import json
 import sys
 
 from reconciler.cli import progress
-from runtime import labels as label_keys
+from runtime import labels as label_keys, names as naming
 
 # docker compose's log prefix colours, in the order containers get them: cyan, yellow, green,
 # magenta, blue, then the same bold ("intense").
@@ -192,7 +192,7 @@ def resource_title(project: str, resource: str, container_names: dict[str, str])
         name = container_names.get(resource)
         if name is None:
             service, _, replica = rest.partition(":")
-            name = f"{project}-{service}-{replica or 1}"
+            name = naming.container(project, service, int(replica or 1))
         return f"Container {name}"
     if kind in ("network", "volume"):
         return f"{kind.capitalize()} {container_names.get(resource, f'{project}_{rest}')}"
@@ -361,7 +361,7 @@ def container_event(event, service: str, as_json: bool) -> str:
 def short_name(project: str, name: str) -> str:
     """`shop-web-1` -> `web-1`: docker compose names containers in log lines without the
     project; a `container_name:` is kept as written."""
-    return name[len(project) + 1:] if project and name.startswith(f"{project}-") else name
+    return name[len(project) + 1:] if project and naming.of_project(project, name) else name
 
 
 def log_prefix(name: str, width: int, colour: str | None) -> str:

@@ -8,6 +8,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from reconciler.cli import common
+from runtime import names as naming
 
 if TYPE_CHECKING:
     from reconciler import spec
@@ -99,7 +100,7 @@ def _selected(project: spec.Project, names: list[str]) -> list[str]:
 
 def _image(project: spec.Project, name: str) -> str:
     """The image a service runs; a built one without `image:` is named <project>-<service>."""
-    return project.stack.services[name].image or f"{project.name}-{name}"
+    return project.stack.services[name].image or naming.image(project.name, name)
 
 
 def _write(text: str, output: str | None) -> None:

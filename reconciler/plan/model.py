@@ -6,6 +6,8 @@ import dataclasses
 import enum
 from dataclasses import dataclass
 
+from runtime import names as naming
+
 
 class Condition(str, enum.Enum):
     """A `depends_on` condition of the Compose specification."""
@@ -108,7 +110,7 @@ class DesiredService:
     def container_names(self, replicas: int) -> tuple[str, ...]:
         if self.container_name:
             return (self.container_name,)
-        return tuple(f"{self.project}-{self.name}-{n}" for n in range(1, replicas + 1))
+        return tuple(naming.container(self.project, self.name, n) for n in range(1, replicas + 1))
 
 
 @dataclass(frozen=True)
