@@ -15,7 +15,7 @@ from pathlib import Path
 
 import structlog
 
-from runtime import mounts as mount_table
+from runtime import mounts as mount_table, statefiles
 from runtime.images import store as store_mod, unpack
 
 log = structlog.get_logger(__name__)
@@ -197,6 +197,4 @@ def _recorded(base: Path) -> tuple[str, ...] | None:
 
 
 def _write_lowers(base: Path, chain_ids: tuple[str, ...]) -> None:
-    tmp = base / f".{store_mod.LOWERS_FILE}.tmp"
-    tmp.write_text(json.dumps(list(chain_ids)))
-    os.replace(tmp, base / store_mod.LOWERS_FILE)
+    statefiles.write(base / store_mod.LOWERS_FILE, json.dumps(list(chain_ids)), mode=0o644)

@@ -45,9 +45,12 @@ def tighten(path: str | os.PathLike) -> str | None:
     return f"{st.st_mode & 0o7777:04o} {st.st_uid}:{st.st_gid}"
 
 
-def write(path: str | os.PathLike, data: str | bytes, mode: int = PRIVATE_FILE) -> None:
+def write(path: str | os.PathLike, data: str | bytes, mode: int = PRIVATE_FILE, *,
+          sync: bool = False) -> None:
     """Replace `path` whole with `data` and the given mode: a reader sees the old file or the
-    new one, never half of one, and never the new content under a wider mode."""
+    new one, never half of one, and never the new content under a wider mode. `sync`: on disk
+    before it replaces the old one, for what a power cut must not lose (image refs, logins).
+    The one place pcompose writes a file atomically."""
     path = Path(path)
     fd, tmp = _temp_beside(path)
     try:
@@ -55,6 +58,9 @@ def write(path: str | os.PathLike, data: str | bytes, mode: int = PRIVATE_FILE) 
             if mode != PRIVATE_FILE:
                 os.fchmod(out.fileno(), mode)
             out.write(data.encode() if isinstance(data, str) else data)
+            if sync:
+                out.flush()
+                os.fsync(out.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

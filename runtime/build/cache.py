@@ -5,11 +5,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from runtime import statefiles
 from runtime.build import image
 from runtime.images import store as store_mod
 
@@ -46,10 +45,7 @@ class Cache:
 
     def put(self, k: str, layers: tuple[image.LayerRef, ...]) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".tmp-")
-        with os.fdopen(fd, "w") as out:
-            json.dump({"layers": [layer.to_json() for layer in layers]}, out)
-        os.replace(tmp, self.dir / k)
+        statefiles.write(self.dir / k, json.dumps({"layers": [layer.to_json() for layer in layers]}))
 
 
     def created(self, identity: str) -> str:
@@ -59,10 +55,7 @@ class Cache:
             return str(json.loads(path.read_text())["created"])
         when = image.now()
         self.dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".tmp-")
-        with os.fdopen(fd, "w") as out:
-            json.dump({"created": when}, out)
-        os.replace(tmp, path)
+        statefiles.write(path, json.dumps({"created": when}))
         return when
 
 

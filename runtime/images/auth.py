@@ -10,6 +10,8 @@ import os
 import re
 from pathlib import Path
 
+from runtime import statefiles
+
 # docker keeps Docker Hub's credentials under its old index address.
 HUB_KEYS = ("https://index.docker.io/v1/", "index.docker.io", "docker.io", "registry-1.docker.io")
 
@@ -118,13 +120,7 @@ def remove(registry: str, path: str | os.PathLike | None = None) -> bool:
 
 def _write(file: Path, doc: dict) -> None:
     file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = file.with_name(f".{file.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        json.dump(doc, out, indent="\t")
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, file)
+    statefiles.write(file, json.dumps(doc, indent="\t"), sync=True)
 
 
 def basic_header(creds: Credentials) -> str:

@@ -135,12 +135,7 @@ class Store:
                 else:
                     refs[key] = entry
             doc = {k: dataclasses.asdict(v) for k, v in sorted(refs.items())}
-            fd, tmp = tempfile.mkstemp(dir=self.images_dir, prefix=".refs.")
-            with os.fdopen(fd, "w") as out:
-                json.dump(doc, out, indent=1)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, self.refs_file)
+            statefiles.write(self.refs_file, json.dumps(doc, indent=1), sync=True)
 
     # -- layers
     def layer_dir(self, chain_id: str) -> Path:

@@ -134,7 +134,7 @@ async def _recreate(lay: layout.Layout, cid: str) -> None:
 
 def _record_start(lay: layout.Layout, cid: str, began: dt.datetime) -> None:
     # The time before `runc start`: a short-lived process may have exited when it returns.
-    (lay.container_dir(cid) / "started_at").write_text(began.isoformat())
+    statefiles.write(lay.container_dir(cid) / "started_at", began.isoformat())
     log.info("container.started", **_who(lay, cid))
 
 

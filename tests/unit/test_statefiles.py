@@ -73,3 +73,15 @@ def test_a_file_in_the_place_of_a_dir_is_an_error_and_keeps_its_mode(tmp_path):
     with pytest.raises(FileExistsError):
         statefiles.tighten(taken)
     assert mode(taken) == 0o644
+
+
+def test_a_synced_write_is_whole_and_leaves_no_temp_beside_it(tmp_path, monkeypatch):
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
+    target = tmp_path / "refs.json"
+    statefiles.write(target, '{"a": 1}', sync=True)
+    statefiles.write(target, '{"a": 2}', sync=True)
+    assert target.read_text() == '{"a": 2}' and mode(target) == 0o600
+    assert len(synced) == 2
+    assert [p.name for p in tmp_path.iterdir()] == ["refs.json"]
