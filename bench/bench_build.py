@@ -17,12 +17,15 @@ After the arg build the image's ENV must carry the new value (buildah 1.28 keeps
 cached there: a wrong image), the last stage's layer must hold the whiteout of what its RUN
 removed, and no layer a RUN made may hold run artefacts (/etc/hosts, /etc/resolv.conf,
 /etc/hostname, /dev, /proc, /sys, /run entries the base did not have). Each tool has its
-own state root, removed at the end. A markdown table goes to stdout and is appended to
+own state root, removed at the end. The tools take turns: each repetition runs every tool's
+four builds, in an order that turns, so that a load that comes and goes on a shared machine
+falls on them alike. A markdown table goes to stdout and is appended to
 bench/RESULTS-build.md with the command line and the date."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import io
 import json
@@ -333,30 +336,48 @@ def correctness(builder: Builder, version: str) -> list[str]:
     return sorted(set(problems))
 
 
-def run_tool(builder: Builder, repeat: int, workdir: Path) -> tuple[dict[str, list[float]], list[str]]:
-    seconds: dict[str, list[float]] = {s: [] for s in SCENARIOS}
-    problems: list[str] = []
-    ctx = workdir / "ctx"
-    make_context(ctx)
-    archive = compose_stack.write_image_archive(workdir / "busybox.tar")
-    builder.prepare(workdir, archive)
-    version = "1"
+class Run:
+    """One tool's part of the run: its own context (the middle scenario edits it), the version
+    its last build used, its times and what was wrong with its images."""
 
-    def timed(scenario: str, *, no_cache: bool = False) -> None:
+    def __init__(self, builder: Builder, workdir: Path) -> None:
+        self.builder, self.ctx = builder, workdir / "ctx"
+        self.version = "1"
+        self.seconds: dict[str, list[float]] = {s: [] for s in SCENARIOS}
+        self.problems: list[str] = []
+        make_context(self.ctx)
+        builder.prepare(workdir, compose_stack.write_image_archive(workdir / "busybox.tar"))
+        builder.build(self.ctx, self.version, False)  # first build: the cache exists before any warm one
+
+    def timed(self, scenario: str, *, no_cache: bool = False) -> None:
         start = time.monotonic()
-        builder.build(ctx, version, no_cache)
-        seconds[scenario].append(time.monotonic() - start)
+        self.builder.build(self.ctx, self.version, no_cache)
+        self.seconds[scenario].append(time.monotonic() - start)
 
-    builder.build(ctx, version, False)  # first build: the cache exists before any warm one
+    def repetition(self, rep: int) -> None:
+        self.timed("cold", no_cache=True)
+        self.timed("warm")
+        (self.ctx / "src" / "d3" / "f3.txt").write_text(f"changed in repetition {rep}\n")
+        self.timed("middle")
+        self.version = f"{rep + 2}"
+        self.timed("arg")
+        self.problems += [p for p in correctness(self.builder, self.version) if p not in self.problems]
+
+
+def run_tools(runs: dict[str, Run], repeat: int) -> None:
+    """Each repetition runs every tool's four builds, the tools' order turning each time: a
+    load that comes and goes on a shared machine then falls on all of them alike."""
+    names = list(runs)
     for rep in range(repeat):
-        timed("cold", no_cache=True)
-        timed("warm")
-        (ctx / "src" / "d3" / "f3.txt").write_text(f"changed in repetition {rep}\n")
-        timed("middle")
-        version = f"{rep + 2}"
-        timed("arg")
-        problems += [p for p in correctness(builder, version) if p not in problems]
-    return seconds, problems
+        turn = names[rep % len(names):] + names[:rep % len(names)]
+        for name in turn:
+            run = runs[name]
+            if run.problems and run.problems[0].startswith("failed"):
+                continue
+            try:
+                run.repetition(rep)
+            except (RuntimeError, SystemExit) as err:
+                run.problems.insert(0, f"failed: {err}")
 
 
 def fmt(values: list[float]) -> str:
@@ -373,23 +394,26 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("run as root: builds make overlay mounts and containers")
     before = bench_compose.load()
     rows, notes = [], []
-    for name in args.tool or list(TOOLS):
-        builder = TOOLS[name]()
-        missing = builder.unavailable()
-        if missing:
-            notes.append(f"- {name}: skipped, {missing}")
-            continue
-        with tempfile.TemporaryDirectory(prefix="pcompose-bench-build-") as tmp:
+    runs: dict[str, Run] = {}
+    with contextlib.ExitStack() as cleanup:
+        for name in args.tool or list(TOOLS):
+            builder = TOOLS[name]()
+            missing = builder.unavailable()
+            if missing:
+                notes.append(f"- {name}: skipped, {missing}")
+                continue
+            tmp = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="pcompose-bench-build-")))
+            cleanup.callback(lambda name=name, builder=builder: notes.extend(
+                f"- {name}: {line}" for line in builder.finish()))
             try:
-                seconds, problems = run_tool(builder, args.repeat, Path(tmp))
+                runs[name] = Run(builder, tmp)
             except (RuntimeError, SystemExit) as err:
-                seconds, problems = {s: [] for s in SCENARIOS}, [f"failed: {err}"]
-            finally:
-                leftovers = builder.finish()
-        rows.append(f"| {name} | " + " | ".join(fmt(seconds[s]) for s in SCENARIOS) + " | "
-                    + ("correct" if not problems else "; ".join(problems)[:300]) + " |")
-        notes += [f"- {name}: {line}" for line in leftovers]
-        notes.append(f"- {name}: {builder.versions()}")
+                rows.append(f"| {name} | " + " | ".join("-" for _ in SCENARIOS) + f" | failed: {err} |")
+        run_tools(runs, args.repeat)
+    for name, run in runs.items():
+        rows.append(f"| {name} | " + " | ".join(fmt(run.seconds[s]) for s in SCENARIOS) + " | "
+                    + ("correct" if not run.problems else "; ".join(run.problems)[:300]) + " |")
+        notes.append(f"- {name}: {run.builder.versions()}")
     section = [f"## {dt.datetime.now().isoformat(timespec='minutes')}: median of {args.repeat}",
                "", f"`{shlex.join([sys.executable, *sys.argv])}`", "",
                "| tool | " + " | ".join(TITLES[s] for s in SCENARIOS) + " | image after the arg change |",
