@@ -17,7 +17,7 @@ import dataclasses
 import structlog
 from aiohttp import web
 
-from reconciler.agent import cluster_depends, cluster_projects, server, store
+from reconciler.agent import cluster_depends, cluster_projects, cluster_rollout, server, store
 from reconciler.cluster import desired, etcd, membership
 from reconciler.plan import model
 
@@ -79,20 +79,27 @@ class Assigned:
         """One pass: store what this node should run of each project, where it changed."""
         mine = await cluster_projects.assigned_here(self.member)
         _, kvs = await self.member.client.range(desired.PROJECTS)
-        submissions = {}
+        submissions, generations, rollouts = {}, {}, {}
         for kv in kvs:
             parsed = desired.parse_project_key(kv.key)
             if parsed is not None and not parsed[1]:
                 found = desired.submission_of(kv.value)
                 if found is not None:
                     submissions[parsed[0]] = found
+                    generations[parsed[0]] = cluster_rollout.generation_of(kv.value)
+            elif (rolling := cluster_rollout.parse_key(kv.key)) is not None:
+                with contextlib.suppress(ValueError):
+                    rollouts[rolling] = kv.json()
         for name, submission in sorted(submissions.items()):
             stored = self.agent.store.get(name)
             if name not in mine and name not in self._managed and stored is None:
                 continue  # nothing of it here, ever
             here = mine.get(name, {})
+            body = cluster_rollout.apply(  # a rolling service: its old definition until released
+                cluster_projects.for_node(submission, here), rollouts.get(name),
+                generations.get(name, 0), here)
             body = await cluster_depends.gate(  # dependencies on other nodes: from their status
-                self.member.client, cluster_projects.for_node(submission, here), name, here,
+                self.member.client, body, name, here,
                 await cluster_depends.existing(self.agent, name))
             try:
                 record = server.record_from_body(name, body)

@@ -75,7 +75,7 @@ class Publisher:
                 if brief.oneoff or not brief.replica:
                     continue
                 found[status_key(record.name, brief.service, brief.replica)] = json.dumps(
-                    {"node": self.member.config.name, "state": brief.state,
+                    {"node": self.member.config.name, "state": brief.state, "id": brief.id,
                      "health": brief.health, "exit_code": brief.exit_code}, sort_keys=True)
         return found
 

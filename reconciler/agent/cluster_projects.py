@@ -14,7 +14,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from reconciler.agent import cluster_depends, nodes, server
+from reconciler.agent import cluster_depends, cluster_rollout, nodes, server
 from reconciler.cluster import desired, etcd, membership, placement
 
 log = structlog.get_logger(__name__)
@@ -79,12 +79,20 @@ async def publish(app: web.Application, name: str, submission: dict[str, Any], *
         for _ in range(10):  # compare-and-swap: two `up`s from two hosts, two generations
             before = await member.client.get(key)
             generation = _generation(before.value if before else None) + 1
+            # A changed service with update_config rolls a batch at a time (cluster_rollout).
+            previous = desired.submission_of(before.value) if before else None
+            rolling = cluster_rollout.rolling(previous, submission)
+            rollout = [etcd.put_op(cluster_rollout.key(name), cluster_rollout.rollout_value(
+                generation, previous or {}, {s: [] for s in rolling}))] if rolling else []
             won, _ = await member.client.txn(
                 [etcd.compare(key, "mod", "=", before.mod_revision if before else 0)],
                 [etcd.put_op(key, desired.record(name, generation, stack_of(submission),
-                                                 submission))])
+                                                 submission)), *rollout])
             if won:
                 log.info("cluster.project_published", project=name, generation=generation)
+                if rolling and previous is not None:
+                    cluster_rollout.start(member.client, name, generation, previous,
+                                          submission, rolling)
                 return await _verdict(member.client, name, generation, wait)
     except etcd.EtcdError as error:  # unavailable, or a record larger than etcd takes
         raise Refused(f"project {name} could not be stored in the cluster: {error}") \
@@ -160,9 +168,11 @@ async def local(app: web.Application, name: str, submission: dict[str, Any]) -> 
         log.warning("cluster.assignments_unavailable", project=name, error=str(error))
         here = {}
     try:
-        return await cluster_depends.gate(member.client, for_node(submission, here), name,
-                                          here, await cluster_depends.existing(
-                                              app[server.AGENT], name))
+        body = await cluster_rollout.share(member.client, name, for_node(submission, here),
+                                           here)
+        return await cluster_depends.gate(member.client, body, name, here,
+                                          await cluster_depends.existing(app[server.AGENT],
+                                                                         name))
     except etcd.EtcdError:
         return for_node(submission, here)
 
