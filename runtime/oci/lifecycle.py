@@ -320,12 +320,26 @@ def known_ids(lay: layout.Layout) -> list[str]:
         return []
 
 
+# (state root, id) -> name, as read from the name file. An id's name never changes (only
+# write_bundle writes it, and an id is its container's for life), and every create looks up
+# its name among all ids: read once, a stack of 1,000 is not 1,000 file reads per create.
+_names: dict[tuple[str, str], str] = {}
+
+
 def name_of(lay: layout.Layout, cid: str) -> str:
     """The container's name; a container made before ids were given is named by its id."""
+    key = (str(lay.root), cid)
+    known_name = _names.get(key)
+    if known_name is not None:
+        return known_name
     try:
-        return lay.name_file(cid).read_text().strip() or cid
+        name = lay.name_file(cid).read_text().strip()
     except (FileNotFoundError, NotADirectoryError):
         return cid
+    if not name:
+        return cid
+    _names[key] = name
+    return name
 
 
 def ids_named(lay: layout.Layout, name: str) -> list[str]:
@@ -334,6 +348,7 @@ def ids_named(lay: layout.Layout, name: str) -> list[str]:
 
 
 def _remove_files(lay: layout.Layout, cid: str) -> None:
+    _names.pop((str(lay.root), cid), None)
     shutil.rmtree(lay.container_dir(cid), ignore_errors=True)
     lay.exit_file(cid).unlink(missing_ok=True)
     for leftover in lay.socket_dir.glob(f"{cid}*"):
