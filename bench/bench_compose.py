@@ -700,8 +700,10 @@ def run_once(tool: Tool, count: int, workdir: Path, outcome: Outcome,
             outcome.problems.append(f"changing {target} recreated {', '.join(changed(first, after))}")
         outcome.seconds["change"].append(seconds + waited)
 
-        seconds, ended = timed(tool, project, stack, ["down"], limit)
-        outcome.seconds["down"].append(seconds + wait_gone(tool, project, ended, timeout))
+        with Sampler(pcompose, sampled.with_suffix(f".{count}.down") if sampled else None):
+            seconds, ended = timed(tool, project, stack, ["down"], limit)
+            gone = wait_gone(tool, project, ended, timeout)
+        outcome.seconds["down"].append(seconds + gone)
         if pcompose:
             outcome.agent["rss_down"].append(pcompose.agent_rss())
             if templates:
@@ -796,11 +798,12 @@ def _frames(stack: str) -> list[tuple[str, str]]:
 
 
 def profile_lines(prefix: Path, outcomes: list[Outcome]) -> list[str]:
-    """Per N, the agent's sampled time during the first `up -d` in ms per container: by area
-    (where the innermost frame is) and by the innermost pcompose function (what asked for it)."""
+    """Per N, the agent's sampled time during the first `up -d` and `down` in ms per container:
+    by area (where the innermost frame is) and by the innermost pcompose function (what asked
+    for it)."""
     lines = []
-    for o in outcomes:
-        raw = prefix.with_suffix(f".{o.count}")
+    for o, phase in [(o, phase) for o in outcomes for phase in ("up", "down")]:
+        raw = prefix.with_suffix(f".{o.count}" + (".down" if phase == "down" else ""))
         if not raw.exists():
             continue
         areas: dict[str, int] = {}
@@ -824,8 +827,9 @@ def profile_lines(prefix: Path, outcomes: list[Outcome]) -> list[str]:
                         if where.startswith(OURS)), "(no pcompose frame)")
             ours[own] = ours.get(own, 0) + n
         per = 1000 / SAMPLE_RATE / o.count  # ms per container of one sample
-        lines += [f"Agent profile, N = {o.count}, first up -d: {total} samples of its busy threads at "
-                  f"{SAMPLE_RATE}/s (py-spy, raw stacks in {raw}) = {total * per:.1f} ms per container", "",
+        lines += [f"Agent profile, N = {o.count}, first {TITLES[phase]}: {total} samples of the thread "
+                  f"holding the GIL at {SAMPLE_RATE}/s (py-spy, raw stacks in {raw}) = "
+                  f"{total * per:.1f} ms per container", "",
                   "| where (innermost frame) | ms per container |", "| --- | --- |"]
         lines += [f"| {a} | {n * per:.2f} |" for a, n in sorted(areas.items(), key=lambda x: -x[1])]
         lines += ["", "| innermost pcompose function (incl. what it calls) | ms per container |",
@@ -924,8 +928,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--large", action="store_true",
                         help="issue 16's large mode: N = 1,000 (one bridge network), with --ps-probe")
     parser.add_argument("--profile", type=Path, metavar="FILE",
-                        help="sample the agent with py-spy during each N's first `up -d` (its raw "
-                        "stacks to FILE.<N>) and write where its time goes per container")
+                        help="sample the agent with py-spy during each N's first `up -d` and `down` "
+                        "(raw stacks to FILE.<N> and FILE.<N>.down) and write where its time goes "
+                        "per container")
     parser.add_argument("--tty", action="store_true",
                         help="each repetition twice, plain then on a pseudo-terminal (the progress "
                         "block redrawn in place): a row of each per N")
