@@ -550,21 +550,25 @@ class _Build:
         return self.contexts[name]
 
     def _other_root(self, origin: str, stack: contextlib.ExitStack) -> tuple[Path, str]:
-        """A stage, image or named context's files, mounted read-only for the step; and a cache
-        key part standing for its content."""
+        """A stage's or image's files, in a snapshot for the step; and a cache key part
+        standing for their content."""
+        chains, key = self._other(origin)
+        return stack.enter_context(snapshot.Snapshot(self.where, chains)).merged, key
+
+    def _other(self, origin: str) -> tuple[tuple[str, ...], str]:
+        """A stage's or image's layers (their chain ids) and a cache key part standing for their
+        content: known without mounting anything, so that a cached step mounts nothing."""
         stage = self._stage_ref(origin)
         if stage is not None:
             if not stage.done:
                 raise BuildError(f"stage {origin} is not built before it is used")
-            snap = stack.enter_context(snapshot.Snapshot(self.where, image.chain_ids(stage.layers)))
-            return snap.merged, f"stage:{stage.key}"
+            return image.chain_ids(stage.layers), f"stage:{stage.key}"
         extra = dict(self.request.additional_contexts)
         if origin in extra and not extra[origin].startswith("docker-image://"):
             raise BuildError(f"context {origin} is a directory; use it with COPY --from")
         ref = extra.get(origin, origin).removeprefix("docker-image://")
         base = self._base_image(ref, None)
-        snap = stack.enter_context(snapshot.Snapshot(self.where, base.chain_ids))
-        return snap.merged, f"image:{base.id}"
+        return base.chain_ids, f"image:{base.id}"
 
     def _copy_plan(self, stage: stage_mod.Stage, inst: dockerfile.Instruction, stack: contextlib.ExitStack
                    ) -> tuple[Callable[[snapshot.Snapshot], None], list[Any], bool]:
@@ -621,10 +625,10 @@ class _Build:
         parts += [name for name, on in (("parents", parents), ("link", link)) if on]
         parts += [[h.name, h.content] for h in inst.heredocs if h.name in map(_heredoc_name, doc_sources)]
         extra = dict(self.request.additional_contexts)
-        root: Path | None = None
+        chains: tuple[str, ...] | None = None  # COPY --from a stage or image: its layers
         ctx: context_mod.Context | None = None
         if origin and (origin not in extra or extra[origin].startswith("docker-image://")):
-            root, key = self._other_root(origin, stack)
+            chains, key = self._other(origin)
             parts += [key, path_sources]
         else:
             ctx = self._context(origin if origin else "")
@@ -652,7 +656,8 @@ class _Build:
                         files.copy_source(writer, entry.rel, entry.path, target, dir_dest and not parents,
                                           is_add, _under(ctx, entry, excludes))
             else:
-                assert root is not None
+                assert chains is not None  # mounted only now: a cached step needs no files
+                root = stack.enter_context(snapshot.Snapshot(self.where, chains)).merged
                 found = [(s, rel, real) for s in path_sources for rel, real in files.glob_in(root, s)]
                 if not found and path_sources:
                     raise files.CopyError("no source files were specified or found: "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import hashlib
 import json
 from collections.abc import Iterable
 from typing import Any
@@ -58,6 +59,13 @@ def chain_ids(layers: Iterable[LayerRef]) -> tuple[str, ...]:
     return manifest.chain_ids(tuple(layer.diff_id for layer in layers))
 
 
+def _blob(store: store_mod.Store, data: bytes) -> str:
+    """The blob of `data`, written (and synced) only when the store does not hold it yet: the
+    same steps give the same config and manifest, and a warm build then writes nothing."""
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    return digest if store.has_blob(digest) else store.write_blob(data)
+
+
 def now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat().replace("+00:00", "Z")
 
@@ -76,13 +84,15 @@ def write(store: store_mod.Store, config: dict[str, Any], layers: tuple[LayerRef
         document["variant"] = plat.variant
     data = json.dumps(document, separators=(",", ":")).encode()
     with store.shared():
-        config_digest = store.write_blob(data)
+        config_digest = _blob(store, data)
         m = {"schemaVersion": 2, "mediaType": manifest.OCI_MANIFEST,
              "config": {"mediaType": manifest.OCI_CONFIG, "digest": config_digest, "size": len(data)},
              "layers": [{"mediaType": layer.media_type, "digest": layer.digest, "size": layer.size}
                         for layer in layers]}
-        manifest_digest = store.write_blob(json.dumps(m, separators=(",", ":")).encode())
+        manifest_digest = _blob(store, json.dumps(m, separators=(",", ":")).encode())
         keys = [str(reference.parse(t)) for t in tags] or ["sha256:" + config_digest.split(":", 1)[1]]
-        store.update_refs({k: store_mod.RefEntry(manifest_digest) for k in keys})
+        entry = store_mod.RefEntry(manifest_digest)
+        if any(store.read_refs().get(k) != entry for k in keys):  # a warm build names nothing new
+            store.update_refs(dict.fromkeys(keys, entry))
     log.info("image.built", refs=keys, id=config_digest)
     return config_digest
