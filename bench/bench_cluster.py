@@ -11,7 +11,7 @@ dies:
 
 - join: from the new host's agent started until both peers hold its route (polled every 10 ms
   with `ip route`), and from its first container's `up -d` returning until host 1's client
-  resolves that container's service name (polled with `exec nslookup`, so coarse: ~0.3 s);
+  resolves that container's service name (polled with `exec nslookup`, so coarse);
 - dead: from the host's agent killed (kill -9) and its underlay link set down until neither
   peer holds its fdb entry, neighbour or route (the node lease is 10 s).
 
@@ -120,7 +120,7 @@ def run(repeat: int) -> str:
             f"dies (load average after: {load} on 2 cores, shared with other work):\n\n"
             f"- new host's agent started -> both peers route to its subnet: {summary(joins)}\n"
             f"- its first container's `up -d` returned -> host 1 resolves its service name: "
-            f"{summary(names)} (polled through `exec`, ~0.3 s a poll)\n"
+            f"{summary(names)} (polled through `exec`, which is coarse)\n"
             f"- host dead (agent killed, link down) -> its fdb, neighbour and route gone on "
             f"both peers: {summary(deaths)} (the node lease is 10 s)\n")
 

@@ -121,7 +121,10 @@ async def remove(ctx: context.Context, name: str) -> None:
     if meta.get("scope") == "swarm" and OVERLAY is not None:
         # The cluster's network: each host takes its part away once the cluster forgets it.
         await OVERLAY.withdraw(name)
-        (_labels_dir(ctx) / f"{name}.json").unlink(missing_ok=True)
+        # No longer the project's; what the overlay keeps beside it stays until the cluster's
+        # watcher takes the network off this host.
+        context.write_json(_labels_dir(ctx) / f"{name}.json", {
+            k: v for k, v in meta.items() if k not in ("project", "key", "config_hash")})
         return
     await asyncio.to_thread(bridge.remove_network, ctx.net_host, name)
     (_labels_dir(ctx) / f"{name}.json").unlink(missing_ok=True)

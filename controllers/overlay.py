@@ -120,6 +120,20 @@ def local_names(ctx: context.Context) -> set[str]:
     return {name for name, net in records.networks(ctx.root).items() if net.driver == DRIVER}
 
 
+def served(ctx: context.Context, node: str, underlay_ip: str) -> list[Local]:
+    """The overlays this host serves, from its records and what `ensure` kept beside them: an
+    agent finds those of networks the cluster removed while it was down."""
+    out = []
+    for name, net in sorted(records.networks(ctx.root).items()):
+        meta = context.read_json(_meta_file(ctx, name))
+        if net.driver != DRIVER or "vni" not in meta or "cidr" not in meta:
+            continue
+        out.append(Local(id=str(meta.get("id", "")), name=name, vni=int(meta["vni"]),
+                         cidr=str(meta["cidr"]), node=node, subnet=net.subnet,
+                         underlay_ip=underlay_ip, underlay_dev=None, mtu=net.mtu))
+    return out
+
+
 def remove(ctx: context.Context, local: Local) -> None:
     """The overlay off this host, when the cluster removed the network and no container uses
     it here."""

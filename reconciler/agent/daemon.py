@@ -274,7 +274,8 @@ async def run(root: Path, run_dir: Path, *, runtime: Runtime | None = None,
             tasks.append(asyncio.ensure_future(cluster_depends.Publisher(agent, member).run()))
             net_ctx = getattr(runtime.ops, "ctx", None) if runtime else None
             if net_ctx is not None:  # overlay networks need this host's network runtime
-                tasks.append(asyncio.ensure_future(overlay.Overlays(member, net_ctx).run()))
+                overlays = overlay.Overlays(member, net_ctx, wake=agent.bus.subscribe())
+                tasks.append(asyncio.ensure_future(overlays.run()))
         lifelines = _Lifelines(tasks)
         sock = api.socket_path(run_dir)
         app = server.make_app(agent)

@@ -242,8 +242,11 @@ class Overlays:
     """`await Overlays(member, ctx).run()` for the agent's life in a cluster."""
 
     def __init__(self, member: membership.Membership, ctx: context.Context, *,
-                 check_every: float = CHECK_EVERY) -> None:
-        self.member, self.ctx, self.check_every = member, ctx, check_every
+                 check_every: float = CHECK_EVERY,
+                 wake: asyncio.Queue[Any] | None = None) -> None:
+        """`wake`: a queue of the agent's events (a step done, a container started or gone):
+        each one brings the next pass forward, so an endpoint is announced at once."""
+        self.member, self.ctx, self.check_every, self.wake = member, ctx, check_every, wake
         self.client, self.node = member.client, member.id
         self.state: dict[str, etcd.KV] = {}
         self.listed = False
@@ -253,14 +256,22 @@ class Overlays:
         self._ensured: dict[str, tuple[local_overlay.Local, float]] = {}
         self._members: tuple[tuple[str, ...], float] = ((), 0.0)
         self._underlay: tuple[str, int] | None = None
+        self._waiting: set[str] = set()  # removed networks that containers here still use
         member.extra.append(lambda: list(self.lease_keys.items()))
 
     async def run(self) -> None:
         networks.OVERLAY = self  # a stack's `driver: overlay` networks come through here
         try:
-            await asyncio.gather(self._watch(), self._converge())
+            await asyncio.gather(self._watch(), self._converge(), self._woken())
         finally:
             networks.OVERLAY = None
+
+    async def _woken(self) -> None:
+        if self.wake is None:
+            return
+        while True:
+            await self.wake.get()
+            self.dirty.set()
 
     # -- a stack's own overlay networks (controllers.networks calls these)
     async def declare(self, name: str, subnet: str | None, attachable: bool) -> None:
@@ -285,8 +296,9 @@ class Overlays:
 
     async def withdraw(self, name: str) -> None:
         """The cluster network `name` removed, unless containers of another host still use
-        it (then it stays, as docker's swarm keeps a network with tasks on it)."""
-        deadline = time.monotonic() + 5
+        it after a while (then it stays, as docker's swarm keeps a network with tasks on it):
+        a stack's down reaches every host, and their containers leave at their own pace."""
+        deadline = time.monotonic() + 15
         while True:
             self.dirty.set()  # this host's endpoints of it go at the next pass
             try:
@@ -295,16 +307,13 @@ class Overlays:
             except OverlayError as error:
                 if "not found" in str(error):
                     return
-                net = find(_networks(self.state).values(), name)
-                others = [e for e in _View(self.state, net).endpoints.values()
-                          if e.get("node") != self.node]
-                if others or time.monotonic() > deadline:
+                if time.monotonic() > deadline:
                     log.info("overlay.kept", network=name, reason=str(error))
                     return
             except etcd.EtcdError as error:
                 raise networks.NetworkControllerError(
                     f"overlay network {name}: {error}") from None
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.5)
 
     # -- the copy of the store
     async def _watch(self) -> None:
@@ -468,17 +477,21 @@ class Overlays:
                             for net, names in index.items()})
 
     async def _forget(self, nets: dict[str, Network]) -> None:
-        """Overlays of networks the cluster removed leave this host once no container uses
-        them here."""
+        """Overlays of networks the cluster removed (while this agent ran or not) leave this
+        host once no container uses them here."""
         known = {n.name for n in nets.values()}
-        for name, (local, _) in list(self._ensured.items()):
-            if name in known:
+        served = await asyncio.to_thread(local_overlay.served, self.ctx, self.node,
+                                         self.member.config.address)
+        for local in served:
+            if local.name in known:
                 continue
             try:
                 await asyncio.to_thread(local_overlay.remove, self.ctx, local)
             except local_overlay.OverlayControllerError as error:
-                log.info("overlay.removal_waits", network=name, reason=str(error))
+                if local.name not in self._waiting:  # said once, tried every pass
+                    log.info("overlay.removal_waits", network=local.name, reason=str(error))
+                    self._waiting.add(local.name)
                 continue
-            del self._ensured[name]
-            log.info("overlay.left", network=name)
-
+            self._waiting.discard(local.name)
+            self._ensured.pop(local.name, None)
+            log.info("overlay.left", network=local.name)

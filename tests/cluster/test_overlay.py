@@ -198,8 +198,17 @@ def test_an_agent_restart_keeps_every_kernel_entry_and_hand_deleted_ones_come_ba
     a, b = mesh(cluster_hosts, 1, 2)
     waiting.wait_for(lambda: served(a, "client", "http://web/", "hello from h2"), timeout=30,
                      what="A to fetch B's page")
-    subnet, entries = other_subnet(a), peer_entries(a, b)
     web_ip = address(b, "web", "mesh")
+    a.pc("network", "create", "-d", "overlay", "spare")
+    a.wait_network("spare")
+    waiting.wait_for(lambda: len(peer_entries(a, b)) == 4, timeout=10,
+                     what="B's entries of both networks on A")
+    subnet, entries = other_subnet(a), peer_entries(a, b)
+    # mesh's kernel entries on A: B's route, neighbour and fdb entry, its unreachable route
+    cidr = json.loads(a.pc("network", "inspect", "mesh").stdout)[0]["IPAM"]["Config"][0]["Subnet"]
+    peer = other_subnet(b)
+    marks = (f"Deleted {peer} via", f"Deleted {peer.split('/')[0]} dev",
+             f"dst {b.address} self", f"unreachable {cidr}")
     logs = [a.stack.dir / "ip-monitor.log", a.stack.dir / "bridge-monitor.log"]
     monitors = []
     try:
@@ -209,39 +218,55 @@ def test_an_agent_restart_keeps_every_kernel_entry_and_hand_deleted_ones_come_ba
                 monitors.append(subprocess.Popen([tool, "-n", a.netns, "monitor", *what],
                                                  stdout=out, stderr=subprocess.DEVNULL))
         flow = a.stack.start("exec", "-T", "client", "ping", "-c", "40", "-i", "0.25", web_ip)
-        a.stop_agent()
+        a.stop_agent()  # and back within the node lease, so that its peers keep their routes
         a.start_agent(cluster_hosts.etcd)
         waiting.wait_for(lambda: a.log().count('"overlay.listed"') >= 2, timeout=30,
                          what="A's restarted agent to list the cluster")
         out, _ = flow.communicate(timeout=60)
         assert " 0% packet loss" in out, out
         # Nothing of the overlay's was deleted or made again: no flush at a restart.
-        assert deleted(logs) == []
+        assert deleted(logs, marks) == []
         assert other_subnet(a) == subnet and peer_entries(a, b) == entries
         assert served(a, "client", "http://web/", "hello from h2")
 
+        # A network the cluster removed while A's agent was away leaves A when it is back,
+        # device and all.
+        a.stop_agent()
+        b.pc("network", "rm", "spare")
+        a.start_agent(cluster_hosts.etcd)
+        waiting.wait_for(lambda: "spare" not in a.networks(), timeout=10, what="spare gone")
+        assert a.kernel("-d", "link", "show", "type", "vxlan").count("pcompose-vxlan") == 1
+        waiting.wait_for(lambda: served(a, "client", "http://web/", "hello from h2"),
+                         timeout=30, what="A to fetch B's page again")
+
         # Entries deleted by hand come back within the agent's next check (every second).
+        entries = peer_entries(a, b)
         remove_by_hand(a, b)
         assert peer_entries(a, b) == []
         waiting.wait_for(lambda: peer_entries(a, b) == entries, timeout=2.5,
                          what="the peer's entries repaired")
         # (and the monitors, which saw nothing deleted at the restart, saw these)
-        waiting.wait_for(lambda: len(deleted(logs)) >= 3, timeout=5, what="the monitors")
+        waiting.wait_for(lambda: len(deleted(logs, marks)) >= 3, timeout=5, what="the monitors")
     finally:
         for monitor in monitors:
             monitor.terminate()
             monitor.wait()
 
 
-def deleted(logs) -> list[str]:
+def deleted(logs, marks: tuple[str, ...]) -> list[str]:
     return [line for path in logs for line in path.read_text().splitlines()
-            if line.startswith("Deleted") and ("pcx" in line or "proto 93" in line)]
+            if line.startswith("Deleted") and any(mark in line for mark in marks)]
+
+
+def mesh_device(a, b) -> str:
+    """A's VXLAN device of the network whose route to B's subnet it holds."""
+    return next(line.split()[4] for line in a.kernel("route", "show", "proto", "93").splitlines()
+                if line.startswith(other_subnet(b) + " "))
 
 
 def remove_by_hand(a, b) -> None:
     """B's route, neighbour and fdb entry on A, deleted as an admin would."""
-    device = next(line.split()[4] for line in a.kernel("route", "show", "proto", "93").splitlines()
-                  if line.startswith(other_subnet(b) + " "))
+    device = mesh_device(a, b)
     vtep = other_subnet(b).split("/")[0]
     a.kernel("route", "del", other_subnet(b), "dev", device)
     a.kernel("neigh", "del", vtep, "dev", device)
@@ -278,6 +303,10 @@ def test_while_etcd_is_away_flows_and_names_keep_working_and_verbs_fail_fast(
                                   check=False).returncode == 0,
                      timeout=30, what="network create to work again")
     b.wait_network("after")
+    a.pc("network", "rm", "after")  # and removed, it leaves every host
+    for host in (a, b):
+        waiting.wait_for(lambda h=host: "after" not in h.networks(), timeout=10,
+                         what=f"after gone from {host.name}")
     waiting.wait_for(lambda: served(a, "client", "http://web/", "hello from h2"), timeout=30,
                      what="A to fetch B's page after the outage")
 
@@ -303,5 +332,5 @@ def test_a_stack_declares_an_overlay_network_that_another_host_joins(cluster_hos
     b.pc("down", "-t", "0")
     a.pc("down", "-t", "0")
     for host in (a, b):
-        waiting.wait_for(lambda h=host: name not in h.networks(), timeout=15,
+        waiting.wait_for(lambda h=host: name not in h.networks(), timeout=30,
                          what=f"{name} gone from {host.name}")
