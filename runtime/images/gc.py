@@ -17,6 +17,13 @@ from runtime.images import archive, manifest, reference, store as store_mod, unp
 log = structlog.get_logger(__name__)
 
 
+def _short_container(cid: str) -> str:
+    """A container in docker's messages: its short ID (12 hex digits); a container made
+    before IDs is named by its name, whole."""
+    hexdigits = set("0123456789abcdef")
+    return cid[:12] if len(cid) == 64 and set(cid) <= hexdigits else cid
+
+
 class ImageInUse(store_mod.StoreError):
     """docker's conflict: a container or several names hold the image."""
 
@@ -94,7 +101,7 @@ def remove_image(store: store_mod.Store, text: str, force: bool = False,
         return _remove_by_id(store, record, named, using, running, force)
     if not force and using and _single_reference(named):
         raise ImageInUse(f'conflict: unable to remove repository reference "{text}" (must force) '
-                         f"- container {using[0].container} is using its referenced image "
+                         f"- container {_short_container(using[0].container)} is using its referenced image "
                          f"{short_id(record.id)}")
     doomed = [key]
     rest = [k for k in named if k != key]
@@ -125,13 +132,13 @@ def _remove_by_id(store, record, named, using, running, force) -> Removal:
     short = short_id(record.id)
     if running:
         raise ImageInUse(f"conflict: unable to delete {short} (cannot be forced) - image is being "
-                         f"used by running container {running[0].container}")
+                         f"used by running container {_short_container(running[0].container)}")
     if not force and named and not _single_reference(named):
         raise ImageInUse(f"conflict: unable to delete {short} (must be forced) - image is "
                          "referenced in multiple repositories")
     if not force and using:
         raise ImageInUse(f"conflict: unable to delete {short} (must be forced) - image is being "
-                         f"used by stopped container {using[0].container}")
+                         f"used by stopped container {_short_container(using[0].container)}")
     return _untag(store, record, named + _dangling(record), deleted=True)
 
 

@@ -116,7 +116,8 @@ def test_tag_then_rm_of_one_tag_keeps_the_image(stack):
 def test_rm_of_an_image_a_container_uses_is_refused_with_dockers_message(stack):
     stack.write(SLEEPER)
     stack.pc("up", "-d")
-    container = f"{stack.project}-app-1"
+    name = f"{stack.project}-app-1"
+    container = ps_all(stack)[name]["ID"][:12]  # docker names it by its short ID
     image_id = image_ids(stack)["busybox:latest"]
     short = image_id[7:19]
 
@@ -133,7 +134,7 @@ def test_rm_of_an_image_a_container_uses_is_refused_with_dockers_message(stack):
     forced = stack.pc("image", "rm", "-f", "busybox")
     assert forced.stdout == "Untagged: busybox:latest\n"
     assert image_ids(stack) == {"<none>:<none>": image_id}
-    assert ps_all(stack)[container]["State"] == "running"
+    assert ps_all(stack)[name]["State"] == "running"
 
     stack.pc("stop", "app")
     stopped = stack.pc("image", "rm", short, check=False)
