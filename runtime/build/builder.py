@@ -625,10 +625,17 @@ class _Build:
         parts += [name for name, on in (("parents", parents), ("link", link)) if on]
         parts += [[h.name, h.content] for h in inst.heredocs if h.name in map(_heredoc_name, doc_sources)]
         extra = dict(self.request.additional_contexts)
-        chains: tuple[str, ...] | None = None  # COPY --from a stage or image: its layers
+        chains: tuple[str, ...] | None = None  # COPY --from an image: its layers
+        root: Path | None = None  # COPY --from a stage: its files, mounted for the key
         ctx: context_mod.Context | None = None
         if origin and (origin not in extra or extra[origin].startswith("docker-image://")):
             chains, key = self._other(origin)
+            if key.startswith("stage:"):
+                # BuildKit's rule: the copy is keyed by the files it takes, not by how the stage
+                # made them, so a stage rebuilt into the same files keeps the steps after this
+                root = stack.enter_context(snapshot.Snapshot(self.where, chains)).merged
+                key = "stage-files:" + context_mod.tree_checksum(
+                    [(rel, real) for s in path_sources for rel, real in files.glob_in(root, s)])
             parts += [key, path_sources]
         else:
             ctx = self._context(origin if origin else "")
@@ -656,9 +663,11 @@ class _Build:
                         files.copy_source(writer, entry.rel, entry.path, target, dir_dest and not parents,
                                           is_add, _under(ctx, entry, excludes))
             else:
-                assert chains is not None  # mounted only now: a cached step needs no files
-                root = stack.enter_context(snapshot.Snapshot(self.where, chains)).merged
-                found = [(s, rel, real) for s in path_sources for rel, real in files.glob_in(root, s)]
+                top = root
+                if top is None:  # an image's files, mounted only now: a cached step needs none
+                    assert chains is not None
+                    top = stack.enter_context(snapshot.Snapshot(self.where, chains)).merged
+                found = [(s, rel, real) for s in path_sources for rel, real in files.glob_in(top, s)]
                 if not found and path_sources:
                     raise files.CopyError("no source files were specified or found: "
                                           + " ".join(path_sources))

@@ -32,6 +32,49 @@ _DIGESTS_MAX = 200_000  # file digests kept for the process's next builds (~150 
 _digests: dict[tuple[str, int, int, int, int, int], str] = {}
 
 
+# files of stages' roots (COPY --from): their overlay is mounted anew for each build, so they are
+# known by their path in the root and what stat says of the (immutable) layer file under it
+_root_digests: dict[tuple[str, int, int, int, int], str] = {}
+
+
+def tree_checksum(sources: Sequence[tuple[str, Path]]) -> str:
+    """What `Context.checksum` is for files outside a context (a stage's root, for COPY --from):
+    each (path in the root, host path) and all under it, by path, type, permissions, owner
+    and content, so that a stage rebuilt into the same files keeps the steps after the copy."""
+    digest = hashlib.sha256()
+    for rel, path in sources:
+        for sub_rel, sub_path in _tree(rel, Path(path)):
+            st = os.lstat(sub_path)
+            kind = _kind(st.st_mode)
+            if kind == FILE:
+                key = (sub_rel, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+                content = _root_digests.get(key)
+                if content is None:
+                    with open(sub_path, "rb") as f:
+                        content = hashlib.file_digest(f, "sha256").hexdigest()
+                    if len(_root_digests) >= _DIGESTS_MAX:
+                        _root_digests.clear()
+                    _root_digests[key] = content
+            elif kind == SYMLINK:
+                content = os.readlink(sub_path)
+            elif kind == OTHER:
+                content = f"{stat.S_IFMT(st.st_mode):o}:{st.st_rdev}"
+            else:
+                content = ""
+            record = (f"{kind}\0{sub_rel}\0{stat.S_IMODE(st.st_mode):o}\0{st.st_uid}\0{st.st_gid}"
+                      f"\0{content}\n")
+            digest.update(record.encode("utf-8", "surrogateescape"))
+    return "sha256:" + digest.hexdigest()
+
+
+def _tree(rel: str, path: Path) -> Iterator[tuple[str, Path]]:
+    """`path` and, for a directory, everything under it in name order (links not followed)."""
+    yield rel, path
+    if path.is_dir() and not path.is_symlink():
+        for name in sorted(os.listdir(path)):
+            yield from _tree(f"{rel}/{name}", path / name)
+
+
 class ContextError(ValueError):
     """A source that is missing from the build context or lies outside it."""
 

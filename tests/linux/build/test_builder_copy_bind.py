@@ -92,3 +92,24 @@ def test_copy_link_makes_a_layer_a_changed_base_takes_again(where, store, ctx, b
         st = (snap.merged / "srv/app/app.txt").stat()
         assert (st.st_uid, st.st_gid) == (1000, 1000)
         assert (snap.merged / "bin/busybox").exists()  # what is below is still there
+
+
+def test_copy_from_a_stage_is_keyed_by_the_files_it_takes(where, store, ctx, busybox):  # noqa: F811
+    dockerfile = """
+        FROM busybox AS gen
+        ARG N=1
+        ARG OUT=same
+        RUN echo $N > /n && echo $OUT > /out
+        FROM busybox
+        COPY --from=gen /out /out
+        RUN cat /out > /copied
+        """
+    first, _ = _build(where, ctx, dockerfile, args=(("N", "1"),), tags=("from:1",))
+    assert (first.cached_steps, first.run_steps) == (0, 3)
+    # the stage runs again and makes the same /out: what copies it and follows stays cached
+    same, _ = _build(where, ctx, dockerfile, args=(("N", "2"),), tags=("from:2",))
+    assert (same.cached_steps, same.run_steps) == (2, 1)
+    assert same.image_id == first.image_id
+    other, _ = _build(where, ctx, dockerfile, args=(("N", "2"), ("OUT", "changed")), tags=("from:3",))
+    assert (other.cached_steps, other.run_steps) == (0, 3)
+    assert _read(where, store, "from:3", "/copied") == "changed\n"
