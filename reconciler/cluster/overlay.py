@@ -257,6 +257,7 @@ class Overlays:
         self._members: tuple[tuple[str, ...], float] = ((), 0.0)
         self._underlay: tuple[str, int] | None = None
         self._waiting: set[str] = set()  # removed networks that containers here still use
+        self._said_no_underlay = False
         member.extra.append(lambda: list(self.lease_keys.items()))
 
     async def run(self) -> None:
@@ -361,8 +362,15 @@ class Overlays:
         nets = _networks(state)
         nodes = _nodes_up(state)
         if self._underlay is None:
-            self._underlay = await asyncio.to_thread(
-                local_overlay.underlay, self.ctx, self.member.config.address)
+            try:
+                self._underlay = await asyncio.to_thread(
+                    local_overlay.underlay, self.ctx, self.member.config.address)
+            except local_overlay.OverlayControllerError as error:
+                # No overlay can be served without it: said once, looked for every pass.
+                if not self._said_no_underlay:
+                    log.warning("overlay.no_underlay", error=str(error))
+                    self._said_no_underlay = True
+                return
         await self._sync_members(nodes)
         wanted_keys: dict[str, str] = {}
         served: dict[str, Network] = {}
