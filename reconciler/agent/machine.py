@@ -21,7 +21,7 @@ import structlog
 from controllers import context, health, networks, service_config, services, volumes
 from reconciler.agent import desired, recovery, store
 from reconciler.engine import coalesce, errors, executor, sources
-from reconciler.plan import model, plans, restarts
+from reconciler.plan import model, plans, waits
 from reconciler.spec import model as spec_model
 from runtime.cgroups import drivers as cgroup_drivers, model as cgroups_model
 from runtime.net import bridge, dns, events, records
@@ -151,115 +151,123 @@ class Machine:
 
     # -- act ----------------------------------------------------------------------------
     def functions(self, project: str) -> Mapping[plans.Action, executor.StepFunction]:
+        """The executor's action -> function: each looks up the step's kind (what it acts
+        on: a service's container, a network, a volume, the rules) in one table. What to do
+        was decided by the plan; nothing here asks the desired state."""
+        table = self._step_table(project)
+
+        async def dispatch(step: plans.Step) -> None:
+            self._acted(project)
+            try:
+                await table[(step.resource.split(":", 1)[0], step.action)](step)
+            finally:
+                self._acted(project)
+        return {action: dispatch for _, action in table}
+
+    def _step_table(self, project: str) -> dict[tuple[str, plans.Action], executor.StepFunction]:
         A = plans.Action
+        net, vol = model.DesiredNetwork, model.DesiredVolume
+        seen_net, seen_vol = model.ObservedNetwork, model.ObservedVolume
+        seen, wanted = model.ObservedContainer, model.DesiredContainer
 
-        async def create(step: plans.Step) -> None:
-            kind = step.resource.split(":", 1)[0]
-            if kind == "network":
-                await self._ensure_network(project, step.desired)
-            elif kind == "volume":
-                await self._ensure_volume(project, step.desired)
-            else:
-                await self._create_container(project, step.desired)
+        async def recreate_network(step: plans.Step) -> None:
+            await networks.remove(self.ctx, step.desired_as(net).name)
+            await self._ensure_network(project, step.desired_as(net))
 
-        async def recreate(step: plans.Step) -> None:
-            kind = step.resource.split(":", 1)[0]
-            if kind == "network":
-                await networks.remove(self.ctx, step.desired.name)
-                await self._ensure_network(project, step.desired)
-            elif kind == "volume":
-                await self._ensure_volume(project, step.desired)
-            else:
-                async with self._name(step.observed.name):
-                    await self._stop_before_removal(project, step.observed.id)
-                    await services.remove_container(self.ctx, step.observed.id)
-                await self._create_container(project, step.desired)
+        async def recreate_container(step: plans.Step) -> None:
+            old = step.observed_as(seen)
+            async with self._name(old.name):
+                await self._stop_before_removal(project, old.id)
+                await services.remove_container(self.ctx, old.id)
+            await self._create_container(project, step.desired_as(wanted))
 
         async def update(step: plans.Step) -> None:
-            target = step.desired.service.limits
-            stack = self._stack(project)
-            svc = stack.services[step.desired.service.name]
-            await lifecycle.update(self.ctx.layout, step.observed.id, service_config.resources(svc))
-            _write_limits(self.ctx, step.observed.id, target)
+            want, old = step.desired_as(wanted), step.observed_as(seen)
+            svc = self._stack(project).services[want.service.name]
+            await lifecycle.update(self.ctx.layout, old.id, service_config.resources(svc))
+            _write_limits(self.ctx, old.id, want.service.limits)
 
         async def start(step: plans.Step) -> None:
-            cid = step.observed.id
-            observed = step.observed
-            if step.reason.startswith(("restart policy", "exited")):
-                delay = restarts.next_delay(observed.restart_delay, observed.ran_for)
-                counts = {"count": observed.restart_count + 1, "delay": delay}
-            else:
-                counts = {"count": 0, "delay": 0.0}
-            context.write_json(self.ctx.container_dir(cid) / context.RESTARTS, counts)
+            observed = step.observed_as(seen)
+            # The plan decided the restart accounting (plan/restarts.py); it is written down.
+            counts = step.restarts or model.RestartCount()
+            context.write_json(self.ctx.container_dir(observed.id) / context.RESTARTS,
+                               dataclasses.asdict(counts))
             async with self._name(observed.name):
                 with _classified():
-                    await services.start_container(self.ctx, cid)
+                    await services.start_container(self.ctx, observed.id)
 
         async def unpause(step: plans.Step) -> None:
-            await lifecycle.unpause(self.ctx.layout, step.observed.id)
+            await lifecycle.unpause(self.ctx.layout, step.observed_as(seen).id)
 
         async def restart(step: plans.Step) -> None:
-            async with self._name(step.observed.name):
-                await lifecycle.stop(self.ctx.layout, step.observed.id)
+            observed = step.observed_as(seen)
+            async with self._name(observed.name):
+                await lifecycle.stop(self.ctx.layout, observed.id)
                 with _classified():
-                    await services.start_container(self.ctx, step.observed.id)
+                    await services.start_container(self.ctx, observed.id)
 
-        async def remove(step: plans.Step) -> None:
-            kind = step.resource.split(":", 1)[0]
-            if kind == "network":
-                await networks.remove(self.ctx, step.observed.name)
-            elif kind == "volume":
-                await volumes.remove(self.ctx, step.observed.name)
-            else:
-                record = self.store.get(project)
-                wipe = bool(record and record.options.remove_volumes)
-                async with self._name(step.observed.name):
-                    await self._stop_before_removal(project, step.observed.id)
-                    await services.remove_container(self.ctx, step.observed.id,
-                                                    remove_anonymous=wipe)
+        async def remove_network(step: plans.Step) -> None:
+            await networks.remove(self.ctx, step.observed_as(seen_net).name)
             await self._refresh_dns()
 
-        async def require(step: plans.Step) -> None:
-            kind = step.resource.split(":", 1)[0]
-            try:
-                if kind == "network":
-                    await networks.require(self.ctx, step.desired.name)
-                else:
-                    await volumes.require(self.ctx, step.desired.name)
-            except Exception as err:
-                raise errors.PermanentError(str(err)) from None
+        async def remove_volume(step: plans.Step) -> None:
+            await volumes.remove(self.ctx, step.observed_as(seen_vol).name)
+            await self._refresh_dns()
 
-        async def await_(step: plans.Step) -> None:
-            await self._await(project, step)
+        async def remove_container(step: plans.Step) -> None:
+            old = step.observed_as(seen)
+            record = self.store.get(project)
+            wipe = bool(record and record.options.remove_volumes)
+            async with self._name(old.name):
+                await self._stop_before_removal(project, old.id)
+                await services.remove_container(self.ctx, old.id, remove_anonymous=wipe)
+            await self._refresh_dns()
 
-        async def repair(step: plans.Step) -> None:
-            kind = step.resource.split(":", 1)[0]
-            log.warning("drift.repairing", project=project, resource=step.resource,
-                        drift=step.reason)
-            if kind == "network":
-                assert isinstance(step.desired, model.DesiredNetwork)
-                await self._ensure_network(project, step.desired)
-            elif kind == "rules":
-                await asyncio.to_thread(bridge.sync_rules, self.ctx.net_host)
-            else:
-                assert isinstance(step.observed, model.ObservedContainer)
-                name = step.observed.name
-                async with self._name(name):
-                    await asyncio.to_thread(self._repair_container, project, name)
+        async def require_network(step: plans.Step) -> None:
+            with _external():
+                await networks.require(self.ctx, step.desired_as(net).name)
 
-        def counted(function: executor.StepFunction) -> executor.StepFunction:
-            async def run(step: plans.Step) -> None:
-                self._acted(project)
-                try:
-                    await function(step)
-                finally:
-                    self._acted(project)
-            return run
+        async def require_volume(step: plans.Step) -> None:
+            with _external():
+                await volumes.require(self.ctx, step.desired_as(vol).name)
 
-        return {action: counted(function) for action, function in (
-            (A.CREATE, create), (A.RECREATE, recreate), (A.UPDATE, update), (A.START, start),
-            (A.UNPAUSE, unpause), (A.RESTART, restart), (A.REMOVE, remove),
-            (A.REQUIRE, require), (A.AWAIT, await_), (A.REPAIR, repair))}
+        async def repair_network(step: plans.Step) -> None:
+            _repairing(project, step)
+            await self._ensure_network(project, step.desired_as(net))
+
+        async def repair_rules(step: plans.Step) -> None:
+            _repairing(project, step)
+            await asyncio.to_thread(bridge.sync_rules, self.ctx.net_host)
+
+        async def repair_container(step: plans.Step) -> None:
+            _repairing(project, step)
+            name = step.observed_as(seen).name
+            async with self._name(name):
+                await asyncio.to_thread(self._repair_container, project, name)
+
+        return {
+            ("network", A.CREATE): lambda step: self._ensure_network(project, step.desired_as(net)),
+            ("network", A.RECREATE): recreate_network,
+            ("network", A.REMOVE): remove_network,
+            ("network", A.REQUIRE): require_network,
+            ("network", A.REPAIR): repair_network,
+            ("volume", A.CREATE): lambda step: self._ensure_volume(project, step.desired_as(vol)),
+            ("volume", A.RECREATE): lambda step: self._ensure_volume(project, step.desired_as(vol)),
+            ("volume", A.REMOVE): remove_volume,
+            ("volume", A.REQUIRE): require_volume,
+            ("service", A.CREATE): lambda step: self._create_container(project,
+                                                                       step.desired_as(wanted)),
+            ("service", A.RECREATE): recreate_container,
+            ("service", A.UPDATE): update,
+            ("service", A.START): start,
+            ("service", A.UNPAUSE): unpause,
+            ("service", A.RESTART): restart,
+            ("service", A.REMOVE): remove_container,
+            ("service", A.AWAIT): lambda step: self._await(project, step),
+            ("service", A.REPAIR): repair_container,
+            ("rules", A.REPAIR): repair_rules,
+        }
 
     async def _ensure_network(self, project: str, want: model.DesiredNetwork) -> None:
         stack = self._stack(project)
@@ -287,8 +295,8 @@ class Machine:
                 cid = await services.run_container(
                     self.ctx, stack, project, svc.name, replica=want.replica, name=want.name,
                     config_hash=svc.config_hash, start=want.start)
-            if not want.start:  # `create`: left created by later passes too, until start/up
-                context.mark_stopped_by_user(self.ctx, cid, True)
+            # `create` (start False): left created by later passes too, until start or up.
+            context.mark_stopped_by_user(self.ctx, cid, not want.start)
         _write_limits(self.ctx, cid, svc.limits)
         await self._refresh_dns()
 
@@ -329,32 +337,15 @@ class Machine:
                                     f"a container of {owner}; remove it or choose another name")
 
     async def _await(self, project: str, step: plans.Step) -> None:
+        """One look at the dependency; the plan says what it means (plan/waits.py). Not ready
+        yet ends the pass (NotReady), so the wait never holds the project's key against a
+        user's verb; the loop looks again soon."""
         target = step.desired_as(model.DesiredService)
-        condition = "healthy" if step.reason == "healthy" else "completed"
-        # One look: a dependency not ready yet ends the pass (NotReady), so the wait never
-        # holds the project's key against a user's verb; the loop looks again soon.
         state = await self.observe(project)
-        mine = [c for c in state.containers if c.service == target.name]
-        if condition == "healthy":
-            bad = [c for c in mine if c.health == "unhealthy"]
-            if bad:
-                raise errors.TemporaryError(f"container {bad[0].name} is unhealthy", 2.0)
-            if mine and all(c.health == "healthy" for c in mine):
-                return
-            if mine and any(c.health is None and c.state is model.ContainerState.RUNNING
-                            for c in mine):
-                raise errors.PermanentError(f"service {target.name} has no healthcheck")
-        else:
-            failed = [c for c in mine if c.state is model.ContainerState.EXITED
-                      and c.exit_code not in (0, None)]
-            if failed:  # docker compose's words
-                raise errors.PermanentError(
-                    f'service "{target.name}" didn\'t complete successfully: '
-                    f"exit {failed[0].exit_code}")
-            if mine and all(c.state is model.ContainerState.EXITED and c.exit_code == 0
-                            for c in mine):
-                return
-        raise errors.NotReady(f"waiting for {target.name} to be {condition}", AWAIT_POLL)
+        found = waits.verdict(target.name, step.reason, state.containers)
+        raise_for = _AWAIT_ERRORS.get(found.outcome)
+        if raise_for is not None:
+            raise raise_for(found)
 
     # -- beside the loop ----------------------------------------------------------------
     async def _rebuild_dns(self) -> None:
@@ -431,6 +422,20 @@ class Machine:
 
 
 @contextlib.contextmanager
+def _external():
+    """A resource the stack declares external that is not there: the user makes it (or the
+    next `up` stops asking); retrying alone will not (failures.py looks again later)."""
+    try:
+        yield
+    except Exception as err:
+        raise errors.PermanentError(str(err)) from None
+
+
+def _repairing(project: str, step: plans.Step) -> None:
+    log.warning("drift.repairing", project=project, resource=step.resource, drift=step.reason)
+
+
+@contextlib.contextmanager
 def _classified():
     """How a container's making or start fails, as a retry policy: a registry that failed is
     asked again later; what the stack asks and cannot be made (a missing secret or image, a
@@ -442,6 +447,14 @@ def _classified():
         raise errors.TemporaryError(str(err), REGISTRY_RETRY) from None
     except (services.ServiceError, ValueError, conmon.ConmonError) as err:
         raise errors.PermanentError(str(err)) from None
+
+
+# What a dependency's verdict means for the await step's retry (engine/errors.py).
+_AWAIT_ERRORS: dict[waits.Outcome, Callable[[waits.Verdict], Exception]] = {
+    waits.Outcome.NOT_YET: lambda v: errors.NotReady(v.reason, AWAIT_POLL),
+    waits.Outcome.FAILED: lambda v: errors.TemporaryError(v.reason, v.retry_in or AWAIT_POLL),
+    waits.Outcome.NEVER: lambda v: errors.PermanentError(v.reason),
+}
 
 
 def _name_of(o: observe.Observed) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from reconciler.plan import model, plans, restarts
+from reconciler.plan import model, plans, restarts, waits
 from reconciler.plan.plans import Action, Edge
 
 
@@ -144,16 +144,16 @@ def _service(b: _Builder, service: model.DesiredService) -> None:
             continue
         decision = _decide(b, service, container)
         if decision:
-            action, reason, delay = decision
+            action, reason, delay, counts = decision
             if not _starts(b, container):
                 desired = dataclasses.replace(desired, start=False)
                 reason = f"{reason}, not started" if reason else "not started"
-            decisions.append((desired, container, (action, reason, delay)))
+            decisions.append((desired, container, (action, reason, delay, counts)))
     after = _infrastructure_edges(b, service) + _dependency_edges(b, service) if decisions else []
     numbers = []
-    for desired, container, (action, reason, delay) in decisions:
+    for desired, container, (action, reason, delay, counts) in decisions:
         numbers.append(b.add(desired.resource, action, reason, after, desired=desired,
-                             observed=container, delay=delay))
+                             observed=container, delay=delay, restarts=counts))
         if action in (Action.RECREATE, Action.RESTART):
             b.restarted_services.add(service.name)
     b.service_steps[service.name] = numbers
@@ -164,8 +164,8 @@ def _service(b: _Builder, service: model.DesiredService) -> None:
 def _starts(b: _Builder, container: model.ObservedContainer | None) -> bool:
     """Whether a container a step makes is started: always, but with no_start (`create`) only
     one that replaces a running container, as `create` does not stop what runs."""
-    return not b.options.no_start or container is not None and container.state in (
-        model.ContainerState.RUNNING, model.ContainerState.PAUSED)
+    return not b.options.no_start or (container is not None and container.state in (
+        model.ContainerState.RUNNING, model.ContainerState.PAUSED))
 
 
 def _claim(b: _Builder, service: model.DesiredService, names: tuple[str, ...]) -> None:
@@ -184,7 +184,9 @@ def _pick(containers: list[model.ObservedContainer], names: tuple[str, ...]):
     by_replica: dict[int, list[model.ObservedContainer]] = {}
     for c in containers:
         by_replica.setdefault(c.replica, []).append(c)
-    keep, duplicates, surplus = {}, [], []
+    keep: dict[int, model.ObservedContainer] = {}
+    duplicates: list[tuple[model.ObservedContainer, str]] = []
+    surplus: list[tuple[model.ObservedContainer, str]] = []
     for replica, found in sorted(by_replica.items()):
         if replica > len(names):
             surplus.extend((c, "scale down") for c in found)
@@ -199,35 +201,38 @@ def _pick(containers: list[model.ObservedContainer], names: tuple[str, ...]):
 
 def _decide(b: _Builder, service: model.DesiredService,
             container: model.ObservedContainer | None):
-    """(action, reason, delay) for one replica, or None when it is as it should be."""
+    """(action, reason, delay, restart accounting) for one replica, or None when it is as it
+    should be. A start carries what it leaves for the next exit's decision: one more restart
+    in a row when the restart policy restarts it, a fresh count when anything else does."""
     if container is None:
-        return Action.CREATE, "", 0.0
+        return Action.CREATE, "", 0.0, None
     if not container.monitored and container.state is not model.ContainerState.EXITED:
         # A repair, not a change: --no-recreate does not keep a container nobody watches.
-        return Action.RECREATE, "monitor lost", 0.0
+        return Action.RECREATE, "monitor lost", 0.0, None
     reason = _recreate_reason(b, service, container)
     if reason:
-        return Action.RECREATE, reason, 0.0
+        return Action.RECREATE, reason, 0.0, None
     state = container.state
-    should_run, start_reason, delay = _should_start(b, service, container)
+    should_run, start_reason, delay, by_policy = _should_start(b, service, container)
     if should_run and container.limits != service.limits and not b.options.no_recreate:
-        return Action.RECREATE, "limits changed", 0.0
+        return Action.RECREATE, "limits changed", 0.0, None
     if should_run:
-        return Action.START, start_reason, delay
+        counts = restarts.counted(container) if by_policy else model.RestartCount()
+        return Action.START, start_reason, delay, counts
     if state is model.ContainerState.PAUSED and b.options.start_stopped:
-        return Action.UNPAUSE, "paused", 0.0
+        return Action.UNPAUSE, "paused", 0.0, None
     if state is model.ContainerState.RUNNING:
         restarted = sorted(d.service for d in service.depends_on
                            if d.restart and d.service in b.restarted_services)
         if restarted:
-            return Action.RESTART, f"dependency {', '.join(restarted)} restarted", 0.0
+            return Action.RESTART, f"dependency {', '.join(restarted)} restarted", 0.0, None
     live = state in (model.ContainerState.RUNNING, model.ContainerState.PAUSED)
     if live and container.limits != service.limits:
-        return Action.UPDATE, "limits changed", 0.0
+        return Action.UPDATE, "limits changed", 0.0, None
     if live and (container.net_drift or container.limits_drift):
         # Veths and limits back as they were made; the process runs on.
         why = "; ".join(filter(None, (container.net_drift, container.limits_drift)))
-        return Action.REPAIR, why, 0.0
+        return Action.REPAIR, why, 0.0, None
     return None
 
 
@@ -253,28 +258,29 @@ def _recreate_reason(b: _Builder, service: model.DesiredService,
 
 
 def _should_start(b: _Builder, service: model.DesiredService,
-                  container: model.ObservedContainer) -> tuple[bool, str, float]:
+                  container: model.ObservedContainer) -> tuple[bool, str, float, bool]:
+    """Whether to start it, why, after what delay, and whether its restart policy does."""
     if container.state is model.ContainerState.CREATED:
         # Left created by `create` (no_start, or the mark it leaves for later submissions)
         # until `start` or `up`.
-        if b.options.no_start or container.stopped_by_user and not b.options.start_stopped:
-            return False, "", 0.0
-        return True, "created", 0.0
+        if b.options.no_start or (container.stopped_by_user and not b.options.start_stopped):
+            return False, "", 0.0, False
+        return True, "created", 0.0, False
     if container.state is not model.ContainerState.EXITED:
-        return False, "", 0.0
+        return False, "", 0.0, False
     if b.options.start_stopped and not (
             container.finished_at is not None and b.options.submitted_at
             and container.finished_at >= b.options.submitted_at):
-        return True, "stopped", 0.0
+        return True, "stopped", 0.0, False
     decision = restarts.decide_for(container, service.restart)
     if not decision.restart:
-        return False, decision.reason, 0.0
+        return False, decision.reason, 0.0, False
     if b.observed.observed_at is None or container.finished_at is None:
         # Nothing to count the backoff from: waiting the whole delay on every pass would
         # postpone the restart for ever.
-        return True, decision.reason, 0.0
+        return True, decision.reason, 0.0, True
     elapsed = b.observed.observed_at - container.finished_at
-    return True, decision.reason, round(max(0.0, decision.delay - elapsed), 3)
+    return True, decision.reason, round(max(0.0, decision.delay - elapsed), 3), True
 
 
 def _network_names(b: _Builder, service: model.DesiredService) -> list[str]:
@@ -321,8 +327,8 @@ def _all_removed(b: _Builder, service: model.DesiredService) -> bool:
 def _await_step(b: _Builder, target: model.DesiredService, condition: model.Condition) -> int:
     key = (target.name, condition)
     if key not in b.await_steps:
-        reason = {model.Condition.HEALTHY: "healthy",
-                  model.Condition.COMPLETED: "completed successfully"}[condition]
+        reason = {model.Condition.HEALTHY: waits.HEALTHY,
+                  model.Condition.COMPLETED: waits.COMPLETED}[condition]
         after = [Edge(n) for n in b.service_steps.get(target.name, ())]
         b.await_steps[key] = b.add(f"service:{target.name}", Action.AWAIT, reason, after,
                                    desired=target)

@@ -49,6 +49,15 @@ class RestartPolicy:
 
 
 @dataclass(frozen=True)
+class RestartCount:
+    """What a start leaves beside its container for the decision at its next exit: the
+    restarts in a row so far and the backoff delay reached (docker's restart manager)."""
+
+    count: int = 0
+    delay: float = 0.0
+
+
+@dataclass(frozen=True)
 class Limits:
     """Resource limits a container can change in place (runc update), without a restart."""
 

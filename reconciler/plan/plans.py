@@ -55,6 +55,8 @@ class Step:
     desired: Target = None
     observed: Target = None
     delay: float = 0.0  # wait this long before acting (restart backoff)
+    # A start's restart accounting, decided by the plan: the actuator only writes it down.
+    restarts: model.RestartCount | None = None
 
     def desired_as(self, kind: type[_T]) -> _T:
         """`desired` as the kind the step's action on its resource acts on; a step that carries

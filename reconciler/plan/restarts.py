@@ -45,6 +45,12 @@ def decide(policy: model.RestartPolicy, *, exit_code: int, ran_for: float,
     return RestartDecision(True, delay, f"exited {exit_code}, restart policy {policy}")
 
 
+def counted(container: model.ObservedContainer) -> model.RestartCount:
+    """The accounting a restart by policy leaves: one more in a row, the next delay."""
+    return model.RestartCount(container.restart_count + 1,
+                              next_delay(container.restart_delay, container.ran_for))
+
+
 def decide_for(container: model.ObservedContainer,
                policy: model.RestartPolicy) -> RestartDecision:
     return decide(policy, exit_code=container.exit_code or 0, ran_for=container.ran_for,

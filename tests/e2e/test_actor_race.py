@@ -86,6 +86,7 @@ def _address(stack, service: str, index: int) -> str:
     return out.split()[3].split("/")[0]
 
 
+@pytest.mark.timeout(900)  # dozens of CLI runs racing each other on a shared machine
 def test_verbs_racing_passes_leave_one_container_per_slot_with_its_network(stack, agent):
     p = stack.project
     stack.write(STACK)
