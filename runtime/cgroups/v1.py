@@ -37,7 +37,7 @@ class V1Driver:
             oom_kills=oom.get("oom_kill", 0),
             pids_current=files.read_int(self.dir("pids", path) / "pids.current"),
             pids_limit=files.read_limit(self.dir("pids", path) / "pids.max"),
-            **dict(zip(("io_read_bytes", "io_write_bytes"), self._io(path))),
+            **dict(zip(("io_read_bytes", "io_write_bytes"), self._io(path), strict=True)),
         )
 
     def _io(self, path: str) -> tuple[int, int]:

@@ -35,7 +35,7 @@ class V2Driver:
             oom_kills=self.oom_kills(path),
             pids_current=files.read_int(d / "pids.current"),
             pids_limit=files.read_limit(d / "pids.max"),
-            **dict(zip(("io_read_bytes", "io_write_bytes"), files.read_io_v2(d / "io.stat"))),
+            **dict(zip(("io_read_bytes", "io_write_bytes"), files.read_io_v2(d / "io.stat"), strict=True)),
         )
 
     def oom_kills(self, path: str) -> int:

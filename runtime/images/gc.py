@@ -274,7 +274,7 @@ def _sweep_leftovers(store: store_mod.Store) -> None:
 
 
 # -- disk usage
-def tree_bytes(path: str | os.PathLike) -> int:
+def tree_bytes(path: str | os.PathLike[str]) -> int:
     """Bytes of the regular files under `path` (or of `path` itself), links not followed."""
     total = 0
     for folder, _, files in os.walk(path):

@@ -17,8 +17,7 @@ from collections.abc import Callable
 import aiohttp
 import structlog
 
-from runtime.images import auth, manifest, reference, registry
-from runtime.images import store as store_mod
+from runtime.images import auth, manifest, reference, registry, store as store_mod
 
 log = structlog.get_logger(__name__)
 
@@ -76,7 +75,8 @@ class _Uploader(registry.Client):
             challenge = got.get("WWW-Authenticate", "")
             if attempt == 1 or not challenge:
                 raise registry.Unauthorized(self._refused(what))
-            self._authorization = await self._answer(_push_scope(auth.parse_challenge(challenge), self.ref), what)
+            self._authorization = await self._answer(
+                _push_scope(auth.parse_challenge(challenge), self.ref), what)
         if status == 404 and missing_ok:
             return status, got
         if status in ok:

@@ -9,7 +9,20 @@ from pathlib import Path
 
 import structlog
 
-from runtime.net import dns, flight, ipam, links, model, names, netns, nft, ports, records, resolvconf, underlay
+from runtime.net import (
+    dns,
+    flight,
+    ipam,
+    links,
+    model,
+    names,
+    netns,
+    nft,
+    ports,
+    records,
+    resolvconf,
+    underlay,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -129,7 +142,7 @@ def shared_netns(host: model.Host, mode: str) -> Path:
     found = sorted(
         (a.container.container, a.container.netns)
         for a in records.attachments(host.state_root).values()
-        if a.container.mode in OWN_NETNS
+        if a.container.mode in OWN_NETNS and a.container.netns is not None
         and name == (a.container.service if kind == "service" else a.container.container)
     )
     if not found:
@@ -175,7 +188,8 @@ def _check_ports(c: model.ContainerNet, atts: dict[str, model.Attachment]) -> No
     taken = set(nft.clashes(tuple(others + mine))) - set(nft.clashes(tuple(others)))
     if taken:
         raise NetworkError(
-            f"services.{c.service or c.container}.ports: host port {', '.join(sorted(taken))} is already allocated")
+            f"services.{c.service or c.container}.ports: host port {', '.join(sorted(taken))} "
+            "is already allocated")
 
 
 def attach(host: model.Host, c: model.ContainerNet, sync: bool = True) -> model.Attachment:
@@ -192,9 +206,9 @@ def attach(host: model.Host, c: model.ContainerNet, sync: bool = True) -> model.
     previous = atts.get(c.container)
     c = _with_host_ports(c, previous, atts)
     _check_ports(c, atts)
-    fresh = c.mode in OWN_NETNS and not netns.exists(c.netns)
+    fresh = c.mode in OWN_NETNS and not netns.exists(_own_netns(c))
     if c.mode in OWN_NETNS:
-        netns.ensure(c.netns)
+        netns.ensure(_own_netns(c))
     ordered = [ep for _, ep in sorted(enumerate(c.endpoints), key=lambda ie: (-ie[1].priority, ie[0]))]
     made: list[model.Endpoint] = []
     try:
@@ -203,7 +217,9 @@ def attach(host: model.Host, c: model.ContainerNet, sync: bool = True) -> model.
     except (ipam.IpamError, underlay.UnderlayError, OSError) as exc:
         if previous is None:
             _undo(host, c, made)
-        raise NetworkError(str(exc)) if isinstance(exc, (ipam.IpamError, underlay.UnderlayError)) else exc
+        if isinstance(exc, (ipam.IpamError, underlay.UnderlayError)):
+            raise NetworkError(str(exc)) from None
+        raise
     wanted = {ep.network for ep in ordered}
     for old in previous.endpoints if previous else ():
         if old.network not in wanted:
@@ -239,13 +255,20 @@ def _join(host: model.Host, c: model.ContainerNet, net: model.Network, spec: mod
     return model.Endpoint(c.container, net.name, ifname, host_if, lease.ipv4, lease.mac, spec.aliases)
 
 
+def _own_netns(c: model.ContainerNet) -> Path:
+    """The namespace of a `bridge` or `none` container, which its caller names."""
+    if c.netns is None:
+        raise NetworkError(f"container {c.container}: network mode {c.mode} needs a namespace path")
+    return c.netns
+
+
 def _undo(host: model.Host, c: model.ContainerNet, made: list[model.Endpoint]) -> None:
     for ep in made:
         links.remove_link(host.netns, ep.host_ifname)
-    for ep in c.endpoints:
-        ipam.release(host.state_root, ep.network, c.container)
+    for spec in c.endpoints:
+        ipam.release(host.state_root, spec.network, c.container)
     if c.mode in OWN_NETNS:
-        netns.remove(c.netns)
+        netns.remove(_own_netns(c))
 
 
 def detach(host: model.Host, container: str, ns: Path | None = None, sync: bool = True) -> None:
@@ -255,12 +278,12 @@ def detach(host: model.Host, container: str, ns: Path | None = None, sync: bool 
     att = records.attachments(host.state_root).get(container)
     if att and att.container.mode in OWN_NETNS:
         ns = att.container.netns
-    own_ns = ns is not None and (att is None or att.container.mode in OWN_NETNS)
-    if own_ns:
-        netns.remove(ns)
+    own_ns = ns if ns is not None and (att is None or att.container.mode in OWN_NETNS) else None
+    if own_ns is not None:
+        netns.remove(own_ns)
     if att is None:  # no record: the ends it may have had, by name
         ends = {names.host_veth(host.agent, container, n) for n in records.networks(host.state_root)}
-    elif own_ns:
+    elif own_ns is not None:
         ends = set()  # each pair goes with the namespace that holds its peer: the kernel's work
     else:
         ends = {ep.host_ifname for ep in att.endpoints}
@@ -367,7 +390,7 @@ def drift(host: model.Host, running: set[str] | None = None, rules: bool = True)
                 if net.bridge and (why := _bridge_drift(net, found))}
     containers = {}
     for name, att in records.attachments(host.state_root).items():
-        if running is not None and name not in running or att.container.mode != "bridge":
+        if (running is not None and name not in running) or att.container.mode != "bridge":
             continue
         why = _veth_drift(att, nets, found)
         if why:

@@ -18,7 +18,7 @@ import struct
 from pathlib import Path
 
 import structlog
-from dnslib import QTYPE, RCODE, RR, A, DNSRecord, PTR
+from dnslib import PTR, QTYPE, RCODE, RR, A, DNSRecord
 
 from runtime.net import model, netns
 
@@ -77,7 +77,7 @@ def views(networks: list[model.Network], attachments: list[model.Attachment]) ->
         mine = [(a, e) for a in attachments for e in a.endpoints if e.network == net.name]
         for att, ep in mine:
             c = att.container
-            for name in {c.container, c.service, c.hostname, *ep.aliases} - {None, ""}:
+            for name in {n for n in (c.container, c.service, c.hostname, *ep.aliases) if n}:
                 records.setdefault(_norm(name), []).append(ep.ipv4)
             if c.service:
                 addr_of.setdefault(_norm(c.service), []).append(ep.ipv4)
@@ -97,7 +97,8 @@ def views(networks: list[model.Network], attachments: list[model.Attachment]) ->
             network=net.name,
             gateway=net.gateway,
             subnet=net.subnet,
-            records=tuple(sorted((k, tuple(sorted(set(v), key=ipaddress.ip_address))) for k, v in records.items())),
+            records=tuple(sorted((k, tuple(sorted(set(v), key=ipaddress.ip_address)))
+                                 for k, v in records.items())),
             clients=tuple(sorted(clients)),
             reverse=reverse,
             internal=net.internal,
@@ -164,7 +165,7 @@ class Server:
         self._listeners: dict[str, tuple[str, asyncio.DatagramTransport, asyncio.Server]] = {}
 
     @classmethod
-    def for_host(cls, host: model.Host, port: int = 53) -> "Server":
+    def for_host(cls, host: model.Host, port: int = 53) -> Server:
         """The server of one agent: listeners in its host namespace, its configured upstreams
         (none by default: the agent passes `resolvconf.host_resolvers()` when it should forward)."""
         return cls(host.netns, host.upstreams, port)
@@ -245,12 +246,13 @@ class Server:
                 if reply:
                     writer.write(struct.pack("!H", len(reply)) + reply)
                     await writer.drain()
-        except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError):
+        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
             writer.close()
 
-    async def answer(self, network: str, client_ip: str, data: bytes, limit: int | None = None) -> bytes | None:
+    async def answer(self, network: str, client_ip: str, data: bytes,
+                     limit: int | None = None) -> bytes | None:
         """The reply to one query packet from `client_ip` on `network` (None: drop it). Over UDP
         (`limit` set) an answer too large for the client is sent truncated, so it asks over TCP."""
         try:
@@ -358,10 +360,10 @@ async def forward(query: bytes, upstreams: tuple[str, ...]) -> bytes | None:
         transport = None
         try:
             transport, _ = await loop.create_datagram_endpoint(
-                lambda: _Once(done), remote_addr=(host, int(port or 53)))
+                functools.partial(_Once, done), remote_addr=(host, int(port or 53)))
             transport.sendto(query)
             return await asyncio.wait_for(done, UPSTREAM_TIMEOUT)
-        except (asyncio.TimeoutError, OSError, ValueError) as exc:
+        except (TimeoutError, OSError, ValueError) as exc:
             log.warning("dns.upstream_failed", upstream=upstream, error=repr(exc))
         finally:
             if transport is not None:

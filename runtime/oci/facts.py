@@ -13,7 +13,8 @@ from runtime.cgroups import drivers
 from runtime.oci import apparmor, caps, layout, model, seccomp, spec, users
 
 
-def gather(lay: layout.Layout, config: model.ContainerConfig, driver: drivers.Driver) -> tuple[model.ContainerConfig, spec.HostFacts, list[str]]:
+def gather(lay: layout.Layout, config: model.ContainerConfig,
+           driver: drivers.Driver) -> tuple[model.ContainerConfig, spec.HostFacts, list[str]]:
     """Return the config with host-clamped ulimits, the host facts, and warnings to log."""
     ulimits, warnings = spec.clamp_ulimits(config.ulimits, host_hard_limits())
     config = dataclasses.replace(config, ulimits=ulimits)

@@ -1,4 +1,5 @@
-"""Container lifecycle through conmon and runc: create, start, stop, kill, pause, update, remove, exit status."""
+"""Container lifecycle through conmon and runc: create, start, stop, kill, pause, update, remove,
+exit status."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import errno
+import itertools
 import json
 import os
 import re
@@ -43,7 +45,8 @@ def ensure_dirs(lay: layout.Layout) -> None:
         statefiles.private_dir(d)
 
 
-async def create(lay: layout.Layout, config: model.ContainerConfig, driver: drivers.Driver | None = None) -> int:
+async def create(lay: layout.Layout, config: model.ContainerConfig,
+                 driver: drivers.Driver | None = None) -> int:
     """Write the bundle and have conmon run `runc create`; return the container's PID.
 
     Idempotent: an existing container with the same config hash is kept.
@@ -157,7 +160,8 @@ async def kill(lay: layout.Layout, cid: str, sig: str = "SIGKILL") -> None:
     log.info("container.signalled", **_who(lay, cid), signal=sig)
 
 
-async def stop(lay: layout.Layout, cid: str, timeout: float | None = None, sig: str | None = None) -> ExitStatus | None:
+async def stop(lay: layout.Layout, cid: str, timeout: float | None = None,
+               sig: str | None = None) -> ExitStatus | None:
     """stop_signal, then SIGKILL to every process after the grace period; None if it never ran."""
     state = await runc.state(lay.runc, cid)
     if state is None:
@@ -222,7 +226,8 @@ async def unpause(lay: layout.Layout, cid: str) -> None:
     log.info("container.unpaused", **_who(lay, cid))
 
 
-async def update(lay: layout.Layout, cid: str, resources: cgroups_model.Resources, driver: drivers.Driver | None = None) -> None:
+async def update(lay: layout.Layout, cid: str, resources: cgroups_model.Resources,
+                 driver: drivers.Driver | None = None) -> None:
     """Change limits live (`runc update`), without a restart."""
     driver = driver or drivers.detect()
     blkio = driver.supports("blkio", "blkio.weight") or driver.supports("blkio", "blkio.bfq.weight")
@@ -432,7 +437,7 @@ async def _ended(pidfd: int, timeout: float) -> bool:
     try:
         await asyncio.wait_for(done, timeout)
         return True
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return False
     finally:
         loop.remove_reader(pidfd)
@@ -451,7 +456,7 @@ def monitor_pid(lay: layout.Layout, cid: str) -> int | None:
             argv = f.read().split(b"\0")
     except (OSError, ValueError):
         return None
-    pairs = set(zip(argv, argv[1:]))
+    pairs = set(itertools.pairwise(argv))
     mine = (b"-c", cid.encode()) in pairs and (b"--exit-dir", bytes(lay.exit_dir)) in pairs
     return pid if mine else None
 
@@ -470,10 +475,11 @@ def exit_status(lay: layout.Layout, cid: str, driver: drivers.Driver | None = No
     path = lay.exit_file(cid)
     try:
         code = int(path.read_text().strip())
-        finished = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.timezone.utc)
+        finished = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC)
     except (FileNotFoundError, ValueError):
         return None
-    return ExitStatus(code=code, oom_killed=oom_killed(lay, cid, driver), started_at=started_at(lay, cid), finished_at=finished)
+    return ExitStatus(code=code, oom_killed=oom_killed(lay, cid, driver), started_at=started_at(lay, cid),
+                      finished_at=finished)
 
 
 def oom_killed(lay: layout.Layout, cid: str, driver: drivers.Driver | None = None) -> bool:
@@ -517,5 +523,13 @@ async def wait(lay: layout.Layout, cid: str, timeout: float | None = None) -> Ex
         await asyncio.sleep(0.02)
 
 
+async def wait_exit(lay: layout.Layout, cid: str) -> ExitStatus:
+    """Wait for conmon's exit file, however long the container runs."""
+    while True:
+        status = await wait(lay, cid, timeout=None)
+        if status is not None:  # always: without a timeout wait returns only at the exit
+            return status
+
+
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)

@@ -1,11 +1,12 @@
-"""Read back the containers of a project from runc's state and their OCI annotations (no registry in memory)."""
+"""Read back the containers of a project from runc's state and their OCI annotations (no
+registry in memory)."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import AsyncIterator, Mapping
 
 import watchfiles
 
@@ -65,12 +66,14 @@ def from_state(lay: layout.Layout, state: Mapping) -> Observed | None:
     )
 
 
-async def list_containers(lay: layout.Layout, project: str | None = None, service: str | None = None) -> list[Observed]:
+async def list_containers(lay: layout.Layout, project: str | None = None,
+                          service: str | None = None) -> list[Observed]:
     """Every pcompose container under this runc root, optionally of one project / service."""
     states = await runc.list_all(lay.runc) if (lay.run_dir / "runc").exists() else []
     found = await asyncio.to_thread(lambda: [from_state(lay, s) for s in states])
     return sorted(
-        (o for o in found if o and (project is None or o.project == project) and (service is None or o.service == service)),
+        (o for o in found if o and (project is None or o.project == project)
+         and (service is None or o.service == service)),
         key=lambda o: (o.project, o.service, o.replica, o.name),
     )
 
@@ -116,8 +119,10 @@ async def top(lay: layout.Layout, cid: str) -> list[int]:
 async def watch_exits(lay: layout.Layout, stop: asyncio.Event | None = None) -> AsyncIterator[str]:
     """Yield the id of each container whose exit code conmon writes (a key to look at again)."""
     lay.exit_dir.mkdir(parents=True, exist_ok=True)
-    async for changes in watchfiles.awatch(lay.exit_dir, stop_event=stop, debounce=50, step=20, recursive=False):
+    async for changes in watchfiles.awatch(lay.exit_dir, stop_event=stop, debounce=50, step=20,
+                                           recursive=False):
         for change, path in sorted(changes, key=lambda c: c[1]):
             name = path.rsplit("/", 1)[-1]
-            if change != watchfiles.Change.deleted and not name.startswith(".") and lay.exit_file(name).exists():
+            if (change != watchfiles.Change.deleted and not name.startswith(".")
+                    and lay.exit_file(name).exists()):
                 yield name

@@ -1,11 +1,13 @@
-"""Build the OCI runtime config.json of a container from its ContainerConfig and gathered host facts (pure)."""
+"""Build the OCI runtime config.json of a container from its ContainerConfig and gathered host
+facts (pure)."""
 
 from __future__ import annotations
 
 import json
 import signal
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from runtime import labels
 from runtime.cgroups import model as cgroups_model
@@ -145,7 +147,8 @@ def etc_files(config: model.ContainerConfig, host_nameservers: tuple[str, ...] =
     }
 
 
-def clamp_ulimits(ulimits: tuple[model.Ulimit, ...], host_hard: Mapping[str, int]) -> tuple[tuple[model.Ulimit, ...], list[str]]:
+def clamp_ulimits(ulimits: tuple[model.Ulimit, ...],
+                  host_hard: Mapping[str, int]) -> tuple[tuple[model.Ulimit, ...], list[str]]:
     """Lower limits above what this host lets us set (no CAP_SYS_RESOURCE): runc would fail."""
     out, warnings = [], []
     for u in ulimits:
@@ -208,7 +211,8 @@ _THROTTLES = {"read_bps": "throttleReadBpsDevice", "write_bps": "throttleWriteBp
 
 def namespaces(config: model.ContainerConfig) -> list[dict[str, str]]:
     out = [{"type": "mount"}, {"type": "cgroup"}]
-    for kind, mode in (("network", config.network), ("pid", config.pid), ("ipc", config.ipc), ("uts", config.uts)):
+    for kind, mode in (("network", config.network), ("pid", config.pid), ("ipc", config.ipc),
+                       ("uts", config.uts)):
         if mode == "host":
             continue
         if mode.startswith("/"):
@@ -216,7 +220,8 @@ def namespaces(config: model.ContainerConfig) -> list[dict[str, str]]:
         elif mode in ("private", "shareable", "none", ""):
             out.append({"type": kind})
         else:
-            raise SpecError(f"{config.name}: {kind} mode {mode!r}: expected private, host or a namespace path")
+            raise SpecError(
+                f"{config.name}: {kind} mode {mode!r}: expected private, host or a namespace path")
     if config.uts == "host" and (config.hostname or config.domainname):
         raise SpecError(f"{config.name}: hostname cannot be set with uts mode host")
     return out
@@ -226,14 +231,17 @@ def mounts(config: model.ContainerConfig, facts: HostFacts) -> list[dict[str, An
     sys_opts = ["nosuid", "noexec", "nodev", "rw" if config.privileged else "ro"]
     out: list[dict[str, Any]] = [
         {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
-        {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+        {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+         "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
         {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
          "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
         {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
          "options": ["nosuid", "noexec", "nodev", "mode=1777", f"size={config.shm_size}"]},
-        {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
+        {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+         "options": ["nosuid", "noexec", "nodev"]},
         {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": sys_opts},
-        {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": sys_opts + ["relatime"]},
+        {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+         "options": sys_opts + ["relatime"]},
     ]
     for entry in config.tmpfs:
         target, _, opts = entry.partition(":")
@@ -245,7 +253,8 @@ def mounts(config: model.ContainerConfig, facts: HostFacts) -> list[dict[str, An
                         "options": ["nosuid", "nodev"] + list(m.options) + (["ro"] if m.read_only else [])})
         elif m.type == "bind":
             if not m.source.startswith("/"):
-                raise SpecError(f"{config.name}: mount {m.target}: source {m.source!r} must be an absolute host path")
+                raise SpecError(
+                    f"{config.name}: mount {m.target}: source {m.source!r} must be an absolute host path")
             out.append({"destination": m.target, "type": "bind", "source": m.source,
                         "options": ["rbind", "rprivate", "ro" if m.read_only else "rw"] + list(m.options)})
         else:
@@ -280,11 +289,13 @@ def build(config: model.ContainerConfig, facts: HostFacts) -> dict[str, Any]:
     if facts.user.additional_gids:
         process["user"]["additionalGids"] = list(facts.user.additional_gids)
     if config.ulimits:
-        process["rlimits"] = [{"type": RLIMITS[u.name], "soft": u.soft, "hard": u.hard} for u in config.ulimits]
+        process["rlimits"] = [{"type": RLIMITS[u.name], "soft": u.soft, "hard": u.hard}
+                              for u in config.ulimits]
     res = resources(config.resources, facts.blkio_weight)
-    res["devices"] = [{"allow": True, "access": "rwm"}] if config.privileged else [{"allow": False, "access": "rwm"}]
-    res["devices"] += [{"allow": True, "type": d.type, "major": d.major, "minor": d.minor, "access": d.permissions}
-                       for d in facts.devices]
+    res["devices"] = ([{"allow": True, "access": "rwm"}] if config.privileged
+                      else [{"allow": False, "access": "rwm"}])
+    res["devices"] += [{"allow": True, "type": d.type, "major": d.major, "minor": d.minor,
+                        "access": d.permissions} for d in facts.devices]
     sysctl = dict(config.sysctls)
     if config.domainname:
         sysctl["kernel.domainname"] = config.domainname  # runc 1.1 has no "domainname" field
