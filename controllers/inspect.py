@@ -199,7 +199,8 @@ def _details(ctx: context.Context, view: services.ContainerView, att, nets: Mapp
 def _process(process: Mapping, command: tuple[str, ...]) -> Process:
     user = process.get("user") or {}
     return Process(
-        args=command, init=(process.get("args") or [None])[0] == oci_spec.INIT_PATH, env=tuple(process.get("env") or ()), cwd=process.get("cwd", ""),
+        args=command, init=(process.get("args") or [None])[0] == oci_spec.INIT_PATH,
+        env=tuple(process.get("env") or ()), cwd=process.get("cwd", ""),
         uid=int(user.get("uid", 0)), gid=int(user.get("gid", 0)),
         terminal=bool(process.get("terminal")),
         capabilities=tuple((process.get("capabilities") or {}).get("bounding") or ()),

@@ -133,7 +133,7 @@ async def remove(ctx: context.Context, name: str) -> None:
 
 def observe(ctx: context.Context, project: str) -> list[tuple[str, str, str]]:
     """(name, key, config_hash) of the networks this agent made for `project`."""
-    out = []
+    out: list[tuple[str, str, str]] = []
     base = _labels_dir(ctx)
     if not base.is_dir():
         return out

@@ -418,7 +418,7 @@ def _ports_of(ctx: context.Context) -> dict[str, tuple]:
 
 
 async def list_containers(ctx: context.Context, project: str | None = None,
-                          all: bool = True) -> list[ContainerView]:  # noqa: A002 (docker's flag name)
+                          all: bool = True) -> list[ContainerView]:
     found = await observe.list_containers(ctx.layout, project)
     nets = await asyncio.to_thread(_ports_of, ctx)
     views = []
