@@ -210,7 +210,14 @@ async def _waited_for(agent: server.Agent, name: str, resource: str) -> list[str
     `Waiting`, then `Healthy` or `Exited`, of each."""
     service = resource.partition(":")[2]
     return [b.name for b in await agent.ops.containers(name)
-            if b.service == service and not b.oneoff]
+            if b.service == service and not b.oneoff] if agent.ops else []
+
+
+def _ops(agent: server.Agent) -> ContainerOps:
+    """The runtime of an agent that found containers to act on: only one with a runtime does."""
+    if agent.ops is None:
+        raise RuntimeError("this agent runs without a container runtime")
+    return agent.ops
 
 
 async def _views(agent: server.Agent, name: str) -> list:
@@ -322,7 +329,7 @@ async def _stop_wave(agent: server.Agent, stream: _Stream, views: list,
         await stream.send({"type": "progress", "line": f"Container {view.name}  Stopping"})
 
     async def one(view) -> None:
-        await agent.ops.stop([view.id], timeout)
+        await _ops(agent).stop([view.id], timeout)
         await stream.send({"type": "progress", "line": f"Container {view.name}  Stopped"})
 
     await asyncio.gather(*(one(v) for v in views))
@@ -336,7 +343,8 @@ async def ps(request: web.Request) -> web.Response:
     body = await server.json_body(request)
     name, project = await _project_of(request, body, {"project", "load", "local"})
     views = await agent.ops.views(name) if agent.ops else []
-    rows, unreachable = [ops.view_json(v) for v in views], []
+    rows = [ops.view_json(v) for v in views]
+    unreachable: list[str] = []
     if not body.get("local"):  # in a cluster: every node's rows, each with its node
         rows, unreachable = await peers.gather_ps(request, name, rows)
     return web.json_response({
@@ -381,7 +389,7 @@ async def act(request: web.Request) -> web.StreamResponse:
         raise server.bad_request(f"no such service: {missing[0]}")
     states, before, after = ops.VERBS[verb]
     # One actor per project: the loop plans no pass from a look the verb makes stale.
-    async with agent.ops.serial(name):
+    async with agent.ops.serial(name) if agent.ops else contextlib.nullcontext():
         found = [v for v in await _views(agent, name) if not v.oneoff]
         views = [v for v in found if v.state in states and (not services or v.service in services)
                  and (chosen is None or v.name in chosen)]
@@ -400,8 +408,8 @@ async def act(request: web.Request) -> web.StreamResponse:
         async def one(view) -> None:
             await stream.send({"type": "progress", "line": f"Container {view.name}  {before}"})
             try:
-                await agent.ops.act(verb, view.id, view.state, timeout=timeout, signal=signal,
-                                    volumes=volumes)
+                await _ops(agent).act(verb, view.id, view.state, timeout=timeout, signal=signal,
+                                      volumes=volumes)
             except Exception as error:  # one container's failure does not stop the others
                 failures.append(f"container {view.name}: {error}".strip())
                 await stream.send({"type": "progress", "line": f"Container {view.name}  Error"})
@@ -415,7 +423,7 @@ async def act(request: web.Request) -> web.StreamResponse:
             agent.store.drop_services(name, {v.service for v in orphans})
         for orphan in orphans:
             await stream.send({"type": "progress", "line": f"Container {orphan.name}  Removing"})
-            await agent.ops.remove([orphan.id])
+            await _ops(agent).remove([orphan.id])
             await stream.send({"type": "progress", "line": f"Container {orphan.name}  Removed"})
     if not body.get("local"):  # in a cluster: the other nodes' containers too
         failures += await peers.forward_act(request, name, body, stream.send)

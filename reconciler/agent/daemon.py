@@ -12,7 +12,7 @@ import sqlite3
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import structlog
 
@@ -34,6 +34,9 @@ from reconciler.cluster import membership, overlay, scheduler
 from reconciler.engine import controller, errors, executor, keylocks, loop, sources
 from reconciler.plan import model, plans
 from runtime import statefiles
+
+if TYPE_CHECKING:  # imported with the routes it serves, once the agent runs
+    from reconciler.agent import converge
 
 log = structlog.get_logger(__name__)
 
@@ -72,7 +75,7 @@ class Runtime:
     # queue's `add`, to wake a project's reconcile when something it watches changes.
     background: Callable[[Callable[[str], None]], Awaitable[None]] | None = None
     # The containers as verbs see them, and what `down` does outside the plan (ops.Ops).
-    ops: object | None = None
+    ops: converge.ContainerOps | None = None
     # One actor per project: the loop's passes and the verbs (ops) hold the same locks.
     locks: keylocks.KeyLocks = field(default_factory=keylocks.KeyLocks)
 
@@ -206,7 +209,8 @@ class _Lifelines:
     def _report_end(self, task: asyncio.Task) -> None:
         if task.cancelled():  # the agent stopping cancels them
             return
-        name = task.get_coro().__qualname__
+        # A coroutine has its function's __qualname__; typeshed knows it only of functions.
+        name = getattr(task.get_coro(), "__qualname__", task.get_name())
         error = task.exception()
         if error is None:
             log.error("agent.task_failed", task=name, error="it returned")

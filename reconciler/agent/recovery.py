@@ -67,7 +67,7 @@ async def remove_half_made(ctx: context.Context, before: float) -> list[str]:
         try:
             # The network goes by name below, and only when no live container has that name.
             await services.remove_container(ctx, cid, name="")
-        except Exception as error:  # noqa: BLE001 - one that resists must not stop the agent
+        except Exception as error:
             log.error("container.half_made_kept", container=cid,
                       error=f"{type(error).__name__}: {error}")
         else:

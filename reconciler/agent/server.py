@@ -31,11 +31,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 from aiohttp import web
 
 from reconciler.agent import api, events, metrics, store
+
+if TYPE_CHECKING:  # converge serves the routes of this server: it imports this module
+    from reconciler.agent import converge
 
 log = structlog.get_logger(__name__)
 
@@ -54,7 +58,7 @@ class Agent:
     root: Path
     run_dir: Path
     on_change: Callable[[str], None] | None = None
-    ops: object | None = None  # converge.ContainerOps, when a runtime is plugged in
+    ops: converge.ContainerOps | None = None  # when a runtime is plugged in
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     # project -> resource -> the last step event: why a container is not running, for `ps`.
     last_steps: dict[str, dict[str, events.Event]] = field(default_factory=dict)

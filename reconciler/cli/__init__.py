@@ -57,7 +57,6 @@ _WHY_ROOT = {
     "build": "the agent builds as root: RUN steps are containers, layers go to the state root",
     "images": "the image store under the state root is root's only",
     "networks": "networks are bridges, nftables rules and records under the state root",
-    "volumes": "volumes live under the state root, which is root's only",
     "system": "containers, images and volumes under the state root are root's only",
     "inspect": "containers' bundles and records under the state root are root's only",
     "agent": "the agent runs containers through runc, mounts, cgroups and network namespaces",

@@ -2,7 +2,8 @@
 
 Registration imports nothing but argparse: each verb's module is imported when that verb
 runs, so `pcompose up -d` pays only for what it uses. compose_up: up, down (the agent loads
-and converges the stack); compose_attach: attached `up` and `--watch`; compose_ps: ps, ls, port, top, stats, events;
+and converges the stack); compose_attach: attached `up` and `--watch`; compose_ps: ps, ls,
+port, top, stats, events;
 compose_logs: logs; compose_ctl: exec, run, stop, start, restart, kill, pause, unpause;
 render: what they print.
 """

@@ -6,8 +6,12 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from reconciler.cli import common
+
+if TYPE_CHECKING:  # the loader is imported when a verb loads a stack, not before
+    from reconciler import spec
 
 
 def load(args: argparse.Namespace):
@@ -17,7 +21,7 @@ def load(args: argparse.Namespace):
     return stack.load_project(args)
 
 
-def project_name(args: argparse.Namespace) -> tuple[str, object | None]:
+def project_name(args: argparse.Namespace) -> tuple[str, spec.Project | None]:
     """docker compose's rule for verbs other than `up`: -p, else the stack file's project.
     Returns the name and the loaded project (None when -p named it)."""
     if args.project_name:

@@ -191,8 +191,7 @@ async def _containers(args, ctx, name: str, *, into: bool) -> list:
 
 
 def _target(ctx, view):
-    from runtime import cp as copying
-    from runtime import rootfs
+    from runtime import cp as copying, rootfs
 
     live = view.state in ("running", "paused", "created") and view.pid > 0
     return copying.Container(name=view.name, rootfs=str(rootfs.rootfs_dir(ctx.root, view.id) / "merged"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import shlex
 import stat
@@ -44,7 +45,7 @@ def _piped() -> bool:
 
 
 def _tty(args) -> bool:
-    return not args.no_tty and (args.tty or sys.stdin.isatty() and sys.stdout.isatty())
+    return not args.no_tty and (args.tty or (sys.stdin.isatty() and sys.stdout.isatty()))
 
 
 # -- exec
@@ -167,10 +168,8 @@ async def _attached(ctx, cid: str, terminal: bool, stdin: bool) -> int:
         return status.code
 
     async def signal(name: str) -> None:
-        try:
+        with contextlib.suppress(RuntimeError):  # it has ended meanwhile: nothing to signal
             await lifecycle.kill(ctx.layout, cid, name)
-        except RuntimeError:  # it has ended meanwhile: nothing left to signal
-            pass
 
     sys.stdout.flush()
     try:

@@ -8,10 +8,8 @@ import datetime as dt
 import re
 import sys
 
-from runtime.oci import logs as oci_logs
-from runtime.oci import timefmt
-
 from reconciler.cli import common, compose_base, progress, render
+from runtime.oci import logs as oci_logs, timefmt
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
@@ -22,7 +20,7 @@ def parse_since(text: str | None, now: dt.datetime) -> dt.datetime | None:
     if not text:
         return None
     if re.fullmatch(r"\d+(\.\d+)?", text):
-        return dt.datetime.fromtimestamp(float(text), dt.timezone.utc)
+        return dt.datetime.fromtimestamp(float(text), dt.UTC)
     parts = _DURATION.findall(text)
     if parts and "".join(n + u for n, u in parts) == text:
         return now - dt.timedelta(seconds=sum(float(n) * _UNITS[u] for n, u in parts))
@@ -86,7 +84,7 @@ class Printer:
 def timestamp(when: dt.datetime) -> str:
     """docker's log timestamp (RFC 3339, nine fractional digits, UTC): the engine keeps
     nanoseconds, conmon's files microseconds, so the last three digits are zeros."""
-    utc = when.astimezone(dt.timezone.utc)
+    utc = when.astimezone(dt.UTC)
     return f"{utc:%Y-%m-%dT%H:%M:%S}.{utc.microsecond:06d}000Z"
 
 
@@ -94,7 +92,7 @@ def logs(args: argparse.Namespace) -> int:
     name, project = compose_base.project_name(args)
     compose_base.check_services(project, args.services, containers=True)
     tail = parse_tail(args.tail)
-    since = parse_since(args.since, dt.datetime.now(dt.timezone.utc))
+    since = parse_since(args.since, dt.datetime.now(dt.UTC))
     from reconciler.cli import cluster  # in a cluster: every node's, through the agent
 
     through = cluster.logs(args, name, tail, since)
@@ -169,7 +167,7 @@ async def follow_project(args, ctx, name: str, services: list[str], *, tail: int
             printer.add(v.name for v in views)
             for view in views:
                 task = tasks.get(view.name)
-                if task is None or task.done() and view.name in running:
+                if task is None or (task.done() and view.name in running):
                     tasks[view.name] = asyncio.ensure_future(follow(view, task is None))
             if announce_exits:
                 # Also one that exited before the first look: it ran for this `up`.

@@ -14,7 +14,7 @@ from reconciler.cli import common, compose_base, render
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def _format(text: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -76,8 +77,7 @@ def attach(args: argparse.Namespace) -> int:
 
 
 async def _attach(args: argparse.Namespace, name: str, keys: bytes, project=None) -> int:
-    from runtime.oci import attach as oci_attach
-    from runtime.oci import lifecycle
+    from runtime.oci import attach as oci_attach, lifecycle
 
     ctx = compose_base.context(args)
     view = await _target(ctx, name, args.service, args.index, project)
@@ -104,10 +104,8 @@ async def _attach(args: argparse.Namespace, name: str, keys: bytes, project=None
         return None if stream.detached.done() else exited.result()
 
     async def signal(sig: str) -> None:
-        try:
+        with contextlib.suppress(RuntimeError):  # it has ended meanwhile: nothing to signal
             await lifecycle.kill(ctx.layout, view.id, sig)
-        except RuntimeError:  # it has ended meanwhile: nothing left to signal
-            pass
 
     sys.stdout.flush()
     try:

@@ -139,7 +139,7 @@ def _print_once(progress: render.Progress, printed: set, text: str) -> None:
 
 
 def _failed(view: dict) -> bool:
-    return view["health"] == "unhealthy" or view["state"] == "exited" and bool(view["exit_code"])
+    return view["health"] == "unhealthy" or (view["state"] == "exited" and bool(view["exit_code"]))
 
 
 def _state(view: dict) -> str:

@@ -1,4 +1,5 @@
-"""Verbs of pcompose for images: pull, push, images, image ls|rm|load|import|prune|inspect|tag, login, logout."""
+"""Verbs of pcompose for images: pull, push, images, image ls|rm|load|import|prune|inspect|tag,
+login, logout."""
 
 from __future__ import annotations
 
@@ -13,12 +14,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-
-from runtime import images
-from runtime.images import push as push_mod
-from runtime.images import reference, registry
-
 from reconciler.cli import common, compose_base, listing, progress, render
+from runtime import images
+from runtime.images import push as push_mod, reference, registry
 
 
 def register(verbs: argparse._SubParsersAction) -> None:
@@ -32,10 +30,13 @@ def register(verbs: argparse._SubParsersAction) -> None:
                    help="Allow plain HTTP to this registry (repeatable; env PCOMPOSE_INSECURE_REGISTRIES)")
     p.set_defaults(handler=pull)
 
-    p = verbs.add_parser("push", help="Push service images (of services with a build section and an image name)")
+    p = verbs.add_parser(
+        "push", help="Push service images (of services with a build section and an image name)")
     p.add_argument("services", nargs="*", metavar="SERVICE", help="Services of the stack (default: all)")
-    p.add_argument("--ignore-push-failures", action="store_true", help="Push what can be pushed, ignoring failures")
-    p.add_argument("--include-deps", action="store_true", help="Also push images of services declared as dependencies")
+    p.add_argument("--ignore-push-failures", action="store_true",
+                   help="Push what can be pushed, ignoring failures")
+    p.add_argument("--include-deps", action="store_true",
+                   help="Also push images of services declared as dependencies")
     p.add_argument("-q", "--quiet", action="store_true", help="Push without printing progress")
     p.add_argument("--insecure-registry", action="append", default=[], metavar="HOST[:PORT]",
                    help="Allow plain HTTP to this registry (repeatable; env PCOMPOSE_INSECURE_REGISTRIES)")
@@ -43,7 +44,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
 
     for parser in (verbs.add_parser("images", help="List images"),):
         _list_options(parser)
-    image = verbs.add_parser("image", help="Manage images").add_subparsers(dest="image_verb", metavar="COMMAND")
+    image = verbs.add_parser("image", help="Manage images").add_subparsers(
+        dest="image_verb", metavar="COMMAND")
     _list_options(image.add_parser("ls", help="List images"))
 
     for name in ("rm", "remove"):
@@ -336,10 +338,11 @@ def list_images(args: argparse.Namespace) -> int:
             for repo, tag, rec in rows], indent=2))
     else:
         table = [("REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE")] + [
-            (repo, tag, rec.id[7:19], since(rec.config.created), short_size(rec.size)) for repo, tag, rec in rows]
+            (repo, tag, rec.id[7:19], since(rec.config.created), short_size(rec.size))
+            for repo, tag, rec in rows]
         widths = [max(len(row[i]) for row in table) for i in range(5)]
         for row in table:
-            print("   ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+            print("   ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
     return 0
 
 
@@ -355,7 +358,7 @@ def since(created: str) -> str:
         then = datetime.datetime.fromisoformat(created.replace("Z", "+00:00"))
     except ValueError:
         return "N/A"
-    seconds = (datetime.datetime.now(datetime.timezone.utc) - then).total_seconds()
+    seconds = (datetime.datetime.now(datetime.UTC) - then).total_seconds()
     for unit, size in (("year", 31536000), ("month", 2592000), ("week", 604800), ("day", 86400),
                        ("hour", 3600), ("minute", 60)):
         if seconds >= size:
@@ -425,7 +428,8 @@ def image_load(args: argparse.Namespace) -> int:
             records = images.load(store, args.input)
         else:
             if sys.stdin.isatty():
-                raise common.UserFacingError("requested load from stdin, but stdin is a terminal; use -i FILE")
+                raise common.UserFacingError(
+                    "requested load from stdin, but stdin is a terminal; use -i FILE")
             with tempfile.NamedTemporaryFile(prefix="pcompose-load-") as spool:
                 shutil.copyfileobj(sys.stdin.buffer, spool)
                 spool.flush()
@@ -532,8 +536,9 @@ def _inspect(store: images.Store, record: images.ImageRecord) -> dict:
     cfg = record.config
     named = [k for k in record.references if not k.startswith(images.archive.DANGLING)]
     tags = [reference.parse(k).familiar() for k in named if "@" not in k]
-    repositories = dict.fromkeys(reference.familiar_name(images.store.name_of(k)) for k in named)
-    config = {
+    repositories = dict.fromkeys(reference.familiar_name(name) for k in named
+                                 if (name := images.store.name_of(k)) is not None)
+    config: dict[str, object] = {
         "User": cfg.user,
         "ExposedPorts": {port: {} for port in cfg.exposed_ports} or None,
         "Env": list(cfg.env) or None,

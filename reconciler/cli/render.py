@@ -21,7 +21,7 @@ COLOURS = ("36", "33", "32", "35", "34", "36;1", "33;1", "32;1", "35;1", "34;1")
 def table(headers: list[str], rows: list[list[str]]) -> str:
     """Columns padded to their widest cell and three spaces apart, like docker's tabwriter."""
     widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
-    lines = ["   ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip()
+    lines = ["   ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=False)).rstrip()
              for row in [headers, *rows]]
     return "\n".join(lines) + "\n"
 
@@ -345,7 +345,7 @@ class BuildLines:
 
 def container_event(event, service: str, as_json: bool) -> str:
     """docker compose events' line for a container event: text, or its JSON object."""
-    when = dt.datetime.fromtimestamp(event.time, dt.timezone.utc)
+    when = dt.datetime.fromtimestamp(event.time, dt.UTC)
     if as_json:
         return json.dumps({"action": event.status, "attributes": event.attributes,
                            "id": event.resource, "service": service,

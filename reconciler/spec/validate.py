@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NoReturn
+
 from reconciler.spec import builds, errors, model, network_drivers
 
 
@@ -17,7 +19,7 @@ def check(stack: model.Stack, enabled: tuple[str, ...], place_of) -> list[errors
     return warnings
 
 
-def _fail(message: str, place_of, path: tuple):
+def _fail(message: str, place_of, path: tuple) -> NoReturn:
     raise errors.SpecError(message, place_of(path))
 
 
@@ -134,8 +136,8 @@ def _check_resource_values(svc: model.Service, name: str, place_of) -> None:
         if dev.count is not None and dev.device_ids is not None:
             _fail('"count" and "device_ids" attributes are exclusive', place_of,
                   base + ("deploy", "resources", "reservations", "devices", i))
-    for i, dev in enumerate(svc.gpus):
-        if dev.count is not None and dev.device_ids is not None:
+    for i, gpu in enumerate(svc.gpus):
+        if gpu.count is not None and gpu.device_ids is not None:
             _fail('"count" and "device_ids" attributes are exclusive', place_of, base + ("gpus", i))
     for key, lim in svc.ulimits.items():
         if lim.soft > lim.hard:
