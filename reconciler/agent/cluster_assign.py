@@ -100,7 +100,7 @@ class Assigned:
                 generations.get(name, 0), here)
             body = await cluster_depends.gate(  # dependencies on other nodes: from their status
                 self.member.client, body, name, here,
-                await cluster_depends.existing(self.agent, name))
+                cluster_depends.existing(self.agent, name))
             try:
                 record = server.record_from_body(name, body)
             except (ValueError, KeyError, TypeError, web.HTTPException) as error:

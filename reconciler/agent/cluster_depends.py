@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import copy
 import json
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import structlog
@@ -27,6 +27,7 @@ log = structlog.get_logger(__name__)
 
 STATUS = keys.PREFIX + "status/"
 POLL = 1.0  # seconds between two looks at this node's containers, unless an event comes first
+SETTLE = 0.2  # seconds at least between two looks: a burst of events costs one look
 
 
 def status_key(project: str, service: str, slot: int) -> str:
@@ -62,6 +63,7 @@ class Publisher:
                     await self.publish()
                 except (etcd.EtcdError, OSError) as error:
                     log.warning("cluster.status_not_published", error=str(error))
+                await asyncio.sleep(SETTLE)
         finally:
             self.agent.bus.unsubscribe(queue)
 
@@ -119,10 +121,12 @@ async def cluster_status(client: etcd.Client, project: str) -> dict[str, list[di
 
 
 async def gate(client: etcd.Client, body: dict[str, Any], name: str,
-               slots: dict[str, set[int]], existing: set[tuple[str, int]]) -> dict[str, Any]:
+               slots: dict[str, set[int]],
+               existing: Callable[[], Awaitable[set[tuple[str, int]]]]) -> dict[str, Any]:
     """The node's share of a project (cluster_projects.for_node's body) with each dependency
     on other nodes only taken out, and the replicas it gates that do not exist yet held back
-    until its condition holds cluster-wide. `existing`: (service, slot) made here already."""
+    until its condition holds cluster-wide. `existing()`: (service, slot) made here already,
+    looked at only when a service waits."""
     services = body["stack"].get("services") or {}
     remote = {s for s in services if not slots.get(s)}
     waiting = {s: deps for s, deps in ((s, (services[s].get("depends_on") or {}))
@@ -131,6 +135,7 @@ async def gate(client: etcd.Client, body: dict[str, Any], name: str,
     if not waiting:
         return body
     status = await cluster_status(client, name)
+    made = await existing()
     body = copy.deepcopy(body)
     services = body["stack"]["services"]
     removed = set(body["options"].get("removed") or [])
@@ -141,7 +146,7 @@ async def gate(client: etcd.Client, body: dict[str, Any], name: str,
                                status.get(d, []))]
         services[service]["depends_on"] = {d: v for d, v in deps.items() if d not in remote}
         if unmet:
-            held = {n for n in slots[service] if (service, n) not in existing}
+            held = {n for n in slots[service] if (service, n) not in made}
             removed |= {f"service:{service}:{n}" for n in held}
             if held:
                 log.info("cluster.waiting_for_dependency", project=name, service=service,
@@ -150,9 +155,13 @@ async def gate(client: etcd.Client, body: dict[str, Any], name: str,
     return body
 
 
-async def existing(agent: server.Agent, project: str) -> set[tuple[str, int]]:
-    """(service, slot) of the project's replicas this node has made."""
-    the_ops = agent.ops
-    if not isinstance(the_ops, ops.Ops):
-        return set()
-    return {(b.service, b.replica) for b in await the_ops.containers(project) if not b.oneoff}
+def existing(agent: server.Agent, project: str
+             ) -> Callable[[], Awaitable[set[tuple[str, int]]]]:
+    """gate's `existing`: (service, slot) of the project's replicas this node has made."""
+    async def look() -> set[tuple[str, int]]:
+        the_ops = agent.ops
+        if not isinstance(the_ops, ops.Ops):
+            return set()
+        return {(b.service, b.replica) for b in await the_ops.containers(project)
+                if not b.oneoff}
+    return look

@@ -171,8 +171,7 @@ async def local(app: web.Application, name: str, submission: dict[str, Any]) -> 
         body = await cluster_rollout.share(member.client, name, for_node(submission, here),
                                            here)
         return await cluster_depends.gate(member.client, body, name, here,
-                                          await cluster_depends.existing(app[server.AGENT],
-                                                                         name))
+                                          cluster_depends.existing(app[server.AGENT], name))
     except etcd.EtcdError:
         return for_node(submission, here)
 
