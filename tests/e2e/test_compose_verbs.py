@@ -115,11 +115,12 @@ def test_create_refuses_what_it_cannot_do_before_making_anything(stack, agent):
     # The images of the services named are here: `never` makes them.
     stack.pc("create", "--pull", "never", "web")
     assert set(containers(stack)) == {f"{stack.project}-web-1"}
-    # --build builds what has a build section; pcompose builds nothing, and says so.
+    # --build builds what has a build section: a context without a Dockerfile is refused, and
+    # the container it would have made is not made.
     stack.write(TWO.replace("\nvolumes:", "\n  other:\n    image: mine\n    build: .\nvolumes:"))
-    done = stack.pc("create", "--build", check=False)
-    assert done.returncode == 1 and "service other: pcompose does not build images" in \
-        done.stderr, done.stderr
+    done = stack.pc("create", "--build", "other", check=False)
+    assert done.returncode == 1 and "Dockerfile" in done.stderr, done.stderr
+    assert f"{stack.project}-other-1" not in containers(stack)
     assert stack.pc("create", "--build", "web").returncode == 0  # nothing of web to build
 
 
