@@ -70,7 +70,11 @@ def ensure_bridge(
     ipr = netns.route(host_ns)
     index = _index(ipr, name)
     if index is None:
-        ipr.link("add", ifname=name, kind="bridge", mtu=mtu)
+        # A MAC of its own, as docker gives its bridges: one left to the kernel follows the
+        # lowest of its ports' MACs, so a container's veth going (a recreate, a scale down)
+        # can change the gateway's MAC under the other containers' ARP caches, and their
+        # DNS and egress go unanswered until the neighbour entry is probed again.
+        ipr.link("add", ifname=name, kind="bridge", mtu=mtu, address=_random_mac())
         index = _made_index(ipr, name)
         log.info("bridge.created", bridge=name, gateway=gateway)
     ipr.link("set", index=index, mtu=mtu, state="up", **({"ifalias": label} if label else {}))
@@ -78,6 +82,15 @@ def ensure_bridge(
     # DNAT of 127.0.0.1 to a container needs loopback sources to be routable out of the bridge.
     netns.sysctl(host_ns, f"net.ipv4.conf.{name}.route_localnet", "1")
     netns.sysctl(host_ns, "net.ipv4.ip_forward", "1")
+
+
+def _random_mac() -> str:
+    """A locally administered unicast MAC (not 02:42:..., which containers' leases use)."""
+    octets = bytearray(os.urandom(6))
+    octets[0] = (octets[0] & 0xFC) | 0x02
+    if octets[:2] == b"\x02\x42":
+        octets[1] ^= 0x01
+    return ":".join(f"{o:02x}" for o in octets)
 
 
 @netns.on_worker
