@@ -429,6 +429,15 @@ async def list_containers(ctx: context.Context, project: str | None = None,
     return sorted(views, key=lambda v: v.name)
 
 
+def list_now(ctx: context.Context, project: str | None = None) -> list[ContainerView]:
+    """list_containers (all of them), blocking: `ps` reads on a thread of its own rather
+    than queueing a hop per container behind a reconcile's work on the default pool."""
+    found = observe.list_now(ctx.layout, project)
+    nets = _ports_of(ctx)
+    return sorted((_view(ctx, o, nets.get(o.name, ((), ()))) for o in found),
+                  key=lambda v: v.name)
+
+
 def _view(ctx: context.Context, o: observe.Observed, net: tuple) -> ContainerView:
     lay = ctx.layout
     started = lifecycle.started_at(lay, o.id)

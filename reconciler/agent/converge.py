@@ -24,6 +24,7 @@ an image the containers need pulled), and last {"type": "result", "ok": bool, "e
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import time
@@ -85,9 +86,14 @@ def _float(body: dict, key: str, default: float | None) -> float | None:
     return value
 
 
+# Loads run here, not on the default pool, which a large reconcile keeps busy: a `ps` or a
+# verb naming its files waited behind the steps' work there.
+_LOADER = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="load")
+
+
 async def _load(request: submit.LoadRequest) -> spec.Project:
     try:
-        return await asyncio.to_thread(submit.load, request)
+        return await asyncio.get_running_loop().run_in_executor(_LOADER, submit.load, request)
     except spec.SpecError as error:
         raise server.bad_request(str(error)) from None
 

@@ -5,6 +5,7 @@ and the verbs stop, start, restart, kill, pause, unpause and rm."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import dataclasses
 from collections.abc import AsyncIterator, Callable
@@ -56,6 +57,11 @@ def view_json(view: services.ContainerView) -> dict:
     for key in ("created", "started", "finished"):
         out[key] = out[key].isoformat() if out[key] is not None else None
     return out
+
+
+# `ps` reads here, not on the default pool: during a large `up` that pool holds a backlog of
+# the steps' file and netlink work, and a hop per container behind it made `ps` wait minutes.
+_READER = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="ps")
 
 
 class Ops:
@@ -134,8 +140,11 @@ class Ops:
         return context.health_of(self.ctx, o.id).get("status", "")
 
     async def views(self, project: str) -> list[services.ContainerView]:
-        """What `ps` shows of the project's containers."""
-        return await services.list_containers(self.ctx, project=project, all=True)
+        """What `ps` shows of the project's containers: read from runc's state and the
+        agent's records without the project's lock (a pass may hold it for minutes) and off
+        the event loop's queues, so it answers while a reconcile runs."""
+        return await asyncio.get_running_loop().run_in_executor(
+            _READER, services.list_now, self.ctx, project)
 
     async def prune(self, ids: set[str],
                     removing: Callable[[services.ContainerView], None]) -> list[tuple[str, int]]:

@@ -78,6 +78,15 @@ async def list_containers(lay: layout.Layout, project: str | None = None,
     )
 
 
+def list_now(lay: layout.Layout, project: str | None = None) -> list[Observed]:
+    """list_containers, blocking: for a thread of its own, so that a reader waits neither
+    for the event loop nor for the default thread pool."""
+    states = runc.list_all_now(lay.runc) if (lay.run_dir / "runc").exists() else []
+    found = (from_state(lay, s) for s in states)
+    return sorted((o for o in found if o and (project is None or o.project == project)),
+                  key=lambda o: (o.project, o.service, o.replica, o.name))
+
+
 async def get(lay: layout.Layout, cid: str) -> Observed | None:
     if not lifecycle.known(lay, cid):
         return None  # no runc call for a name runc has no state of

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import subprocess
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,6 +66,20 @@ async def list_all(r: Runc, attempts: int = 5) -> list[dict[str, Any]]:
             if attempt == attempts - 1:
                 raise
             await asyncio.sleep(0.02 * (attempt + 1))
+    return []
+
+
+def list_all_now(r: Runc, attempts: int = 5) -> list[dict[str, Any]]:
+    """list_all without the event loop, for a reader on a thread of its own (`ps` while a
+    reconcile keeps the loop and the default thread pool busy)."""
+    for attempt in range(attempts):
+        done = subprocess.run(r.argv("list", "--format", "json"), stdin=subprocess.DEVNULL,
+                              capture_output=True, check=False)
+        if done.returncode == 0:
+            return json.loads(done.stdout or b"null") or []
+        if attempt == attempts - 1:
+            raise RuncError(("list",), done.returncode, done.stderr.decode(errors="replace"))
+        time.sleep(0.02 * (attempt + 1))
     return []
 
 
