@@ -88,8 +88,11 @@ def ensure_network(host: model.Host, spec: model.NetworkSpec) -> model.Network:
     net = model.Network(spec.name, bridge, pool.subnet, pool.gateway, spec.internal, False, spec.mtu,
                         spec.driver, spec.parent, spec.mode)
     if bridge:
-        links.ensure_bridge(host.netns, bridge, net.gateway, net.prefixlen, net.mtu,
-                            label=label(host, "network", net.name))
+        prior = known.get(spec.name)
+        mac = links.ensure_bridge(host.netns, bridge, net.gateway, net.prefixlen, net.mtu,
+                                  label=label(host, "network", net.name),
+                                  mac=prior.mac if prior and prior.bridge == bridge else "")
+        net = dataclasses.replace(net, mac=mac)
     if known.get(spec.name) != net:
         records.save_network(host.state_root, net)
         log.info("network.created", network=net.name, bridge=bridge, subnet=net.subnet)
@@ -471,7 +474,9 @@ def reattach(host: model.Host, container: str) -> model.Attachment | None:
 
 def sweep(host: model.Host) -> list[str]:
     """Remove what this agent made but no record accounts for (after a crash between steps):
-    labelled links and address leases; returns what went."""
+    labelled links and address leases; returns what went. Bridges without a recorded MAC
+    are pinned to theirs first."""
+    pin_bridges(host)
     atts = records.attachments(host.state_root)
     nets = records.networks(host.state_root)
     wanted = {n.bridge for n in nets.values()} | {e.host_ifname for a in atts.values() for e in a.endpoints}
@@ -489,6 +494,23 @@ def sweep(host: model.Host) -> list[str]:
     if gone:
         log.info("net.swept", removed=gone)
     return gone
+
+
+def pin_bridges(host: model.Host) -> list[str]:
+    """Bridges made before they had a MAC of their own still follow their lowest port's:
+    each is pinned to the MAC it has now (what its containers cached) and that is recorded,
+    so that one made again takes it too. Returns the networks pinned."""
+    pinned = []
+    with records.locked(host.state_root, "networks"):
+        found = links.observe(host.netns)
+        for net in records.networks(host.state_root).values():
+            link = found.get(net.bridge) if net.bridge and not net.mac else None
+            if link is None or link.kind != "bridge":
+                continue  # made with one, an underlay, or missing: drift repair makes it
+            mac = links.pin_mac(host.netns, net.bridge)
+            records.save_network(host.state_root, dataclasses.replace(net, mac=mac))
+            pinned.append(net.name)
+    return pinned
 
 
 def teardown(host: model.Host) -> None:

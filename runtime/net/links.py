@@ -63,25 +63,57 @@ def _set_addresses(ipr, index: int, wanted: set[str]) -> None:
 
 @netns.on_worker
 def ensure_bridge(
-    host_ns: Path | None, name: str, gateway: str, prefixlen: int, mtu: int, label: str = ""
-) -> None:
-    """A bridge `name` that is up, has `gateway/prefixlen` as its only address, and `mtu`;
-    `label` goes into its alias so that what made it can find it again."""
+    host_ns: Path | None, name: str, gateway: str, prefixlen: int, mtu: int, label: str = "",
+    mac: str = "",
+) -> str:
+    """A bridge `name` that is up, has `gateway/prefixlen` as its only address, `mtu`, and
+    the fixed MAC `mac` ("": a new random one, or the one an existing bridge has now);
+    `label` goes into its alias so that what made it can find it again. Returns its MAC,
+    for the caller to record and pass again when the bridge must be made anew."""
     ipr = netns.route(host_ns)
     index = _index(ipr, name)
     if index is None:
         # A MAC of its own, as docker gives its bridges: one left to the kernel follows the
         # lowest of its ports' MACs, so a container's veth going (a recreate, a scale down)
         # can change the gateway's MAC under the other containers' ARP caches, and their
-        # DNS and egress go unanswered until the neighbour entry is probed again.
-        ipr.link("add", ifname=name, kind="bridge", mtu=mtu, address=_random_mac())
+        # DNS and egress go unanswered until the neighbour entry is probed again. One made
+        # again (deleted by hand, repaired) takes the recorded one: the same caches hold it.
+        address = mac or _random_mac()
+        ipr.link("add", ifname=name, kind="bridge", mtu=mtu, address=address)
         index = _made_index(ipr, name)
-        log.info("bridge.created", bridge=name, gateway=gateway)
+        log.info("bridge.created", bridge=name, gateway=gateway, mac=address)
+    else:
+        have = _mac(ipr, index)
+        address = mac or have
+        if address != have or not mac:
+            # Setting the address, even to the one it has, makes the kernel keep it from
+            # then on: a bridge made before bridges had a MAC of their own still follows its
+            # ports; it is pinned to the MAC its containers have cached now.
+            ipr.link("set", index=index, address=address)
+            if address != have:
+                log.info("bridge.mac_restored", bridge=name, mac=address, was=have)
     ipr.link("set", index=index, mtu=mtu, state="up", **({"ifalias": label} if label else {}))
     _set_addresses(ipr, index, {f"{gateway}/{prefixlen}"})
     # DNAT of 127.0.0.1 to a container needs loopback sources to be routable out of the bridge.
     netns.sysctl(host_ns, f"net.ipv4.conf.{name}.route_localnet", "1")
     netns.sysctl(host_ns, "net.ipv4.ip_forward", "1")
+    return address
+
+
+@netns.on_worker
+def pin_mac(host_ns: Path | None, name: str) -> str:
+    """Fix bridge `name`'s MAC at the one it has now (the kernel keeps an address that was
+    set, even to its own value) and return it."""
+    ipr = netns.route(host_ns)
+    index = _made_index(ipr, name)
+    mac = _mac(ipr, index)
+    ipr.link("set", index=index, address=mac)
+    log.info("bridge.mac_pinned", bridge=name, mac=mac)
+    return mac
+
+
+def _mac(ipr, index: int) -> str:
+    return str(ipr.get_links(index)[0].get_attr("IFLA_ADDRESS"))
 
 
 def _random_mac() -> str:

@@ -59,6 +59,9 @@ class Network:
     driver: str = "bridge"
     parent: str = ""
     mode: str = ""
+    # the bridge's fixed MAC, so that one made again keeps the gateway's MAC in containers'
+    # ARP caches ("": none recorded yet, or no bridge)
+    mac: str = ""
 
     @property
     def prefixlen(self) -> int:

@@ -83,6 +83,13 @@ def table_of(stack) -> str:
     return names.table(ctx(stack).agent)
 
 
+def gateway_mac_cached(stack, gateway: str) -> str:
+    """The MAC `other`'s ARP cache holds for its gateway, after a DNS query made it ask."""
+    stack.pc("exec", "-T", "other", "timeout", "3", "nslookup", "web", gateway, check=False)
+    arp = stack.pc("exec", "-T", "other", "cat", "/proc/net/arp").stdout
+    return next((row.split()[3] for row in arp.splitlines()[1:] if row.split()[0] == gateway), "")
+
+
 def served_again_and_nothing_restarted(stack, before: dict) -> None:
     wait_for(lambda: page(stack) == "served\n", REPAIR_PATIENCE, "the page served again")
     assert starts(stack) == before
@@ -94,6 +101,8 @@ def test_a_deleted_bridge_comes_back_with_its_address_mtu_and_the_veths(stack):
     bridge = bridge_of(stack)
     gateway = records.networks(stack.root)[f"{stack.project}_default"].gateway
     veths = [veth_of(stack, f"{stack.project}-{s}-1") for s in ("web", "other")]
+    mac = (link(stack, bridge) or {})["address"]
+    assert gateway_mac_cached(stack, gateway) == mac
     subprocess.run(["ip", "-n", stack.host_netns, "link", "del", bridge], check=True)
 
     def back():
@@ -102,7 +111,10 @@ def test_a_deleted_bridge_comes_back_with_its_address_mtu_and_the_veths(stack):
             found["mtu"] == 1500 and all((link(stack, v) or {}).get("master") == bridge
                                          for v in veths)
     wait_for(back, REPAIR_PATIENCE, "the bridge with its gateway, MTU and both veths")
+    # Made again with its MAC: what the containers' ARP caches hold for their gateway is right.
+    assert (link(stack, bridge) or {})["address"] == mac
     served_again_and_nothing_restarted(stack, before)
+    assert gateway_mac_cached(stack, gateway) == mac
     # The containers reach each other again through it.
     assert stack.pc("exec", "-T", "other", "timeout", "3", "wget", "-qO-", "http://web/").stdout == \
         "served\n"
