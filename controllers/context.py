@@ -118,3 +118,14 @@ def write_json(path: Path, data: dict) -> None:
 def health_of(ctx: Context, cid: str) -> dict:
     """{status: starting|healthy|unhealthy, failing_streak, log: [...]} or {} without a check."""
     return read_json(ctx.container_dir(cid) / HEALTH)
+
+
+# State root -> the containers known to have a healthcheck: the health monitor looks at these
+# only, so its cost does not grow with the containers that have none. Filled by services when
+# it writes a check, and from disk when the monitor starts (a restarted agent).
+_HEALTH_TRACKED: dict[str, set[str]] = {}
+
+
+def health_tracked(ctx: Context) -> set[str]:
+    """The set itself: the monitor drops a container whose check went."""
+    return _HEALTH_TRACKED.setdefault(str(ctx.root), set())

@@ -8,8 +8,10 @@ A change of status wakes the project's reconcile (a `service_healthy` dependant 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import structlog
 
@@ -72,40 +74,66 @@ async def probe(ctx: context.Context, cid: str, started: float) -> dict | None:
     return new
 
 
+@dataclass(frozen=True)
+class _Schedule:
+    due: float
+    started: dt.datetime | None  # the start it was scheduled for: another start starts afresh
+
+
 async def monitor(ctx: context.Context, notify: Callable[[str], None], tick: float = 0.25) -> None:
-    """Run forever: probe every running container that has a check, when it is due."""
-    due: dict[str, float] = {}
+    """Run forever: probe every running container that has a check, when it is due. Each
+    tick costs a file read per container with a check; runc is asked about one only when its
+    probe is due or it (re)started, so containers without a check cost nothing."""
+    tracked = context.health_tracked(ctx)
+    tracked.update(p.parent.name for p in (ctx.root / "containers").glob(f"*/{context.HEALTH}"))
+    scheduled: dict[str, _Schedule] = {}
+    looked: dict[str, dt.datetime | None] = {}  # not running when last looked at, at this start
     running: dict[str, asyncio.Task] = {}
     while True:
-        await asyncio.sleep(tick)
+        now = time.time()
+        nearest = min((s.due for s in scheduled.values()), default=now + tick)
+        await asyncio.sleep(min(tick, max(0.0, nearest - now)))
         for cid in [k for k, t in running.items() if t.done()]:
             running.pop(cid)
-        # Only containers with a check cost a look at runc: most stacks have few or none.
-        checked = {p.parent.name for p in (ctx.root / "containers").glob(f"*/{context.HEALTH}")}
-        if not checked:
-            due.clear()
-            continue
-        try:
-            containers = [c for c in await observe.list_containers(ctx.layout)
-                          if c.id in checked and c.status == "running"]
-        except Exception as err:
-            log.warning("health.observe_failed", error=str(err))
-            continue
-        now = time.time()
-        for cid in set(due) - {c.id for c in containers}:
-            due.pop(cid)  # stopped: its schedule starts afresh when it runs again
-        for c in containers:
-            if c.id in running:
+        for cid in list(tracked):
+            if cid in running:
                 continue
-            state = context.health_of(ctx, c.id)
-            if not state.get("check"):
+            state = context.health_of(ctx, cid)
+            if not state.get("check"):  # removed, or made again without a check
+                tracked.discard(cid)
+                scheduled.pop(cid, None)
+                looked.pop(cid, None)
                 continue
-            began = lifecycle.started_at(ctx.layout, c.id)
+            began = lifecycle.started_at(ctx.layout, cid)
+            mine = scheduled.get(cid)
+            now = time.time()
+            if mine is not None and mine.started != began:
+                mine = None  # started again since: its schedule starts afresh
+            elif mine is not None and now < mine.due:
+                continue
+            elif mine is None and began is None:
+                continue  # created, never started
+            elif mine is None and cid in looked and looked[cid] == began \
+                    and lifecycle.has_exited(ctx.layout, cid):
+                continue  # stopped at this start: nothing to look at until it starts again
+            try:
+                seen = await observe.get(ctx.layout, cid)
+            except Exception as err:
+                log.warning("health.observe_failed", container=cid, error=str(err))
+                continue
+            if seen is None or seen.status != "running":
+                scheduled.pop(cid, None)  # its schedule starts afresh when it runs again
+                looked[cid] = began
+                continue
+            looked.pop(cid, None)
+            now = time.time()
             started = began.timestamp() if began else now
-            if now >= due.setdefault(c.id, now + interval(state, now, started)):
-                running[c.id] = asyncio.ensure_future(
-                    _probe_and_notify(ctx, c.id, c.project, started, state.get("status"), notify))
-                due[c.id] = now + interval(state, now, started)
+            if mine is None:  # first seen running: due one interval from now, as docker does
+                scheduled[cid] = _Schedule(now + interval(state, now, started), began)
+                continue
+            running[cid] = asyncio.ensure_future(
+                _probe_and_notify(ctx, cid, seen.project, started, state.get("status"), notify))
+            scheduled[cid] = _Schedule(now + interval(state, now, started), began)
 
 
 async def _probe_and_notify(ctx, cid, project, started, before, notify) -> None:

@@ -330,6 +330,7 @@ def _write_health_check(ctx: context.Context, cname: str, check: dict | None) ->
         path.unlink(missing_ok=True)
         return
     context.write_json(path, {"check": check, "status": "starting", "failing_streak": 0, "log": []})
+    context.health_tracked(ctx).add(cname)  # the monitor looks after it from its next tick
 
 
 async def start_container(ctx: context.Context, cid: str) -> None:
