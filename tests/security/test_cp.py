@@ -157,7 +157,12 @@ def test_a_dir_swapped_for_a_symlink_while_cp_runs_leads_nowhere_on_the_host(sta
     assert canary.untouched()
     for i in range(8):
         for top in (stack.dir / f"out{i}", stack.dir / f"sub{i}"):
-            assert b"host-only\n" not in host_files(top).values() if top.exists() else True
+            # A source that was a symlink at the moment of the copy lands as that symlink, as
+            # docker cp copies it (without -L): a link, not the host's files it names. Only what
+            # was copied as content is looked at, so the check itself follows no link.
+            if top.is_symlink() or not top.exists():
+                continue
+            assert b"host-only\n" not in host_files(top).values()
 
 
 def tar_with(*members: tuple[str, str, str | bytes]) -> bytes:
