@@ -276,25 +276,29 @@ async def down(request: web.Request) -> web.StreamResponse:
     stream = _Stream(request)
     await stream.open()
     await stream.send({"type": "accepted", "project": name, "known": record is not None})
-    if agent.ops:
-        # Every container stops as docker compose stops it, with its stop signal and SIGKILL
-        # only after its grace period (or -t), dependents before what they depend on; the
-        # loop's removal steps then find them stopped.
-        for wave in _stop_waves(views, record):
-            await _stop_wave(agent, stream, wave, stop_timeout)
-        # One-off containers (`run` without --rm) are not the loop's: they go first, or
-        # their endpoints would keep the project's networks in use.
-        await agent.ops.remove([v.id for v in views if v.oneoff])
-    if record is None:
-        if agent.ops:
-            await agent.ops.remove([v.id for v in views if not v.oneoff])
-        await stream.send({"type": "result", "ok": True, "error": None,
-                           "containers": [v.name for v in views], "networks": [],
-                           "volumes": []})
-        return stream.response
     queue = agent.bus.subscribe()
     try:
-        removing = server.remove(agent, name, volumes)
+        # The project is held from the first stop to the removal's request: a pass woken by
+        # the exits meanwhile would plan from the old generation and take the containers it
+        # saw dying for ones to repair.
+        async with agent.ops.serial(name) if agent.ops else contextlib.nullcontext():
+            if agent.ops:
+                # Every container stops as docker compose stops it, with its stop signal and
+                # SIGKILL only after its grace period (or -t), dependents before what they
+                # depend on; the loop's removal steps then find them stopped.
+                for wave in _stop_waves(views, record):
+                    await _stop_wave(agent, stream, wave, stop_timeout)
+                # One-off containers (`run` without --rm) are not the loop's: they go first,
+                # or their endpoints would keep the project's networks in use.
+                await agent.ops.remove([v.id for v in views if v.oneoff])
+                if record is None:
+                    await agent.ops.remove([v.id for v in views if not v.oneoff])
+            removing = server.remove(agent, name, volumes) if record is not None else None
+        if record is None:
+            await stream.send({"type": "result", "ok": True, "error": None,
+                               "containers": [v.name for v in views], "networks": [],
+                               "volumes": []})
+            return stream.response
         error = await _follow(agent, queue, stream, name, removing.generation, time.time(),
                               time.monotonic() + DEFAULT_TIMEOUT) if removing else None
     finally:
