@@ -22,6 +22,13 @@ from tests.support import cgroupfs, oci_image, waiting
 REPO = Path(__file__).resolve().parents[2]
 
 
+def _interruptible() -> None:
+    """Ctrl-C as on a user's terminal: a suite started in the background by a non-interactive
+    shell (`./scripts/test.sh &`) inherits SIGINT ignored, and so would the pcompose it runs."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+
+
 @dataclass
 class Stack:
     """One user's machine as the CLI sees it: `stack.pc("up", "-d")` runs pcompose in `dir`."""
@@ -55,6 +62,7 @@ class Stack:
 
     def start(self, *args: str, **kw) -> subprocess.Popen:
         """pcompose in the background (an attached `up`); the caller waits for it."""
+        kw.setdefault("preexec_fn", _interruptible)
         return subprocess.Popen(self.argv(*args), cwd=self.dir, env=self.env(),
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, **kw)
