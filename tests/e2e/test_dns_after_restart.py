@@ -66,8 +66,10 @@ def restart_agent(stack, how: str) -> None:
     assert stack.agent_pid() not in (None, agent)
 
 
-@pytest.mark.parametrize("how", ["graceful", "kill -9"])
-@pytest.mark.parametrize("change", ["recreate", "scale", "restart"])
+# Each change once, the two kinds of agent end spread over them: the bridge's MAC, the cause
+# this guards against, is checked on every port's departure by tests/linux/net/test_bridge_mac.
+@pytest.mark.parametrize(("change", "how"), [("recreate", "kill -9"), ("scale", "graceful"),
+                                             ("restart", "kill -9")])
 def test_dns_answers_after_an_agent_restart_and_a_change(stack, how, change):
     stack.write(COMPOSE.format(generation=1))
     stack.pc("up", "-d")
