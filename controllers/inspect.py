@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from controllers import context, networks, services
-from runtime import volumes
+from runtime import labels, volumes
 from runtime.images import store as image_store
 from runtime.net import records
 from runtime.oci import spec as oci_spec
@@ -177,7 +177,7 @@ def _details(ctx: context.Context, view: services.ContainerView, att, nets: Mapp
     return Details(
         view=view, process=_process(doc.get("process") or {}, view.command),
         hostname=doc.get("hostname", ""),
-        stop_signal=(doc.get("annotations") or {}).get(oci_spec.A_STOP_SIGNAL, ""),
+        stop_signal=(doc.get("annotations") or {}).get(labels.OWN_STOP_SIGNAL, ""),
         read_only=bool((doc.get("root") or {}).get("readonly")),
         # Only a privileged container goes without masked paths (spec.build).
         privileged=bool(doc) and "maskedPaths" not in linux,

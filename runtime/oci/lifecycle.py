@@ -19,7 +19,7 @@ from pathlib import Path
 
 import structlog
 
-from runtime import statefiles
+from runtime import labels, statefiles
 from runtime.cgroups import drivers, model as cgroups_model
 from runtime.oci import conmon, facts, layout, model, runc, spec
 
@@ -55,7 +55,7 @@ async def create(lay: layout.Layout, config: model.ContainerConfig,
     # Skip a runc call when runc has no state dir for it.
     existing = await runc.state(lay.runc, cid) if known(lay, cid) else None
     if existing is not None:
-        if existing.get("annotations", {}).get(spec.A_CONFIG_HASH) == config.identity.config_hash:
+        if existing.get("annotations", {}).get(labels.OWN_CONFIG_HASH) == config.identity.config_hash:
             return int(existing.get("pid") or 0)
         raise ContainerExists(f"{config.name}: exists with another config; remove it first")
     driver = driver or drivers.detect()
@@ -184,7 +184,7 @@ async def stop_before_removal(lay: layout.Layout, cid: str, timeout: float | Non
     if not known(lay, cid) or has_exited(lay, cid) or monitor_pid(lay, cid) is None:
         return
     notes = _bundle_config(lay, cid).get("annotations") or {}
-    if spec.normalize_signal(notes.get(spec.A_STOP_SIGNAL, "SIGTERM")) == "SIGKILL":
+    if spec.normalize_signal(notes.get(labels.OWN_STOP_SIGNAL, "SIGTERM")) == "SIGKILL":
         return
     state = await runc.state(lay.runc, cid)
     if state is not None and state["status"] in ("running", "paused"):
@@ -194,8 +194,8 @@ async def stop_before_removal(lay: layout.Layout, cid: str, timeout: float | Non
 async def _stop_running(lay: layout.Layout, cid: str, state: dict, timeout: float | None,
                         sig: str | None) -> ExitStatus | None:
     notes = state.get("annotations", {})
-    sig = spec.normalize_signal(sig or notes.get(spec.A_STOP_SIGNAL, "SIGTERM"))
-    grace = timeout if timeout is not None else float(notes.get(spec.A_STOP_GRACE, "10"))
+    sig = spec.normalize_signal(sig or notes.get(labels.OWN_STOP_SIGNAL, "SIGTERM"))
+    grace = timeout if timeout is not None else float(notes.get(labels.OWN_STOP_GRACE, "10"))
     if state["status"] == "paused":
         await runc.resume(lay.runc, cid)  # frozen tasks do not handle signals
     await _signal_quietly(lay, cid, sig, all_processes=False)
@@ -400,7 +400,7 @@ def _bundle_config(lay: layout.Layout, cid: str) -> dict:
 
 def project_of(lay: layout.Layout, cid: str) -> str | None:
     """The project annotation of the container's bundle; None without a bundle."""
-    return (_bundle_config(lay, cid).get("annotations") or {}).get(spec.A_PROJECT)
+    return (_bundle_config(lay, cid).get("annotations") or {}).get(labels.OWN_PROJECT)
 
 
 async def _wait_conmon_gone(lay: layout.Layout, cid: str, timeout: float = 10.0) -> None:

@@ -12,7 +12,7 @@ import watchfiles
 
 from runtime import labels
 from runtime.cgroups import drivers, model as cgroups_model
-from runtime.oci import layout, lifecycle, runc, spec, timefmt
+from runtime.oci import layout, lifecycle, runc, timefmt
 
 
 @dataclass(frozen=True)
@@ -43,23 +43,23 @@ class Observed:
 def from_state(lay: layout.Layout, state: Mapping) -> Observed | None:
     """One runc state entry as observed state; None for containers pcompose did not make."""
     notes = state.get("annotations") or {}
-    if spec.A_PROJECT not in notes:
+    if labels.OWN_PROJECT not in notes:
         return None
     status = state.get("status", "")
     exited = status == "stopped"
     return Observed(
         id=state["id"],
-        name=notes.get(spec.A_NAME) or state["id"],
-        project=notes[spec.A_PROJECT],
-        service=notes.get(spec.A_SERVICE, ""),
-        replica=int(notes.get(spec.A_REPLICA, "1") or 1),
-        config_hash=notes.get(spec.A_CONFIG_HASH, ""),
-        image=notes.get(spec.A_IMAGE, ""),
+        name=notes.get(labels.OWN_NAME) or state["id"],
+        project=notes[labels.OWN_PROJECT],
+        service=notes.get(labels.OWN_SERVICE, ""),
+        replica=int(notes.get(labels.OWN_REPLICA, "1") or 1),
+        config_hash=notes.get(labels.OWN_CONFIG_HASH, ""),
+        image=notes.get(labels.OWN_IMAGE, ""),
         oneoff=notes.get(labels.ONEOFF) == labels.flag(True),
         status="exited" if exited else status,
         pid=0 if exited else int(state.get("pid") or 0),
         created=timefmt.parse(state["created"]) if state.get("created") else None,
-        cgroups_path=notes.get(spec.A_CGROUP, ""),
+        cgroups_path=notes.get(labels.OWN_CGROUP, ""),
         exit=lifecycle.exit_status(lay, state["id"]) if exited else None,
         annotations=dict(notes),
         monitor_pid=None if exited else lifecycle.monitor_pid(lay, state["id"]),

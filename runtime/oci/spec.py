@@ -16,17 +16,6 @@ from runtime.oci import caps, model, users
 INIT_PATH = "/sbin/docker-init"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-# The runtime's own annotations, by the names the oci layer has always used (runtime/labels.py).
-A_PROJECT = labels.OWN_PROJECT
-A_SERVICE = labels.OWN_SERVICE
-A_REPLICA = labels.OWN_REPLICA
-A_CONFIG_HASH = labels.OWN_CONFIG_HASH
-A_IMAGE = labels.OWN_IMAGE
-A_STOP_SIGNAL = labels.OWN_STOP_SIGNAL
-A_STOP_GRACE = labels.OWN_STOP_GRACE
-A_CGROUP = labels.OWN_CGROUP
-A_NAME = labels.OWN_NAME
-
 RLIMITS = {
     "as": "RLIMIT_AS", "core": "RLIMIT_CORE", "cpu": "RLIMIT_CPU", "data": "RLIMIT_DATA",
     "fsize": "RLIMIT_FSIZE", "locks": "RLIMIT_LOCKS", "memlock": "RLIMIT_MEMLOCK",
@@ -333,15 +322,15 @@ def container_annotations(config: model.ContainerConfig, facts: HostFacts) -> di
     out.update(config.labels)
     out.update(facts.extra_annotations)
     out.update({
-        A_PROJECT: ident.project,
-        A_SERVICE: ident.service,
-        A_REPLICA: str(ident.replica),
-        A_CONFIG_HASH: ident.config_hash,
-        A_IMAGE: ident.image,
-        A_STOP_SIGNAL: stop_signal(config),
-        A_STOP_GRACE: repr(float(config.stop_grace_period)),
-        A_CGROUP: facts.cgroups_path,
-        A_NAME: config.name,
+        labels.OWN_PROJECT: ident.project,
+        labels.OWN_SERVICE: ident.service,
+        labels.OWN_REPLICA: str(ident.replica),
+        labels.OWN_CONFIG_HASH: ident.config_hash,
+        labels.OWN_IMAGE: ident.image,
+        labels.OWN_STOP_SIGNAL: stop_signal(config),
+        labels.OWN_STOP_GRACE: repr(float(config.stop_grace_period)),
+        labels.OWN_CGROUP: facts.cgroups_path,
+        labels.OWN_NAME: config.name,
         **labels.container(ident.project, ident.service, ident.replica, ident.oneoff),
     })
     return out

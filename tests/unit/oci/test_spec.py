@@ -6,6 +6,7 @@ import dataclasses
 
 import pytest
 
+from runtime import labels
 from runtime.cgroups import model as cgroups_model
 from runtime.oci import caps, model, spec, users
 
@@ -125,12 +126,12 @@ def test_ulimits_are_clamped_to_the_host_with_a_warning():
 
 
 def test_annotations_carry_identity_over_labels():
-    doc = spec.build(config(labels={"l": "service", spec.A_PROJECT: "spoof"}), FACTS)
+    doc = spec.build(config(labels={"l": "service", labels.OWN_PROJECT: "spoof"}), FACTS)
     notes = doc["annotations"]
     assert notes["l"] == "service"
-    assert notes[spec.A_PROJECT] == "p"
-    assert (notes[spec.A_SERVICE], notes[spec.A_REPLICA], notes[spec.A_CONFIG_HASH], notes[spec.A_IMAGE]) == ("web", "2", "abc", "img:1")
-    assert notes[spec.A_STOP_SIGNAL] == "SIGQUIT"
+    assert notes[labels.OWN_PROJECT] == "p"
+    assert (notes[labels.OWN_SERVICE], notes[labels.OWN_REPLICA], notes[labels.OWN_CONFIG_HASH], notes[labels.OWN_IMAGE]) == ("web", "2", "abc", "img:1")
+    assert notes[labels.OWN_STOP_SIGNAL] == "SIGQUIT"
     assert notes["com.docker.compose.container-number"] == "2"
     assert notes["com.docker.compose.oneoff"] == "False"
     assert "com.docker.compose.config-hash" not in notes
