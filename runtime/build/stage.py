@@ -6,15 +6,14 @@ import contextlib
 import json
 import posixpath
 import re
-import signal
 from collections.abc import Mapping
 from typing import Any
 
 from runtime.build import cache, dockerfile, image, words
+from runtime.images import changes
 
 DEFAULT_SHELL = ("/bin/sh", "-c")
 HISTORY_COMMENT = "buildkit.dockerfile.v0"
-_PORT = re.compile(r"(\d+)(?:-(\d+))?(?:/(\w+))?")
 
 
 class StepError(ValueError):
@@ -100,7 +99,7 @@ def apply(stage: Stage, inst: dockerfile.Instruction, *, escape: str, build_args
     elif cmd == "expose":
         exposed = cfg.get("ExposedPorts") or {}
         for word in words.expand_words(" ".join(inst.args), env, escape=esc):
-            exposed.update({p: {} for p in ports(word)})
+            exposed.update({p: {} for p in changes.ports(word)})
         cfg["ExposedPorts"] = exposed
     elif cmd == "volume":
         paths = (list(inst.args) if inst.json_form
@@ -121,7 +120,7 @@ def apply(stage: Stage, inst: dockerfile.Instruction, *, escape: str, build_args
     elif cmd == "healthcheck":
         cfg["Healthcheck"] = healthcheck(inst)
     elif cmd == "stopsignal":
-        cfg["StopSignal"] = signal_name(words.expand(text_of(inst, escape), env, escape=esc))
+        cfg["StopSignal"] = changes.signal_name(words.expand(text_of(inst, escape), env, escape=esc))
     elif cmd == "shell":
         if not inst.json_form or not inst.args:
             raise StepError("SHELL requires the arguments to be in JSON form")
@@ -180,28 +179,3 @@ def text_of(inst: dockerfile.Instruction, escape: str) -> str:
     for flag in inst.flags:
         text = text.lstrip().removeprefix(flag)
     return text.strip()
-
-
-def ports(word: str) -> list[str]:
-    """`80-82/udp` -> 80/udp, 81/udp, 82/udp (tcp when no protocol is given)."""
-    found = _PORT.fullmatch(word)
-    proto = (found[3] or "tcp").lower() if found else ""
-    if not found or proto not in ("tcp", "udp", "sctp"):
-        raise StepError(f"EXPOSE {word}: expected PORT[-PORT][/tcp|udp|sctp]")
-    first, last = int(found[1]), int(found[2] or found[1])
-    if not 0 < first <= last <= 65535:
-        raise StepError(f"EXPOSE {word}: ports are 1 to 65535, low to high")
-    return [f"{port}/{proto}" for port in range(first, last + 1)]
-
-
-def signal_name(text: str) -> str:
-    """Kept as written (docker does), once it names a signal: SIGTERM, TERM, 15, SIGRTMIN+3."""
-    name = text.upper().removeprefix("SIG")
-    if name.isdigit():
-        known = int(name) in {s.value for s in signal.Signals}
-    else:
-        known = ("SIG" + name in signal.Signals.__members__
-                 or bool(re.fullmatch(r"RTM(IN|AX)([+-]\d+)?", name)))
-    if not known:
-        raise StepError(f"STOPSIGNAL {text}: unknown signal")
-    return text

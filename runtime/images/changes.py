@@ -65,10 +65,10 @@ def apply(config: dict, changes: list[Change] | tuple[Change, ...]) -> dict:
                 labels[name] = value
             out["Labels"] = labels
         elif change.instruction == "EXPOSE":
-            ports = out.get("ExposedPorts") or {}
+            exposed = out.get("ExposedPorts") or {}
             for word in split(args):
-                ports.update({port: {} for port in _ports(expand(word, env))})
-            out["ExposedPorts"] = ports
+                exposed.update({port: {} for port in ports(expand(word, env))})
+            out["ExposedPorts"] = exposed
         elif change.instruction == "VOLUME":
             volumes = out.get("Volumes") or {}
             for path in _json_list(args) or [expand(w, env) for w in split(args)]:
@@ -83,7 +83,7 @@ def apply(config: dict, changes: list[Change] | tuple[Change, ...]) -> dict:
         elif change.instruction == "USER":
             out["User"] = _nonempty(expand(args, env), "USER", args)
         elif change.instruction == "STOPSIGNAL":
-            out["StopSignal"] = _signal(_nonempty(expand(args, env), "STOPSIGNAL", args))
+            out["StopSignal"] = signal_name(_nonempty(expand(args, env), "STOPSIGNAL", args))
     return out
 
 
@@ -139,7 +139,8 @@ def _pairs(args: str, env: dict[str, str], instruction: str) -> list[tuple[str, 
     return out
 
 
-def _ports(word: str) -> list[str]:
+def ports(word: str) -> list[str]:
+    """`80-82/udp` -> 80/udp, 81/udp, 82/udp (tcp when no protocol is given)."""
     found = _PORT.fullmatch(word)
     proto = (found[3] or "tcp").lower() if found else ""
     if not found or proto not in PROTOCOLS:
@@ -150,7 +151,7 @@ def _ports(word: str) -> list[str]:
     return [f"{port}/{proto}" for port in range(first, last + 1)]
 
 
-def _signal(text: str) -> str:
+def signal_name(text: str) -> str:
     """Kept as written (docker does), once it names a signal: SIGTERM, TERM, 15, SIGRTMIN+3."""
     name = text.upper().removeprefix("SIG")
     if name.isdigit():
