@@ -47,6 +47,12 @@ def from_state(lay: layout.Layout, state: Mapping) -> Observed | None:
         return None
     status = state.get("status", "")
     exited = status == "stopped"
+    monitor = None if exited else lifecycle.monitor_pid(lay, state["id"])
+    ended = lifecycle.exit_status(lay, state["id"]) if exited or monitor is None else None
+    if ended is not None:
+        # runc's status is from before this look: a conmon gone since has reaped the process
+        # and written its exit first (it leaves no exit file only when it is killed itself).
+        exited = True
     return Observed(
         id=state["id"],
         name=notes.get(labels.OWN_NAME) or state["id"],
@@ -60,9 +66,9 @@ def from_state(lay: layout.Layout, state: Mapping) -> Observed | None:
         pid=0 if exited else int(state.get("pid") or 0),
         created=timefmt.parse(state["created"]) if state.get("created") else None,
         cgroups_path=notes.get(labels.OWN_CGROUP, ""),
-        exit=lifecycle.exit_status(lay, state["id"]) if exited else None,
+        exit=ended,
         annotations=dict(notes),
-        monitor_pid=None if exited else lifecycle.monitor_pid(lay, state["id"]),
+        monitor_pid=None if exited else monitor,
     )
 
 
