@@ -11,14 +11,10 @@ client's deadline.
 
 from __future__ import annotations
 
-import contextlib
-import json
-from collections.abc import Iterator
-
 from aiohttp import web
 
 from reconciler.agent import nodes, server
-from reconciler.cluster import etcd, membership, overlay
+from reconciler.cluster import membership, overlay
 
 routes = web.RouteTableDef()
 
@@ -28,36 +24,14 @@ def install(app: web.Application) -> None:
     app.add_routes(routes)
 
 
-def _error(status: type[web.HTTPException], message: str) -> web.HTTPException:
-    return status(text=json.dumps({"error": message}), content_type="application/json")
-
-
 def _member(request: web.Request) -> membership.Membership:
-    member = request.app[nodes.CLUSTER].member
-    if member is None:
-        raise _error(web.HTTPConflict, "overlay networks need a cluster: "
-                     + nodes.NOT_IN_CLUSTER)
-    return member
-
-
-@contextlib.contextmanager
-def _refusals() -> Iterator[None]:
-    try:
-        yield
-    except etcd.Unavailable as error:
-        raise _error(web.HTTPServiceUnavailable,
-                     f"the cluster store is unavailable: {error}") from None
-    except overlay.OverlayError as error:
-        status = web.HTTPNotFound if "not found" in str(error) else web.HTTPConflict
-        raise _error(status, str(error)) from None
-    except etcd.EtcdError as error:
-        raise _error(web.HTTPBadGateway, f"the cluster store refused: {error}") from None
+    return nodes.member_of(request, needs="overlay networks need a cluster: ")
 
 
 @routes.get("/v1/cluster/networks")
 async def list_networks(request: web.Request) -> web.Response:
     member = _member(request)
-    with _refusals():
+    with nodes.refusals():
         found = await overlay.details(member.client)
     return web.json_response({"self": member.id, "networks": [d.to_json() for d in found]})
 
@@ -74,7 +48,7 @@ async def create_network(request: web.Request) -> web.Response:
         raise server.bad_request("name (and subnet) must be strings")
     if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
         raise server.bad_request("labels: expected a mapping of strings")
-    with _refusals():
+    with nodes.refusals():
         net = await overlay.create_network(member.client, name, subnet=subnet,
                                            attachable=bool(body.get("attachable", True)),
                                            labels=labels)
@@ -84,6 +58,6 @@ async def create_network(request: web.Request) -> web.Response:
 @routes.delete("/v1/cluster/networks/{ref}")
 async def remove_network(request: web.Request) -> web.Response:
     member = _member(request)
-    with _refusals():
+    with nodes.refusals():
         net = await overlay.remove_network(member.client, request.match_info["ref"])
     return web.json_response(net.to_json())

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from reconciler.agent import server
-from reconciler.cluster import etcd, membership
+from reconciler.cluster import etcd, membership, overlay
 
 
 @dataclass(frozen=True)
@@ -42,52 +42,57 @@ def install(app: web.Application, member: membership.Membership | None) -> None:
     app.add_routes(routes)
 
 
-def _error(status: type[web.HTTPException], message: str) -> web.HTTPException:
+def error(status: type[web.HTTPException], message: str) -> web.HTTPException:
     return status(text=json.dumps({"error": message}), content_type="application/json")
 
 
-def _member(request: web.Request) -> membership.Membership:
+def member_of(request: web.Request, needs: str = "") -> membership.Membership:
+    """This agent's membership; 409 without --cluster, `needs` saying what wanted one."""
     member = request.app[CLUSTER].member
     if member is None:
-        raise _error(web.HTTPConflict, NOT_IN_CLUSTER)
+        raise error(web.HTTPConflict, needs + NOT_IN_CLUSTER)
     return member
 
 
 @contextlib.contextmanager
-def _refusals() -> Iterator[None]:
-    """etcd's and the node verbs' failures as the API's errors."""
+def refusals() -> Iterator[None]:
+    """etcd's and the cluster verbs' failures as the API's errors: the store unreachable is
+    503, a node or network refused is 409 (404 for one not found), anything else of etcd 502."""
     try:
         yield
-    except etcd.Unavailable as error:
-        raise _error(web.HTTPServiceUnavailable,
-                     f"the cluster store is unavailable: {error}") from None
-    except membership.NodeError as error:
-        raise _error(web.HTTPConflict, str(error)) from None
-    except etcd.EtcdError as error:
-        raise _error(web.HTTPBadGateway, f"the cluster store refused: {error}") from None
+    except etcd.Unavailable as failure:
+        raise error(web.HTTPServiceUnavailable,
+                    f"the cluster store is unavailable: {failure}") from None
+    except membership.NodeError as failure:
+        raise error(web.HTTPConflict, str(failure)) from None
+    except overlay.OverlayError as failure:
+        status = web.HTTPNotFound if "not found" in str(failure) else web.HTTPConflict
+        raise error(status, str(failure)) from None
+    except etcd.EtcdError as failure:
+        raise error(web.HTTPBadGateway, f"the cluster store refused: {failure}") from None
 
 
 @routes.get("/v1/nodes")
 async def list_nodes(request: web.Request) -> web.Response:
-    member = _member(request)
-    with _refusals():
+    member = member_of(request)
+    with refusals():
         nodes = await membership.list_nodes(member.client)
     return web.json_response({"self": member.id, "nodes": [n.to_json() for n in nodes]})
 
 
 @routes.patch("/v1/nodes/{node}")
 async def update_node(request: web.Request) -> web.Response:
-    member = _member(request)
+    member = member_of(request)
     update = _update(await server.json_body(request))
-    with _refusals():
+    with refusals():
         node = await membership.update_node(member.client, request.match_info["node"], update)
     return web.json_response(node.to_json())
 
 
 @routes.delete("/v1/nodes/{node}")
 async def remove_node(request: web.Request) -> web.Response:
-    member = _member(request)
-    with _refusals():
+    member = member_of(request)
+    with refusals():
         node = await membership.remove_node(member.client, request.match_info["node"])
     return web.json_response(node.to_json())
 
