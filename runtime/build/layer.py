@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import dataclasses
 import errno
 import json
@@ -23,7 +22,6 @@ OVERLAY_XATTRS = "trusted.overlay."
 # Uncompressed: gzip cost more than the rest of a COPY of a few MiB, and the store is local (a
 # registry takes plain tar layers as well).
 MEDIA_TYPE = manifest.OCI_LAYER
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
 class LayerError(Exception):
@@ -105,7 +103,7 @@ def adopt(store: store_mod.Store, upper: Path, layer: Layer, parent_chain: str |
             tmp = Path(tempfile.mkdtemp(dir=store.layers_dir, prefix=".tmp-"))
             try:
                 os.rename(upper, tmp / "diff")
-                _syncfs(tmp)  # the files on disk before the marker says they are
+                unpack.syncfs(tmp)  # the files on disk before the marker says they are
                 (tmp / "complete").write_text(json.dumps({"chain_id": chain, "diff_id": layer.diff_id}))
                 try:
                     os.rename(tmp, store.layer_dir(chain))
@@ -124,15 +122,6 @@ def unpack_into_store(store: store_mod.Store, layer: Layer, parent_chain: str | 
     chain = manifest.digest_of(f"{parent_chain} {layer.diff_id}".encode()) if parent_chain else layer.diff_id
     unpack.ensure_layer(store, chain, layer.diff_id, store.blob_path(layer.digest))
     return chain
-
-
-def _syncfs(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        if _libc.syncfs(fd) != 0:
-            raise OSError(ctypes.get_errno(), f"syncfs {path}")
-    finally:
-        os.close(fd)
 
 
 def _strip_overlay_xattrs(path: Path) -> None:

@@ -146,7 +146,7 @@ def ensure_layer(store: store_mod.Store, chain_id: str, diff_id: str, blob: Path
         if got != diff_id:
             raise LayerError(f"layer {blob.name[:12]}: uncompressed content hashes to {got}, "
                              f"the image config says {diff_id}")
-        _syncfs(tmp)  # the files must be on disk before the marker says they are
+        syncfs(tmp)  # the files must be on disk before the marker says they are
         (tmp / "complete").write_text(json.dumps({"chain_id": chain_id, "diff_id": diff_id}))
         try:
             os.rename(tmp, final)
@@ -164,7 +164,8 @@ def ensure_layer(store: store_mod.Store, chain_id: str, diff_id: str, blob: Path
     return final
 
 
-def _syncfs(path: Path) -> None:
+def syncfs(path: Path) -> None:
+    """What is written under `path` is on disk (its whole filesystem) when this returns."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         if _libc.syncfs(fd) != 0:
