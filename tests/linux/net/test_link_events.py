@@ -48,8 +48,18 @@ def test_names_of_what_may_have_drifted_and_not_of_a_veth_joining_its_bridge(hos
                           "02:42:0a:62:00:02", 1400, label="pcompose test veth")
         joined = _read(sock)
         assert joined, "making a veth on the bridge announces something"
-        # The veth's last word is "up on its bridge": no drift; the parse agrees with pyroute2's.
         assert events.link_names(joined) == _pyroute2_names(joined)
+        # A veth's news of being up on its bridge names no drift (the batch above names the
+        # veth anyway, by its news from before it was up): taken down, then up alone.
+        subprocess.run(["nsenter", f"--net={host.netns}", "ip", "link", "set", "pctestv0",
+                        "down"], check=True)
+        _read(sock)
+        subprocess.run(["nsenter", f"--net={host.netns}", "ip", "link", "set", "pctestv0",
+                        "up"], check=True)
+        upped = _read(sock)
+        assert upped, "a veth going up announces it"
+        assert "pctestv0" not in events.link_names(upped)
+        assert events.link_names(upped) == _pyroute2_names(upped)
 
         # Taken by hand: the address and the link are named.
         subprocess.run(["nsenter", f"--net={host.netns}", "ip", "addr", "del", "10.98.0.1/24",
