@@ -22,6 +22,7 @@ import os
 import stat
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from runtime import safepath
 from runtime.build import gopath, ignore
@@ -45,26 +46,31 @@ def tree_checksum(sources: Sequence[tuple[str, Path]]) -> str:
     for rel, path in sources:
         for sub_rel, sub_path in _tree(rel, Path(path)):
             st = os.lstat(sub_path)
-            kind = _kind(st.st_mode)
-            if kind == FILE:
-                key = (sub_rel, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
-                content = _root_digests.get(key)
-                if content is None:
-                    with open(sub_path, "rb") as f:
-                        content = hashlib.file_digest(f, "sha256").hexdigest()
-                    if len(_root_digests) >= _DIGESTS_MAX:
-                        _root_digests.clear()
-                    _root_digests[key] = content
-            elif kind == SYMLINK:
-                content = os.readlink(sub_path)
-            elif kind == OTHER:
-                content = f"{stat.S_IFMT(st.st_mode):o}:{st.st_rdev}"
-            else:
-                content = ""
-            record = (f"{kind}\0{sub_rel}\0{stat.S_IMODE(st.st_mode):o}\0{st.st_uid}\0{st.st_gid}"
-                      f"\0{content}\n")
-            digest.update(record.encode("utf-8", "surrogateescape"))
+            key = (sub_rel, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+            _hash_record(digest, _kind(st.st_mode), sub_rel, sub_path, st, _root_digests, key)
     return "sha256:" + digest.hexdigest()
+
+
+def _hash_record(digest: hashlib._Hash, kind: str, rel: str, path: Path, st: os.stat_result,
+                 cache: dict[Any, str], key: tuple) -> None:
+    """One entry of a checksum: its type, path, permissions, owner and content (a file's
+    sha256, kept in `cache` under `key`: what stat says of it)."""
+    if kind == FILE:
+        content = cache.get(key)
+        if content is None:
+            with open(path, "rb") as f:
+                content = hashlib.file_digest(f, "sha256").hexdigest()
+            if len(cache) >= _DIGESTS_MAX:
+                cache.clear()
+            cache[key] = content
+    elif kind == SYMLINK:
+        content = os.readlink(path)
+    elif kind == OTHER:
+        content = f"{stat.S_IFMT(st.st_mode):o}:{st.st_rdev}"
+    else:
+        content = ""
+    record = f"{kind}\0{rel}\0{stat.S_IMODE(st.st_mode):o}\0{st.st_uid}\0{st.st_gid}\0{content}\n"
+    digest.update(record.encode("utf-8", "surrogateescape"))
 
 
 def _tree(rel: str, path: Path) -> Iterator[tuple[str, Path]]:
@@ -161,28 +167,8 @@ class Context:
 
     def _hash_entry(self, digest: hashlib._Hash, entry: Entry) -> None:
         st = os.lstat(entry.path) if entry.kind == SYMLINK else os.stat(entry.path)
-        if entry.kind == FILE:
-            content = self._file_digest(entry.path, st)
-        elif entry.kind == SYMLINK:
-            content = os.readlink(entry.path)
-        elif entry.kind == OTHER:
-            content = f"{stat.S_IFMT(st.st_mode):o}:{st.st_rdev}"
-        else:
-            content = ""
-        record = (f"{entry.kind}\0{entry.rel}\0{stat.S_IMODE(st.st_mode):o}\0{st.st_uid}\0{st.st_gid}"
-                  f"\0{content}\n")
-        digest.update(record.encode("utf-8", "surrogateescape"))
-
-    def _file_digest(self, path: Path, st: os.stat_result) -> str:
-        key = (str(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
-        cached = _digests.get(key)
-        if cached is None:
-            with open(path, "rb") as f:
-                cached = hashlib.file_digest(f, "sha256").hexdigest()
-            if len(_digests) >= _DIGESTS_MAX:
-                _digests.clear()
-            _digests[key] = cached
-        return cached
+        key = (str(entry.path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
+        _hash_record(digest, entry.kind, entry.rel, entry.path, st, _digests, key)
 
     def _rel_of(self, real: Path | str) -> str:
         rel = os.path.relpath(real, self._real_root)
