@@ -8,7 +8,7 @@ import socket
 import struct
 from pathlib import Path
 
-from runtime.net import netns
+from runtime.net import links, netns
 
 RTMGRP_LINK = 0x1
 RTMGRP_IPV4_IFADDR = 0x10
@@ -60,40 +60,24 @@ def link_names(data: bytes) -> set[str]:
         offset += (length + 3) & ~3
         if mtype in (RTM_NEWLINK, RTM_DELLINK) and len(body) >= _IFINFO.size:
             family, _, _, flags, _ = _IFINFO.unpack_from(body)
-            attrs = _attrs(body, _IFINFO.size)
+            found = links.attrs(body, _IFINFO.size)
             if mtype == RTM_NEWLINK and (family == AF_BRIDGE or (
-                    flags & IFF_UP and _nonzero(attrs.get(IFLA_MASTER)) and _kind(attrs) == "veth")):
+                    flags & IFF_UP and _nonzero(found.get(IFLA_MASTER)) and _kind(found) == "veth")):
                 continue
         elif mtype in (RTM_NEWADDR, RTM_DELADDR) and len(body) >= _IFADDR_SIZE:
-            attrs = _attrs(body, _IFADDR_SIZE)
+            found = links.attrs(body, _IFADDR_SIZE)
         else:
             continue
-        name = _text(attrs.get(IFLA_IFNAME, b""))  # IFA_LABEL for an address
+        name = links.text(found.get(IFLA_IFNAME, b""))  # IFA_LABEL for an address
         if name:
             out.add(name)
     return out
 
 
-def _attrs(data: bytes, offset: int) -> dict[int, bytes]:
-    """The route attributes from `offset` on, by type (nested ones left as bytes)."""
-    out = {}
-    while offset + 4 <= len(data):
-        length, kind = struct.unpack_from("=HH", data, offset)
-        if length < 4:
-            break
-        out[kind & 0x3FFF] = data[offset + 4:offset + length]
-        offset += (length + 3) & ~3
-    return out
-
-
 def _kind(attrs: dict[int, bytes]) -> str:
     info = attrs.get(IFLA_LINKINFO)
-    return _text(_attrs(info, 0).get(IFLA_INFO_KIND, b"")) if info else ""
+    return links.text(links.attrs(info, 0).get(IFLA_INFO_KIND, b"")) if info else ""
 
 
 def _nonzero(value: bytes | None) -> bool:
     return value is not None and len(value) >= 4 and struct.unpack_from("=I", value)[0] != 0
-
-
-def _text(value: bytes) -> str:
-    return value.split(b"\0", 1)[0].decode(errors="replace")

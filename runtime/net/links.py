@@ -251,28 +251,28 @@ def observe(ns: Path | None) -> dict[str, Link]:
     addrs: dict[int, list[str]] = {}
     for body in raw_addrs:
         _, prefixlen, _, _, index = struct.unpack_from("=BBBBI", body)
-        attrs = _attrs(body, 8)
-        if IFA_ADDRESS in attrs:
-            ip = socket.inet_ntoa(attrs[IFA_ADDRESS][:4])
+        found = attrs(body, 8)
+        if IFA_ADDRESS in found:
+            ip = socket.inet_ntoa(found[IFA_ADDRESS][:4])
             addrs.setdefault(index, []).append(f"{ip}/{prefixlen}")
     parsed = []
     for body in raw_links:
         _, _, index, flags, _ = struct.unpack_from("=BxHiII", body)
-        parsed.append((index, flags, _attrs(body, 16)))
-    by_index = {index: _text(a.get(IFLA_IFNAME, b"")) for index, _, a in parsed}
+        parsed.append((index, flags, attrs(body, 16)))
+    by_index = {index: text(a.get(IFLA_IFNAME, b"")) for index, _, a in parsed}
     out = {}
     for index, flags, a in parsed:
         name = by_index[index]
-        info = _attrs(a[IFLA_LINKINFO], 0) if IFLA_LINKINFO in a else {}
+        info = attrs(a[IFLA_LINKINFO], 0) if IFLA_LINKINFO in a else {}
         master = struct.unpack("=I", a[IFLA_MASTER][:4])[0] if IFLA_MASTER in a else None
         out[name] = Link(
             ifname=name,
-            kind=_text(info.get(IFLA_INFO_KIND, b"")),
+            kind=text(info.get(IFLA_INFO_KIND, b"")),
             mtu=struct.unpack("=I", a[IFLA_MTU][:4])[0] if IFLA_MTU in a else 0,
             master=by_index.get(master) if master is not None else None,
             addresses=tuple(sorted(addrs.get(index, ()))),
             up=bool(flags & 1),
-            label=_text(a.get(IFLA_IFALIAS, b"")),
+            label=text(a.get(IFLA_IFALIAS, b"")),
         )
     return out
 
@@ -307,8 +307,9 @@ def _dump(sock: socket.socket, kind: int, body: bytes) -> list[bytes]:
                 break
 
 
-def _attrs(data: bytes, offset: int) -> dict[int, bytes]:
-    """The route attributes from `offset` on, by type (nested ones left as bytes)."""
+def attrs(data: bytes, offset: int) -> dict[int, bytes]:
+    """The route attributes of a netlink message body from `offset` on, by type (nested ones
+    left as bytes)."""
     out = {}
     while offset + 4 <= len(data):
         length, kind = struct.unpack_from("=HH", data, offset)
@@ -319,5 +320,6 @@ def _attrs(data: bytes, offset: int) -> dict[int, bytes]:
     return out
 
 
-def _text(value: bytes) -> str:
+def text(value: bytes) -> str:
+    """A NUL-terminated netlink string attribute."""
     return value.split(b"\0", 1)[0].decode(errors="replace")
