@@ -152,10 +152,6 @@ def agent_client(args: argparse.Namespace, timeout: float | None = 30.0
     return plainclient.PlainClient(Path(args.run_dir), timeout=timeout)
 
 
-AgentUnavailable = wire.AgentUnavailable
-ApiError = wire.ApiError
-
-
 # -- verbs that reach the node running the container, through the agent
 def logs(args: argparse.Namespace, project: str, tail: int | None, since) -> int | None:
     """`logs` of every node's containers, through the agent (which asks its peers); None when

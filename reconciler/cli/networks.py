@@ -12,10 +12,8 @@ import argparse
 import hashlib
 import sys
 import time
-import urllib.parse
-from pathlib import Path
 
-from reconciler.cli import common, compose_base, listing
+from reconciler.cli import common, compose_base, listing, nodes
 
 LS_FILTERS = ("driver", "id", "label", "name", "scope", "type", "dangling")
 PRUNE_FILTERS = ("label", "label!", "until")
@@ -157,27 +155,13 @@ def create(args: argparse.Namespace) -> int:
     return 0
 
 
-def _quoted(ref: str) -> str:
-    return urllib.parse.quote(ref, safe="")
-
-
 def _one(values: list[str]) -> str | None:
     return values[0] if values else None
 
 
 def _agent_call(args: argparse.Namespace, method: str, path: str, body: dict | None = None):
     """A cluster network verb through the local agent, which holds the cluster's client."""
-    from reconciler.agent import plainclient, wire
-
-    try:
-        with plainclient.PlainClient(Path(args.run_dir), timeout=15.0) as agent:
-            return agent.call(method, path, body)
-    except wire.AgentUnavailable:
-        raise common.UserFacingError(
-            f"no agent answers on {args.run_dir}: overlay networks need `pcompose agent "
-            "--cluster URL --node-name NAME --advertise-addr IP`") from None
-    except wire.ApiError as error:
-        raise common.UserFacingError(str(error)) from None
+    return nodes.call(args, method, path, body, needs="overlay networks need")
 
 
 def _create_overlay(args: argparse.Namespace) -> int:
@@ -211,7 +195,7 @@ def rm(args: argparse.Namespace) -> int:
         try:
             if networks.find(networks.list_all(ctx), ref).driver == "overlay":
                 # The cluster's network: every host takes its part away once etcd forgets it.
-                gone = _agent_call(args, "DELETE", f"/v1/cluster/networks/{_quoted(ref)}")
+                gone = _agent_call(args, "DELETE", f"/v1/cluster/networks/{nodes.quoted(ref)}")
                 print(gone["name"], flush=True)
                 continue
             print(networks.remove_unused(ctx, ref), flush=True)

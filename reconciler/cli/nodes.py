@@ -39,7 +39,10 @@ def register(verbs: argparse._SubParsersAction) -> None:
         p.set_defaults(handler=rm)
 
 
-def _call(args: argparse.Namespace, method: str, path: str, body: dict | None = None):
+def call(args: argparse.Namespace, method: str, path: str, body: dict | None = None, *,
+         needs: str = "start one in the cluster with"):
+    """A cluster verb through the local agent, which holds the cluster's endpoints, TLS files
+    and node id; `needs` leads the hint of the agent to start when none answers."""
     from reconciler.agent import plainclient, wire
 
     try:
@@ -47,13 +50,13 @@ def _call(args: argparse.Namespace, method: str, path: str, body: dict | None = 
             return agent.call(method, path, body)
     except wire.AgentUnavailable:
         raise common.UserFacingError(
-            f"no agent answers on {args.run_dir}: start one in the cluster with `pcompose "
-            "agent --cluster URL --node-name NAME --advertise-addr IP`") from None
+            f"no agent answers on {args.run_dir}: {needs} `pcompose agent --cluster URL "
+            "--node-name NAME --advertise-addr IP`") from None
     except wire.ApiError as error:
         raise common.UserFacingError(str(error)) from None
 
 
-def _quoted(ref: str) -> str:
+def quoted(ref: str) -> str:
     return urllib.parse.quote(ref, safe="")
 
 
@@ -70,7 +73,7 @@ def _row(node: dict, self_id: str) -> dict:
 
 
 def ls(args: argparse.Namespace) -> int:
-    answer = _call(args, "GET", "/v1/nodes")
+    answer = call(args, "GET", "/v1/nodes")
     nodes = answer["nodes"]
     if args.quiet:
         sys.stdout.write("".join(f"{n['id']}\n" for n in nodes))
@@ -92,7 +95,7 @@ def update(args: argparse.Namespace) -> int:
         body["role"] = args.role
     if args.availability:
         body["availability"] = args.availability
-    node = _call(args, "PATCH", f"/v1/nodes/{_quoted(args.node)}", body)
+    node = call(args, "PATCH", f"/v1/nodes/{quoted(args.node)}", body)
     print(node["id"])
     return 0
 
@@ -101,7 +104,7 @@ def rm(args: argparse.Namespace) -> int:
     failed = False
     for ref in args.nodes:
         try:
-            node = _call(args, "DELETE", f"/v1/nodes/{_quoted(ref)}")
+            node = call(args, "DELETE", f"/v1/nodes/{quoted(ref)}")
         except common.UserFacingError as error:
             common.print_error(str(error))
             failed = True
