@@ -58,33 +58,11 @@ class V2Driver:
 
     def limits_drift(self, path: str, resources: model.Resources) -> str:
         """"" when every limit `resources` sets is in its control file, else which is not."""
-        changed = [limit.what for limit in written.v2(resources)
-                   if self._holds(path, limit) is False]
-        return f"{', '.join(changed)} changed by hand" if changed else ""
+        return written.drift(written.v2(resources), lambda limit: self.dir(path) / limit.file)
 
     def write_limits(self, path: str, resources: model.Resources) -> None:
         """Write back every limit `resources` sets that its control file does not hold."""
-        pending = [limit for limit in written.v2(resources) if self._holds(path, limit) is False]
-        # One limit may have to wait for another (v1: memory+swap never below memory): what
-        # the kernel refuses is tried again after the rest.
-        for _ in range(2):
-            refused = []
-            for limit in pending:
-                try:
-                    (self.dir(path) / limit.file).write_text(limit.value)
-                except OSError:
-                    refused.append(limit)
-            pending = refused
-        if pending:
-            raise OSError(f"cgroup {path}: the kernel refused {', '.join(p.what for p in pending)}")
-
-    def _holds(self, path: str, limit: written.Limit) -> bool | None:
-        """Whether the file holds the limit; None when this kernel has no such file (swap
-        accounting off): nothing to compare or write."""
-        try:
-            return limit.same((self.dir(path) / limit.file).read_text())
-        except FileNotFoundError:
-            return None
+        written.write_back(path, written.v2(resources), lambda limit: self.dir(path) / limit.file)
 
     def supports(self, controller: str, filename: str) -> bool:
         enabled = (self.root / "cgroup.controllers").read_text().split()

@@ -5,7 +5,9 @@ the kernel's default has nothing to go back to)."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from runtime.cgroups import model
 
@@ -66,10 +68,7 @@ def v1(res: model.Resources) -> list[Limit]:
         out.append(Limit("cpu shares", "cpu", "cpu.shares", str(res.cpu_shares)))
     if res.cpuset_cpus is not None:
         out.append(Limit("cpuset", "cpuset", "cpuset.cpus", res.cpuset_cpus))
-    if res.pids_limit is not None:
-        out.append(Limit("pids limit", "pids", "pids.max",
-                         "max" if res.pids_limit <= 0 else str(res.pids_limit)))
-    return out
+    return out + _pids(res, "pids")
 
 
 def v2(res: model.Resources) -> list[Limit]:
@@ -91,7 +90,43 @@ def v2(res: model.Resources) -> list[Limit]:
         out.append(Limit("cpu shares", "", "cpu.weight", str(weight)))
     if res.cpuset_cpus is not None:
         out.append(Limit("cpuset", "", "cpuset.cpus", res.cpuset_cpus))
-    if res.pids_limit is not None:
-        out.append(Limit("pids limit", "", "pids.max",
-                         "max" if res.pids_limit <= 0 else str(res.pids_limit)))
-    return out
+    return out + _pids(res, "")
+
+
+def _pids(res: model.Resources, controller: str) -> list[Limit]:
+    if res.pids_limit is None:
+        return []
+    return [Limit("pids limit", controller, "pids.max",
+                  "max" if res.pids_limit <= 0 else str(res.pids_limit))]
+
+
+def drift(limits: list[Limit], file_of: Callable[[Limit], Path]) -> str:
+    """"" when every limit is in its control file (`file_of` says where), else which is not."""
+    changed = [limit.what for limit in limits if _holds(limit, file_of(limit)) is False]
+    return f"{', '.join(changed)} changed by hand" if changed else ""
+
+
+def write_back(path: str, limits: list[Limit], file_of: Callable[[Limit], Path]) -> None:
+    """Write every limit its control file does not hold (the cgroup `path` names errors)."""
+    pending = [limit for limit in limits if _holds(limit, file_of(limit)) is False]
+    # One limit may have to wait for another (v1: memory+swap never below memory): what
+    # the kernel refuses is tried again after the rest.
+    for _ in range(2):
+        refused = []
+        for limit in pending:
+            try:
+                file_of(limit).write_text(limit.value)
+            except OSError:
+                refused.append(limit)
+        pending = refused
+    if pending:
+        raise OSError(f"cgroup {path}: the kernel refused {', '.join(p.what for p in pending)}")
+
+
+def _holds(limit: Limit, file: Path) -> bool | None:
+    """Whether the file holds the limit; None when this kernel has no such file (swap
+    accounting off): nothing to compare or write."""
+    try:
+        return limit.same(file.read_text())
+    except FileNotFoundError:
+        return None
