@@ -42,7 +42,7 @@ class Base:
 
     @property
     def chain_ids(self) -> tuple[str, ...]:
-        return manifest.chain_ids(tuple(layer.diff_id for layer in self.layers))
+        return chain_ids(self.layers)
 
 
 SCRATCH = Base("scratch", {}, (), ())

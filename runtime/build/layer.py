@@ -97,7 +97,7 @@ def write(store: store_mod.Store, upper: Path, *, clean: bool = False) -> Layer:
 def adopt(store: store_mod.Store, upper: Path, layer: Layer, parent_chain: str | None) -> str:
     """layers/<chainid>/ for `layer` above `parent_chain`, made by moving `upper` (written with
     clean=True) into place instead of unpacking the tar again; its chain id."""
-    chain = manifest.digest_of(f"{parent_chain} {layer.diff_id}".encode()) if parent_chain else layer.diff_id
+    chain = manifest.chain_id(parent_chain, layer.diff_id)
     with store.shared():
         if not store.has_layer(chain):
             tmp = Path(tempfile.mkdtemp(dir=store.layers_dir, prefix=".tmp-"))
@@ -119,7 +119,7 @@ def adopt(store: store_mod.Store, upper: Path, layer: Layer, parent_chain: str |
 def unpack_into_store(store: store_mod.Store, layer: Layer, parent_chain: str | None) -> str:
     """layers/<chainid>/ for `layer` above `parent_chain`, unpacked from its blob as a pulled one
     would be (so a built layer and a pulled one are the same thing on disk); its chain id."""
-    chain = manifest.digest_of(f"{parent_chain} {layer.diff_id}".encode()) if parent_chain else layer.diff_id
+    chain = manifest.chain_id(parent_chain, layer.diff_id)
     unpack.ensure_layer(store, chain, layer.diff_id, store.blob_path(layer.digest))
     return chain
 

@@ -298,5 +298,10 @@ def chain_ids(diff_ids: tuple[str, ...]) -> tuple[str, ...]:
     """OCI ChainID per layer: the first is its diff id, then sha256(parent + " " + diff id)."""
     chain: list[str] = []
     for diff_id in diff_ids:
-        chain.append(diff_id if not chain else digest_of(f"{chain[-1]} {diff_id}".encode()))
+        chain.append(chain_id(chain[-1] if chain else None, diff_id))
     return tuple(chain)
+
+
+def chain_id(parent: str | None, diff_id: str) -> str:
+    """The ChainID of a layer above the chain `parent` (None: at the bottom)."""
+    return digest_of(f"{parent} {diff_id}".encode()) if parent else diff_id
