@@ -5,6 +5,7 @@ from __future__ import annotations
 from reconciler.spec import errors, model
 
 NOT_APPLIED = "parsed but not applied by pcompose yet"
+CLUSTER_ONLY = "applied in cluster mode (an agent with --cluster), not on a single host"
 
 # Service attributes of tiers L (later) and W (platform/Swarm specific), and those the
 # runtime does not apply yet (logging drivers).
@@ -17,8 +18,9 @@ SERVICE_ATTRIBUTES = (
     "pull_refresh_after", "runtime", "storage_opt", "use_api_socket", "userns_mode",
     "volumes_from",
 )
-DEPLOY_ATTRIBUTES = ("update_config", "rollback_config", "endpoint_mode", "placement",
-                     "restart_policy")
+DEPLOY_ATTRIBUTES = ("rollback_config", "endpoint_mode", "restart_policy")
+# deploy attributes the cluster applies (placement, rolling updates) and a single host does not.
+CLUSTER_DEPLOY_ATTRIBUTES = ("update_config", "placement")
 BUILD_ATTRIBUTES = ("entitlements", "ssh", "cache_from", "cache_to", "no_cache_filter",
                     "provenance", "sbom", "isolation", "privileged", "ulimits")
 
@@ -53,9 +55,10 @@ def warnings_for(stack: model.Stack, enabled: tuple[str, ...], place_of) -> list
                 out.append(errors.Warning(f'"{option}" is {problem}',
                                           place_of(base + ("security_opt", i))))
         if svc.deploy is not None:
-            for attr in DEPLOY_ATTRIBUTES:
+            for attr in (*DEPLOY_ATTRIBUTES, *CLUSTER_DEPLOY_ATTRIBUTES):
                 if _present(getattr(svc.deploy, attr)):
-                    out.append(errors.Warning(NOT_APPLIED, place_of(base + ("deploy", attr))))
+                    why = CLUSTER_ONLY if attr in CLUSTER_DEPLOY_ATTRIBUTES else NOT_APPLIED
+                    out.append(errors.Warning(why, place_of(base + ("deploy", attr))))
         if svc.build is not None:
             for attr in BUILD_ATTRIBUTES:
                 if _present(getattr(svc.build, attr)):

@@ -69,3 +69,24 @@ def test_the_record_carries_the_services_an_up_wants_scaled() -> None:
     assert json.loads(value)["stack"]["services"] == {"web": {"image": "busybox", "scale": 2}}
     assert desired.submission_of(value.encode()) == submission
     assert desired.submission_of(b'{"stack": {}}') is None
+
+
+def test_the_deploy_keys_the_cluster_applies_warn_so_and_the_others_as_not_applied(
+        tmp_path) -> None:
+    from tests.unit.spec.helpers import load
+
+    project = load(tmp_path, """
+        services:
+          web:
+            image: x
+            deploy:
+              placement: {constraints: [node.labels.zone == a]}
+              update_config: {parallelism: 1}
+              rollback_config: {parallelism: 1}
+        """)
+    texts = [str(w) for w in project.warnings]
+    for key in ("placement", "update_config"):
+        assert any(f"services.web.deploy.{key}: applied in cluster mode" in t for t in texts)
+        assert not any(f"deploy.{key}: parsed but not applied" in t for t in texts)
+    assert any("services.web.deploy.rollback_config: parsed but not applied" in t
+               for t in texts)
