@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from runtime.net import bridge, dns, links, model, netns
+from tests.linux.net import simhosts
 from tests.support import waiting
 
 LAN_HOST = "192.0.2.1"  # the simulated host's address on a link to a client namespace we make
@@ -32,6 +33,16 @@ def host(unique: str, state_root: Path, run_dir: Path):
             for ns in sorted((run_dir / "netns").glob("*")):
                 netns.remove(ns)
 
+
+
+@pytest.fixture
+def cluster(run_dir: Path):
+    """Simulated hosts joined by an underlay bridge (simhosts), removed after."""
+    c = simhosts.Cluster(run_dir)
+    try:
+        yield c
+    finally:
+        c.remove()
 
 def container(host: model.Host, name: str, *networks, **kwargs) -> model.ContainerNet:
     """A ContainerNet with its namespace under the host's run dir."""

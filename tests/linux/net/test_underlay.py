@@ -23,15 +23,6 @@ def kernel_has_ipvlan() -> bool:
     return done.returncode == 0
 
 
-@pytest.fixture
-def cluster(run_dir: Path):
-    c = simhosts.Cluster(run_dir)
-    try:
-        yield c
-    finally:
-        c.remove()
-
-
 def child(cluster: simhosts.Cluster, host: int, name: str, ip: str, u: underlay.Underlay) -> Path:
     """A "container" namespace on host `host` whose eth0 is an underlay child of the host's eth0."""
     ns = cluster.ns(name)

@@ -21,15 +21,6 @@ def peer(cluster: simhosts.Cluster, n: int, vni: int = 100, cidr: str = "10.240.
     return vxlan.Peer(s.node, s.subnet, s.underlay_ip, s.vtep_mac)
 
 
-@pytest.fixture
-def cluster(run_dir: Path):
-    c = simhosts.Cluster(run_dir)
-    try:
-        yield c
-    finally:
-        c.remove()
-
-
 def overlay(cluster: simhosts.Cluster, count: int, vni: int = 100, cidr: str = "10.240.0.0/16"):
     """The overlay on hosts 1..count (made if missing), each with every other host as a peer."""
     specs = {}
