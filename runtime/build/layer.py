@@ -116,14 +116,6 @@ def adopt(store: store_mod.Store, upper: Path, layer: Layer, parent_chain: str |
     return chain
 
 
-def unpack_into_store(store: store_mod.Store, layer: Layer, parent_chain: str | None) -> str:
-    """layers/<chainid>/ for `layer` above `parent_chain`, unpacked from its blob as a pulled one
-    would be (so a built layer and a pulled one are the same thing on disk); its chain id."""
-    chain = manifest.chain_id(parent_chain, layer.diff_id)
-    unpack.ensure_layer(store, chain, layer.diff_id, store.blob_path(layer.digest))
-    return chain
-
-
 def _strip_overlay_xattrs(path: Path) -> None:
     for name in _xattr_names(path):
         if name.startswith(OVERLAY_XATTRS) and name != OPAQUE_XATTR:

@@ -8,6 +8,7 @@ import shutil
 import tarfile
 
 from runtime.build import layer, snapshot
+from runtime.images import manifest, unpack
 
 
 def _members(store, digest: str) -> dict[str, tarfile.TarInfo]:
@@ -61,7 +62,8 @@ def test_the_same_upper_gives_the_same_digest(where, base, store, tmp_path):
     assert members["a/link"].issym() and members["a/link"].linkname == "b/f"
     assert ".wh.gone" in members and "a/.wh..wh..opq" in members
     assert members["a"].pax_headers.get("SCHILY.xattr.user.keep") == "1"
-    chain = layer.unpack_into_store(store, first, base)
+    chain = manifest.chain_id(base, first.diff_id)  # unpacked as a pulled layer would be
+    unpack.ensure_layer(store, chain, first.diff_id, store.blob_path(first.digest))
     diff = store.layer_dir(chain) / "diff"
     assert (diff / "a" / "b" / "f").read_bytes() == b"x" * 5000
     assert os.getxattr(diff / "a", "trusted.overlay.opaque") == b"y"
