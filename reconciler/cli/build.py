@@ -58,9 +58,7 @@ def run(args: argparse.Namespace, *, services: list[str], no_cache: bool = False
                     steps.line(line["line"])
                 elif line["type"] == "result":
                     result = line
-        except wire.ApiError as error:
-            raise common.UserFacingError(str(error)) from None
-        except wire.AgentUnavailable as error:
+        except (wire.ApiError, wire.AgentUnavailable) as error:
             raise common.UserFacingError(str(error)) from None
         finally:
             if result is None or not result["ok"]:
