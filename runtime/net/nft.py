@@ -9,6 +9,9 @@ import dataclasses
 import hashlib
 import ipaddress
 import json
+import os
+import socket
+import struct
 from pathlib import Path
 
 import structlog
@@ -230,16 +233,64 @@ def digest(desired: Ruleset) -> str:
     return hashlib.sha256(render(desired).encode()).hexdigest()
 
 
+# (namespace inode, table) -> the ruleset generation it was listed at and its digest then
+_listed: dict[tuple[int, int, str], tuple[int, str | None]] = {}
+
+
 def listed_digest(ns: Path | None, table: str) -> str | None:
     """The table as the kernel holds it now (`nft -j list table`, without the handles and
     the listing's own header, which change with every apply but say nothing of the rules),
-    in one string; None when there is no table."""
+    in one string; None when there is no table. Listed again only when the namespace's
+    ruleset generation moved: every commit there (an apply, a table deleted or a chain
+    flushed by hand) moves it, and the agent asks on every pass and every second."""
+    nsfile = os.stat(ns if ns is not None else "/proc/thread-self/ns/net")
+    key = (nsfile.st_dev, nsfile.st_ino, table)
+    gen = generation(ns)
+    cached = _listed.get(key)
+    if cached is not None and cached[0] == gen:
+        return cached[1]
     rc, out, _ = _nft(ns, f"list table ip {table}", OUTPUT_JSON)
-    if rc != 0:
-        return None
-    items = [item for item in json.loads(out).get("nftables", []) if "metainfo" not in item]
-    text = json.dumps(_without_handles(items), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
+    digest: str | None = None
+    if rc == 0:
+        items = [item for item in json.loads(out).get("nftables", []) if "metainfo" not in item]
+        text = json.dumps(_without_handles(items), sort_keys=True, separators=(",", ":"))
+        digest = hashlib.sha256(text.encode()).hexdigest()
+    # Listed after the generation was read: a commit in between moves it again, so a stale
+    # listing is never kept under a generation it does not belong to.
+    _listed[key] = (gen, digest)
+    return digest
+
+
+NETLINK_NETFILTER = 12
+NFT_MSG_GETGEN = (10 << 8) | 16  # NFNL_SUBSYS_NFTABLES, NFT_MSG_GETGEN
+NFTA_GEN_ID = 1
+_NLMSG = struct.Struct("=IHHII")
+
+
+def generation(ns: Path | None) -> int:
+    """The ruleset generation of `ns` (None: here): one netfilter netlink round trip instead
+    of a listing of the table."""
+    sock = netns.run_in(ns, lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_RAW,
+                                                  NETLINK_NETFILTER))
+    try:
+        body = struct.pack("=BBH", socket.AF_UNSPEC, 0, 0)  # nfgenmsg
+        sock.send(_NLMSG.pack(_NLMSG.size + len(body), NFT_MSG_GETGEN, 1, 1, 0) + body)
+        data = sock.recv(1 << 16)
+    finally:
+        sock.close()
+    length, mtype = _NLMSG.unpack_from(data)[:2]
+    if mtype == 2:  # NLMSG_ERROR
+        code = -struct.unpack_from("=i", data, _NLMSG.size)[0]
+        raise OSError(code, f"nft generation: {os.strerror(code)}")
+    offset = _NLMSG.size + 4
+    while offset + 4 <= length:
+        size, kind = struct.unpack_from("=HH", data, offset)
+        if size < 4:
+            break
+        if kind & 0x3FFF == NFTA_GEN_ID:
+            return int(struct.unpack_from(">I", data, offset + 4)[0])
+        offset += (size + 3) & ~3
+    raise OSError(f"nft generation: no id in the answer of {ns or 'host'}")
 
 
 def _without_handles(value):

@@ -62,3 +62,26 @@ def test_rendered_tables_apply_and_list_their_ports(scratch_ns, desired):
     assert len(ELEMENT.findall(listed)) == len(desired.published)
     for net in desired.networks:
         assert (f'ip saddr {net.subnet} oifname != "{net.bridge}" masquerade' in listed) != net.internal
+
+
+def test_a_listed_table_is_listed_again_only_when_the_ruleset_moved(scratch_ns):
+    net = model.Network("p_gen", "pcbgen", "10.9.0.0/24", "10.9.0.1")
+    desired = nft.Ruleset("pcompose_gen", (net,), (nft.Published("10.9.0.2", "pcbgen", model.PortMapping(80, 8080)),))
+    nft.apply(scratch_ns, desired)
+    try:
+        first = nft.listed_digest(scratch_ns, desired.table)
+        generation = nft.generation(scratch_ns)
+        assert first is not None
+        assert nft.listed_digest(scratch_ns, desired.table) == first
+        assert nft.generation(scratch_ns) == generation  # listing commits nothing
+
+        nft.run(scratch_ns, f"flush chain ip {desired.table} forward\n")  # a hand edit
+        assert nft.generation(scratch_ns) > generation
+        assert nft.listed_digest(scratch_ns, desired.table) not in (first, None)
+
+        nft.apply(scratch_ns, desired)
+        assert nft.listed_digest(scratch_ns, desired.table) == first
+        nft.remove(scratch_ns, desired.table)
+        assert nft.listed_digest(scratch_ns, desired.table) is None
+    finally:
+        nft.remove(scratch_ns, desired.table)
