@@ -253,7 +253,6 @@ def push(args: argparse.Namespace) -> int:
     options = images.Options.from_env(tuple(args.insecure_registry))
     shown = render.Progress(sys.stdout, "Pushing")
     quiet = args.quiet or shown.mode == "quiet"
-    failed = 0
     for name in names:
         svc = project.stack.services[name]
         if svc.build is None or not svc.image:
@@ -273,7 +272,6 @@ def push(args: argparse.Namespace) -> int:
                 common.print_error(f"{ref.familiar()}: {err}")
                 if not args.ignore_push_failures:
                     return 1
-                failed += 1
                 continue
             if not quiet:
                 shown.event(progress.Event(row, "Pushed", progress.DONE))
