@@ -60,23 +60,13 @@ class _Uploader(registry.Client):
                    data: bytes | None = None, ok: tuple[int, ...] = (200, 201, 202, 204),
                    missing_ok: bool = False) -> tuple[int, dict[str, str]]:
         """(status, headers) of one request, asking again with credentials on a 401."""
-        headers = {"User-Agent": self.options.user_agent, **(headers or {})}
-        for attempt in range(2):
-            if self._authorization:
-                headers["Authorization"] = self._authorization
+        resp = await self.request(method, url, headers or {}, what, what, data=data)
+        async with resp:
+            status, got = resp.status, dict(resp.headers)
             try:
-                async with self.session.request(method, url, headers=headers, data=data) as resp:
-                    status, got = resp.status, dict(resp.headers)
-                    body = (await resp.text(errors="replace"))[:300] if status >= 400 else ""
+                body = (await resp.text(errors="replace"))[:300] if status >= 400 else ""
             except aiohttp.ClientError as err:
                 raise registry.RegistryError(f"{self.ref.registry}: cannot {what}: {err}") from None
-            if status != 401:
-                break
-            challenge = got.get("WWW-Authenticate", "")
-            if attempt == 1 or not challenge:
-                raise registry.Unauthorized(self._refused(what))
-            self._authorization = await self._answer(
-                _push_scope(auth.parse_challenge(challenge), self.ref), what)
         if status == 404 and missing_ok:
             return status, got
         if status in ok:
@@ -84,6 +74,9 @@ class _Uploader(registry.Client):
         if status == 403:
             raise registry.Unauthorized(f"{self.ref.registry}: {what} denied: {body.strip()}")
         raise PushError(f"{self.ref.registry}: {what}: HTTP {status}: {body.strip()}")
+
+    def challenge(self, challenge: auth.Challenge) -> auth.Challenge:
+        return _push_scope(challenge, self.ref)
 
     def url(self, location: str) -> str:
         return urllib.parse.urljoin(self.origin + "/", location)

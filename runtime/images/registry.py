@@ -73,22 +73,33 @@ class Client:
         self.origin = f"{options.scheme(ref.api_host)}://{ref.api_host}"
         self._authorization: str | None = None
 
-    async def _get(self, url: str, headers: dict[str, str], what: str) -> aiohttp.ClientResponse:
+    async def request(self, method: str, url: str, headers: dict[str, str], what: str, action: str, *,
+                      data: bytes | None = None) -> aiohttp.ClientResponse:
+        """The response (its body unread) to one request, asked again with credentials when the
+        registry answers 401; `action` says what failed when the registry cannot be reached."""
         headers = {"User-Agent": self.options.user_agent, **headers}
         for attempt in range(2):
             if self._authorization:
                 headers["Authorization"] = self._authorization
             try:
-                resp = await self.session.get(url, headers=headers)
+                resp = await self.session.request(method, url, headers=headers, data=data)
             except aiohttp.ClientError as err:
-                raise RegistryError(f"{self.ref.registry}: cannot fetch {what}: {err}") from None
+                raise RegistryError(f"{self.ref.registry}: cannot {action}: {err}") from None
             if resp.status != 401:
-                break
+                return resp
             challenge = resp.headers.get("WWW-Authenticate", "")
             resp.release()
             if attempt == 1 or not challenge:
                 raise Unauthorized(self._refused(what))
-            self._authorization = await self._answer(auth.parse_challenge(challenge), what)
+            self._authorization = await self._answer(self.challenge(auth.parse_challenge(challenge)), what)
+        raise AssertionError("unreachable")
+
+    def challenge(self, challenge: auth.Challenge) -> auth.Challenge:
+        """The registry's challenge as this client answers it (a pusher asks for more scope)."""
+        return challenge
+
+    async def _get(self, url: str, headers: dict[str, str], what: str) -> aiohttp.ClientResponse:
+        resp = await self.request("GET", url, headers, what, f"fetch {what}")
         if resp.status == 404:
             resp.release()
             raise NotFound(f"{self.ref.registry}: {what} not found")
