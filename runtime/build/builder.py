@@ -98,6 +98,7 @@ class _Build:
         self.meta_args: dict[str, str] = {}
         self.stages: list[stage_mod.Stage] = []
         self.contexts: dict[str, context_mod.Context] = {}
+        self.bases: dict[str, image.Base] = {}  # by reference: each image resolved (or pulled) once
         self.build_args = dict(request.args)
         self.name = "Dockerfile"
 
@@ -342,6 +343,13 @@ class _Build:
     def _base_image(self, ref: str, inst: dockerfile.Instruction | None) -> image.Base:
         if ref == "scratch":
             return image.SCRATCH
+        if ref not in self.bases:
+            self.bases[ref] = self._resolve_base(ref, inst)
+        return self.bases[ref]
+
+    def _resolve_base(self, ref: str, inst: dockerfile.Instruction | None) -> image.Base:
+        """The image `ref` names, pulled when the request asks or the store lacks it, its layers
+        unpacked."""
         record = None if self.request.pull else self.store.resolve(ref)
         if record is None and self.pull is not None:
             try:

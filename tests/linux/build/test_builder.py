@@ -300,3 +300,13 @@ def test_a_bad_dockerfile_or_a_missing_context_is_said_and_nothing_is_tagged(bui
         builder.build(where, builder.Request(context=tmp_path / "nowhere", tags=("s:1",)), lambda line: None)
     assert "nowhere" in str(missing.value) and "not a directory" in str(missing.value)
     assert store.resolve("s:1") is None
+
+
+def test_an_image_named_twice_is_pulled_once_per_build(where, busybox, ctx):
+    """FROM and COPY --from of the same image, with --pull: one pull, as BuildKit resolves it once."""
+    (ctx / "Dockerfile").write_text("FROM busybox AS one\nRUN true\nFROM busybox\n"
+                                    "COPY --from=one /bin/sh /a\nCOPY --from=busybox /bin/sh /b\n")
+    pulled: list[str] = []
+    builder.build(where, builder.Request(context=ctx, pull=True, tags=("twice:1",)), lambda line: None,
+                  pulled.append)
+    assert pulled == ["busybox"]
