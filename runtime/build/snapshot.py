@@ -93,9 +93,7 @@ def sweep(where: Where) -> list[str]:
             gone.append(f"container {state.name}")
     if where.tmp_dir.is_dir():
         for step in where.tmp_dir.iterdir():
-            leftover = Snapshot(where, ())
-            leftover.base = step
-            leftover._unmount()
+            _unmount(step / "merged")
             shutil.rmtree(step, ignore_errors=True)
             gone.append(f"step root {step.name}")
     return gone
@@ -134,7 +132,7 @@ class Snapshot:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._unmount()
+        _unmount(self.merged)
         shutil.rmtree(self.base, ignore_errors=True)
 
     def lower_dirs(self) -> list[Path]:
@@ -165,24 +163,12 @@ class Snapshot:
         if res.returncode != 0:
             raise SnapshotError(f"mounting the build root failed: {res.stderr.strip()}")
 
-    def _unmount(self) -> None:
-        target = str(self.merged).encode()
-        while True:
-            if _libc.umount2(target, 0) == 0:
-                continue
-            err = ctypes.get_errno()
-            if err == errno.EBUSY and _libc.umount2(target, MNT_DETACH) == 0:
-                continue
-            if err in (errno.EINVAL, errno.ENOENT):
-                return
-            raise SnapshotError(f"unmounting {self.merged} failed: {os.strerror(err)}")
-
     def commit(self, *, apart: bool = False, below: str | None = None) -> tuple[layer_mod.Layer, str] | None:
         """Unmount, take out what runc made to mount over, store the upper dir as a layer and
         move it into the store as that layer's dir: the layer and its chain id (None when
         nothing changed). The layer goes on the snapshot's own layers, or, made `apart` from
         them (COPY --link), on the chain `below` (None: at the bottom)."""
-        self._unmount()
+        _unmount(self.merged)
         layer_mod.remove_stubs(self.upper, self.stubs, self.lower_dirs())
         if layer_mod.is_empty(self.upper):
             return None
@@ -311,7 +297,19 @@ class Scratch:
                            options.encode()) == 0
 
     def __exit__(self, *exc: object) -> None:
-        leftover = Snapshot(self.where, ())
-        leftover.base = self.base  # the same unmount, of the same `merged` dir
-        leftover._unmount()
+        _unmount(self.base / "merged")
         shutil.rmtree(self.base, ignore_errors=True)
+
+
+def _unmount(merged: Path) -> None:
+    """Unmount `merged` until nothing is mounted there (stacked mounts too); busy: detached."""
+    target = str(merged).encode()
+    while True:
+        if _libc.umount2(target, 0) == 0:
+            continue
+        err = ctypes.get_errno()
+        if err == errno.EBUSY and _libc.umount2(target, MNT_DETACH) == 0:
+            continue
+        if err in (errno.EINVAL, errno.ENOENT):
+            return
+        raise SnapshotError(f"unmounting {merged} failed: {os.strerror(err)}")
