@@ -1,4 +1,5 @@
-"""Warnings for `build:` sections pcompose cannot build: a remote context, another platform, unknown names."""
+"""Warnings for `build:` sections pcompose cannot build: a remote context, another platform, unknown
+names; and for build secrets' uid, gid and mode, which a build does not apply."""
 
 from __future__ import annotations
 
@@ -49,4 +50,10 @@ def check(stack: model.Stack, enabled: tuple[str, ...], place_of) -> list[errors
             if ref.source not in stack.secrets:
                 out.append(errors.Warning(f'service "{name}" refers to undefined build secret {ref.source}',
                                           place_of(base + ("secrets", i))))
+            # a RUN step's secret mount takes its owner and mode from its own uid=, gid=, mode=
+            for attr in ("uid", "gid", "mode"):
+                if getattr(ref, attr) is not None:
+                    out.append(errors.Warning("parsed but not applied to a build (RUN --mount=type=secret "
+                                              f"sets its own {attr}=)",
+                                              place_of(base + ("secrets", i, attr))))
     return out
