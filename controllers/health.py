@@ -82,8 +82,9 @@ class _Schedule:
 
 async def monitor(ctx: context.Context, notify: Callable[[str], None], tick: float = 0.25) -> None:
     """Run forever: probe every running container that has a check, when it is due. Each
-    tick costs a file read per container with a check; runc is asked about one only when its
-    probe is due or it (re)started, so containers without a check cost nothing."""
+    tick costs a read of the start time per container with a check; its check is read, and
+    runc asked about it, only when its probe is due or it (re)started, so containers without
+    a check cost nothing."""
     tracked = context.health_tracked(ctx)
     tracked.update(p.parent.name for p in (ctx.root / "containers").glob(f"*/{context.HEALTH}"))
     scheduled: dict[str, _Schedule] = {}
@@ -98,19 +99,19 @@ async def monitor(ctx: context.Context, notify: Callable[[str], None], tick: flo
         for cid in list(tracked):
             if cid in running:
                 continue
+            began = lifecycle.started_at(ctx.layout, cid)
+            mine = scheduled.get(cid)
+            now = time.time()
+            if mine is not None and mine.started == began and now < mine.due:
+                continue  # not due at this start: its check need not be read yet
             state = context.health_of(ctx, cid)
             if not state.get("check"):  # removed, or made again without a check
                 tracked.discard(cid)
                 scheduled.pop(cid, None)
                 looked.pop(cid, None)
                 continue
-            began = lifecycle.started_at(ctx.layout, cid)
-            mine = scheduled.get(cid)
-            now = time.time()
             if mine is not None and mine.started != began:
                 mine = None  # started again since: its schedule starts afresh
-            elif mine is not None and now < mine.due:
-                continue
             elif mine is None and began is None:
                 continue  # created, never started
             elif mine is None and cid in looked and looked[cid] == began \
