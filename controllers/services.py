@@ -29,9 +29,6 @@ from runtime.oci import lifecycle, model as oci_model, observe, spec as oci_spec
 
 log = structlog.get_logger(__name__)
 
-IMAGE_REF = labels.OWN_IMAGE_REF
-COMMAND = labels.OWN_COMMAND
-
 
 class ServiceError(Exception):
     """A container of a service cannot be made as the stack asks; the message says why."""
@@ -271,7 +268,7 @@ async def run_container(ctx: context.Context, stack: spec_model.Stack, project: 
             volume_dirs=dirs, files=files, network=network, namespaces=namespaces,
             addresses=addresses, nameservers=nameservers, oneoff=oneoff, command=command,
             entrypoint=entrypoint, environment=environment, tty=tty)
-        config = dataclasses.replace(_with_labels(config, {IMAGE_REF: ref}),
+        config = dataclasses.replace(_with_labels(config, {labels.OWN_IMAGE_REF: ref}),
                                      stdin_open=stdin or bool(svc.stdin_open))
         health = service_config.healthcheck(svc, tuple(record.config.healthcheck_test))
         await lifecycle.create(ctx.layout, config)
@@ -446,7 +443,7 @@ def _view(ctx: context.Context, o: observe.Observed, net: tuple) -> ContainerVie
     health = context.health_of(ctx, o.id).get("status", "") if o.status == "running" else ""
     return ContainerView(
         name=o.name, id=o.id, project=o.project, service=o.service, replica=o.replica,
-        image=o.annotations.get(IMAGE_REF, o.image), command=_command(lay, o.id),
+        image=o.annotations.get(labels.OWN_IMAGE_REF, o.image), command=_command(lay, o.id),
         state=o.status, exit_code=o.exit.code if o.exit else None, health=health,
         created=o.created, started=started, finished=finished, pid=o.pid,
         ports=net[0], networks=net[1], oneoff=o.oneoff, image_id=o.image,

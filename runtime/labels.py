@@ -33,7 +33,6 @@ OWN_STOP_GRACE = "io.pcompose.stop-grace-period"
 OWN_CGROUP = "io.pcompose.cgroup"
 OWN_NAME = "io.pcompose.name"  # the container's name; its id is runc's (absent: the id is the name)
 OWN_IMAGE_REF = "io.pcompose.image-ref"  # the image as the service names it
-OWN_COMMAND = "io.pcompose.command"
 OWN_ANONYMOUS = "io.pcompose.anonymous"  # a volume made for a container, not named by the stack
 
 
