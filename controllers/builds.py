@@ -116,7 +116,7 @@ def request_for(project: str, stack: spec_model.Stack, service: str, options: Op
         pull=options.pull or bool(b.pull), additional_contexts=tuple(extra), secrets=tuple(secrets),
         network=network,
         extra_hosts=tuple((host_name, ip) for host_name, ips in sorted(b.extra_hosts.items()) for ip in ips),
-        shm_size=int(b.shm_size) if b.shm_size else 64 * 1024 * 1024)
+        shm_size=int(b.shm_size or builder.Request.shm_size))
 
 
 def wanted(ctx: context.Context, project: str, stack: spec_model.Stack, enabled: tuple[str, ...],

@@ -28,7 +28,7 @@ from runtime.build import (
     words,
 )
 from runtime.images import manifest, reference, store as store_mod, unpack
-from runtime.oci import users
+from runtime.oci import model as oci_model, users
 
 log = structlog.get_logger(__name__)
 
@@ -62,7 +62,7 @@ class Request:
     secrets: tuple[tuple[str, str], ...] = ()  # id -> host file
     network: str = "default"
     extra_hosts: tuple[tuple[str, str], ...] = ()
-    shm_size: int = 64 * 1024 * 1024
+    shm_size: int = oci_model.DEFAULT_SHM_SIZE
 
 
 @dataclasses.dataclass(frozen=True)
