@@ -3,6 +3,7 @@ and an agent the CLI starts itself, which every fixture stops by PID afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -12,6 +13,7 @@ import socket
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,6 +107,31 @@ def busybox_archive(tmp_path_factory) -> Path:
     """A docker-archive of the host's busybox, tagged busybox:latest."""
     path = tmp_path_factory.mktemp("images") / "busybox.tar"
     return oci_image.write_docker_archive(path, [oci_image.busybox_layer()], ["busybox:latest"])
+
+
+@contextlib.contextmanager
+def own_agent(stack: Stack, resync: float) -> Iterator[subprocess.Popen]:
+    """An agent with the given resync, started before the CLI would start its own (with 30 s);
+    on the way out the project is taken down and the agent stopped."""
+    process = subprocess.Popen(stack.argv("agent", "--resync", str(resync)), env=stack.env(),
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        assert waiting.wait_for(lambda: stack.agent_pid() == process.pid), "the agent did not answer"
+        yield process
+    finally:
+        if process.poll() is None:
+            stack.pc("-p", stack.project, "down", "-v", "-t", "0", check=False)
+            process.terminate()
+        process.wait(timeout=30)
+
+
+def sleeper(name: str, **extra: str) -> str:
+    """A service that sleeps and stops at once, with `extra` keys, as compose.yaml lines."""
+    lines = [f"  {name}:", "    image: busybox", '    command: ["sleep", "100000"]',
+             "    stop_signal: SIGKILL"]
+    lines += [f"    {k}: {v}" for k, v in extra.items()]
+    return "\n".join(lines) + "\n"
 
 
 def _stop_agent(stack: Stack) -> None:

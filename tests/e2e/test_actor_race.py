@@ -15,7 +15,6 @@ import pytest
 
 from tests.e2e import conftest
 from tests.support import cgroupfs
-from tests.support.waiting import wait_for
 
 RESYNC = 0.2  # the agent looks at the project again this often: passes race every verb
 ROUNDS = 8
@@ -40,18 +39,11 @@ services:
 
 @pytest.fixture
 def agent(stack):
-    """An agent with a very short resync, started before the CLI would start its own."""
-    process = subprocess.Popen(stack.argv("agent", "--resync", str(RESYNC)), env=stack.env(),
-                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, start_new_session=True)
+    """An agent with a very short resync."""
     try:
-        assert wait_for(lambda: stack.agent_pid() == process.pid), "the agent did not answer"
-        yield process
+        with conftest.own_agent(stack, RESYNC) as process:
+            yield process
     finally:
-        if process.poll() is None:
-            stack.pc("-p", stack.project, "down", "-v", "-t", "0", check=False)
-            process.terminate()
-        process.wait(timeout=30)
         _kill_left_behind(stack)
 
 

@@ -19,19 +19,10 @@ RESYNC = 1.0  # the agent these tests start looks at every project again this of
 
 @pytest.fixture
 def agent(stack):
-    """An agent with a short resync, started before the CLI would start one with 30 s: what
-    a test sees after two passes is what the agent leaves for good."""
-    process = subprocess.Popen(stack.argv("agent", "--resync", str(RESYNC)), env=stack.env(),
-                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        assert wait_for(lambda: stack.agent_pid() == process.pid), "the agent did not answer"
+    """An agent with a short resync: what a test sees after two passes is what the agent
+    leaves for good."""
+    with conftest.own_agent(stack, RESYNC) as process:
         yield process
-    finally:
-        if process.poll() is None:
-            stack.pc("-p", stack.project, "down", "-v", "-t", "0", check=False)
-            process.terminate()
-        process.wait(timeout=30)
 
 
 def reconciles(stack) -> int:

@@ -8,6 +8,7 @@ import json
 import os
 import signal
 
+from tests.e2e import conftest
 from tests.support import convergence, waiting
 
 
@@ -38,18 +39,11 @@ def when(text: str) -> dt.datetime:
     return moment
 
 
-def sleeper(name: str, **extra: str) -> str:
-    lines = [f"  {name}:", "    image: busybox", '    command: ["sleep", "100000"]',
-             "    stop_signal: SIGKILL"]
-    lines += [f"    {k}: {v}" for k, v in extra.items()]
-    return "\n".join(lines) + "\n"
-
-
 def test_a_service_waits_until_its_dependency_completed_successfully(stack):
     # The job runs a second, so a dependant started beside it would start before it ended.
     stack.write("services:\n"
                 '  job:\n    image: busybox\n    command: ["sh", "-c", "sleep 1; exit 0"]\n'
-                + sleeper("app", depends_on="{job: {condition: service_completed_successfully}}"))
+                + conftest.sleeper("app", depends_on="{job: {condition: service_completed_successfully}}"))
     stack.pc("up", "-d")
     job, app = state(stack, "job"), state(stack, "app")
     assert (job["Status"], job["ExitCode"]) == ("exited", 0)
@@ -60,8 +54,8 @@ def test_a_service_waits_until_its_dependency_completed_successfully(stack):
 def test_a_service_whose_dependency_failed_is_never_started(stack):
     stack.write("services:\n"
                 '  job:\n    image: busybox\n    command: ["sh", "-c", "sleep 1; exit 3"]\n'
-                + sleeper("app", depends_on="{job: {condition: service_completed_successfully}}")
-                + sleeper("free"))
+                + conftest.sleeper("app", depends_on="{job: {condition: service_completed_successfully}}")
+                + conftest.sleeper("free"))
     assert stack.pc("up", "-d", check=False).returncode != 0
     job = state(stack, "job")
     assert (job["Status"], job["ExitCode"]) == ("exited", 3)
@@ -86,17 +80,17 @@ def killed_and_restarted(stack, service: str) -> None:
 
 
 def test_always_and_unless_stopped_restart_a_killed_process(stack):
-    stack.write("services:\n" + sleeper("always", restart="always")
-                + sleeper("unless", restart="unless-stopped"))
+    stack.write("services:\n" + conftest.sleeper("always", restart="always")
+                + conftest.sleeper("unless", restart="unless-stopped"))
     stack.pc("up", "-d")
     killed_and_restarted(stack, "always")
     killed_and_restarted(stack, "unless")
 
 
 def test_always_and_unless_stopped_leave_a_stopped_container_stopped(stack):
-    stack.write("services:\n" + sleeper("always", restart="always")
-                + sleeper("unless", restart="unless-stopped")
-                + sleeper("control", restart="always"))
+    stack.write("services:\n" + conftest.sleeper("always", restart="always")
+                + conftest.sleeper("unless", restart="unless-stopped")
+                + conftest.sleeper("control", restart="always"))
     stack.pc("up", "-d")
     stack.pc("stop", "always", "unless")
     # The agent restarts a container killed after the stop: once it has, it has seen the
@@ -110,9 +104,9 @@ def test_always_and_unless_stopped_leave_a_stopped_container_stopped(stack):
 def test_after_an_agent_restart_what_died_meanwhile_restarts_and_what_was_stopped_stays(stack):
     """As after dockerd's restart: `unless-stopped` stays stopped if the user stopped it, what
     died while the agent was away restarts, and `no` stays exited."""
-    stack.write("services:\n" + sleeper("unless", restart="unless-stopped")
-                + sleeper("died", restart="unless-stopped")
-                + sleeper("never", restart='"no"'))
+    stack.write("services:\n" + conftest.sleeper("unless", restart="unless-stopped")
+                + conftest.sleeper("died", restart="unless-stopped")
+                + conftest.sleeper("never", restart='"no"'))
     stack.pc("up", "-d")
     stack.pc("stop", "unless")
     convergence.kill_9(stack.agent_pid())
@@ -130,7 +124,7 @@ def test_after_an_agent_restart_what_died_meanwhile_restarts_and_what_was_stoppe
 def test_after_an_agent_restart_a_stopped_always_container_runs_again(stack):
     """As after dockerd's restart; while the agent that was asked to stop it runs, it stays
     stopped (test_always_and_unless_stopped_leave_a_stopped_container_stopped)."""
-    stack.write("services:\n" + sleeper("always", restart="always"))
+    stack.write("services:\n" + conftest.sleeper("always", restart="always"))
     stack.pc("up", "-d")
     stack.pc("stop", "always")
     before = state(stack, "always")
@@ -148,7 +142,7 @@ def test_a_container_past_its_memory_limit_is_reported_oom_killed(stack):
     stack.write("services:\n  hog:\n    image: busybox\n"
                 '    command: ["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"]\n'
                 "    mem_limit: 16m\n"
-                + sleeper("calm", mem_limit="16m"))
+                + conftest.sleeper("calm", mem_limit="16m"))
     stack.pc("up", "-d", check=False)
     name = f"{stack.project}-hog-1"
     found = waiting.wait_for(lambda: (s := inspect(stack, name)["State"])["Status"] == "exited"

@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 from controllers import context
+from tests.e2e import conftest
 from tests.support import cgroupfs, convergence
 from tests.support.waiting import wait_for
 
@@ -30,15 +31,8 @@ def pids(stack) -> dict[str, int]:
     return out
 
 
-def sleeper(name: str, **extra: str) -> str:
-    lines = [f"  {name}:", "    image: busybox", '    command: ["sleep", "100000"]',
-             "    stop_signal: SIGKILL"]
-    lines += [f"    {k}: {v}" for k, v in extra.items()]
-    return "\n".join(lines) + "\n"
-
-
 def test_restarting_the_agent_restarts_no_container(stack):
-    stack.write("services:\n" + sleeper("a") + sleeper("b"))
+    stack.write("services:\n" + conftest.sleeper("a") + conftest.sleeper("b"))
     stack.pc("up", "-d")
     before = pids(stack)
     agent = stack.agent_pid()
@@ -54,7 +48,7 @@ def test_restarting_the_agent_restarts_no_container(stack):
 
 def test_agent_killed_in_the_middle_of_up_converges_to_exactly_the_stack(stack):
     count = 30
-    stack.write("services:\n" + "".join(sleeper(f"s{i:02d}") for i in range(count)))
+    stack.write("services:\n" + "".join(conftest.sleeper(f"s{i:02d}") for i in range(count)))
     cmd, env = stack.argv("up", "-d"), stack.env()
     up = subprocess.Popen(cmd, cwd=stack.dir, env=env, stdout=subprocess.DEVNULL,
                           stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
@@ -76,7 +70,7 @@ def test_agent_killed_in_the_middle_of_up_converges_to_exactly_the_stack(stack):
 
 
 def test_a_broken_service_does_not_block_the_others(stack):
-    stack.write("services:\n" + sleeper("good")
+    stack.write("services:\n" + conftest.sleeper("good")
                 + "  gone:\n    image: nosuchimage:1\n    pull_policy: never\n"
                 + '  fails:\n    image: busybox\n    command: ["sh", "-c", "exit 3"]\n')
     done = stack.pc("up", "-d", check=False)
@@ -118,10 +112,10 @@ def test_restart_policy_restarts_a_failing_container_and_gives_up(stack):
 
 
 def test_a_limits_change_is_applied_in_place(stack):
-    stack.write("services:\n" + sleeper("app", mem_limit="64m"))
+    stack.write("services:\n" + conftest.sleeper("app", mem_limit="64m"))
     stack.pc("up", "-d")
     before = pids(stack)
-    stack.write("services:\n" + sleeper("app", mem_limit="96m"))
+    stack.write("services:\n" + conftest.sleeper("app", mem_limit="96m"))
     stack.pc("up", "-d")
     assert pids(stack) == before  # not recreated, not restarted
     agent = context.make(stack.root, stack.run_dir)
@@ -132,7 +126,7 @@ def test_a_limits_change_is_applied_in_place(stack):
 
 
 def test_two_ups_at_once_make_each_container_once(stack):
-    stack.write("services:\n" + sleeper("a") + sleeper("b", deploy="{replicas: 3}"))
+    stack.write("services:\n" + conftest.sleeper("a") + conftest.sleeper("b", deploy="{replicas: 3}"))
     cmd, env = stack.argv("up", "-d"), stack.env()
     ups = [subprocess.Popen(cmd, cwd=stack.dir, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True) for _ in range(2)]
@@ -145,7 +139,7 @@ def test_two_ups_at_once_make_each_container_once(stack):
 
 
 def test_a_name_already_in_use_is_refused_and_the_container_keeps_running(stack):
-    stack.write("services:\n" + sleeper("a"))
+    stack.write("services:\n" + conftest.sleeper("a"))
     stack.pc("up", "-d")
     before = pids(stack)
     taken = f"{stack.project}-a-1"
@@ -157,7 +151,7 @@ def test_a_name_already_in_use_is_refused_and_the_container_keeps_running(stack)
 
 def test_an_unreachable_registry_is_tried_again_while_a_missing_image_is_not(stack):
     # Port 9 on loopback: nothing listens, the pull is refused at once.
-    stack.write("services:\n" + sleeper("good")
+    stack.write("services:\n" + conftest.sleeper("good")
                 + "  far:\n    image: 127.0.0.1:9/busybox:1\n")
     done = stack.pc("up", "-d", check=False)
     assert done.returncode != 0
