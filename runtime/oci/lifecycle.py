@@ -21,7 +21,7 @@ import structlog
 
 from runtime import labels, statefiles
 from runtime.cgroups import drivers, model as cgroups_model
-from runtime.oci import conmon, facts, layout, model, runc, spec
+from runtime.oci import attach, conmon, facts, layout, model, runc, spec
 
 log = structlog.get_logger(__name__)
 
@@ -425,22 +425,13 @@ async def _wait_conmon_gone(lay: layout.Layout, cid: str, timeout: float = 10.0)
 
 
 async def _ended(pidfd: int, timeout: float) -> bool:
-    """Whether the process of `pidfd` ends (a zombie counts) within `timeout` seconds."""
-    loop = asyncio.get_running_loop()
-    done = loop.create_future()
-
-    def ended() -> None:
-        if not done.done():
-            done.set_result(True)
-
-    loop.add_reader(pidfd, ended)
+    """Whether the process of `pidfd` ends (a zombie counts) within `timeout` seconds: a
+    pidfd turns readable when its process ends."""
     try:
-        await asyncio.wait_for(done, timeout)
+        await asyncio.wait_for(attach.readable(pidfd), timeout)
         return True
     except TimeoutError:
         return False
-    finally:
-        loop.remove_reader(pidfd)
 
 
 def monitor_pid(lay: layout.Layout, cid: str) -> int | None:
