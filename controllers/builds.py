@@ -13,7 +13,7 @@ from pathlib import Path
 import structlog
 
 from controllers import context
-from reconciler.spec import model as spec_model
+from reconciler.spec import builds as spec_builds, model as spec_model
 from runtime import images, names as naming
 from runtime.build import builder, snapshot
 from runtime.images import manifest
@@ -65,7 +65,7 @@ def request_for(project: str, stack: spec_model.Stack, service: str, options: Op
     assert b is not None
     where_ = f"service {service}: build"
     context_dir = b.context or working_dir
-    if "://" in context_dir or context_dir.startswith("git@"):
+    if spec_builds.is_remote(context_dir):
         raise BuildRefused(f"{where_}.context {context_dir} is remote: only a local directory can be a "
                            "build context here (builds have no network)")
     host = manifest.host()

@@ -16,6 +16,11 @@ def host_platform_name() -> str:
     return f"linux/{_ARCH.get(machine, machine)}"
 
 
+def is_remote(context: str) -> bool:
+    """A build context that names a repository or URL, not a local directory."""
+    return "://" in context or context.startswith("git@")
+
+
 def check(stack: model.Stack, enabled: tuple[str, ...], place_of) -> list[errors.Warning]:
     """A warning, at its key, for each build that cannot be made here: the file is valid (config
     and other tools take it), the build itself refuses it when asked."""
@@ -28,7 +33,7 @@ def check(stack: model.Stack, enabled: tuple[str, ...], place_of) -> list[errors
             continue
         base = ("services", name, "build")
         context = b.context or ""
-        if "://" in context or context.startswith("git@"):
+        if is_remote(context):
             out.append(errors.Warning(f'service "{name}": build context {context} is remote; pcompose '
                                       "builds from a local directory only (builds have no network)",
                                       place_of(base)))
