@@ -6,6 +6,8 @@ import argparse
 import os
 import sys
 
+from reconciler.cli import progress
+
 
 class UserFacingError(Exception):
     """An error the user can fix: printed as one line, no traceback."""
@@ -41,10 +43,10 @@ def add_global_options(parser: argparse.ArgumentParser) -> None:
                         help="Run the agent's bridges, rules and DNS in this network namespace "
                              "(a simulated host); env PCOMPOSE_HOST_NETNS")
     parser.add_argument("--progress", default=os.environ.get("COMPOSE_PROGRESS") or "auto",
-                        choices=("auto", "tty", "plain", "quiet", "json"),
+                        choices=progress.MODES,
                         help="Type of progress output; env COMPOSE_PROGRESS")
     parser.add_argument("--ansi", default=os.environ.get("COMPOSE_ANSI") or "auto",
-                        choices=("never", "always", "auto"),
+                        choices=progress.ANSI,
                         help="Control when to print ANSI control characters; env COMPOSE_ANSI")
     from reconciler.cli import cluster  # -H and the TLS files of a remote agent's API
 
