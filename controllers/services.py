@@ -417,19 +417,15 @@ def _ports_of(ctx: context.Context) -> dict[str, tuple]:
 
 async def list_containers(ctx: context.Context, project: str | None = None,
                           all: bool = True) -> list[ContainerView]:
-    found = await observe.list_containers(ctx.layout, project)
-    nets = await asyncio.to_thread(_ports_of, ctx)
-    views = []
-    for o in found:
-        if not all and o.status != "running":
-            continue
-        views.append(await asyncio.to_thread(_view, ctx, o, nets.get(o.name, ((), ()))))
-    return sorted(views, key=lambda v: v.name)
+    """list_now in one hop to a thread; only the running ones unless `all`."""
+    views = await asyncio.to_thread(list_now, ctx, project)
+    return views if all else [v for v in views if v.state == "running"]
 
 
 def list_now(ctx: context.Context, project: str | None = None) -> list[ContainerView]:
-    """list_containers (all of them), blocking: `ps` reads on a thread of its own rather
-    than queueing a hop per container behind a reconcile's work on the default pool."""
+    """The containers as `ps -a` shows them, sorted by name, blocking: the agent's `ps`
+    reads on a thread of its own rather than queueing a hop per container behind a
+    reconcile's work on the default pool."""
     found = observe.list_now(ctx.layout, project)
     nets = _ports_of(ctx)
     return sorted((_view(ctx, o, nets.get(o.name, ((), ()))) for o in found),
