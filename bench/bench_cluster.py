@@ -72,7 +72,7 @@ def one_round(hosts: overlay_hosts.Hosts, etcd: etcd_harness.EtcdCluster,
     """Host n joins, runs a service, dies: (join, name, dead) seconds."""
     new = hosts.add(n, start=False)
     began = time.monotonic()
-    new.start_agent(etcd)
+    new.join(etcd)
     until(lambda: bool(_subnet(new)), 30, "the new host's subnet")
     subnet = _subnet(new)
     until(lambda: has_route(a, subnet) and has_route(b, subnet), 30, "peers' routes")

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import signal
 import subprocess
 import uuid
 from collections.abc import Iterator
 
+from tests.cluster import agent_hosts
 from tests.cluster.etcd_harness import EtcdCluster
 from tests.e2e import conftest as e2e
 from tests.support import waiting
@@ -23,15 +22,13 @@ def ip(*args: str) -> str:
     return subprocess.run(["ip", *args], check=True, capture_output=True, text=True).stdout
 
 
-class Host:
+class Host(agent_hosts.Host):
     """Host n: 198.18.0.n on the underlay, an agent named hN started by PID."""
 
     def __init__(self, n: int, lan: str, busybox_archive) -> None:
+        super().__init__(e2e.make_stack(busybox_archive, "t" + uuid.uuid4().hex[:7]), f"h{n}")
         self.n = n
-        self.name = f"h{n}"
         self.address = f"198.18.0.{n}"
-        self.agent: subprocess.Popen | None = None
-        self.stack = e2e.make_stack(busybox_archive, "t" + uuid.uuid4().hex[:7])
         ns = self.stack.host_netns
         port = f"ul{uuid.uuid4().hex[:8]}"
         ip("-n", lan, "link", "add", port, "mtu", str(UNDERLAY_MTU), "master", "ulbr",
@@ -54,39 +51,10 @@ class Host:
     def pc(self, *args: str, check: bool = True, timeout: float = 120):
         return self.stack.pc(*args, check=check, timeout=timeout)
 
-    def start_agent(self, etcd: EtcdCluster) -> None:
-        with open(self.stack.dir / "agent.log", "ab") as log:
-            self.agent = subprocess.Popen(
-                self.stack.argv("agent", "--log-format", "json", "--cluster",
-                                ",".join(etcd.endpoints), "--node-name", self.name,
-                                "--advertise-addr", self.address),
-                env=self.stack.env(), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                start_new_session=True)
-        waiting.wait_for(lambda: self.stack.agent_pid() or self._died(), timeout=60,
-                         what=f"{self.name}'s agent to answer")
-
-    def _died(self) -> bool:
-        if self.agent is not None and self.agent.poll() is not None:
-            raise AssertionError(f"{self.name}'s agent exited:\n" + self.log()[-3000:])
-        return False
-
-    def log(self) -> str:
-        return (self.stack.dir / "agent.log").read_text(errors="replace")
-
-    def kill_agent(self) -> None:
-        """kill -9 of the agent: as far as the cluster can tell, the host died."""
-        assert self.agent is not None
-        os.kill(self.agent.pid, signal.SIGKILL)
-        self.agent.wait()
-
-    def stop_agent(self) -> None:
-        if self.agent is not None and self.agent.poll() is None:
-            self.agent.terminate()
-            try:
-                self.agent.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.agent.kill()
-                self.agent.wait()
+    def join(self, etcd: EtcdCluster) -> None:
+        """Its agent started in the cluster of `etcd`, as node hN at 198.18.0.n."""
+        self.start_agent("--cluster", ",".join(etcd.endpoints), "--node-name", self.name,
+                         "--advertise-addr", self.address)
 
     def networks(self) -> dict[str, dict]:
         done = self.pc("network", "ls", "--format", "json")
@@ -111,8 +79,7 @@ class Host:
             if self.agent is not None and self.agent.poll() is None:
                 self.pc("-p", self.stack.project, "down", "-v", "-t", "0", check=False)
         finally:
-            self.stop_agent()
-            e2e.remove_stack(self.stack)
+            super().remove()
 
 
 class Hosts:
@@ -130,7 +97,7 @@ class Hosts:
         host = Host(n, self.lan, self.archive)
         self.made.append(host)
         if start:
-            host.start_agent(self.etcd)
+            host.join(self.etcd)
         return host
 
     def remove(self) -> None:

@@ -6,94 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import subprocess
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 from reconciler.cluster import etcd, keys, membership
+from tests.cluster.agent_hosts import Host, join
 from tests.cluster.etcd_harness import EtcdCluster
-from tests.e2e import conftest as e2e
 from tests.support import waiting
-
-
-class Host:
-    """A simulated host (its own netns, state root, run dir) with an agent started by PID."""
-
-    def __init__(self) -> None:
-        project = "t" + uuid.uuid4().hex[:7]
-        root = Path("/var/lib/pcompose-test") / project
-        run_dir = Path("/run/pcompose-test") / project
-        stack_dir = root.parent / f"{project}-stack" / project
-        for path in (root, run_dir, stack_dir):
-            path.mkdir(parents=True)
-        host = f"pce2e{project}"
-        subprocess.run(["ip", "netns", "add", host], check=True)
-        self.stack = e2e.Stack(root, run_dir, stack_dir, project, host)
-        self.agent: subprocess.Popen | None = None
-
-    def start_agent(self, *args: str) -> None:
-        with open(self.stack.dir / "agent.log", "wb") as log:
-            self.agent = subprocess.Popen(
-                self.stack.argv("agent", "--log-format", "json", *args), env=self.stack.env(),
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
-        waiting.wait_for(lambda: self.stack.agent_pid() or self._died(), timeout=60,
-                         what="the agent to answer")
-
-    def _died(self) -> bool:
-        if self.agent is not None and self.agent.poll() is not None:
-            raise AssertionError("the agent exited:\n" + self.log()[-3000:])
-        return False
-
-    def log(self) -> str:
-        return (self.stack.dir / "agent.log").read_text(errors="replace")
-
-    def kill_agent(self) -> None:
-        """kill -9: the host died, as far as the cluster can tell."""
-        assert self.agent is not None
-        os.kill(self.agent.pid, signal.SIGKILL)
-        self.agent.wait()
-
-    def nodes(self) -> list[dict]:
-        done = self.stack.pc("node", "ls", "--format", "json")
-        return [json.loads(line) for line in done.stdout.splitlines()]
-
-    def remove(self) -> None:
-        try:
-            if self.agent is not None and self.agent.poll() is None:
-                self.agent.terminate()
-                try:
-                    self.agent.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    self.agent.kill()
-                    self.agent.wait()
-        finally:
-            e2e.remove_stack(self.stack)
-
-
-@pytest.fixture
-def hosts() -> Iterator[list[Host]]:
-    made: list[Host] = []
-    try:
-        yield made
-    finally:
-        for host in made:
-            host.remove()
-
-
-def join(hosts: list[Host], cluster: EtcdCluster, name: str, address: str,
-         *labels: str, flags: tuple[str, ...] = ()) -> Host:
-    host = Host()
-    hosts.append(host)
-    host.start_agent("--cluster", ",".join(cluster.endpoints), "--node-name", name,
-                     "--advertise-addr", address, *[f"--label={label}" for label in labels],
-                     *flags)
-    return host
 
 
 async def stored(client: etcd.Client, key: str) -> etcd.KV:

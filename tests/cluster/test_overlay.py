@@ -219,7 +219,7 @@ def test_an_agent_restart_keeps_every_kernel_entry_and_hand_deleted_ones_come_ba
                                                  stdout=out, stderr=subprocess.DEVNULL))
         flow = a.stack.start("exec", "-T", "client", "ping", "-c", "40", "-i", "0.25", web_ip)
         a.stop_agent()  # and back within the node lease, so that its peers keep their routes
-        a.start_agent(cluster_hosts.etcd)
+        a.join(cluster_hosts.etcd)
         waiting.wait_for(lambda: a.log().count('"overlay.listed"') >= 2, timeout=30,
                          what="A's restarted agent to list the cluster")
         out, _ = flow.communicate(timeout=60)
@@ -233,7 +233,7 @@ def test_an_agent_restart_keeps_every_kernel_entry_and_hand_deleted_ones_come_ba
         # device and all.
         a.stop_agent()
         b.pc("network", "rm", "spare")
-        a.start_agent(cluster_hosts.etcd)
+        a.join(cluster_hosts.etcd)
         waiting.wait_for(lambda: "spare" not in a.networks(), timeout=10, what="spare gone")
         assert a.kernel("-d", "link", "show", "type", "vxlan").count("pcompose-vxlan") == 1
         waiting.wait_for(lambda: served(a, "client", "http://web/", "hello from h2"),

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from reconciler.cluster import etcd, keys
+from tests.cluster.agent_hosts import Host, join
 from tests.cluster.etcd_harness import EtcdCluster
-from tests.cluster.test_membership import Host, join
 from tests.cluster.test_tls import free_port, listening, tls_flags
 from tests.support import waiting
 

@@ -13,8 +13,9 @@ import pytest
 
 from reconciler.agent import cluster_rollout
 from reconciler.cluster import etcd
+from tests.cluster import agent_hosts
+from tests.cluster.agent_hosts import Host
 from tests.cluster.etcd_harness import EtcdCluster
-from tests.cluster.test_membership import Host, join
 from tests.support import waiting
 
 STACK = """\
@@ -31,15 +32,7 @@ services:
 
 @pytest.fixture
 def hosts(etcd1: EtcdCluster, busybox_archive: Path) -> Iterator[list[Host]]:
-    made: list[Host] = []
-    try:
-        for n in (1, 2):
-            host = join(made, etcd1, f"h{n}", f"10.99.0.{n}")
-            host.stack.pc("image", "load", "-q", "-i", str(busybox_archive))
-        yield made
-    finally:
-        for host in made:
-            host.remove()
+    yield from agent_hosts.two_nodes(etcd1, busybox_archive)
 
 
 def replicas(hosts: list[Host], project: str) -> dict[str, dict]:

@@ -12,14 +12,14 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 
 from reconciler.cluster import desired, etcd, keys, membership, scheduler
+from tests.cluster.agent_hosts import Host, join
 from tests.cluster.etcd_harness import EtcdCluster
-from tests.cluster.test_membership import Host, join
 from tests.support import waiting
 
 REPO = Path(__file__).resolve().parents[2]
@@ -258,20 +258,9 @@ services:
 """
 
 
-@pytest.fixture
-def agents() -> Iterator[list[Host]]:
-    """Simulated hosts with agents (test_membership's), each removed at the end."""
-    made: list[Host] = []
-    try:
-        yield made
-    finally:
-        for host in made:
-            host.remove()
-
-
 def test_up_in_a_cluster_is_checked_published_scheduled_and_down_withdraws_it(
-        etcd1: EtcdCluster, agents: list[Host], busybox_archive: Path):
-    host = join(agents, etcd1, "h1", "10.99.0.1", "zone=a")
+        etcd1: EtcdCluster, hosts: list[Host], busybox_archive: Path):
+    host = join(hosts, etcd1, "h1", "10.99.0.1", "zone=a")
     host.stack.pc("image", "load", "-q", "-i", str(busybox_archive))
     name = host.stack.project
     node_id = host.stack.root.joinpath(membership.ID_FILE).read_text().strip()
@@ -344,9 +333,9 @@ def running_here(host: Host, project: str) -> list[str]:
 
 
 def test_each_agent_runs_the_replicas_assigned_to_its_node(
-        etcd1: EtcdCluster, agents: list[Host], busybox_archive: Path):
-    h1 = join(agents, etcd1, "h1", "10.99.0.1", "zone=a")
-    h2 = join(agents, etcd1, "h2", "10.99.0.2", "zone=b")
+        etcd1: EtcdCluster, hosts: list[Host], busybox_archive: Path):
+    h1 = join(hosts, etcd1, "h1", "10.99.0.1", "zone=a")
+    h2 = join(hosts, etcd1, "h2", "10.99.0.2", "zone=b")
     for host in (h1, h2):
         host.stack.pc("image", "load", "-q", "-i", str(busybox_archive))
     waiting.wait_for(lambda: all(n["Status"] == "Ready" for n in h1.nodes())
@@ -365,12 +354,12 @@ def test_each_agent_runs_the_replicas_assigned_to_its_node(
 
 
 def test_replicas_of_a_dead_host_run_elsewhere_and_it_holds_no_duplicate_when_back(
-        etcd1: EtcdCluster, agents: list[Host], busybox_archive: Path):
+        etcd1: EtcdCluster, hosts: list[Host], busybox_archive: Path):
     asyncio.run(_put(etcd1, keys.CONFIG, json.dumps({"scheduler_grace": 1})))
     joining = ("--cluster", ",".join(etcd1.endpoints), "--node-name", "h2",
                "--advertise-addr", "10.99.0.2")
-    h1 = join(agents, etcd1, "h1", "10.99.0.1")
-    h2 = join(agents, etcd1, "h2", "10.99.0.2")
+    h1 = join(hosts, etcd1, "h1", "10.99.0.1")
+    h2 = join(hosts, etcd1, "h2", "10.99.0.2")
     for host in (h1, h2):
         host.stack.pc("image", "load", "-q", "-i", str(busybox_archive))
     waiting.wait_for(lambda: len(h1.nodes()) == 2
@@ -401,9 +390,9 @@ async def _put(cluster: EtcdCluster, key: str, value: str) -> None:
 
 
 def test_the_schedulers_agent_killed_another_is_elected_and_up_converges(
-        etcd1: EtcdCluster, agents: list[Host], busybox_archive: Path):
-    h1 = join(agents, etcd1, "h1", "10.99.0.1")
-    h2 = join(agents, etcd1, "h2", "10.99.0.2")
+        etcd1: EtcdCluster, hosts: list[Host], busybox_archive: Path):
+    h1 = join(hosts, etcd1, "h1", "10.99.0.1")
+    h2 = join(hosts, etcd1, "h2", "10.99.0.2")
     ids = {h: h.stack.root.joinpath(membership.ID_FILE).read_text().strip() for h in (h1, h2)}
 
     def leader() -> str | None:

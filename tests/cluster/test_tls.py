@@ -10,25 +10,12 @@ import http.client
 import socket
 import ssl
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 from reconciler.cluster import etcd, keys
+from tests.cluster.agent_hosts import Host, join
 from tests.cluster.etcd_harness import EtcdCluster
-from tests.cluster.test_membership import Host, join
 from tests.support import waiting
-
-
-@pytest.fixture
-def hosts() -> Iterator[list[Host]]:
-    made: list[Host] = []
-    try:
-        yield made
-    finally:
-        for host in made:
-            host.remove()
 
 
 def free_port() -> int:
