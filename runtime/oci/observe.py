@@ -47,12 +47,15 @@ def from_state(lay: layout.Layout, state: Mapping) -> Observed | None:
         return None
     status = state.get("status", "")
     exited = status == "stopped"
+    created = timefmt.parse(state["created"]) if state.get("created") else None
     monitor = None if exited else lifecycle.monitor_pid(lay, state["id"])
     ended = lifecycle.exit_status(lay, state["id"]) if exited or monitor is None else None
-    if ended is not None:
+    if not exited and ended is not None:
         # runc's status is from before this look: a conmon gone since has reaped the process
         # and written its exit first (it leaves no exit file only when it is killed itself).
-        exited = True
+        # An exit from before runc made this instance is another's: this one lost its conmon.
+        exited = created is not None and ended.finished_at >= created
+        ended = ended if exited else None
     return Observed(
         id=state["id"],
         name=notes.get(labels.OWN_NAME) or state["id"],
@@ -64,7 +67,7 @@ def from_state(lay: layout.Layout, state: Mapping) -> Observed | None:
         oneoff=notes.get(labels.ONEOFF) == labels.flag(True),
         status="exited" if exited else status,
         pid=0 if exited else int(state.get("pid") or 0),
-        created=timefmt.parse(state["created"]) if state.get("created") else None,
+        created=created,
         cgroups_path=notes.get(labels.OWN_CGROUP, ""),
         exit=ended,
         annotations=dict(notes),
