@@ -49,7 +49,9 @@ def from_state(lay: layout.Layout, state: Mapping) -> Observed | None:
     exited = status == "stopped"
     created = timefmt.parse(state["created"]) if state.get("created") else None
     monitor = None if exited else lifecycle.monitor_pid(lay, state["id"])
-    ended = lifecycle.exit_status(lay, state["id"]) if exited or monitor is None else None
+    # Its cgroup from the annotation: the bundle's config.json is not read for it at each look.
+    ended = lifecycle.exit_status(lay, state["id"], cgroup=notes.get(labels.OWN_CGROUP)) \
+        if exited or monitor is None else None
     if not exited and ended is not None:
         # runc's status is from before this look: a conmon gone since has reaped the process
         # and written its exit first (it leaves no exit file only when it is killed itself).
