@@ -518,13 +518,5 @@ async def wait(lay: layout.Layout, cid: str, timeout: float | None = None) -> Ex
         await asyncio.sleep(0.02)
 
 
-async def wait_exit(lay: layout.Layout, cid: str) -> ExitStatus:
-    """Wait for conmon's exit file, however long the container runs."""
-    while True:
-        status = await wait(lay, cid, timeout=None)
-        if status is not None:  # always: without a timeout wait returns only at the exit
-            return status
-
-
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
