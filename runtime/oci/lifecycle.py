@@ -461,8 +461,7 @@ def process_alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def exit_status(lay: layout.Layout, cid: str, driver: drivers.Driver | None = None,
-                cgroup: str | None = None) -> ExitStatus | None:
+def exit_status(lay: layout.Layout, cid: str, cgroup: str | None = None) -> ExitStatus | None:
     """Read conmon's exit file; None while the container runs (or never ran). `cgroup`: the
     container's cgroup path when the caller has it (runc's state carries it in an
     annotation), else read from its bundle."""
@@ -472,19 +471,18 @@ def exit_status(lay: layout.Layout, cid: str, driver: drivers.Driver | None = No
         finished = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC)
     except (FileNotFoundError, ValueError):
         return None
-    return ExitStatus(code=code, oom_killed=oom_killed(lay, cid, driver, cgroup),
+    return ExitStatus(code=code, oom_killed=oom_killed(lay, cid, cgroup),
                       started_at=started_at(lay, cid), finished_at=finished)
 
 
-def oom_killed(lay: layout.Layout, cid: str, driver: drivers.Driver | None = None,
-               cgroup: str | None = None) -> bool:
+def oom_killed(lay: layout.Layout, cid: str, cgroup: str | None = None) -> bool:
     """conmon's `oom` file, or the cgroup's OOM-kill counter: a killed child may leave exit code 0."""
     cdir = lay.container_dir(cid)
     if (cdir / "oom").exists() or (lay.persist_dir(cid) / "oom").exists():
         return True
     cgroup = cgroup or _cgroup_path(lay, cid)
     if cgroup:
-        driver = driver or drivers.detect()
+        driver = drivers.detect()
         if driver.exists(cgroup) and driver.oom_kills(cgroup) > 0:
             return True
     return False
